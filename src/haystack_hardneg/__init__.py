@@ -1,0 +1,30 @@
+"""haystack-hardneg: ensemble embeddings, hard-negative mining and fine-tuned re-rankers for Haystack.
+
+Importing this package adds ``haystack_hardneg`` to Haystack's deserialization allowlist, so YAML pipelines
+naming our components load with a plain ``Pipeline.loads`` after ``import haystack_hardneg``.
+Without the import, pass ``allowed_modules=["haystack_hardneg"]`` or set
+``HAYSTACK_DESERIALIZATION_ALLOWLIST=haystack_hardneg``; see the README.
+"""
+
+from haystack.core.serialization_security import allow_deserialization_module
+
+from haystack_hardneg.embed.components import EnsembleDocumentEmbedder, EnsembleTextEmbedder
+from haystack_hardneg.embed.ensemble import MemberSpec
+from haystack_hardneg.ingest.components import CorpusConverter, DocumentChunker
+from haystack_hardneg.pipelines import build_indexing_pipeline, build_query_pipeline, load_pipeline
+from haystack_hardneg.store.qdrant import EnsembleDocumentWriter, open_document_store
+
+allow_deserialization_module("haystack_hardneg")
+
+__all__ = [
+    "CorpusConverter",
+    "DocumentChunker",
+    "EnsembleDocumentEmbedder",
+    "EnsembleDocumentWriter",
+    "EnsembleTextEmbedder",
+    "MemberSpec",
+    "build_indexing_pipeline",
+    "build_query_pipeline",
+    "load_pipeline",
+    "open_document_store",
+]

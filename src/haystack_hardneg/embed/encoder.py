@@ -1,0 +1,204 @@
+"""Loading ensemble members with sentence-transformers and encoding texts through the cache.
+
+No Haystack here: the components, the miner and the CLI all call :class:`EnsembleEncoder`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+from pathlib import Path
+from typing import Literal, Sequence
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from haystack_hardneg.embed.cache import EmbeddingCache, cache_key
+from haystack_hardneg.embed.ensemble import (
+    CombineMode,
+    EnsembleIdentity,
+    MemberSpec,
+    combine,
+    ensemble_dimension,
+    ensemble_identity,
+    l2_normalize,
+)
+
+logger = logging.getLogger(__name__)
+
+TextKind = Literal["query", "document"]
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
+# Encoded texts are written to the cache after every chunk, so an interrupted run loses at most one chunk.
+ENCODE_CHUNK = 1024
+
+
+class ModelNotFoundError(FileNotFoundError):
+    """A member names a local model folder that does not exist or holds no model."""
+
+
+def looks_like_path(model: str) -> bool:
+    """``org/name`` is read as a hub id unless such a folder exists; anything else path-like is a path."""
+    if model.startswith(("/", ".", "~")) or Path(model).expanduser().exists():
+        return True
+    return not _HUB_ID.match(model)
+
+
+def check_model_source(model: str) -> None:
+    """Fail fast on a local model path that cannot be loaded; hub ids are left to load time."""
+    if not looks_like_path(model):
+        return
+    path = Path(model).expanduser()
+    if not path.is_dir():
+        raise ModelNotFoundError(
+            f"Model folder '{model}' does not exist. Give a local folder saved by sentence-transformers "
+            f"or a Hugging Face hub id (e.g. 'sentence-transformers/all-MiniLM-L6-v2')."
+        )
+    if not any((path / name).exists() for name in ("modules.json", "config.json")):
+        raise ModelNotFoundError(
+            f"Folder '{model}' holds no model (neither modules.json nor config.json); "
+            f"it has: {sorted(p.name for p in path.iterdir())[:10]}."
+        )
+
+
+def weights_fingerprint(model) -> str:
+    """A content hash of a torch module's parameters and buffers: same weights, same fingerprint."""
+    import torch
+
+    h = hashlib.blake2b(digest_size=16)
+    for name, tensor in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        data = tensor.detach().cpu().contiguous()
+        h.update(str(data.dtype).encode())
+        h.update(data.view(torch.uint8).numpy().tobytes() if data.numel() else b"")
+    return h.hexdigest()
+
+
+class EnsembleEncoder:
+    """Encodes texts with every member, combines them, and caches each member's vectors on disk.
+
+    :param members: the ensemble members (``MemberSpec``, model names or dicts of MemberSpec fields).
+    :param combine: ``"concat"`` (exact weighted average of cosines) or ``"mean"`` (embedding averaging).
+    :param cache_dir: folder of the embedding cache; ``None`` disables caching.
+    :param device: torch device string (``"cpu"``, ``"cuda:0"``); ``None`` lets sentence-transformers choose.
+    :param progress_bar: show a tqdm bar per member while encoding.
+    """
+
+    def __init__(
+        self,
+        members: Sequence[MemberSpec | str | dict],
+        *,
+        combine: CombineMode = "concat",
+        cache_dir: str | None = None,
+        device: str | None = None,
+        progress_bar: bool = True,
+    ):
+        if not members:
+            raise ValueError("An ensemble needs at least one member.")
+        self.members = [MemberSpec.coerce(m) for m in members]
+        if combine not in ("concat", "mean"):
+            raise ValueError(f"combine must be 'concat' or 'mean', got {combine!r}.")
+        self.combine_mode: CombineMode = combine
+        for member in self.members:
+            check_model_source(member.model)
+        self.cache_dir = cache_dir
+        self.device = device
+        self.progress_bar = progress_bar
+        self.models: list = []
+        self.fingerprints: list[str] = []
+        self.cache: EmbeddingCache | None = None
+
+    @property
+    def is_loaded(self) -> bool:
+        return bool(self.models)
+
+    def load(self) -> None:
+        if self.is_loaded:
+            return
+        from sentence_transformers import SentenceTransformer
+
+        models, fingerprints = [], []
+        for member in self.members:
+            try:
+                source = str(Path(member.model).expanduser()) if looks_like_path(member.model) else member.model
+                model = SentenceTransformer(source, device=self.device)
+            except Exception as error:  # the library's own messages are long; name the member and the way out
+                raise RuntimeError(
+                    f"Could not load ensemble member '{member.model}': {error}\n"
+                    f"Without access to the Hugging Face hub, give a local model folder instead "
+                    f"(see ../shared/tools/offline-models or the README)."
+                ) from error
+            if member.max_seq_length is not None:
+                model.max_seq_length = member.max_seq_length
+            models.append(model)
+            fingerprints.append(weights_fingerprint(model))
+        dims = [m.get_embedding_dimension() for m in models]
+        ensemble_dimension(dims, self.combine_mode)
+        self.models, self.fingerprints = models, fingerprints
+        if self.cache_dir is not None:
+            self.cache = EmbeddingCache(self.cache_dir)
+
+    def _require_loaded(self) -> None:
+        if not self.is_loaded:
+            raise RuntimeError("The ensemble's models are not loaded yet: call warm_up() (or load()) first.")
+
+    @property
+    def member_dimensions(self) -> list[int]:
+        self._require_loaded()
+        return [m.get_embedding_dimension() for m in self.models]
+
+    @property
+    def dimension(self) -> int:
+        return ensemble_dimension(self.member_dimensions, self.combine_mode)
+
+    @property
+    def identity(self) -> EnsembleIdentity:
+        return ensemble_identity(self.members, self.combine_mode, self.member_dimensions, self.fingerprints)
+
+    def encode_member(self, index: int, texts: Sequence[str], kind: TextKind) -> np.ndarray:
+        """One member's L2-normalised vectors for ``texts`` (``n x d_index``), from the cache where possible."""
+        self._require_loaded()
+        member, model = self.members[index], self.models[index]
+        prompt = member.query_prompt if kind == "query" else member.document_prompt
+        out = np.empty((len(texts), model.get_embedding_dimension()), dtype=np.float32)
+        if self.cache is not None:
+            keys = [cache_key(self.fingerprints[index], prompt, model.max_seq_length, t) for t in texts]
+            cached = self.cache.get_many(keys)
+            todo = [i for i, v in enumerate(cached) if v is None]
+            for i, v in enumerate(cached):
+                if v is not None:
+                    out[i] = v
+        else:
+            keys, todo = [], list(range(len(texts)))
+        bar = tqdm(
+            total=len(todo),
+            desc=f"Embedding {kind}s with {Path(member.model).name}",
+            unit="text",
+            disable=not self.progress_bar or not todo,
+        )
+        with bar:
+            for start in range(0, len(todo), ENCODE_CHUNK):
+                chunk = todo[start : start + ENCODE_CHUNK]
+                vectors = model.encode(
+                    [texts[i] for i in chunk],
+                    prompt=prompt or None,
+                    batch_size=member.batch_size,
+                    show_progress_bar=False,
+                    convert_to_numpy=True,
+                )
+                vectors = l2_normalize(vectors)
+                out[chunk] = vectors
+                if self.cache is not None:
+                    self.cache.put_many((keys[i], v) for i, v in zip(chunk, vectors))
+                bar.update(len(chunk))
+        return out
+
+    def encode_members(self, texts: Sequence[str], kind: TextKind) -> list[np.ndarray]:
+        return [self.encode_member(i, texts, kind) for i in range(len(self.members))]
+
+    def encode(self, texts: Sequence[str], kind: TextKind) -> np.ndarray:
+        """Ensemble vectors (``n x dimension``, unit norm) for ``texts``."""
+        if len(texts) == 0:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        return combine(self.encode_members(texts, kind), [m.weight for m in self.members], self.combine_mode)

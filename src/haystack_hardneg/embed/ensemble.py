@@ -1,0 +1,174 @@
+"""Ensemble member specs and the combination math (numpy only, no Haystack, no models).
+
+Two combinations are offered:
+
+* ``"concat"`` (default) -- each member's vector is L2-normalised and scaled by ``sqrt(w_i / sum(w))``,
+  then the members are concatenated. The dot product of two ensemble vectors is then *exactly* the
+  weighted average of the members' cosine similarities (the paper's score averaging), whatever the
+  members' dimensions, and every ensemble vector has unit norm, so cosine = dot in the store.
+* ``"mean"`` -- the weighted element-wise mean of the normalised member vectors, re-normalised
+  (the paper's embedding averaging). Only defined when all members share one dimension.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, Sequence
+
+import numpy as np
+
+CombineMode = Literal["concat", "mean"]
+COMBINE_MODES: tuple[str, ...] = ("concat", "mean")
+
+
+@dataclass(frozen=True)
+class MemberSpec:
+    """One embedding model of an ensemble.
+
+    :param model: a Hugging Face hub id or a local folder that ``SentenceTransformer`` loads.
+    :param weight: the member's share in the ensemble score; weights are normalised to sum to 1.
+    :param query_prompt: text put before every query (e.g. ``"query: "`` for e5, the bge instruction).
+    :param document_prompt: text put before every document (e.g. ``"passage: "`` for e5).
+    :param max_seq_length: truncation length in tokens; ``None`` keeps the model's own.
+    :param batch_size: encoding batch size for this member.
+    """
+
+    model: str
+    weight: float = 1.0
+    query_prompt: str = ""
+    document_prompt: str = ""
+    max_seq_length: int | None = None
+    batch_size: int = 32
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.model, str) or not self.model.strip():
+            raise ValueError("An ensemble member needs a model: a hub id or a local folder.")
+        if not np.isfinite(self.weight) or self.weight <= 0:
+            raise ValueError(f"Member '{self.model}': weight must be a positive number, got {self.weight!r}.")
+        if self.max_seq_length is not None and self.max_seq_length < 1:
+            raise ValueError(f"Member '{self.model}': max_seq_length must be >= 1, got {self.max_seq_length}.")
+        if self.batch_size < 1:
+            raise ValueError(f"Member '{self.model}': batch_size must be >= 1, got {self.batch_size}.")
+
+    @classmethod
+    def coerce(cls, spec: "MemberSpec | str | dict[str, Any]") -> "MemberSpec":
+        """Accept a MemberSpec, a bare model name/path, or a dict of MemberSpec fields."""
+        if isinstance(spec, MemberSpec):
+            return spec
+        if isinstance(spec, str):
+            return cls(model=spec)
+        if isinstance(spec, dict):
+            unknown = set(spec) - set(cls.__dataclass_fields__)
+            if unknown:
+                raise ValueError(
+                    f"Unknown ensemble member field(s) {sorted(unknown)}; "
+                    f"known: {sorted(cls.__dataclass_fields__)}."
+                )
+            return cls(**spec)
+        raise TypeError(f"An ensemble member is a MemberSpec, a model name or a dict, not {type(spec).__name__}.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def normalized_weights(members: Sequence[MemberSpec]) -> np.ndarray:
+    weights = np.asarray([m.weight for m in members], dtype=np.float64)
+    return weights / weights.sum()
+
+
+def l2_normalize(vectors: np.ndarray) -> np.ndarray:
+    """Row-wise L2 normalisation; a zero row is an error (it has no direction to compare)."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    if not np.all(np.isfinite(vectors)):
+        raise ValueError("Embedding contains NaN or infinite values.")
+    if np.any(norms == 0):
+        raise ValueError(f"{int(np.sum(norms == 0))} embedding(s) are all zeros and cannot be normalised.")
+    return vectors / norms
+
+
+def ensemble_dimension(member_dims: Sequence[int], mode: CombineMode) -> int:
+    if mode == "concat":
+        return int(sum(member_dims))
+    if mode == "mean":
+        if len(set(member_dims)) != 1:
+            raise ValueError(
+                f"combine='mean' needs members of one dimension, got {list(member_dims)}; use combine='concat'."
+            )
+        return int(member_dims[0])
+    raise ValueError(f"Unknown combine mode {mode!r}; choose one of {COMBINE_MODES}.")
+
+
+def combine(member_vectors: Sequence[np.ndarray], weights: Sequence[float], mode: CombineMode = "concat") -> np.ndarray:
+    """Combine per-member embeddings (each ``n x d_i``) into ensemble embeddings (``n x D``).
+
+    ``weights`` need not sum to one. See the module docstring for what each mode preserves.
+    """
+    if len(member_vectors) == 0:
+        raise ValueError("An ensemble needs at least one member.")
+    if len(member_vectors) != len(weights):
+        raise ValueError(f"{len(member_vectors)} member matrices but {len(weights)} weights.")
+    rows = {np.asarray(v).shape[0] for v in member_vectors}
+    if len(rows) != 1:
+        raise ValueError(f"Members embedded different numbers of texts: {sorted(rows)}.")
+    w = np.asarray(weights, dtype=np.float64)
+    w = w / w.sum()
+    normalized = [l2_normalize(v) for v in member_vectors]
+    ensemble_dimension([v.shape[1] for v in normalized], mode)
+    if mode == "concat":
+        return np.hstack([v * np.float32(np.sqrt(wi)) for v, wi in zip(normalized, w)]).astype(np.float32)
+    mean = sum(v * np.float32(wi) for v, wi in zip(normalized, w))
+    return l2_normalize(mean)
+
+
+@dataclass(frozen=True)
+class EnsembleIdentity:
+    """What makes two ensemble vectors comparable: members (and their weights), mode, dimension.
+
+    ``fingerprints`` are content hashes of each member's weights when known, so that two different
+    models saved under the same path are told apart.
+    """
+
+    members: tuple[dict[str, Any], ...]
+    combine: str
+    dimension: int
+    fingerprints: tuple[str, ...] = field(default=())
+
+    @property
+    def key(self) -> str:
+        # A weight fingerprint, when known, stands for the model instead of its path: the same model
+        # moved to another folder (or named by hub id) must keep the same identity.
+        sources = list(self.fingerprints) or [m["model"] for m in self.members]
+        members = [{**m, "model": src} for m, src in zip(self.members, sources)]
+        payload = json.dumps(
+            {"members": members, "combine": self.combine, "dimension": self.dimension}, sort_keys=True
+        )
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+    def describe(self) -> str:
+        parts = [f"{m['model']} (w={m['weight']:g})" for m in self.members]
+        return f"ensemble {self.key}: {' + '.join(parts)}, combine={self.combine}, dim={self.dimension}"
+
+
+def ensemble_identity(
+    members: Sequence[MemberSpec], mode: CombineMode, member_dims: Sequence[int], fingerprints: Sequence[str] = ()
+) -> EnsembleIdentity:
+    weights = normalized_weights(members)
+    described = tuple(
+        {
+            "model": m.model,
+            "weight": round(float(w), 6),
+            "query_prompt": m.query_prompt,
+            "document_prompt": m.document_prompt,
+            "max_seq_length": m.max_seq_length,
+        }
+        for m, w in zip(members, weights)
+    )
+    return EnsembleIdentity(
+        members=described,
+        combine=mode,
+        dimension=ensemble_dimension(member_dims, mode),
+        fingerprints=tuple(fingerprints),
+    )

@@ -1,0 +1,195 @@
+"""Loading corpora, queries and relevance judgements: BEIR layout and plain JSONL.
+
+BEIR layout: ``corpus.jsonl`` ({"_id", "title", "text"}), ``queries.jsonl`` ({"_id", "text"}) and
+``qrels/<split>.tsv`` (query-id, corpus-id, score, with a header line).
+Every problem is reported with the file, line and id so it can be fixed at the source.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Literal
+
+from haystack import Document
+
+logger = logging.getLogger(__name__)
+
+Qrels = dict[str, dict[str, int]]
+OnMissing = Literal["error", "skip"]
+
+
+class DataError(ValueError):
+    """The input data is malformed; the message names the file, line and id."""
+
+
+def _read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
+    if not path.is_file():
+        raise FileNotFoundError(f"No such file: {path}")
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise DataError(f"{path}:{number}: not valid JSON ({error.msg}).") from error
+            if not isinstance(record, dict):
+                raise DataError(f"{path}:{number}: expected a JSON object, got {type(record).__name__}.")
+            yield number, record
+
+
+def _record_id(record: dict, path: Path, number: int) -> str:
+    raw = record.get("_id", record.get("id"))
+    if raw is None or not str(raw).strip():
+        raise DataError(f"{path}:{number}: empty or missing id (expected an '_id' or 'id' field).")
+    return str(raw)
+
+
+@dataclass
+class LoadStats:
+    """What a loader left out, and why (printed by the CLI, kept by the experiment)."""
+
+    empty_documents: list[str] = field(default_factory=list)
+    queries_without_positives: list[str] = field(default_factory=list)
+    missing_documents: list[tuple[str, str]] = field(default_factory=list)
+    missing_queries: list[str] = field(default_factory=list)
+
+
+def load_corpus(path: str | Path, stats: LoadStats | None = None) -> list[Document]:
+    """Documents from a BEIR ``corpus.jsonl`` or plain JSONL (``id``/``_id``, ``text``/``content``, ``title``).
+
+    Duplicate or empty ids are an error; documents without text are skipped and counted in ``stats``.
+    Other fields (and a ``meta`` object) go to the Document's meta.
+    """
+    path = Path(path)
+    stats = stats if stats is not None else LoadStats()
+    documents: list[Document] = []
+    first_line: dict[str, int] = {}
+    for number, record in _read_jsonl(path):
+        doc_id = _record_id(record, path, number)
+        if doc_id in first_line:
+            raise DataError(f"{path}:{number}: duplicate document id '{doc_id}' (first on line {first_line[doc_id]}).")
+        first_line[doc_id] = number
+        text = record.get("text", record.get("content")) or ""
+        if not str(text).strip():
+            stats.empty_documents.append(doc_id)
+            continue
+        meta = dict(record.get("meta") or {})
+        meta.update({k: v for k, v in record.items() if k not in {"_id", "id", "text", "content", "meta"}})
+        if not meta.get("title"):
+            meta.pop("title", None)
+        documents.append(Document(id=doc_id, content=str(text), meta=meta))
+    if stats.empty_documents:
+        logger.warning("%s: skipped %d document(s) without text, e.g. %s", path, len(stats.empty_documents),
+                       stats.empty_documents[:3])
+    return documents
+
+
+def load_queries(path: str | Path) -> dict[str, str]:
+    """Query id -> text from a JSONL file of {"_id", "text"}; empty or duplicate ids and empty texts are errors."""
+    path = Path(path)
+    queries: dict[str, str] = {}
+    for number, record in _read_jsonl(path):
+        query_id = _record_id(record, path, number)
+        if query_id in queries:
+            raise DataError(f"{path}:{number}: duplicate query id '{query_id}'.")
+        text = str(record.get("text") or "").strip()
+        if not text:
+            raise DataError(f"{path}:{number}: query '{query_id}' has no text.")
+        queries[query_id] = text
+    return queries
+
+
+def load_qrels(path: str | Path) -> Qrels:
+    """Query id -> {document id: relevance} from a TSV with a header line (BEIR qrels)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"No such file: {path}")
+    qrels: Qrels = {}
+    with path.open(encoding="utf-8", newline="") as handle:
+        rows = csv.reader(handle, delimiter="\t")
+        for number, row in enumerate(rows, start=1):
+            if number == 1 and row and not row[-1].strip().lstrip("-").isdigit():
+                continue  # header
+            if not row or not "".join(row).strip():
+                continue
+            if len(row) < 3:
+                raise DataError(f"{path}:{number}: expected 'query-id<TAB>corpus-id<TAB>score', got {row!r}.")
+            query_id, doc_id, score = row[0].strip(), row[1].strip(), row[-1].strip()
+            if not query_id or not doc_id:
+                raise DataError(f"{path}:{number}: empty query or document id.")
+            try:
+                qrels.setdefault(query_id, {})[doc_id] = int(float(score))
+            except ValueError as error:
+                raise DataError(f"{path}:{number}: score {score!r} is not a number.") from error
+    return qrels
+
+
+def validate_qrels(
+    qrels: Qrels,
+    queries: dict[str, str],
+    document_ids: set[str],
+    *,
+    on_missing: OnMissing = "error",
+    stats: LoadStats | None = None,
+) -> Qrels:
+    """Qrels restricted to known queries and documents, with only queries that have a positive (score > 0).
+
+    With ``on_missing="error"`` a judgement naming an unknown query or document is an error listing
+    examples; with ``"skip"`` it is dropped and counted. Queries without any positive are always
+    dropped and counted: there is nothing to learn or measure from them.
+    """
+    stats = stats if stats is not None else LoadStats()
+    missing_queries = sorted(q for q in qrels if q not in queries)
+    missing_docs = sorted((q, d) for q, judged in qrels.items() for d in judged if d not in document_ids)
+    if (missing_queries or missing_docs) and on_missing == "error":
+        parts = []
+        if missing_queries:
+            parts.append(f"{len(missing_queries)} unknown query id(s), e.g. {missing_queries[:5]}")
+        if missing_docs:
+            parts.append(f"{len(missing_docs)} judgement(s) of unknown documents, e.g. {missing_docs[:5]}")
+        raise DataError(
+            "The relevance judgements name data that is not loaded: " + "; ".join(parts)
+            + ". Fix the data, or pass on_missing='skip' (CLI: --skip-missing) to drop and count them."
+        )
+    stats.missing_queries.extend(missing_queries)
+    stats.missing_documents.extend(missing_docs)
+    cleaned: Qrels = {}
+    for query_id, judged in qrels.items():
+        if query_id not in queries:
+            continue
+        kept = {d: s for d, s in judged.items() if d in document_ids}
+        if not any(s > 0 for s in kept.values()):
+            stats.queries_without_positives.append(query_id)
+            continue
+        cleaned[query_id] = kept
+    if stats.queries_without_positives:
+        logger.warning("Skipped %d query(ies) without a relevant document, e.g. %s",
+                       len(stats.queries_without_positives), stats.queries_without_positives[:3])
+    return cleaned
+
+
+@dataclass
+class BeirSplit:
+    """A BEIR data set's corpus with one split's queries and judgements, validated."""
+
+    corpus: list[Document]
+    queries: dict[str, str]
+    qrels: Qrels
+    stats: LoadStats
+
+
+def load_beir(folder: str | Path, split: str = "test", *, on_missing: OnMissing = "error") -> BeirSplit:
+    """Corpus, the split's queries (only those judged in ``qrels/<split>.tsv``) and validated qrels."""
+    folder = Path(folder)
+    stats = LoadStats()
+    corpus = load_corpus(folder / "corpus.jsonl", stats)
+    all_queries = load_queries(folder / "queries.jsonl")
+    raw_qrels = load_qrels(folder / "qrels" / f"{split}.tsv")
+    qrels = validate_qrels(raw_qrels, all_queries, {d.id for d in corpus}, on_missing=on_missing, stats=stats)
+    queries = {q: all_queries[q] for q in qrels}
+    return BeirSplit(corpus=corpus, queries=queries, qrels=qrels, stats=stats)

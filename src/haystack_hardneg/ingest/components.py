@@ -1,0 +1,200 @@
+"""Haystack faces of ingestion: CorpusConverter (sources -> Documents) and DocumentChunker."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from haystack import Document, component, default_from_dict, default_to_dict, logging
+from haystack.components.fetchers import LinkContentFetcher
+from haystack.dataclasses import ByteStream
+
+from haystack_hardneg.ingest.beir import load_corpus
+from haystack_hardneg.ingest.html import extract_main_text
+from haystack_hardneg.ingest.split import SPLIT_UNITS, SplitUnit, split_text, tokenizer_offsets
+
+logger = logging.getLogger(__name__)
+
+
+def _is_url(source: Any) -> bool:
+    return isinstance(source, str) and source.startswith(("http://", "https://"))
+
+
+@component
+class CorpusConverter:
+    """
+    Turns sources into Documents: web pages by URL, HTML files, and JSONL / BEIR corpora.
+
+    HTML is reduced to its main text by trafilatura (navigation, footers and other boilerplate removed).
+    A source that fails (unreachable URL, binary content, a page without main text, a missing file) is
+    reported in ``failures`` with the reason, and every other source is still converted.
+
+    Usage example:
+    ```python
+    from haystack_hardneg import CorpusConverter
+
+    converter = CorpusConverter()
+    result = converter.run(sources=["https://example.com/manual.html", "docs/page.html", "corpus.jsonl"])
+    print(len(result["documents"]), result["failures"])
+    ```
+    """
+
+    def __init__(self, *, min_words: int = 5, timeout: int = 10, retry_attempts: int = 1):
+        """
+        :param min_words: a page whose main text has fewer words is reported as having no main text.
+        :param timeout: seconds to wait for each URL.
+        :param retry_attempts: retries per URL before it is reported as failed.
+        """
+        if min_words < 1:
+            raise ValueError("min_words must be >= 1.")
+        self.min_words = min_words
+        self.timeout = timeout
+        self.retry_attempts = retry_attempts
+        self._fetcher = LinkContentFetcher(raise_on_failure=True, timeout=timeout, retry_attempts=retry_attempts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return default_to_dict(self, min_words=self.min_words, timeout=self.timeout, retry_attempts=self.retry_attempts)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "CorpusConverter":
+        return default_from_dict(cls, data)
+
+    def _page_document(self, data: bytes, source: str, meta: dict[str, Any]) -> Document:
+        page = extract_main_text(data, url=source if _is_url(source) else None, min_words=self.min_words)
+        page_meta = {"source": source, **meta}
+        if page.title:
+            page_meta.setdefault("title", page.title)
+        return Document(content=page.text, meta=page_meta)
+
+    def _convert(self, source: str | Path | ByteStream) -> list[Document]:
+        if isinstance(source, ByteStream):
+            name = str(source.meta.get("url") or source.meta.get("file_path") or "<bytes>")
+            return [self._page_document(source.data, name, dict(source.meta))]
+        if _is_url(source):
+            stream = self._fetcher.run(urls=[str(source)])["streams"][0]
+            return [self._page_document(stream.data, str(source), {"content_type": stream.mime_type})]
+        path = Path(source)
+        if path.is_dir() and (path / "corpus.jsonl").is_file():
+            path = path / "corpus.jsonl"
+        if path.suffix == ".jsonl":
+            return [replace(d, meta={"source": str(path), **d.meta}) for d in load_corpus(path)]
+        if not path.is_file():
+            raise FileNotFoundError(f"no such file: {path}")
+        return [self._page_document(path.read_bytes(), str(path), {"file_path": str(path)})]
+
+    @component.output_types(documents=list[Document], failures=list[dict[str, str]])
+    def run(self, sources: list[str | Path | ByteStream]) -> dict[str, Any]:
+        """
+        :param sources: URLs, paths of HTML or JSONL files, BEIR folders, or ByteStreams of HTML.
+        :returns: ``documents``: the converted Documents; ``failures``: ``{"source", "error"}`` per failed source.
+        """
+        documents: list[Document] = []
+        failures: list[dict[str, str]] = []
+        for source in sources:
+            try:
+                documents.extend(self._convert(source))
+            except Exception as error:  # one bad source must not stop the others; each failure is reported
+                name = str(source.meta.get("url", "<bytes>")) if isinstance(source, ByteStream) else str(source)
+                failures.append({"source": name, "error": f"{type(error).__name__}: {error}"})
+                logger.warning("Could not convert {source}: {error}", source=name, error=error)
+        return {"documents": documents, "failures": failures}
+
+
+@component
+class DocumentChunker:
+    """
+    Splits long Documents into overlapping chunks by words, sentences or model tokens.
+
+    Each chunk keeps its parent's meta plus ``parent_id``, ``chunk_index``, ``chunk_count``, ``char_start``
+    and ``char_end``. A Document that fits in one chunk keeps its id; chunks of a longer one get the id
+    ``"<parent id>#<chunk index>"``. Documents without text are dropped and counted in ``skipped``.
+
+    Usage example:
+    ```python
+    from haystack import Document
+    from haystack_hardneg import DocumentChunker
+
+    chunker = DocumentChunker(split_by="word", split_length=200, split_overlap=20)
+    chunks = chunker.run([Document(content="a long manual ...")])["documents"]
+    ```
+    """
+
+    def __init__(
+        self,
+        *,
+        split_by: SplitUnit = "word",
+        split_length: int = 200,
+        split_overlap: int = 20,
+        tokenizer: str | None = None,
+    ):
+        """
+        :param split_by: ``"word"``, ``"sentence"`` or ``"token"``.
+        :param split_length: units per chunk.
+        :param split_overlap: units shared by consecutive chunks.
+        :param tokenizer: for ``split_by="token"``: the model (hub id or local folder) whose tokens are counted.
+        """
+        if split_by not in SPLIT_UNITS:
+            raise ValueError(f"split_by must be one of {SPLIT_UNITS}, got {split_by!r}.")
+        if split_by == "token" and not tokenizer:
+            raise ValueError("split_by='token' needs tokenizer= (the model whose tokens are counted).")
+        split_text("", unit="word", length=split_length, overlap=split_overlap)  # validates length/overlap
+        self.split_by = split_by
+        self.split_length = split_length
+        self.split_overlap = split_overlap
+        self.tokenizer = tokenizer
+        self._token_offsets = None
+
+    def warm_up(self) -> None:
+        """Load the tokenizer (for token splitting)."""
+        if self.split_by == "token" and self._token_offsets is None:
+            self._token_offsets = tokenizer_offsets(self.tokenizer)
+
+    def to_dict(self) -> dict[str, Any]:
+        return default_to_dict(
+            self,
+            split_by=self.split_by,
+            split_length=self.split_length,
+            split_overlap=self.split_overlap,
+            tokenizer=self.tokenizer,
+        )
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "DocumentChunker":
+        return default_from_dict(cls, data)
+
+    @component.output_types(documents=list[Document], skipped=int)
+    def run(self, documents: list[Document]) -> dict[str, Any]:
+        """
+        :param documents: the Documents to split; they are not modified.
+        :returns: ``documents``: the chunks; ``skipped``: Documents without text that were dropped.
+        """
+        if self.split_by == "token":
+            self.warm_up()
+        chunks: list[Document] = []
+        skipped = 0
+        for doc in documents:
+            pieces = split_text(
+                doc.content or "",
+                unit=self.split_by,
+                length=self.split_length,
+                overlap=self.split_overlap,
+                token_offsets=self._token_offsets,
+            )
+            if not pieces:
+                skipped += 1
+                continue
+            for index, piece in enumerate(pieces):
+                meta = {
+                    **doc.meta,
+                    "parent_id": doc.id,
+                    "chunk_index": index,
+                    "chunk_count": len(pieces),
+                    "char_start": piece.start,
+                    "char_end": piece.end,
+                }
+                chunk_id = doc.id if len(pieces) == 1 else f"{doc.id}#{index}"
+                chunks.append(Document(id=chunk_id, content=piece.text, meta=meta))
+        if skipped:
+            logger.warning("Skipped {n} document(s) without text.", n=skipped)
+        return {"documents": chunks, "skipped": skipped}

@@ -1,0 +1,108 @@
+"""The indexing and query pipelines, built in Python or loaded from YAML.
+
+    indexing: CorpusConverter -> DocumentCleaner -> DocumentChunker -> EnsembleDocumentEmbedder -> EnsembleDocumentWriter
+    query:    EnsembleTextEmbedder -> QdrantEmbeddingRetriever [-> ranker]
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from haystack import Pipeline
+from haystack.components.preprocessors import DocumentCleaner
+from haystack_integrations.components.retrievers.qdrant import QdrantEmbeddingRetriever
+from haystack_integrations.document_stores.qdrant import QdrantDocumentStore
+
+from haystack_hardneg.embed.components import EnsembleDocumentEmbedder, EnsembleTextEmbedder
+from haystack_hardneg.ingest.components import CorpusConverter, DocumentChunker
+from haystack_hardneg.store.qdrant import EnsembleDocumentWriter
+
+# Haystack refuses to deserialize classes from modules outside its allowlist; these are ours.
+ALLOWED_MODULES = ["haystack_hardneg"]
+
+
+def build_indexing_pipeline(
+    embedder: EnsembleDocumentEmbedder,
+    document_store: QdrantDocumentStore,
+    *,
+    converter: CorpusConverter | None = None,
+    chunker: DocumentChunker | None = None,
+) -> Pipeline:
+    """Sources (URLs, HTML files, JSONL/BEIR corpora) -> main text -> clean -> chunk -> embed -> Qdrant.
+
+    Run it with ``pipeline.run({"converter": {"sources": [...]}})``.
+    """
+    pipeline = Pipeline()
+    pipeline.add_component("converter", converter or CorpusConverter())
+    # keep_id: corpus ids (e.g. BEIR's) must survive cleaning, or judgements could not be matched.
+    pipeline.add_component("cleaner", DocumentCleaner(keep_id=True, remove_repeated_substrings=False))
+    pipeline.add_component("chunker", chunker or DocumentChunker())
+    pipeline.add_component("embedder", embedder)
+    pipeline.add_component("writer", EnsembleDocumentWriter(document_store=document_store))
+    pipeline.connect("converter.documents", "cleaner.documents")
+    pipeline.connect("cleaner.documents", "chunker.documents")
+    pipeline.connect("chunker.documents", "embedder.documents")
+    pipeline.connect("embedder.documents", "writer.documents")
+    return pipeline
+
+
+def build_query_pipeline(
+    text_embedder: EnsembleTextEmbedder,
+    document_store: QdrantDocumentStore,
+    *,
+    top_k: int = 10,
+    ranker: Any | None = None,
+) -> Pipeline:
+    """Query text -> ensemble query vector -> Qdrant top_k [-> ranker].
+
+    Run it with ``pipeline.run({"embedder": {"text": q}})``, plus ``{"ranker": {"query": q}}`` with a ranker.
+    """
+    pipeline = Pipeline()
+    pipeline.add_component("embedder", text_embedder)
+    pipeline.add_component("retriever", QdrantEmbeddingRetriever(document_store=document_store, top_k=top_k))
+    pipeline.connect("embedder.embedding", "retriever.query_embedding")
+    if ranker is not None:
+        pipeline.add_component("ranker", ranker)
+        pipeline.connect("retriever.documents", "ranker.documents")
+    return pipeline
+
+
+def load_pipeline(source: str | Path) -> Pipeline:
+    """Load a YAML pipeline (a file path or YAML text) that uses this package's components.
+
+    Equivalent to ``Pipeline.loads(text, allowed_modules=["haystack_hardneg"])``: only our modules are added to
+    Haystack's deserialization allowlist, for this call only.
+    """
+    text = Path(source).read_text(encoding="utf-8") if _is_path(source) else str(source)
+    return Pipeline.loads(text, allowed_modules=ALLOWED_MODULES)
+
+
+def _is_path(source: str | Path) -> bool:
+    if isinstance(source, Path):
+        return True
+    return "\n" not in source and Path(source).expanduser().is_file()
+
+
+def run_queries(pipeline: Pipeline, queries: dict[str, str], *, progress_bar: bool = True) -> dict[str, dict[str, float]]:
+    """Run a query pipeline for every query; returns a run (query id -> {document id: score}).
+
+    The ranker's output is used when the pipeline has one, else the retriever's.
+    """
+    from tqdm.auto import tqdm
+
+    has_ranker = "ranker" in pipeline.graph.nodes
+    run: dict[str, dict[str, float]] = {}
+    for query_id, text in tqdm(queries.items(), desc="Querying", unit="query", disable=not progress_bar):
+        data: dict[str, dict[str, Any]] = {"embedder": {"text": text}}
+        if has_ranker:
+            data["ranker"] = {"query": text}
+        result = pipeline.run(data)
+        documents = result["ranker" if has_ranker else "retriever"]["documents"]
+        ranking: dict[str, float] = {}
+        for doc in documents:
+            # Chunks of one source document count as that document, at its best chunk's score.
+            doc_id = str(doc.meta.get("parent_id", doc.id))
+            ranking[doc_id] = max(ranking.get(doc_id, float("-inf")), float(doc.score or 0.0))
+        run[query_id] = ranking
+    return run

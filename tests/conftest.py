@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tiny_models import build_tiny_sentence_transformer
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> str:
+    """A tiny random 32-d sentence-transformers model folder."""
+    return str(build_tiny_sentence_transformer(tmp_path_factory.mktemp("models") / "tiny-a", seed=0))
+
+
+@pytest.fixture(scope="session")
+def tiny_model_b(tmp_path_factory) -> str:
+    """A second, different tiny model (48-d) for two-member ensembles of unequal dimensions."""
+    return str(build_tiny_sentence_transformer(tmp_path_factory.mktemp("models") / "tiny-b", seed=1, hidden=48))
+
+
+@pytest.fixture(scope="session")
+def fixtures() -> Path:
+    return FIXTURES

@@ -1,0 +1,123 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from haystack_hardneg import (
+    DocumentChunker,
+    EnsembleDocumentEmbedder,
+    EnsembleTextEmbedder,
+    build_indexing_pipeline,
+    build_query_pipeline,
+    load_pipeline,
+    open_document_store,
+)
+
+EXAMPLES = Path(__file__).parents[1] / "examples"
+HTML = Path(__file__).parent / "fixtures" / "html"
+
+
+def _index(tiny_model, store, fixtures):
+    embedder = EnsembleDocumentEmbedder(members=[tiny_model], progress_bar=False, meta_fields_to_embed=["title"])
+    pipeline = build_indexing_pipeline(embedder, store, chunker=DocumentChunker(split_length=60, split_overlap=10))
+    return pipeline.run(
+        {"converter": {"sources": [str(fixtures / "scifact-tiny"), str(HTML / "article.html"), str(HTML / "image.png")]}},
+        include_outputs_from={"converter", "chunker"},
+    )
+
+
+def test_index_then_query_end_to_end(tiny_model, fixtures):
+    store = open_document_store(location=":memory:", embedding_dim=32, progress_bar=False)
+    result = _index(tiny_model, store, fixtures)
+    chunks = result["chunker"]["documents"]
+    assert len(result["converter"]["documents"]) == 41
+    assert [f["source"] for f in result["converter"]["failures"]] == [str(HTML / "image.png")]
+    assert result["writer"]["documents_written"] == len(chunks) == store.count_documents()
+    assert len(chunks) > 41  # long abstracts were split
+    assert any(c.meta["parent_id"] != c.id for c in chunks)
+
+    query = build_query_pipeline(EnsembleTextEmbedder(members=[tiny_model]), store, top_k=5)
+    target = next(c for c in chunks if "warranty" in c.content)
+    found = query.run({"embedder": {"text": target.meta["title"] + "\n" + target.content}})["retriever"]["documents"]
+    assert found[0].id == target.id
+    assert len(found) == 5
+
+
+def _pipeline_yaml(tiny_model, store_path: Path) -> str:
+    store = open_document_store(path=str(store_path), embedding_dim=32, progress_bar=False)
+    return build_query_pipeline(EnsembleTextEmbedder(members=[tiny_model]), store, top_k=3).dumps()
+
+
+LOAD_AND_RUN = """
+import json, sys
+{prelude}
+text = open(sys.argv[1]).read()
+pipeline = {loader}
+result = pipeline.run({{"embedder": {{"text": "dishwasher warranty claims"}}}})
+print(json.dumps([d.id for d in result["retriever"]["documents"]]))
+"""
+
+
+def _fresh_python(code: str, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("HAYSTACK_")}
+    environment.update(env or {})
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=environment,
+                          timeout=300)
+
+
+@pytest.fixture(scope="module")
+def indexed_store(tiny_model, fixtures, tmp_path_factory):
+    path = tmp_path_factory.mktemp("store") / "qdrant"
+    store = open_document_store(path=str(path), embedding_dim=32, progress_bar=False)
+    _index(tiny_model, store, fixtures)
+    store.close()
+    return path
+
+
+@pytest.mark.parametrize(
+    "prelude, loader, env",
+    [
+        ("import haystack_hardneg\nfrom haystack import Pipeline", "Pipeline.loads(text)", None),
+        ("from haystack import Pipeline", "Pipeline.loads(text, allowed_modules=['haystack_hardneg'])", None),
+        ("from haystack import Pipeline", "Pipeline.loads(text)", {"HAYSTACK_DESERIALIZATION_ALLOWLIST": "haystack_hardneg"}),
+        ("from haystack_hardneg import load_pipeline", "load_pipeline(text)", None),
+    ],
+    ids=["import-package", "allowed_modules", "env-var", "load_pipeline"],
+)
+def test_yaml_loads_and_runs_in_a_fresh_process(tiny_model, indexed_store, tmp_path, prelude, loader, env):
+    yaml_file = tmp_path / "query.yml"
+    yaml_file.write_text(_pipeline_yaml(tiny_model, indexed_store))
+    done = _fresh_python(LOAD_AND_RUN.format(prelude=prelude, loader=loader), str(yaml_file), env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    ids = json.loads(done.stdout.strip().splitlines()[-1])
+    assert len(ids) == 3
+
+
+def test_yaml_without_the_allowlist_is_refused_with_haystacks_explanation(tiny_model, indexed_store, tmp_path):
+    yaml_file = tmp_path / "query.yml"
+    yaml_file.write_text(_pipeline_yaml(tiny_model, indexed_store))
+    done = _fresh_python(LOAD_AND_RUN.format(prelude="from haystack import Pipeline", loader="Pipeline.loads(text)"),
+                         str(yaml_file))
+    assert done.returncode != 0
+    assert "haystack_hardneg" in done.stderr and "allowlist" in done.stderr
+
+
+@pytest.mark.parametrize("name", ["indexing_pipeline.yml", "query_pipeline.yml"])
+def test_example_yaml_loads_and_dumps_back_equivalently(name, tiny_model, tmp_path):
+    text = (EXAMPLES / name).read_text()
+    text = text.replace("~/.cache/hardneg-models/all-MiniLM-L6-v2", tiny_model)
+    text = text.replace("embedding_dim: 384", "embedding_dim: 32").replace("path: qdrant-data", f"path: {tmp_path}/q")
+    text = text.replace("cache_dir: ~/.cache/haystack-hardneg/embeddings", f"cache_dir: {tmp_path}/cache")
+    pipeline = load_pipeline(text)
+    assert _canonical(pipeline.dumps()) == _canonical(text)
+
+
+def _canonical(pipeline_yaml: str) -> dict:
+    """The pipeline as data, with connections in a fixed order (Haystack does not keep their order)."""
+    data = yaml.safe_load(pipeline_yaml)
+    data["connections"] = sorted(data["connections"], key=lambda c: (c["sender"], c["receiver"]))
+    return data
