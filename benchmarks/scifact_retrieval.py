@@ -65,9 +65,11 @@ def main() -> None:
         )
         index_seconds = time.perf_counter() - started
         yaml_path = args.out / f"query_pipeline_{name.replace('+', '_')}.yml"
-        query = build_query_pipeline(EnsembleTextEmbedder(members=members), store, top_k=100)
-        yaml_path.write_text(query.dumps())
         store.close()  # local mode allows one client per folder: the YAML pipeline opens its own
+        query_store = open_document_store(path=str(store_path), index="scifact", embedding_dim=store.embedding_dim,
+                                          progress_bar=False)
+        query = build_query_pipeline(EnsembleTextEmbedder(members=members), query_store, top_k=100)
+        yaml_path.write_text(query.dumps())
 
         pipeline = load_pipeline(yaml_path)
         pipeline.warm_up()

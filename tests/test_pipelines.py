@@ -121,3 +121,9 @@ def _canonical(pipeline_yaml: str) -> dict:
     data = yaml.safe_load(pipeline_yaml)
     data["connections"] = sorted(data["connections"], key=lambda c: (c["sender"], c["receiver"]))
     return data
+
+
+def test_query_pipeline_refuses_a_store_that_would_be_emptied_on_load(tiny_model):
+    store = open_document_store(location=":memory:", embedding_dim=32, recreate_index=True, progress_bar=False)
+    with pytest.raises(ValueError, match="recreate_index"):
+        build_query_pipeline(EnsembleTextEmbedder(members=[tiny_model]), store)

@@ -11,12 +11,14 @@ from haystack.core.serialization_security import allow_deserialization_module
 from haystack_hardneg.embed.components import EnsembleDocumentEmbedder, EnsembleTextEmbedder
 from haystack_hardneg.embed.ensemble import MemberSpec
 from haystack_hardneg.ingest.components import CorpusConverter, DocumentChunker
+from haystack_hardneg.mine.component import ClusterNegativeMiner
 from haystack_hardneg.pipelines import build_indexing_pipeline, build_query_pipeline, load_pipeline
 from haystack_hardneg.store.qdrant import EnsembleDocumentWriter, open_document_store
 
 allow_deserialization_module("haystack_hardneg")
 
 __all__ = [
+    "ClusterNegativeMiner",
     "CorpusConverter",
     "DocumentChunker",
     "EnsembleDocumentEmbedder",

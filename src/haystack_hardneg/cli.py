@@ -144,6 +144,57 @@ def cmd_query(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_mine(args: argparse.Namespace) -> int:
+    """Mine negatives for a BEIR split with one or more strategies; one folder of files per strategy."""
+    from dataclasses import replace
+
+    from haystack_hardneg.embed.components import EnsembleTextEmbedder
+    from haystack_hardneg.ingest.beir import load_beir
+    from haystack_hardneg.mine.component import ClusterNegativeMiner
+    from haystack_hardneg.mine.negatives import STRATEGIES, mine_negatives
+    from haystack_hardneg.mine.report import format_report, mining_report
+    from haystack_hardneg.mine.triplets import atomic_write_text, write_triplets
+
+    split = load_beir(args.data, args.split, on_missing="skip" if args.skip_missing else "error")
+    settings = _ensemble_settings(args)
+    embedder = EnsembleTextEmbedder(members=settings["members"], combine=settings["combine"],
+                                    cache_dir=settings["cache_dir"], progress_bar=True)
+    store = _open_store(args, _embedder_dimension(embedder)) if args.from_store else None
+    strategies = list(STRATEGIES) if "all" in args.strategy else args.strategy
+    miner = ClusterNegativeMiner(
+        text_embedder=embedder, document_store=store, strategy=strategies[0], num_negatives=args.num_negatives,
+        rank_window=tuple(args.rank_window), sampling=args.sampling, member=args.member, n_clusters=args.n_clusters,
+        cluster_algorithm=args.cluster_algorithm,
+        guard_ratio=None if str(args.guard_ratio).lower() == "none" else float(args.guard_ratio),
+        guard_member_agreement=not args.no_member_agreement, seed=args.seed,
+        meta_fields_to_embed=args.meta_field or ["title"], embedding_separator=args.separator,
+        on_missing="skip" if args.skip_missing else "error",
+    )
+    miner.warm_up()
+    data, _ = miner.mining_data(split.queries, split.qrels, None if args.from_store else split.corpus)
+    query_texts, doc_texts = dict(zip(data.query_ids, data.query_texts)), dict(zip(data.doc_ids, data.doc_texts))
+    out = Path(args.out)
+    reports = {}
+    for strategy in strategies:
+        started = time.perf_counter()
+        result = mine_negatives(data, replace(miner.config, strategy=strategy))
+        report = mining_report(data, result, seconds=time.perf_counter() - started)
+        write_triplets(out / strategy, result, query_texts, doc_texts, file_format=args.format)
+        atomic_write_text(out / strategy / "report.json", json.dumps(report, indent=2))
+        reports[strategy] = report
+        print(format_report(report), flush=True)
+    lines = ["| strategy | pairs | rank in ensemble (mean) | score gap to positive (mean) | suspected positives | seconds |",
+             "|---|---|---|---|---|---|"]
+    for strategy, r in reports.items():
+        rank = r["negative_rank_in_ensemble"]["mean"] if r["negative_rank_in_ensemble"] else float("nan")
+        gap = r["score_gap_to_positive"]["mean"] if r["score_gap_to_positive"] else float("nan")
+        lines.append(f"| {strategy} | {r['pairs']} | {rank:.1f} | {gap:.3f} | {r['suspected_positives']} | {r['seconds']} |")
+    atomic_write_text(out / "mining_report.md", "\n".join(lines) + "\n")
+    atomic_write_text(out / "mining_report.json", json.dumps(reports, indent=2))
+    print("\n" + "\n".join(lines) + f"\n\nWritten to {out}/")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Index the shipped SciFact slice into an on-disk local Qdrant store and evaluate retrieval."""
     from haystack_hardneg.embed.components import EnsembleDocumentEmbedder, EnsembleTextEmbedder
@@ -168,6 +219,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     indexing = build_indexing_pipeline(doc_embedder, store)
     indexed = indexing.run({"converter": {"sources": [str(data)]}})
     index_seconds = time.perf_counter() - started
+    store.close()
+    store = open_document_store(path=str(out / "qdrant"), index="scifact-mini", embedding_dim=dim, progress_bar=False)
     text_embedder = EnsembleTextEmbedder(members=members, cache_dir=cache_dir)
     query_pipeline = build_query_pipeline(text_embedder, store, top_k=100)
     text_embedder.warm_up()
@@ -211,6 +264,31 @@ def build_parser() -> argparse.ArgumentParser:
     _add_store_arguments(query)
     query.set_defaults(func=cmd_query)
 
+    mine = commands.add_parser("mine", help="mine hard negatives for a BEIR split (one or more strategies)")
+    mine.add_argument("--data", type=Path, required=True, help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/)")
+    mine.add_argument("--split", default="train")
+    mine.add_argument("--strategy", action="append", choices=["all", "ensemble_cluster", "ensemble", "dense", "bm25",
+                                                            "random"], help="repeat for several (default all)")
+    mine.add_argument("--num-negatives", type=int, default=5)
+    mine.add_argument("--rank-window", type=int, nargs=2, default=[0, 100], metavar=("LO", "HI"))
+    mine.add_argument("--sampling", choices=["top", "random"], default="top")
+    mine.add_argument("--member", type=int, default=0, help="member used by the dense strategy")
+    mine.add_argument("--n-clusters", type=int)
+    mine.add_argument("--cluster-algorithm", default="auto",
+                      choices=["auto", "kmeans", "minibatch_kmeans", "gmm", "agglomerative"])
+    mine.add_argument("--guard-ratio", default="0.95", help="hold back candidates above this x positive score, or none")
+    mine.add_argument("--no-member-agreement", action="store_true", help="turn off the all-members-above rule")
+    mine.add_argument("--seed", type=int, default=0)
+    mine.add_argument("--from-store", action="store_true", help="read document vectors from the Qdrant store")
+    mine.add_argument("--skip-missing", action="store_true", help="drop and count judgements of unknown ids")
+    mine.add_argument("--meta-field", action="append", help="meta fields before the text (default: title)")
+    mine.add_argument("--separator", default=" ")
+    mine.add_argument("--format", choices=["jsonl", "parquet"], default="jsonl")
+    mine.add_argument("--out", default="runs/mine")
+    _add_ensemble_arguments(mine)
+    _add_store_arguments(mine)
+    mine.set_defaults(func=cmd_mine, strategy=None)
+
     demo = commands.add_parser("demo", help="index the shipped SciFact slice and evaluate retrieval")
     demo.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "examples" / "data" / "scifact-mini"))
     demo.add_argument("--model", action="append", help="member model(s); default all-MiniLM-L6-v2")
@@ -221,6 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "command", None) == "mine" and not args.strategy:
+        args.strategy = ["all"]
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

@@ -58,6 +58,11 @@ def build_query_pipeline(
 
     Run it with ``pipeline.run({"embedder": {"text": q}})``, plus ``{"ranker": {"query": q}}`` with a ranker.
     """
+    if document_store.recreate_index:
+        raise ValueError(
+            "The query pipeline's document store has recreate_index=True: loading the pipeline would empty the "
+            "collection. Open the store for querying without recreate_index."
+        )
     pipeline = Pipeline()
     pipeline.add_component("embedder", text_embedder)
     pipeline.add_component("retriever", QdrantEmbeddingRetriever(document_store=document_store, top_k=top_k))

@@ -30,8 +30,9 @@ logger = logging.getLogger(__name__)
 
 TextKind = Literal["query", "document"]
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
-# Encoded texts are written to the cache after every chunk, so an interrupted run loses at most one chunk.
-ENCODE_CHUNK = 1024
+# Encoded texts are written to the cache after every chunk, so an interrupted run loses at most one chunk
+# and the progress bar moves at least every chunk.
+ENCODE_CHUNK = 256
 
 
 class ModelNotFoundError(FileNotFoundError):
@@ -177,6 +178,9 @@ class EnsembleEncoder:
             unit="text",
             disable=not self.progress_bar or not todo,
         )
+        # Longest first over *all* pending texts, as sentence-transformers sorts one encode call, so that
+        # chunking pads no more than a single call would.
+        todo = sorted(todo, key=lambda i: -len(texts[i]))
         with bar:
             for start in range(0, len(todo), ENCODE_CHUNK):
                 chunk = todo[start : start + ENCODE_CHUNK]

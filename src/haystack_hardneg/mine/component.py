@@ -1,0 +1,230 @@
+"""ClusterNegativeMiner: the Haystack face of hard-negative mining."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+from haystack import Document, component, default_from_dict, default_to_dict, logging
+from haystack_integrations.document_stores.qdrant import QdrantDocumentStore
+
+from haystack_hardneg.embed.components import ENSEMBLE_META_KEY, EnsembleTextEmbedder
+from haystack_hardneg.embed.ensemble import normalized_weights
+from haystack_hardneg.ingest.beir import DataError, LoadStats, OnMissing, validate_qrels
+from haystack_hardneg.mine.negatives import STRATEGIES, MiningConfig, MiningData, mine_negatives
+from haystack_hardneg.mine.report import mining_report
+from haystack_hardneg.mine.triplets import provenance_rows, triplet_rows
+from haystack_hardneg.store.vectors import read_stored_vectors
+
+logger = logging.getLogger(__name__)
+
+
+def _as_qrels(positives: dict[str, Any]) -> dict[str, dict[str, int]]:
+    """Accept BEIR qrels ({query: {doc: grade}}) or plain records ({query: [doc, ...]})."""
+    qrels: dict[str, dict[str, int]] = {}
+    for query_id, judged in positives.items():
+        if isinstance(judged, dict):
+            qrels[str(query_id)] = {str(d): int(g) for d, g in judged.items()}
+        else:
+            qrels[str(query_id)] = {str(d): 1 for d in judged}
+    return qrels
+
+
+@component
+class ClusterNegativeMiner:
+    """
+    Mines hard negatives for (query, positive) pairs with an embedding ensemble and clustering.
+
+    For every query and relevant document it returns negatives: documents the ensemble finds close to the query
+    (in the clusters of the query and of its positive, ranked by ensemble similarity, inside a rank window) that
+    are not relevant. Candidates that look as relevant as the positive are held back and reported as
+    ``suspected_positives`` for review. The baselines (``random``, ``bm25``, ``dense`` with one member, and
+    ``ensemble`` without clustering) share the interface: switching is the ``strategy`` argument.
+
+    Documents come either from ``run(documents=...)`` (their stored ``embedding`` is used when it was made by
+    this ensemble, else they are embedded) or from the ``document_store`` already indexed by the ensemble
+    (its vectors are read back, not re-embedded).
+
+    Usage example:
+    ```python
+    from haystack_hardneg import ClusterNegativeMiner, EnsembleTextEmbedder
+
+    miner = ClusterNegativeMiner(text_embedder=EnsembleTextEmbedder(members=["all-MiniLM-L6-v2"]),
+                                 document_store=store, num_negatives=5)
+    miner.warm_up()
+    result = miner.run(queries={"q1": "does vitamin D help bones?"}, positives={"q1": ["doc-17"]})
+    result["triplets"][0]  # {"query": ..., "positive": ..., "negative_1": ..., ...}
+    ```
+    """
+
+    def __init__(
+        self,
+        *,
+        text_embedder: EnsembleTextEmbedder,
+        document_store: QdrantDocumentStore | None = None,
+        strategy: str = "ensemble_cluster",
+        num_negatives: int = 5,
+        rank_window: tuple[int, int] | list[int] = (0, 100),
+        sampling: str = "top",
+        member: int = 0,
+        n_clusters: int | None = None,
+        cluster_algorithm: str = "auto",
+        guard_ratio: float | None = 0.95,
+        guard_member_agreement: bool = True,
+        seed: int = 0,
+        meta_fields_to_embed: list[str] | None = None,
+        embedding_separator: str = "\n",
+        on_missing: OnMissing = "error",
+        progress_bar: bool = True,
+    ):
+        """
+        :param text_embedder: the ensemble (its query side); documents must have been embedded by the same one.
+        :param document_store: a Qdrant store indexed by the ensemble, read when ``run`` gets no documents.
+        :param strategy: ``ensemble_cluster`` (default), ``ensemble``, ``dense``, ``bm25`` or ``random``.
+        :param num_negatives: negatives per (query, positive) pair.
+        :param rank_window: ``[lo, hi)``: only candidates ranked lo .. hi-1 (0-based, positives removed) are used.
+        :param sampling: ``top`` (best eligible candidates) or ``random`` (sampled among them).
+        :param member: the ensemble member used by the ``dense`` strategy.
+        :param n_clusters: number of clusters (default about sqrt(documents / 2)).
+        :param cluster_algorithm: ``auto`` (KMeans, MiniBatchKMeans above 50k documents), ``kmeans``,
+            ``minibatch_kmeans``, ``gmm`` or ``agglomerative``.
+        :param guard_ratio: hold back candidates scoring above this fraction of the positive's score (None: off).
+        :param guard_member_agreement: hold back candidates that every member scores above the positive.
+        :param seed: the same seed gives the same output.
+        :param meta_fields_to_embed: meta fields put before the content in triplet texts (and when embedding).
+        :param embedding_separator: separator between those meta fields and the content.
+        :param on_missing: ``error`` (default) or ``skip`` for judgements naming unknown queries or documents.
+        :param progress_bar: show progress bars.
+        """
+        self.config = MiningConfig(
+            strategy=strategy, num_negatives=num_negatives, rank_window=tuple(rank_window), sampling=sampling,
+            member=member, n_clusters=n_clusters, cluster_algorithm=cluster_algorithm, guard_ratio=guard_ratio,
+            guard_member_agreement=guard_member_agreement, seed=seed,
+        )
+        if on_missing not in ("error", "skip"):
+            raise ValueError("on_missing must be 'error' or 'skip'.")
+        if strategy == "dense" and not 0 <= member < len(text_embedder.members):
+            raise ValueError(f"member={member} but the ensemble has {len(text_embedder.members)} member(s).")
+        if strategy == "dense" and text_embedder.combine != "concat" and len(text_embedder.members) > 1:
+            raise ValueError("The dense strategy reads one member out of a combine='concat' ensemble.")
+        self.text_embedder = text_embedder
+        self.document_store = document_store
+        self.meta_fields_to_embed = list(meta_fields_to_embed or [])
+        self.embedding_separator = embedding_separator
+        self.on_missing = on_missing
+        self.progress_bar = progress_bar
+
+    def warm_up(self) -> None:
+        """Load the ensemble's models."""
+        self.text_embedder.warm_up()
+
+    def to_dict(self) -> dict[str, Any]:
+        c = self.config
+        return default_to_dict(
+            self,
+            text_embedder=self.text_embedder.to_dict(),
+            document_store=self.document_store.to_dict() if self.document_store is not None else None,
+            strategy=c.strategy, num_negatives=c.num_negatives, rank_window=list(c.rank_window), sampling=c.sampling,
+            member=c.member, n_clusters=c.n_clusters, cluster_algorithm=c.cluster_algorithm,
+            guard_ratio=c.guard_ratio, guard_member_agreement=c.guard_member_agreement, seed=c.seed,
+            meta_fields_to_embed=self.meta_fields_to_embed, embedding_separator=self.embedding_separator,
+            on_missing=self.on_missing, progress_bar=self.progress_bar,
+        )
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ClusterNegativeMiner":
+        params = dict(data["init_parameters"])
+        params["text_embedder"] = EnsembleTextEmbedder.from_dict(params["text_embedder"])
+        if params.get("document_store") is not None:
+            params["document_store"] = QdrantDocumentStore.from_dict(params["document_store"])
+        return default_from_dict(cls, {**data, "init_parameters": params})
+
+    def _text(self, doc: Document) -> str:
+        meta = [str(doc.meta[k]) for k in self.meta_fields_to_embed if doc.meta.get(k) is not None]
+        return self.embedding_separator.join([*meta, doc.content or ""])
+
+    def _document_vectors(self, documents: list[Document] | None) -> tuple[list[Document], np.ndarray]:
+        encoder = self.text_embedder.encoder
+        ensemble_id = encoder.identity.key
+        if documents is None:
+            if self.document_store is None:
+                raise ValueError("Give documents to run() or a document_store to the miner.")
+            return read_stored_vectors(self.document_store, expected_ensemble_id=ensemble_id,
+                                       progress_bar=self.progress_bar)
+        documents = [d for d in documents if d.content and d.content.strip()]
+        stored = [d.embedding is not None and d.meta.get(ENSEMBLE_META_KEY) == ensemble_id for d in documents]
+        if documents and all(stored):
+            return documents, np.asarray([d.embedding for d in documents], dtype=np.float32)
+        foreign = [d.id for d, ok in zip(documents, stored) if d.embedding is not None and not ok]
+        if foreign:
+            logger.warning("{n} document(s) carry vectors of another ensemble (e.g. {ids}); re-embedding them all.",
+                           n=len(foreign), ids=foreign[:3])
+        return documents, encoder.encode([self._text(d) for d in documents], kind="document")
+
+    def mining_data(self, queries: dict[str, str], positives: dict[str, Any],
+                    documents: list[Document] | None = None) -> tuple[MiningData, LoadStats]:
+        """Validated arrays and ids for the plain mining functions (also used by the CLI and the experiment)."""
+        if not self.text_embedder.encoder.is_loaded:
+            raise RuntimeError("ClusterNegativeMiner was not warmed up: call warm_up() before run().")
+        documents, vectors = self._document_vectors(documents)
+        if not documents:
+            raise ValueError("There are no documents to mine negatives from.")
+        ids = [d.id for d in documents]
+        if len(set(ids)) != len(ids):
+            raise ValueError("Document ids must be unique to mine negatives.")
+        stats = LoadStats()
+        qrels = validate_qrels(_as_qrels(positives), queries, set(ids), on_missing=self.on_missing, stats=stats)
+        if not qrels:
+            raise DataError("No query has a relevant document among the given documents: nothing to mine.")
+        query_ids = list(qrels)
+        encoder = self.text_embedder.encoder
+        query_vectors = encoder.encode([queries[q] for q in query_ids], kind="query")
+        slices = None
+        if encoder.combine_mode == "concat":
+            bounds = np.cumsum([0, *encoder.member_dimensions])
+            slices = [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
+        data = MiningData(
+            doc_ids=ids,
+            doc_texts=[self._text(d) for d in documents],
+            doc_vectors=vectors,
+            query_ids=query_ids,
+            query_texts=[queries[q] for q in query_ids],
+            query_vectors=query_vectors,
+            positives={q: [d for d, grade in judged.items() if grade > 0] for q, judged in qrels.items()},
+            member_slices=slices,
+            member_weights=normalized_weights(encoder.members).tolist() if slices else None,
+        )
+        return data, stats
+
+    @component.output_types(triplets=list[dict], provenance=list[dict], suspected_positives=dict, report=dict)
+    def run(
+        self,
+        queries: dict[str, str],
+        positives: dict[str, Any],
+        documents: list[Document] | None = None,
+    ) -> dict[str, Any]:
+        """
+        :param queries: query id -> query text.
+        :param positives: query id -> relevant document ids (a list) or BEIR judgements ({doc id: grade}).
+        :param documents: the corpus; without it the miner reads its ``document_store``.
+        :returns: ``triplets`` (rows of query, positive, negative_1..n), ``provenance`` (ids, scores, ranks,
+            clusters per row), ``suspected_positives`` (query id -> held-back candidates) and ``report``.
+        """
+        started = time.perf_counter()
+        data, stats = self.mining_data(queries, positives, documents)
+        result = mine_negatives(data, self.config, progress_bar=self.progress_bar)
+        report = mining_report(data, result, seconds=time.perf_counter() - started)
+        report["skipped"]["queries_without_positives"] += len(stats.queries_without_positives)
+        report["skipped"]["unknown_judgements"] = len(stats.missing_documents) + len(stats.missing_queries)
+        query_texts = dict(zip(data.query_ids, data.query_texts))
+        doc_texts = dict(zip(data.doc_ids, data.doc_texts))
+        return {
+            "triplets": triplet_rows(result.pairs, query_texts, doc_texts),
+            "provenance": provenance_rows(result),
+            "suspected_positives": result.suspected_positives,
+            "report": report,
+        }
+
+
+__all__ = ["ClusterNegativeMiner", "STRATEGIES"]

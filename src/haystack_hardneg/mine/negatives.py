@@ -1,0 +1,341 @@
+"""Hard-negative mining strategies behind one function: ensemble + clustering (the paper) and its baselines.
+
+Plain numpy and scikit-learn; no Haystack. Every strategy returns the same records, so that switching strategy
+is one argument and every strategy is measured the same way.
+
+Strategies:
+    ensemble_cluster  documents in the clusters of the query and of its positive, ranked by ensemble similarity
+    ensemble          the ensemble's top-ranked documents (the ablation without clustering)
+    dense             one member's top-ranked documents (single-model baseline)
+    bm25              BM25's top-ranked documents (lexical baseline, bm25s)
+    random            documents drawn uniformly at random
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from typing import Literal, Sequence
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from haystack_hardneg.mine.cluster import ClusterAlgorithm, Clustering, cluster_documents
+from haystack_hardneg.mine.guard import suspected_false_negatives
+from haystack_hardneg.mine.search import top_k
+
+logger = logging.getLogger(__name__)
+
+Strategy = Literal["ensemble_cluster", "ensemble", "dense", "bm25", "random"]
+STRATEGIES: tuple[str, ...] = ("ensemble_cluster", "ensemble", "dense", "bm25", "random")
+
+
+@dataclass
+class MiningData:
+    """Everything mining needs, as arrays and ids.
+
+    :param doc_vectors: unit-length ensemble vectors, one row per document.
+    :param member_slices: for ``combine="concat"`` ensembles, the columns of each member inside the ensemble
+        vector (per-member cosines are then recovered exactly, without re-embedding); ``None`` otherwise.
+    :param member_weights: the normalised member weights (matching ``member_slices``).
+    :param positives: query id -> ids of its relevant documents.
+    """
+
+    doc_ids: list[str]
+    doc_texts: list[str]
+    doc_vectors: np.ndarray
+    query_ids: list[str]
+    query_texts: list[str]
+    query_vectors: np.ndarray
+    positives: dict[str, list[str]]
+    member_slices: list[tuple[int, int]] | None = None
+    member_weights: list[float] | None = None
+
+    def __post_init__(self) -> None:
+        if len(self.doc_ids) != len(self.doc_vectors) or len(self.doc_ids) != len(self.doc_texts):
+            raise ValueError(
+                f"{len(self.doc_ids)} document ids, {len(self.doc_texts)} texts, {len(self.doc_vectors)} vectors."
+            )
+        if len(self.query_ids) != len(self.query_vectors) or len(self.query_ids) != len(self.query_texts):
+            raise ValueError("Query ids, texts and vectors differ in number.")
+        if len(set(self.doc_ids)) != len(self.doc_ids):
+            raise ValueError("Document ids must be unique.")
+        if self.doc_vectors.shape[1:] != self.query_vectors.shape[1:]:
+            raise ValueError(
+                f"Documents are {self.doc_vectors.shape[1]}-d but queries {self.query_vectors.shape[1]}-d: "
+                f"embed both with the same ensemble."
+            )
+        for name, vectors in (("document", self.doc_vectors), ("query", self.query_vectors)):
+            norms = np.linalg.norm(vectors, axis=1)
+            bad = np.flatnonzero(~np.isfinite(norms) | (norms == 0))
+            if len(bad):
+                ids = self.doc_ids if name == "document" else self.query_ids
+                raise ValueError(
+                    f"{len(bad)} {name} vector(s) are zero or contain NaN, e.g. {[ids[i] for i in bad[:5]]}; "
+                    f"re-embed them or leave them out."
+                )
+
+    def member_vectors(self, member: int, which: Literal["doc", "query"]) -> np.ndarray:
+        if self.member_slices is None:
+            raise ValueError(
+                "Per-member vectors are only recoverable from a combine='concat' ensemble; this one has none."
+            )
+        start, end = self.member_slices[member]
+        vectors = (self.doc_vectors if which == "doc" else self.query_vectors)[:, start:end]
+        return vectors / np.sqrt(self.member_weights[member])
+
+
+@dataclass
+class MiningConfig:
+    """How to mine.
+
+    :param strategy: one of ``STRATEGIES``.
+    :param num_negatives: negatives per (query, positive) pair.
+    :param rank_window: ``(lo, hi)``: candidates ranked ``lo`` .. ``hi - 1`` (0-based, positives removed) by the
+        strategy's own score are eligible; skipping the very top (``lo > 0``) avoids likely false negatives.
+    :param sampling: ``"top"`` takes the best eligible candidates, ``"random"`` samples among them.
+    :param member: the member used by the ``dense`` strategy.
+    :param n_clusters: clusters for ``ensemble_cluster`` (default about sqrt(n/2)).
+    :param cluster_algorithm: ``auto``, ``kmeans``, ``minibatch_kmeans``, ``gmm`` or ``agglomerative``.
+    :param guard_ratio: hold back candidates scoring above this fraction of the positive's ensemble score;
+        ``None`` disables it.
+    :param guard_member_agreement: also hold back candidates every member scores above the positive.
+    :param seed: seeds clustering and sampling; the same seed gives the same output.
+    """
+
+    strategy: Strategy = "ensemble_cluster"
+    num_negatives: int = 5
+    rank_window: tuple[int, int] = (0, 100)
+    sampling: Literal["top", "random"] = "top"
+    member: int = 0
+    n_clusters: int | None = None
+    cluster_algorithm: ClusterAlgorithm = "auto"
+    guard_ratio: float | None = 0.95
+    guard_member_agreement: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"Unknown strategy {self.strategy!r}; choose one of {STRATEGIES}.")
+        if self.num_negatives < 1:
+            raise ValueError("num_negatives must be >= 1.")
+        lo, hi = self.rank_window
+        if not 0 <= lo < hi:
+            raise ValueError(f"rank_window must be (lo, hi) with 0 <= lo < hi, got {self.rank_window}.")
+        if hi - lo < self.num_negatives:
+            raise ValueError(f"rank_window {self.rank_window} holds fewer than num_negatives={self.num_negatives}.")
+        if self.sampling not in ("top", "random"):
+            raise ValueError("sampling must be 'top' or 'random'.")
+        self.rank_window = (int(lo), int(hi))
+
+
+@dataclass
+class MinedPair:
+    query_id: str
+    positive_id: str
+    positive_score: float
+    negative_ids: list[str]
+    negative_scores: list[float]  # ensemble cosine with the query
+    negative_ranks: list[int | None]  # rank in the strategy's own ranking (None for random)
+    negative_clusters: list[int | None] = field(default_factory=list)
+    query_cluster: int | None = None
+    positive_cluster: int | None = None
+    fallback: int = 0  # negatives taken from outside the clusters because the clusters had too few
+
+
+@dataclass
+class MiningResult:
+    strategy: str
+    config: dict
+    pairs: list[MinedPair]
+    suspected_positives: dict[str, list[dict]]
+    skipped: dict[str, list]
+    clustering: Clustering | None = None
+
+
+def _ranked_candidates(
+    data: MiningData, config: MiningConfig, positives_idx: list[np.ndarray], progress_bar: bool
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Per query, candidate indices best first (positives removed) up to the window's end, for ranked strategies."""
+    hi = config.rank_window[1]
+    if config.strategy == "ensemble":
+        return top_k(data.query_vectors, data.doc_vectors, hi, exclude=positives_idx)
+    if config.strategy == "dense":
+        return top_k(
+            data.member_vectors(config.member, "query"), data.member_vectors(config.member, "doc"), hi,
+            exclude=positives_idx,
+        )
+    if config.strategy == "bm25":
+        import bm25s
+
+        retriever = bm25s.BM25()
+        retriever.index(bm25s.tokenize(data.doc_texts, stopwords="en", show_progress=progress_bar),
+                        show_progress=progress_bar)
+        extra = max(len(p) for p in positives_idx) if positives_idx else 0
+        k = min(hi + extra, len(data.doc_ids))
+        found, scores = retriever.retrieve(
+            bm25s.tokenize(data.query_texts, stopwords="en", show_progress=progress_bar), k=k, show_progress=progress_bar
+        )
+        indices = np.full((len(data.query_ids), hi), -1, dtype=np.int64)
+        kept_scores = np.full((len(data.query_ids), hi), -np.inf, dtype=np.float32)
+        for row, (ids, row_scores) in enumerate(zip(found, scores)):
+            # Documents sharing no term with the query score 0: they are not BM25 candidates at all.
+            keep = [(i, s) for i, s in zip(ids, row_scores) if i not in set(positives_idx[row]) and s > 0][:hi]
+            if keep:
+                indices[row, : len(keep)] = [i for i, _ in keep]
+                kept_scores[row, : len(keep)] = [s for _, s in keep]
+        return indices, kept_scores
+    return None
+
+
+def mine_negatives(data: MiningData, config: MiningConfig, *, progress_bar: bool = True) -> MiningResult:
+    """Mine ``config.num_negatives`` negatives for every (query, positive) pair with ``config.strategy``.
+
+    Pairs that end with fewer negatives than asked (a tiny corpus, a narrow window, many suspects) are left
+    out and counted in ``skipped["too_few_candidates"]``: the output has a fixed number of negative columns.
+    """
+    rng = np.random.default_rng(config.seed)
+    index_of = {d: i for i, d in enumerate(data.doc_ids)}
+    skipped: dict[str, list] = {"queries_without_positives": [], "unknown_positive_ids": [], "too_few_candidates": []}
+    positives_idx: list[np.ndarray] = []
+    for query_id in data.query_ids:
+        ids = data.positives.get(query_id, [])
+        unknown = [d for d in ids if d not in index_of]
+        skipped["unknown_positive_ids"].extend((query_id, d) for d in unknown)
+        positives_idx.append(np.array([index_of[d] for d in ids if d in index_of], dtype=np.int64))
+        if len(positives_idx[-1]) == 0:
+            skipped["queries_without_positives"].append(query_id)
+
+    use_members = config.guard_member_agreement and data.member_slices is not None and len(data.member_slices) > 1
+    member_docs = [data.member_vectors(m, "doc") for m in range(len(data.member_slices))] if use_members else []
+    member_queries = [data.member_vectors(m, "query") for m in range(len(data.member_slices))] if use_members else []
+
+    clustering = None
+    if config.strategy == "ensemble_cluster":
+        clustering = cluster_documents(data.doc_vectors, n_clusters=config.n_clusters,
+                                       algorithm=config.cluster_algorithm, seed=config.seed)
+        members_of = [np.flatnonzero(clustering.labels == c) for c in range(len(clustering.centroids))]
+        query_clusters = clustering.assign(data.query_vectors)
+    ranked = _ranked_candidates(data, config, positives_idx, progress_bar)
+    # The cluster strategy falls back on the ensemble's global ranking when its clusters run short.
+    fallback_pool = None
+    lo, hi = config.rank_window
+
+    pairs: list[MinedPair] = []
+    suspects: dict[str, dict[str, dict]] = {}
+
+    def screen(candidates: np.ndarray, row: int, positive: int, positive_score: float, query_id: str) -> np.ndarray:
+        """The guard's verdict on ``candidates`` (True: held back); held-back ones are recorded as suspects."""
+        if len(candidates) == 0:
+            return np.zeros(0, dtype=bool)
+        query_vector = data.query_vectors[row]
+        scores = data.doc_vectors[candidates] @ query_vector
+        mask, reasons = suspected_false_negatives(
+            scores, positive_score, ratio=config.guard_ratio,
+            member_candidate_scores=np.stack([d[candidates] @ q[row] for d, q in zip(member_docs, member_queries)])
+            if use_members else None,
+            member_positive_scores=np.array([d[positive] @ q[row] for d, q in zip(member_docs, member_queries)])
+            if use_members else None,
+        )
+        for i, score, reason in zip(candidates[mask], scores[mask], np.array(reasons, dtype=object)[mask]):
+            suspects.setdefault(query_id, {}).setdefault(data.doc_ids[i], {
+                "doc_id": data.doc_ids[i], "score": float(score), "positive_id": data.doc_ids[positive],
+                "positive_score": positive_score, "reason": reason,
+            })
+        return mask
+    for row in tqdm(range(len(data.query_ids)), desc=f"Mining ({config.strategy})", unit="query",
+                    disable=not progress_bar):
+        query_id, query_vector, own_positives = data.query_ids[row], data.query_vectors[row], positives_idx[row]
+        if len(own_positives) == 0:
+            continue
+        banned = set(own_positives.tolist())
+        for positive in own_positives:
+            positive_score = float(query_vector @ data.doc_vectors[positive])
+            cluster_info: dict = {}
+            if config.strategy == "random":
+                # Enough draws that the guard holding some back still leaves num_negatives.
+                size = min(len(data.doc_ids), max(100, 20 * config.num_negatives) + len(banned))
+                draw = rng.choice(len(data.doc_ids), size=size, replace=False)
+                window = np.array([i for i in draw if i not in banned], dtype=np.int64)
+                window_ranks: list[int | None] = [None] * len(window)
+            elif config.strategy == "ensemble_cluster":
+                q_cluster, p_cluster = int(query_clusters[row]), int(clustering.labels[positive])
+                pool = np.unique(np.concatenate([members_of[q_cluster], members_of[p_cluster]]))
+                pool = pool[~np.isin(pool, own_positives)]
+                order = np.argsort(-(data.doc_vectors[pool] @ query_vector), kind="stable")
+                window = pool[order][lo:hi]
+                window_ranks = list(range(lo, lo + len(window)))
+                cluster_info = {"query_cluster": q_cluster, "positive_cluster": p_cluster}
+            else:
+                candidates = ranked[0][row]
+                window = candidates[lo:hi]
+                window_ranks = list(range(lo, lo + len(window)))
+                keep = window >= 0
+                window, window_ranks = window[keep], [r for r, k in zip(window_ranks, keep) if k]
+
+            mask = screen(window, row, positive, positive_score, query_id)
+            eligible = [j for j in range(len(window)) if not mask[j]]
+            if config.sampling == "random" and config.strategy != "random" and len(eligible) > config.num_negatives:
+                eligible = sorted(rng.choice(eligible, size=config.num_negatives, replace=False).tolist())
+            chosen = eligible[: config.num_negatives]
+            negatives = [int(window[j]) for j in chosen]
+            ranks = [window_ranks[j] for j in chosen]
+            fallback = 0
+            if config.strategy == "ensemble_cluster" and len(negatives) < config.num_negatives:
+                if fallback_pool is None:
+                    fallback_pool = top_k(data.query_vectors, data.doc_vectors, hi + config.num_negatives,
+                                          exclude=positives_idx)[0]
+                taken = set(window.tolist())
+                extra = np.array([c for c in fallback_pool[row] if c >= 0 and c not in taken], dtype=np.int64)
+                extra = extra[~screen(extra, row, positive, positive_score, query_id)]
+                extra = extra[: config.num_negatives - len(negatives)]
+                negatives += extra.tolist()
+                ranks += [None] * len(extra)
+                fallback = len(extra)
+            if len(negatives) < config.num_negatives:
+                skipped["too_few_candidates"].append((query_id, data.doc_ids[positive]))
+                continue
+            pairs.append(MinedPair(
+                query_id=query_id,
+                positive_id=data.doc_ids[positive],
+                positive_score=positive_score,
+                negative_ids=[data.doc_ids[i] for i in negatives],
+                negative_scores=[float(data.doc_vectors[i] @ query_vector) for i in negatives],
+                negative_ranks=ranks,
+                negative_clusters=[int(clustering.labels[i]) for i in negatives] if clustering is not None else [],
+                fallback=fallback,
+                **cluster_info,
+            ))
+    if skipped["too_few_candidates"]:
+        logger.warning("%d pair(s) had fewer than %d usable candidates and were left out.",
+                       len(skipped["too_few_candidates"]), config.num_negatives)
+    return MiningResult(
+        strategy=config.strategy,
+        config=asdict(config),
+        pairs=pairs,
+        suspected_positives={q: sorted(v.values(), key=lambda e: -e["score"]) for q, v in suspects.items()},
+        skipped=skipped,
+        clustering=clustering,
+    )
+
+
+def ensemble_ranks(data: MiningData, pairs: Sequence[MinedPair], *, max_queries: int = 500, seed: int = 0) -> list[int]:
+    """Each negative's rank in the ensemble's ranking of the whole corpus (positives removed), on a sample of
+    at most ``max_queries`` queries: one yardstick to compare how hard every strategy's negatives are."""
+    index_of = {d: i for i, d in enumerate(data.doc_ids)}
+    row_of = {q: i for i, q in enumerate(data.query_ids)}
+    query_ids = sorted({p.query_id for p in pairs})
+    if len(query_ids) > max_queries:
+        query_ids = sorted(np.random.default_rng(seed).choice(query_ids, size=max_queries, replace=False).tolist())
+    wanted = set(query_ids)
+    ranks: list[int] = []
+    scored_query, scores = None, None
+    for pair in pairs:
+        if pair.query_id not in wanted:
+            continue
+        if pair.query_id != scored_query:
+            scored_query = pair.query_id
+            scores = data.doc_vectors @ data.query_vectors[row_of[pair.query_id]]
+            scores[[index_of[d] for d in data.positives.get(pair.query_id, []) if d in index_of]] = -np.inf
+        ranks.extend(int(np.sum(scores > scores[index_of[d]])) for d in pair.negative_ids)
+    return ranks

@@ -1,0 +1,93 @@
+"""The mined triplets as files: a training set sentence-transformers takes as it is, plus provenance.
+
+``triplets.jsonl`` (or ``.parquet``) holds only the text columns ``query, positive, negative_1 .. negative_n``,
+the n-tuple format of sentence-transformers' losses (CrossEncoder MultipleNegativesRankingLoss and friends);
+``provenance.jsonl`` holds, row for row, the ids, scores, ranks, clusters and strategy behind each row.
+Every file is written to a temporary name and renamed, so an interrupted run never leaves half a file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Iterable
+
+from haystack_hardneg.mine.negatives import MinedPair, MiningResult
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _jsonl(records: Iterable[dict[str, Any]]) -> str:
+    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+
+
+def triplet_rows(pairs: list[MinedPair], query_texts: dict[str, str], doc_texts: dict[str, str]) -> list[dict[str, str]]:
+    rows = []
+    for pair in pairs:
+        row = {"query": query_texts[pair.query_id], "positive": doc_texts[pair.positive_id]}
+        row.update({f"negative_{i}": doc_texts[d] for i, d in enumerate(pair.negative_ids, start=1)})
+        rows.append(row)
+    return rows
+
+
+def provenance_rows(result: MiningResult) -> list[dict[str, Any]]:
+    return [{"strategy": result.strategy, **asdict(pair)} for pair in result.pairs]
+
+
+def write_triplets(
+    folder: str | Path,
+    result: MiningResult,
+    query_texts: dict[str, str],
+    doc_texts: dict[str, str],
+    *,
+    file_format: str = "jsonl",
+) -> dict[str, Path]:
+    """Write ``triplets.<format>``, ``provenance.jsonl`` and ``suspected_positives.jsonl`` into ``folder``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = triplet_rows(result.pairs, query_texts, doc_texts)
+    paths = {"triplets": folder / f"triplets.{file_format}", "provenance": folder / "provenance.jsonl",
+             "suspected_positives": folder / "suspected_positives.jsonl"}
+    if file_format == "jsonl":
+        atomic_write_text(paths["triplets"], _jsonl(rows))
+    elif file_format == "parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        temporary = paths["triplets"].with_name(f".{paths['triplets'].name}.tmp")
+        pq.write_table(pa.Table.from_pylist(rows), temporary)
+        os.replace(temporary, paths["triplets"])
+    else:
+        raise ValueError(f"file_format must be 'jsonl' or 'parquet', got {file_format!r}.")
+    atomic_write_text(paths["provenance"], _jsonl(provenance_rows(result)))
+    suspects = [{"query_id": q, "query": query_texts[q], **entry}
+                for q, entries in result.suspected_positives.items() for entry in entries]
+    atomic_write_text(paths["suspected_positives"], _jsonl(suspects))
+    return paths
+
+
+def load_triplets(path: str | Path):
+    """The triplet file as a ``datasets.Dataset`` (columns query, positive, negative_1 .. negative_n)."""
+    from datasets import load_dataset
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"No triplet file at {path}.")
+    if path.stat().st_size == 0:
+        raise ValueError(f"The triplet file {path} is empty: mining produced no pairs.")
+    kind = "parquet" if path.suffix == ".parquet" else "json"
+    return load_dataset(kind, data_files=str(path), split="train")

@@ -1,0 +1,51 @@
+"""Reading stored ensemble vectors back out of Qdrant for mining, page by page, without re-embedding."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+from haystack import Document
+from haystack_integrations.document_stores.qdrant import QdrantDocumentStore
+from tqdm.auto import tqdm
+
+from haystack_hardneg.embed.components import ENSEMBLE_META_KEY
+
+
+def iter_stored_documents(store: QdrantDocumentStore) -> Iterator[Document]:
+    """Every document of the collection with its vector, scrolled ``store.scroll_size`` points at a time.
+
+    qdrant-haystack's public ``filter_documents`` builds one list of every Document; its generator (used here)
+    pages through the collection the same way against local mode and a server, holding one page at a time.
+    """
+    yield from store._get_documents_generator()  # noqa: SLF001
+
+
+def read_stored_vectors(
+    store: QdrantDocumentStore, *, expected_ensemble_id: str | None = None, progress_bar: bool = True
+) -> tuple[list[Document], np.ndarray]:
+    """The collection's documents (without their vectors) and their vectors as one float32 matrix.
+
+    :param expected_ensemble_id: when given, every stored vector must come from this ensemble.
+    """
+    total = store.count_documents()
+    vectors = np.empty((total, store.embedding_dim), dtype=np.float32)
+    documents: list[Document] = []
+    others: set[str] = set()
+    for i, doc in enumerate(tqdm(iter_stored_documents(store), total=total, desc="Reading stored vectors",
+                                 unit="doc", disable=not progress_bar)):
+        if doc.embedding is None:
+            raise ValueError(f"Stored document '{doc.id}' has no vector.")
+        if i >= total:  # written to while we read: grow rather than fail
+            vectors = np.vstack([vectors, np.empty((1, vectors.shape[1]), dtype=np.float32)])
+        vectors[i] = doc.embedding
+        found = doc.meta.get(ENSEMBLE_META_KEY)
+        if expected_ensemble_id is not None and found != expected_ensemble_id:
+            others.add(str(found))
+        documents.append(Document(id=doc.id, content=doc.content, meta=doc.meta))
+    if others:
+        raise ValueError(
+            f"Collection '{store.index}' holds vectors of ensemble(s) {sorted(others)[:3]}, but queries would be "
+            f"embedded by ensemble {expected_ensemble_id}; their scores would not be comparable."
+        )
+    return documents, vectors[: len(documents)]
