@@ -1,0 +1,140 @@
+import json
+import subprocess
+import sys
+
+import pytest
+from haystack import Document
+
+from haystack_hardneg import ClusterNegativeMiner, EnsembleDocumentEmbedder, EnsembleDocumentWriter, EnsembleTextEmbedder
+from haystack_hardneg import open_document_store
+from haystack_hardneg.ingest.beir import DataError, load_beir
+from haystack_hardneg.mine.negatives import MiningConfig, mine_negatives
+from haystack_hardneg.mine.triplets import load_triplets, write_triplets
+
+from mine.synthetic import synthetic_data
+
+
+@pytest.fixture(scope="module")
+def split(fixtures):
+    return load_beir(fixtures / "scifact-tiny", "train")
+
+
+def _miner(members, **kwargs):
+    kwargs.setdefault("progress_bar", False)
+    miner = ClusterNegativeMiner(text_embedder=EnsembleTextEmbedder(members=members), **kwargs)
+    miner.warm_up()
+    return miner
+
+
+def test_miner_reads_stored_vectors_instead_of_embedding_again(tiny_model, tiny_model_b, split):
+    doc_embedder = EnsembleDocumentEmbedder(members=[tiny_model, tiny_model_b], progress_bar=False)
+    doc_embedder.warm_up()
+    store = open_document_store(location=":memory:", embedding_dim=80, progress_bar=False)
+    EnsembleDocumentWriter(document_store=store).run(doc_embedder.run(split.corpus)["documents"])
+
+    miner = _miner([tiny_model, tiny_model_b], document_store=store, num_negatives=3, n_clusters=4,
+                   rank_window=(0, 20), guard_ratio=None, guard_member_agreement=False)
+    encoded = []
+    for model in miner.text_embedder.encoder.models:
+        original = model.encode
+        model.encode = lambda texts, *a, _o=original, **k: encoded.append(len(texts)) or _o(texts, *a, **k)
+    result = miner.run(queries=split.queries, positives=split.qrels)
+    assert encoded == [len(split.queries)] * 2  # queries only, once per member
+    assert len(result["triplets"]) == sum(len(v) for v in split.qrels.values())
+    assert set(result["triplets"][0]) == {"query", "positive", "negative_1", "negative_2", "negative_3"}
+    assert result["report"]["clusters"]["count"] == 4
+
+
+def test_stored_vectors_of_another_ensemble_are_refused(tiny_model, tiny_model_b, split):
+    doc_embedder = EnsembleDocumentEmbedder(members=[tiny_model_b], progress_bar=False)
+    doc_embedder.warm_up()
+    store = open_document_store(location=":memory:", embedding_dim=48, progress_bar=False)
+    EnsembleDocumentWriter(document_store=store).run(doc_embedder.run(split.corpus)["documents"])
+    miner = _miner([{"model": tiny_model_b, "query_prompt": "query: "}], document_store=store)
+    with pytest.raises(ValueError, match="not be comparable"):
+        miner.run(queries=split.queries, positives=split.qrels)
+
+
+def test_unknown_judgements_are_an_error_or_skipped_and_counted(tiny_model, split):
+    first = next(iter(split.qrels))
+    positives = {**split.qrels, "ghost-query": [split.corpus[0].id], first: ["no-such-doc", *split.qrels[first]]}
+    with pytest.raises(DataError, match="ghost-query"):
+        _miner([tiny_model]).run(queries=split.queries, positives=positives, documents=split.corpus)
+    result = _miner([tiny_model], on_missing="skip", guard_ratio=None, num_negatives=2).run(
+        queries=split.queries, positives=positives, documents=split.corpus)
+    assert result["report"]["skipped"]["unknown_judgements"] == 2
+    assert result["report"]["pairs"] == sum(len(v) for v in split.qrels.values())
+
+
+def test_documents_given_to_run_are_embedded_when_they_carry_no_vectors(tiny_model, split):
+    result = _miner([tiny_model], strategy="ensemble", num_negatives=2, guard_ratio=None).run(
+        queries=split.queries, positives=split.qrels, documents=split.corpus + [Document(id="empty", content="")])
+    negatives = {row[f"negative_{i}"] for row in result["triplets"] for i in (1, 2)}
+    assert negatives and "" not in negatives
+
+
+def test_miner_round_trips_to_dict(tiny_model, tmp_path):
+    store = open_document_store(path=str(tmp_path / "q"), embedding_dim=32, progress_bar=False)
+    miner = ClusterNegativeMiner(text_embedder=EnsembleTextEmbedder(members=[tiny_model]), document_store=store,
+                                 strategy="bm25", num_negatives=7, rank_window=(2, 40), guard_ratio=None, seed=4,
+                                 meta_fields_to_embed=["title"], on_missing="skip")
+    data = miner.to_dict()
+    restored = ClusterNegativeMiner.from_dict(data)
+    assert restored.to_dict() == data
+    assert restored.config == miner.config
+
+
+def test_dense_strategy_needs_a_real_member(tiny_model):
+    with pytest.raises(ValueError, match="member=2"):
+        ClusterNegativeMiner(text_embedder=EnsembleTextEmbedder(members=[tiny_model]), strategy="dense", member=2)
+
+
+@pytest.mark.parametrize("file_format", ["jsonl", "parquet"])
+def test_triplet_files_load_as_a_dataset_with_provenance_beside(tmp_path, file_format):
+    data = synthetic_data()
+    result = mine_negatives(data, MiningConfig(strategy="ensemble_cluster", num_negatives=3, n_clusters=8,
+                                               guard_ratio=None), progress_bar=False)
+    paths = write_triplets(tmp_path, result, dict(zip(data.query_ids, data.query_texts)),
+                           dict(zip(data.doc_ids, data.doc_texts)), file_format=file_format)
+    dataset = load_triplets(paths["triplets"])
+    assert dataset.column_names == ["query", "positive", "negative_1", "negative_2", "negative_3"]
+    assert len(dataset) == len(result.pairs)
+    provenance = [json.loads(line) for line in paths["provenance"].read_text().splitlines()]
+    assert [p["negative_ids"] for p in provenance] == [p.negative_ids for p in result.pairs]
+    assert provenance[0]["strategy"] == "ensemble_cluster"
+    assert not list(tmp_path.glob(".*tmp"))  # no temporary files left behind
+
+
+def test_mined_triplets_train_a_cross_encoder_without_conversion(tiny_model, tmp_path):
+    from sentence_transformers import CrossEncoder
+    from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
+    from sentence_transformers.cross_encoder.losses import MultipleNegativesRankingLoss
+
+    data = synthetic_data()
+    result = mine_negatives(data, MiningConfig(strategy="ensemble", num_negatives=2, guard_ratio=None),
+                            progress_bar=False)
+    paths = write_triplets(tmp_path / "mined", result, dict(zip(data.query_ids, data.query_texts)),
+                           dict(zip(data.doc_ids, data.doc_texts)))
+    model = CrossEncoder(tiny_model, num_labels=1)
+    args = CrossEncoderTrainingArguments(output_dir=str(tmp_path / "out"), max_steps=3, per_device_train_batch_size=4,
+                                         report_to="none", save_strategy="no", logging_steps=1)
+    trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=load_triplets(paths["triplets"]),
+                                  loss=MultipleNegativesRankingLoss(model))
+    output = trainer.train()
+    assert output.global_step == 3
+
+
+def test_mine_command_writes_every_strategy(tiny_model, fixtures, split, tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "haystack_hardneg.cli", "mine", "--data", str(fixtures / "scifact-tiny"), "--model",
+         tiny_model, "--num-negatives", "2", "--n-clusters", "4", "--guard-ratio", "none", "--cache-dir", "none",
+         "--out", str(tmp_path / "mined")],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    for strategy in ["ensemble_cluster", "ensemble", "dense", "bm25", "random"]:
+        report = json.loads((tmp_path / "mined" / strategy / "report.json").read_text())
+        assert report["pairs"] == sum(len(v) for v in split.qrels.values())
+        assert (tmp_path / "mined" / strategy / "triplets.jsonl").stat().st_size > 0
+    assert "| ensemble_cluster |" in (tmp_path / "mined" / "mining_report.md").read_text()
+    assert "Mining (bm25)" in done.stderr
