@@ -214,7 +214,8 @@ def mine_negatives(data: MiningData, config: MiningConfig, *, progress_bar: bool
     if config.strategy == "ensemble_cluster":
         clustering = cluster_documents(data.doc_vectors, n_clusters=config.n_clusters,
                                        algorithm=config.cluster_algorithm, seed=config.seed)
-        members_of = [np.flatnonzero(clustering.labels == c) for c in range(len(clustering.centroids))]
+        by_cluster = np.argsort(clustering.labels, kind="stable")
+        members_of = np.split(by_cluster, np.cumsum(clustering.sizes)[:-1])
         query_clusters = clustering.assign(data.query_vectors)
     ranked = _ranked_candidates(data, config, positives_idx, progress_bar)
     # The cluster strategy falls back on the ensemble's global ranking when its clusters run short.
