@@ -12,6 +12,7 @@ from haystack_hardneg.embed.components import EnsembleDocumentEmbedder, Ensemble
 from haystack_hardneg.embed.ensemble import MemberSpec
 from haystack_hardneg.ingest.components import CorpusConverter, DocumentChunker
 from haystack_hardneg.mine.component import ClusterNegativeMiner
+from haystack_hardneg.rank.ranker import CrossEncoderRanker
 from haystack_hardneg.pipelines import build_indexing_pipeline, build_query_pipeline, load_pipeline
 from haystack_hardneg.store.qdrant import EnsembleDocumentWriter, open_document_store
 
@@ -19,6 +20,7 @@ allow_deserialization_module("haystack_hardneg")
 
 __all__ = [
     "ClusterNegativeMiner",
+    "CrossEncoderRanker",
     "CorpusConverter",
     "DocumentChunker",
     "EnsembleDocumentEmbedder",

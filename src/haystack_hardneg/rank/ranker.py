@@ -1,0 +1,208 @@
+"""CrossEncoderRanker: a fine-tuned cross-encoder as a drop-in Haystack ranker."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from haystack import Document, component, default_from_dict, default_to_dict, logging
+from haystack.utils import ComponentDevice
+
+from haystack_hardneg.embed.encoder import check_model_source, looks_like_path
+from haystack_hardneg.rank.fusion import fuse
+from haystack_hardneg.rank.passages import AGGREGATIONS, Aggregation, aggregate, passages
+
+logger = logging.getLogger(__name__)
+
+
+@component
+class CrossEncoderRanker:
+    """
+    Re-ranks Documents with a cross-encoder (e.g. one trained by TripletTrainer).
+
+    Same ``run`` signature and behaviour as Haystack's ``SentenceTransformersSimilarityRanker`` (query,
+    documents, top_k, scale_score, score_threshold; duplicates by id are dropped, keeping the best-scored), so
+    it replaces it by changing the component's ``type`` in YAML. In addition:
+
+    - long documents are scored by passages: overlapping windows of ``passage_words`` words, aggregated by
+      ``max``, ``first`` or ``mean``;
+    - ``fusion_alpha`` interpolates the re-ranker's score with the retriever's (both min-max normalised per
+      query): ``alpha * ranker + (1 - alpha) * retriever``;
+    - pairs are scored in one call, which sentence-transformers sorts by length so batches pad little.
+
+    Documents without content are not scored: they are returned after every scored document, with score
+    ``None`` (and dropped when a ``score_threshold`` is set).
+
+    Usage example:
+    ```python
+    from haystack import Document
+    from haystack_hardneg import CrossEncoderRanker
+
+    ranker = CrossEncoderRanker(model="runs/train/model", top_k=5, passage_words=200, fusion_alpha=0.5)
+    ranker.warm_up()
+    result = ranker.run(query="what does the warranty cover?", documents=retrieved_documents)
+    ```
+    """
+
+    def __init__(
+        self,
+        *,
+        model: str | Path,
+        device: ComponentDevice | None = None,
+        top_k: int = 10,
+        query_prefix: str = "",
+        document_prefix: str = "",
+        meta_fields_to_embed: list[str] | None = None,
+        embedding_separator: str = "\n",
+        scale_score: bool = True,
+        score_threshold: float | None = None,
+        batch_size: int = 16,
+        max_length: int | None = None,
+        passage_words: int | None = None,
+        passage_overlap: int = 20,
+        aggregation: Aggregation = "max",
+        fusion_alpha: float | None = None,
+    ):
+        """
+        :param model: a cross-encoder folder (e.g. from TripletTrainer) or hub id.
+        :param device: the device to run on; ``None`` picks one.
+        :param top_k: how many documents to return.
+        :param query_prefix: text put before the query.
+        :param document_prefix: text put before each document.
+        :param meta_fields_to_embed: meta fields put before the content (e.g. ``["title"]``).
+        :param embedding_separator: separator between those meta fields and the content.
+        :param scale_score: apply a sigmoid to the model's logits (scores in 0..1).
+        :param score_threshold: drop documents scoring below it.
+        :param batch_size: pairs per forward pass.
+        :param max_length: truncation length in tokens; ``None`` keeps the model's.
+        :param passage_words: score documents by windows of this many words; ``None`` scores the whole text.
+        :param passage_overlap: words shared by consecutive windows.
+        :param aggregation: ``max``, ``first`` or ``mean`` of a document's passage scores.
+        :param fusion_alpha: weight of the re-ranker against the retriever's score; ``None`` for no fusion.
+        """
+        check_model_source(str(model))
+        if top_k <= 0:
+            raise ValueError(f"top_k must be > 0, got {top_k}.")
+        if aggregation not in AGGREGATIONS:
+            raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {aggregation!r}.")
+        if passage_words is not None and not 0 <= passage_overlap < passage_words:
+            raise ValueError("passage_overlap must be >= 0 and smaller than passage_words.")
+        if fusion_alpha is not None and not 0.0 <= fusion_alpha <= 1.0:
+            raise ValueError(f"fusion_alpha must be in [0, 1], got {fusion_alpha}.")
+        self.model = str(model)
+        self.device = device
+        self.top_k = top_k
+        self.query_prefix = query_prefix
+        self.document_prefix = document_prefix
+        self.meta_fields_to_embed = list(meta_fields_to_embed or [])
+        self.embedding_separator = embedding_separator
+        self.scale_score = scale_score
+        self.score_threshold = score_threshold
+        self.batch_size = batch_size
+        self.max_length = max_length
+        self.passage_words = passage_words
+        self.passage_overlap = passage_overlap
+        self.aggregation = aggregation
+        self.fusion_alpha = fusion_alpha
+        self._cross_encoder = None
+
+    def warm_up(self) -> None:
+        """Load the cross-encoder."""
+        if self._cross_encoder is not None:
+            return
+        from sentence_transformers import CrossEncoder
+
+        source = str(Path(self.model).expanduser()) if looks_like_path(self.model) else self.model
+        device = ComponentDevice.resolve_device(self.device).to_torch_str() if self.device is not None else None
+        self._cross_encoder = CrossEncoder(source, device=device, max_length=self.max_length)
+
+    def to_dict(self) -> dict[str, Any]:
+        return default_to_dict(
+            self, model=self.model, device=self.device.to_dict() if self.device is not None else None,
+            top_k=self.top_k, query_prefix=self.query_prefix, document_prefix=self.document_prefix,
+            meta_fields_to_embed=self.meta_fields_to_embed, embedding_separator=self.embedding_separator,
+            scale_score=self.scale_score, score_threshold=self.score_threshold, batch_size=self.batch_size,
+            max_length=self.max_length, passage_words=self.passage_words, passage_overlap=self.passage_overlap,
+            aggregation=self.aggregation, fusion_alpha=self.fusion_alpha,
+        )
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "CrossEncoderRanker":
+        params = dict(data["init_parameters"])
+        if isinstance(params.get("device"), dict):
+            params["device"] = ComponentDevice.from_dict(params["device"])
+        return default_from_dict(cls, {**data, "init_parameters": params})
+
+    def _document_text(self, doc: Document) -> str:
+        meta = [str(doc.meta[k]) for k in self.meta_fields_to_embed if doc.meta.get(k) is not None]
+        return self.embedding_separator.join([*meta, doc.content or ""])
+
+    def score(self, query: str, documents: list[Document], *, scale_score: bool) -> np.ndarray:
+        """One raw (or sigmoid-scaled) relevance score per document, aggregated over its passages."""
+        import torch
+
+        if self._cross_encoder is None:
+            raise RuntimeError("CrossEncoderRanker was not warmed up: call warm_up() before run().")
+        windows = [passages(self._document_text(d), words=self.passage_words, overlap=self.passage_overlap)
+                   for d in documents]
+        pairs = [(self.query_prefix + query, self.document_prefix + w) for ws in windows for w in ws]
+        # Raw logits (the model's own default activation is a sigmoid); scaling is decided below, once.
+        raw = self._cross_encoder.predict(pairs, batch_size=self.batch_size, show_progress_bar=False,
+                                          activation_fn=torch.nn.Identity(), convert_to_numpy=True)
+        logits = np.asarray(raw, dtype=np.float64).reshape(len(pairs), -1)[:, 0]
+        if scale_score:
+            logits = 1.0 / (1.0 + np.exp(-logits))
+        bounds = np.cumsum([0, *(len(ws) for ws in windows)])
+        return aggregate([logits[a:b] for a, b in zip(bounds[:-1], bounds[1:])], self.aggregation)
+
+    @component.output_types(documents=list[Document])
+    def run(
+        self,
+        *,
+        query: str,
+        documents: list[Document],
+        top_k: int | None = None,
+        scale_score: bool | None = None,
+        score_threshold: float | None = None,
+    ) -> dict[str, list[Document]]:
+        """
+        :param query: the query.
+        :param documents: the Documents to re-rank (not modified).
+        :param top_k: overrides the init ``top_k``.
+        :param scale_score: overrides the init ``scale_score``.
+        :param score_threshold: overrides the init ``score_threshold``.
+        :returns: ``documents``: copies, best first, with ``score`` set.
+        """
+        if top_k is not None and top_k <= 0:
+            raise ValueError(f"top_k must be > 0, got {top_k}.")
+        top_k = self.top_k if top_k is None else top_k
+        scale_score = self.scale_score if scale_score is None else scale_score
+        score_threshold = self.score_threshold if score_threshold is None else score_threshold
+        if not documents:
+            return {"documents": []}
+        best: dict[str, Document] = {}
+        for doc in documents:  # duplicates by id: keep the best-scored, as Haystack's rankers do
+            kept = best.get(doc.id)
+            if kept is None or (doc.score is not None and (kept.score is None or doc.score > kept.score)):
+                best[doc.id] = doc
+        unique = list(best.values())
+        scorable = [d for d in unique if d.content and d.content.strip()]
+        empty = [replace(d, score=None) for d in unique if not (d.content and d.content.strip())]
+        ranked: list[Document] = []
+        if scorable:
+            scores = self.score(query, scorable, scale_score=scale_score)
+            if self.fusion_alpha is not None:
+                first_stage = np.array([d.score if d.score is not None else np.nan for d in scorable], dtype=np.float64)
+                if np.all(np.isnan(first_stage)):
+                    logger.warning("fusion_alpha is set but no document has a retriever score; using the ranker alone.")
+                else:
+                    first_stage[np.isnan(first_stage)] = np.nanmin(first_stage)
+                    scores = fuse(scores, first_stage, self.fusion_alpha)
+            order = np.argsort(-scores, kind="stable")
+            ranked = [replace(scorable[i], score=float(scores[i])) for i in order]
+        if score_threshold is not None:
+            ranked = [d for d in ranked if d.score >= score_threshold]
+            empty = []
+        return {"documents": (ranked + empty)[:top_k]}
