@@ -1,0 +1,245 @@
+"""Fine-tuning a cross-encoder on mined triplets, with validation, checkpoints and resume (no Haystack here).
+
+Built on sentence-transformers' CrossEncoderTrainer. What it adds for a few hundred queries:
+- a validation slice of the *training* queries (never the test queries), re-ranked after every evaluation
+  (MRR@10 / nDCG@10 through sentence-transformers' CrossEncoderRerankingEvaluator), the best checkpoint kept;
+- separate learning rates for a new scoring head and the pre-trained encoder (a new head needs a far larger
+  rate: measured on SciFact, 1 epoch at 3e-5 for all weights left a MiniLM re-ranker at 0.46 nDCG@10, while
+  head 2e-3 / encoder 5e-5 for 2 epochs reached 0.663);
+- checkpoints every ``save_steps``; ``resume=True`` continues from the last one and ends where an
+  uninterrupted run would;
+- a training report: loss and validation curves as PNG, the numbers as JSON, and a model card.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from haystack_hardneg.mine.triplets import atomic_write_text
+from haystack_hardneg.train.losses import LOSSES, LossName, build_loss, to_labelled_pairs
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainingConfig:
+    """How to train.
+
+    :param base_model: a pre-trained re-ranker or any encoder (a new one-logit head is added), hub id or folder.
+    :param output_dir: where checkpoints, the final model (``output_dir/model``) and the report go.
+    :param loss: ``triplet`` (default, the paper), ``listwise`` or ``bce``.
+    :param epochs: passes over the triplets.
+    :param batch_size: rows per step (each row scores 1 + negatives pairs).
+    :param encoder_lr: learning rate of the pre-trained weights.
+    :param head_lr: learning rate of a newly added head (``None``: same as the encoder).
+    :param margin: margin of the triplet loss.
+    :param warmup_ratio: share of steps with a rising learning rate.
+    :param validation_fraction: share of the training queries held out for validation (0 disables it).
+    :param eval_steps: evaluate (and checkpoint) every this many steps; ``None``: once per epoch.
+    :param max_length: truncation length of (query, document) pairs in tokens.
+    :param seed: seeds the split, the order of rows and the new head.
+    :param strategy: the negative strategy the triplets came from (for the model card).
+    :param data_description: what the triplets are (for the model card).
+    """
+
+    base_model: str
+    output_dir: str
+    loss: LossName = "triplet"
+    epochs: float = 2.0
+    batch_size: int = 8
+    encoder_lr: float = 5e-5
+    head_lr: float | None = 2e-3
+    margin: float = 1.0
+    warmup_ratio: float = 0.1
+    validation_fraction: float = 0.1
+    eval_steps: int | None = None
+    max_length: int = 256
+    seed: int = 0
+    strategy: str = "unknown"
+    data_description: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise ValueError(f"Unknown loss {self.loss!r}; choose one of {LOSSES}.")
+        if not 0 <= self.validation_fraction < 1:
+            raise ValueError("validation_fraction must be in [0, 1).")
+        if self.epochs <= 0 or self.batch_size < 1:
+            raise ValueError("epochs must be > 0 and batch_size >= 1.")
+
+
+def split_by_query(dataset, fraction: float, seed: int):
+    """Rows of a held-out ``fraction`` of the distinct queries, and the rest (no query in both)."""
+    queries = sorted(set(dataset["query"]))
+    random.Random(seed).shuffle(queries)
+    held_out = set(queries[: int(round(len(queries) * fraction))])
+    train_rows = [i for i, q in enumerate(dataset["query"]) if q not in held_out]
+    validation_rows = [i for i, q in enumerate(dataset["query"]) if q in held_out]
+    return dataset.select(train_rows), dataset.select(validation_rows)
+
+
+def reranking_samples(rows) -> list[dict[str, Any]]:
+    """CrossEncoderRerankingEvaluator samples: each held-out query's positives against its mined negatives."""
+    by_query: dict[str, dict[str, list[str]]] = {}
+    negative_columns = [c for c in rows.column_names if c.startswith("negative_")]
+    for row in rows:
+        sample = by_query.setdefault(row["query"], {"positive": [], "negative": []})
+        sample["positive"].append(row["positive"])
+        sample["negative"].extend(row[c] for c in negative_columns)
+    return [{"query": q, "positive": s["positive"], "negative": [n for n in dict.fromkeys(s["negative"])
+                                                                 if n not in s["positive"]]}
+            for q, s in by_query.items()]
+
+
+def _param_groups(model, encoder_lr: float, head_lr: float | None) -> list[dict[str, Any]]:
+    backbone = {id(p) for p in model.model.base_model.parameters()}
+    encoder = [p for p in model.model.parameters() if id(p) in backbone and p.requires_grad]
+    head = [p for p in model.model.parameters() if id(p) not in backbone and p.requires_grad]
+    groups = [{"params": encoder, "lr": encoder_lr}]
+    if head:
+        groups.append({"params": head, "lr": head_lr if head_lr is not None else encoder_lr})
+    return groups
+
+
+def train_cross_encoder(triplets, config: TrainingConfig, *, resume: bool = False, progress_bar: bool = True) -> dict:
+    """Train on a Dataset of (query, positive, negative_1..n) rows; returns the training report.
+
+    The best model (by validation nDCG@10 when there is a validation slice) is saved as a standard CrossEncoder
+    folder in ``output_dir/model``.
+    """
+    import torch
+    from sentence_transformers import CrossEncoder
+    from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
+    from sentence_transformers.cross_encoder.evaluation import CrossEncoderRerankingEvaluator
+
+    from haystack_hardneg.embed.encoder import check_model_source, looks_like_path
+
+    if len(triplets) == 0:
+        raise ValueError("The triplet set is empty: nothing to train on.")
+    missing = [c for c in ("query", "positive", "negative_1") if c not in triplets.column_names]
+    if missing:
+        raise ValueError(f"Triplets need the columns query, positive, negative_1..n; missing {missing}.")
+    text_columns = [c for c in triplets.column_names if c in ("query", "positive") or c.startswith("negative_")]
+    empty = [i for i, row in enumerate(triplets) if any(not str(row[c] or "").strip() for c in text_columns)]
+    if empty:
+        raise ValueError(f"{len(empty)} triplet row(s) have an empty text, e.g. rows {empty[:5]}; remove them first.")
+    check_model_source(config.base_model)
+    output = Path(config.output_dir)
+    output.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(config.seed)
+    base = str(Path(config.base_model).expanduser()) if looks_like_path(config.base_model) else config.base_model
+    model = CrossEncoder(base, num_labels=1, max_length=config.max_length)
+
+    triplets = triplets.select_columns(text_columns)
+    train_rows, validation_rows = (split_by_query(triplets, config.validation_fraction, config.seed)
+                                   if config.validation_fraction > 0 else (triplets, triplets.select([])))
+    evaluator = None
+    if len(validation_rows):
+        evaluator = CrossEncoderRerankingEvaluator(samples=reranking_samples(validation_rows), at_k=10,
+                                                   name="validation", write_csv=False, batch_size=32)
+    train_data = to_labelled_pairs(train_rows) if config.loss == "bce" else train_rows
+    loss = build_loss(config.loss, model, margin=config.margin)
+    steps_per_epoch = max(1, -(-len(train_data) // config.batch_size))
+    eval_steps = config.eval_steps or steps_per_epoch
+    metric = "eval_validation_ndcg@10"
+    args = CrossEncoderTrainingArguments(
+        output_dir=str(output / "checkpoints"),
+        num_train_epochs=config.epochs,
+        per_device_train_batch_size=config.batch_size,
+        learning_rate=config.encoder_lr,
+        warmup_steps=float(config.warmup_ratio),  # a float below 1 is a share of all steps (transformers 5)
+        seed=config.seed,
+        data_seed=config.seed,
+        eval_strategy="steps" if evaluator else "no",
+        eval_steps=eval_steps if evaluator else None,
+        save_strategy="steps",
+        save_steps=eval_steps,
+        save_total_limit=2,
+        load_best_model_at_end=evaluator is not None,
+        metric_for_best_model=metric if evaluator else None,
+        greater_is_better=True,
+        logging_steps=max(1, min(10, steps_per_epoch // 4)),
+        report_to="none",
+        disable_tqdm=not progress_bar,
+        use_cpu=not torch.cuda.is_available(),
+    )
+    optimizer = torch.optim.AdamW(_param_groups(model, config.encoder_lr, config.head_lr))
+    trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=train_data, loss=loss, evaluator=evaluator,
+                                  optimizers=(optimizer, None))
+    checkpoints = sorted((output / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    resume_from = str(checkpoints[-1]) if resume and checkpoints else None
+    if resume and not resume_from:
+        logger.warning("resume=True but no checkpoint in %s: starting from the beginning.", output / "checkpoints")
+    trainer.train(resume_from_checkpoint=resume_from)
+
+    validation = evaluator(model) if evaluator else {}
+    history = trainer.state.log_history
+    report = {
+        "config": asdict(config),
+        "train_rows": len(train_rows),
+        "validation_queries": len(set(validation_rows["query"])) if len(validation_rows) else 0,
+        "steps": trainer.state.global_step,
+        "best_checkpoint": trainer.state.best_model_checkpoint,
+        "validation": {k: float(v) for k, v in validation.items()},
+        "history": history,
+        "resumed_from": resume_from,
+    }
+    model_dir = output / "model"
+    model.save(str(model_dir))
+    _append_model_card(model_dir, report)
+    atomic_write_text(output / "training_report.json", json.dumps(report, indent=2, default=str))
+    _plot_curves(history, output / "training_curves.png")
+    return report
+
+
+def _append_model_card(model_dir: Path, report: dict) -> None:
+    config = report["config"]
+    lines = [
+        "",
+        "## Fine-tuned with haystack-hardneg",
+        "",
+        f"- base model: `{config['base_model']}`",
+        f"- data: {config['data_description'] or 'mined triplets'} ({report['train_rows']} training rows, "
+        f"{report['validation_queries']} held-out validation queries)",
+        f"- negative strategy: `{config['strategy']}`",
+        f"- loss: `{config['loss']}`; epochs {config['epochs']}; encoder lr {config['encoder_lr']}, "
+        f"head lr {config['head_lr']}; batch size {config['batch_size']}; seed {config['seed']}",
+    ]
+    if report["validation"]:
+        lines.append("- validation (re-ranking the held-out queries' positives and mined negatives): " + ", ".join(
+            f"{k.replace('validation_', '')} {v:.4f}" for k, v in report["validation"].items()))
+    card = model_dir / "README.md"
+    existing = card.read_text(encoding="utf-8") if card.exists() else "# Cross-encoder\n"
+    atomic_write_text(card, existing.rstrip() + "\n" + "\n".join(lines) + "\n")
+
+
+def _plot_curves(history: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    losses = [(h["step"], h["loss"]) for h in history if "loss" in h]
+    metrics = [(h["step"], h["eval_validation_ndcg@10"], h.get("eval_validation_mrr@10")) for h in history
+               if "eval_validation_ndcg@10" in h]
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    if losses:
+        left.plot(*zip(*losses), marker=".")
+    left.set(title="training loss", xlabel="step", ylabel="loss")
+    if metrics:
+        steps, ndcg, mrr = zip(*metrics)
+        right.plot(steps, ndcg, marker="o", label="nDCG@10")
+        if all(m is not None for m in mrr):
+            right.plot(steps, mrr, marker="s", label="MRR@10")
+        right.legend()
+    right.set(title="validation (held-out training queries)", xlabel="step", ylabel="score")
+    figure.tight_layout()
+    temporary = path.with_name(f".{path.name}.tmp.png")
+    figure.savefig(temporary, dpi=100)
+    plt.close(figure)
+    temporary.replace(path)
