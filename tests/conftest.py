@@ -24,3 +24,10 @@ def tiny_model_b(tmp_path_factory) -> str:
 @pytest.fixture(scope="session")
 def fixtures() -> Path:
     return FIXTURES
+
+
+@pytest.fixture(scope="session")
+def trainable_model(tmp_path_factory) -> str:
+    """A tiny random model with BERT's usual initialisation, as a base for training tests."""
+    folder = tmp_path_factory.mktemp("models") / "tiny-trainable"
+    return str(build_tiny_sentence_transformer(folder, seed=2, init_range=0.02))

@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 # Larger random weights than the usual 0.02 spread untrained embeddings apart (cosines ~0.6-0.9, not ~0.95).
+# Models that are trained keep BERT's 0.02: with large weights the pooler's tanh saturates and nothing learns.
 INIT_RANGE = 1.0
 
 WORDS = """
@@ -29,7 +30,7 @@ def _vocabulary() -> list[str]:
     return special + sorted(set(WORDS)) + letters + pieces + punctuation
 
 
-def build_tiny_sentence_transformer(folder: Path, *, seed: int = 0, hidden: int = 32) -> Path:
+def build_tiny_sentence_transformer(folder: Path, *, seed: int = 0, hidden: int = 32, init_range: float = INIT_RANGE) -> Path:
     """A 2-layer BERT sentence encoder with a small word-piece vocabulary, saved to ``folder``."""
     import torch
     from sentence_transformers import SentenceTransformer
@@ -49,7 +50,7 @@ def build_tiny_sentence_transformer(folder: Path, *, seed: int = 0, hidden: int 
         num_attention_heads=2,
         intermediate_size=hidden * 2,
         max_position_embeddings=128,
-        initializer_range=INIT_RANGE,
+        initializer_range=init_range,
     )
     BertModel(config).save_pretrained(raw)
     tokenizer.save_pretrained(raw)

@@ -13,6 +13,7 @@ from haystack_hardneg.embed.ensemble import MemberSpec
 from haystack_hardneg.ingest.components import CorpusConverter, DocumentChunker
 from haystack_hardneg.mine.component import ClusterNegativeMiner
 from haystack_hardneg.rank.ranker import CrossEncoderRanker
+from haystack_hardneg.train.component import TripletTrainer
 from haystack_hardneg.pipelines import build_indexing_pipeline, build_query_pipeline, load_pipeline
 from haystack_hardneg.store.qdrant import EnsembleDocumentWriter, open_document_store
 
@@ -27,6 +28,7 @@ __all__ = [
     "EnsembleDocumentWriter",
     "EnsembleTextEmbedder",
     "MemberSpec",
+    "TripletTrainer",
     "build_indexing_pipeline",
     "build_query_pipeline",
     "load_pipeline",

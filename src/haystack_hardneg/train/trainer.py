@@ -106,8 +106,11 @@ def _param_groups(model, encoder_lr: float, head_lr: float | None) -> list[dict[
     return groups
 
 
-def train_cross_encoder(triplets, config: TrainingConfig, *, resume: bool = False, progress_bar: bool = True) -> dict:
+def train_cross_encoder(triplets, config: TrainingConfig, *, resume: bool = False, progress_bar: bool = True,
+                        callbacks: list | None = None) -> dict:
     """Train on a Dataset of (query, positive, negative_1..n) rows; returns the training report.
+
+    ``callbacks`` are transformers ``TrainerCallback``s (e.g. early stopping) passed to the trainer.
 
     The best model (by validation nDCG@10 when there is a validation slice) is saved as a standard CrossEncoder
     folder in ``output_dir/model``.
@@ -170,7 +173,7 @@ def train_cross_encoder(triplets, config: TrainingConfig, *, resume: bool = Fals
     )
     optimizer = torch.optim.AdamW(_param_groups(model, config.encoder_lr, config.head_lr))
     trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=train_data, loss=loss, evaluator=evaluator,
-                                  optimizers=(optimizer, None))
+                                  optimizers=(optimizer, None), callbacks=callbacks)
     checkpoints = sorted((output / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
     resume_from = str(checkpoints[-1]) if resume and checkpoints else None
     if resume and not resume_from:

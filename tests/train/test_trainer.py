@@ -1,0 +1,139 @@
+import json
+import random
+
+import numpy as np
+import pytest
+import torch
+from datasets import Dataset
+from haystack import Document
+from sentence_transformers import CrossEncoder
+from transformers import TrainerCallback
+
+from haystack_hardneg import CrossEncoderRanker, TripletTrainer
+from haystack_hardneg.embed.encoder import ModelNotFoundError
+from haystack_hardneg.train.trainer import TrainingConfig, split_by_query, train_cross_encoder
+
+TOPICS = ["heart", "liver", "virus", "tumor", "brain", "blood", "vaccine", "kidney"]
+
+
+def separable_rows(n: int = 96, seed: int = 0) -> Dataset:
+    """Separable by one word: every positive mentions "vaccine", no negative does."""
+    rng = random.Random(seed)
+    rows = []
+    topics = [t for t in TOPICS if t != "vaccine"]
+    for i in range(n):
+        topic = topics[i % len(topics)]
+        rows.append({"query": f"{topic} question {i}", "positive": f"{topic} vaccine study results",
+                     "negative_1": f"{rng.choice(topics)} study results", "negative_2": f"{rng.choice(topics)} cells"})
+    return Dataset.from_list(rows)
+
+
+def ranking_accuracy(model_dir_or_model, rows: Dataset) -> float:
+    """Share of (positive, negative) pairs the model orders correctly."""
+    model = CrossEncoder(model_dir_or_model) if isinstance(model_dir_or_model, str) else model_dir_or_model
+    identity = torch.nn.Identity()
+    positive = model.predict([(r["query"], r["positive"]) for r in rows], activation_fn=identity)
+    negative = model.predict([(r["query"], r["negative_1"]) for r in rows], activation_fn=identity)
+    return float(np.mean(positive > negative))
+
+
+def _config(tmp_path, trainable_model, **kwargs):
+    options = dict(base_model=trainable_model, output_dir=str(tmp_path / "run"), epochs=3, batch_size=8, encoder_lr=3e-3,
+                   head_lr=3e-2, validation_fraction=0.25, seed=0)
+    options.update(kwargs)
+    return TrainingConfig(**options)
+
+
+@pytest.mark.parametrize("loss", ["triplet", "listwise", "bce"])
+def test_each_loss_separates_positives_from_negatives(trainable_model, tmp_path, loss):
+    rows = separable_rows()
+    torch.manual_seed(0)  # the trainer seeds the same way before adding the head: the same starting model
+    before = ranking_accuracy(CrossEncoder(trainable_model, num_labels=1), rows)
+    report = train_cross_encoder(rows, _config(tmp_path, trainable_model, loss=loss, epochs=4), progress_bar=False)
+    after = ranking_accuracy(str(tmp_path / "run" / "model"), rows)
+    assert after == 1.0 and before < 0.8
+    losses = [h["loss"] for h in report["history"] if "loss" in h]
+    assert np.mean(losses[-3:]) < 0.5 * np.mean(losses[:3])
+    assert report["validation"]["validation_ndcg@10"] > 0
+
+
+def test_validation_queries_are_held_out_of_training():
+    train, validation = split_by_query(separable_rows(), 0.25, seed=0)
+    assert len(validation) == 24 and not set(train["query"]) & set(validation["query"])
+
+
+class StopAfter(TrainerCallback):
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step >= self.step:
+            control.should_training_stop = True
+            control.should_save = True
+
+
+def test_a_resumed_run_ends_where_an_uninterrupted_one_does(trainable_model, tmp_path):
+    rows = separable_rows()
+    probe = [(r["query"], r["negative_2"]) for r in rows]
+    straight = _config(tmp_path / "a", trainable_model, validation_fraction=0.0, epochs=2)
+    train_cross_encoder(rows, straight, progress_bar=False)
+    expected = CrossEncoder(str(tmp_path / "a" / "run" / "model")).predict(probe)
+
+    interrupted = _config(tmp_path / "b", trainable_model, validation_fraction=0.0, epochs=2)
+    first = train_cross_encoder(rows, interrupted, progress_bar=False, callbacks=[StopAfter(7)])
+    assert first["steps"] == 7
+    assert (tmp_path / "b" / "run" / "checkpoints" / "checkpoint-7").is_dir()
+    second = train_cross_encoder(rows, interrupted, resume=True, progress_bar=False)
+    assert second["resumed_from"].endswith("checkpoint-7") and second["steps"] == 24
+    resumed = CrossEncoder(str(tmp_path / "b" / "run" / "model")).predict(probe)
+    np.testing.assert_allclose(resumed, expected, atol=1e-5)
+
+
+def test_saved_model_scores_the_same_everywhere_and_has_a_card(trainable_model, tmp_path):
+    trainer = TripletTrainer(base_model=trainable_model, output_dir=str(tmp_path / "run"), epochs=1, batch_size=8,
+                             strategy="ensemble_cluster", data_description="synthetic topics", progress_bar=False)
+    result = trainer.run(triplets=separable_rows().to_list())
+    model_path = result["model_path"]
+    docs = [Document(id=str(i), content=t) for i, t in enumerate(["heart heart study", "liver cells", "virus"])]
+    query = "heart question"
+
+    direct = CrossEncoder(model_path).predict([(query, d.content) for d in docs])  # sigmoid by default
+    ours = CrossEncoderRanker(model=model_path, top_k=3)
+    ours.warm_up()
+    ours_scores = {d.id: d.score for d in ours.run(query=query, documents=docs)["documents"]}
+    from haystack_integrations.components.rankers.sentence_transformers import SentenceTransformersSimilarityRanker
+
+    haystack_ranker = SentenceTransformersSimilarityRanker(model=model_path, top_k=3)
+    haystack_ranker.warm_up()
+    theirs = {d.id: d.score for d in haystack_ranker.run(query=query, documents=docs)["documents"]}
+    for i, score in enumerate(direct):
+        assert ours_scores[str(i)] == pytest.approx(float(score), abs=1e-5)
+        assert theirs[str(i)] == pytest.approx(float(score), abs=1e-5)
+
+    card = (tmp_path / "run" / "model" / "README.md").read_text()
+    assert "ensemble_cluster" in card and trainable_model in card and "synthetic topics" in card
+    assert (tmp_path / "run" / "training_curves.png").stat().st_size > 1000
+    assert json.loads((tmp_path / "run" / "training_report.json").read_text())["steps"] == result["report"]["steps"]
+
+
+def test_bad_input_is_refused_before_training(trainable_model, tmp_path):
+    with pytest.raises(ModelNotFoundError):
+        TripletTrainer(base_model=str(tmp_path / "missing"), output_dir=str(tmp_path / "x"))
+    trainer = TripletTrainer(base_model=trainable_model, output_dir=str(tmp_path / "x"), progress_bar=False)
+    with pytest.raises(ValueError, match="nothing to train"):
+        trainer.run(triplets=[])
+    empty_file = tmp_path / "empty.jsonl"
+    empty_file.write_text("")
+    with pytest.raises(ValueError, match="empty"):
+        trainer.run(triplets=str(empty_file))
+    with pytest.raises(ValueError, match="empty text"):
+        trainer.run(triplets=[{"query": "q", "positive": "p", "negative_1": " "}])
+    with pytest.raises(ValueError, match="Unknown training option"):
+        TripletTrainer(base_model=trainable_model, output_dir="x", learning_rate=1)
+    assert not (tmp_path / "x" / "model").exists()
+
+
+def test_trainer_round_trips_to_dict(trainable_model):
+    trainer = TripletTrainer(base_model=trainable_model, output_dir="runs/t", loss="listwise", epochs=1.5, head_lr=None)
+    restored = TripletTrainer.from_dict(trainer.to_dict())
+    assert restored.to_dict() == trainer.to_dict() and restored.config == trainer.config
