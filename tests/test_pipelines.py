@@ -1,11 +1,10 @@
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+
+from processes import fresh_python
 
 from haystack_hardneg import (
     DocumentChunker,
@@ -62,13 +61,6 @@ print(json.dumps([d.id for d in result["retriever"]["documents"]]))
 """
 
 
-def _fresh_python(code: str, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("HAYSTACK_")}
-    environment.update(env or {})
-    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=environment,
-                          timeout=300)
-
-
 @pytest.fixture(scope="module")
 def indexed_store(tiny_model, fixtures, tmp_path_factory):
     path = tmp_path_factory.mktemp("store") / "qdrant"
@@ -91,7 +83,7 @@ def indexed_store(tiny_model, fixtures, tmp_path_factory):
 def test_yaml_loads_and_runs_in_a_fresh_process(tiny_model, indexed_store, tmp_path, prelude, loader, env):
     yaml_file = tmp_path / "query.yml"
     yaml_file.write_text(_pipeline_yaml(tiny_model, indexed_store))
-    done = _fresh_python(LOAD_AND_RUN.format(prelude=prelude, loader=loader), str(yaml_file), env=env)
+    done = fresh_python(LOAD_AND_RUN.format(prelude=prelude, loader=loader), str(yaml_file), env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     ids = json.loads(done.stdout.strip().splitlines()[-1])
     assert len(ids) == 3
@@ -100,7 +92,7 @@ def test_yaml_loads_and_runs_in_a_fresh_process(tiny_model, indexed_store, tmp_p
 def test_yaml_without_the_allowlist_is_refused_with_haystacks_explanation(tiny_model, indexed_store, tmp_path):
     yaml_file = tmp_path / "query.yml"
     yaml_file.write_text(_pipeline_yaml(tiny_model, indexed_store))
-    done = _fresh_python(LOAD_AND_RUN.format(prelude="from haystack import Pipeline", loader="Pipeline.loads(text)"),
+    done = fresh_python(LOAD_AND_RUN.format(prelude="from haystack import Pipeline", loader="Pipeline.loads(text)"),
                          str(yaml_file))
     assert done.returncode != 0
     assert "haystack_hardneg" in done.stderr and "allowlist" in done.stderr

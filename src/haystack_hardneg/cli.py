@@ -125,6 +125,12 @@ def _query_pipeline(args: argparse.Namespace):
     settings = _ensemble_settings(args)
     embedder = EnsembleTextEmbedder(members=settings["members"], combine=settings["combine"], cache_dir=settings["cache_dir"])
     store = _open_store(args, _embedder_dimension(embedder))
+    if args.ranker:
+        from haystack_hardneg.rank.ranker import CrossEncoderRanker
+
+        ranker = CrossEncoderRanker(model=args.ranker, top_k=args.top_k, fusion_alpha=args.fusion_alpha,
+                                    meta_fields_to_embed=["title"])
+        return build_query_pipeline(embedder, store, top_k=args.retrieve_k, ranker=ranker)
     return build_query_pipeline(embedder, store, top_k=args.top_k)
 
 
@@ -195,6 +201,26 @@ def cmd_mine(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    """Fine-tune a cross-encoder on a triplet file."""
+    from haystack_hardneg.train.component import TripletTrainer
+
+    trainer = TripletTrainer(
+        base_model=args.base_model, output_dir=args.out, resume=args.resume, loss=args.loss, epochs=args.epochs,
+        batch_size=args.batch_size, encoder_lr=args.encoder_lr,
+        head_lr=None if str(args.head_lr).lower() == "none" else float(args.head_lr), margin=args.margin,
+        validation_fraction=args.validation_fraction, eval_steps=args.eval_steps, max_length=args.max_length,
+        seed=args.seed, strategy=args.strategy or Path(args.triplets).parent.name,
+        data_description=f"triplets from {args.triplets}",
+    )
+    result = trainer.run(triplets=args.triplets)
+    report = result["report"]
+    print(json.dumps({"model": result["model_path"], "steps": report["steps"], "validation": report["validation"],
+                      "best_checkpoint": report["best_checkpoint"]}, indent=2))
+    print(f"Training curves: {Path(args.out) / 'training_curves.png'}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Index the shipped SciFact slice into an on-disk local Qdrant store and evaluate retrieval."""
     from haystack_hardneg.embed.components import EnsembleDocumentEmbedder, EnsembleTextEmbedder
@@ -260,6 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("text", nargs="+", help="the query text(s)")
     query.add_argument("--pipeline", type=Path, help="a YAML query pipeline (instead of the options below)")
     query.add_argument("--top-k", type=int, default=5)
+    query.add_argument("--ranker", help="a cross-encoder folder (from `train`) to re-rank the retrieved documents")
+    query.add_argument("--retrieve-k", type=int, default=50, help="documents retrieved for the ranker")
+    query.add_argument("--fusion-alpha", type=float, default=None, help="ranker weight against the retriever score")
     _add_ensemble_arguments(query)
     _add_store_arguments(query)
     query.set_defaults(func=cmd_query)
@@ -289,6 +318,24 @@ def build_parser() -> argparse.ArgumentParser:
     _add_store_arguments(mine)
     mine.set_defaults(func=cmd_mine, strategy=None)
 
+    train = commands.add_parser("train", help="fine-tune a cross-encoder on mined triplets")
+    train.add_argument("--triplets", required=True, help="triplets.jsonl or .parquet from `mine`")
+    train.add_argument("--base-model", default=None, help="re-ranker or encoder (default: local all-MiniLM-L6-v2)")
+    train.add_argument("--out", default="runs/train")
+    train.add_argument("--loss", choices=["triplet", "listwise", "bce"], default="triplet")
+    train.add_argument("--epochs", type=float, default=2.0)
+    train.add_argument("--batch-size", type=int, default=8)
+    train.add_argument("--encoder-lr", type=float, default=5e-5)
+    train.add_argument("--head-lr", default="2e-3", help="learning rate of a new scoring head, or none")
+    train.add_argument("--margin", type=float, default=1.0)
+    train.add_argument("--validation-fraction", type=float, default=0.1)
+    train.add_argument("--eval-steps", type=int, default=None)
+    train.add_argument("--max-length", type=int, default=256)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--strategy", help="negative strategy of the triplets (default: their folder name)")
+    train.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
+    train.set_defaults(func=cmd_train)
+
     demo = commands.add_parser("demo", help="index the shipped SciFact slice and evaluate retrieval")
     demo.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "examples" / "data" / "scifact-mini"))
     demo.add_argument("--model", action="append", help="member model(s); default all-MiniLM-L6-v2")
@@ -301,6 +348,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "command", None) == "mine" and not args.strategy:
         args.strategy = ["all"]
+    if getattr(args, "command", None) == "train" and not args.base_model:
+        args.base_model = _default_model()
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 from haystack import Document
+from haystack.utils import ComponentDevice
 from sentence_transformers import SentenceTransformer
 
 from haystack_hardneg import EnsembleDocumentEmbedder, EnsembleTextEmbedder
@@ -66,7 +67,7 @@ def test_serialization_round_trip(tiny_model, tiny_model_b):
     for component in (
         EnsembleDocumentEmbedder(members=members, combine="concat", cache_dir="/tmp/x", meta_fields_to_embed=["title"],
                                  embedding_separator=" "),
-        EnsembleTextEmbedder(members=members, cache_dir=None),
+        EnsembleTextEmbedder(members=members, cache_dir=None, device=ComponentDevice.from_str("cpu")),
     ):
         data = component.to_dict()
         restored = type(component).from_dict(data)

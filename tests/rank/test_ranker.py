@@ -113,9 +113,14 @@ def test_fusion_math():
 
 
 def test_serialization_and_bad_arguments(cross_encoder_folder, tmp_path):
+    from haystack.utils import ComponentDevice
+
     ranker = CrossEncoderRanker(model=cross_encoder_folder, top_k=3, passage_words=50, passage_overlap=10,
-                                aggregation="mean", fusion_alpha=0.3, meta_fields_to_embed=["title"])
-    assert CrossEncoderRanker.from_dict(ranker.to_dict()).to_dict() == ranker.to_dict()
+                                aggregation="mean", fusion_alpha=0.3, meta_fields_to_embed=["title"],
+                                device=ComponentDevice.from_str("cpu"), model_kwargs={"torch_dtype": "float32"})
+    restored = CrossEncoderRanker.from_dict(ranker.to_dict())
+    assert restored.to_dict() == ranker.to_dict()
+    assert restored.device.to_torch_str() == "cpu"
     with pytest.raises(ModelNotFoundError):
         CrossEncoderRanker(model=str(tmp_path / "missing"))
     with pytest.raises(ValueError, match="aggregation"):

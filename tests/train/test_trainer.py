@@ -137,3 +137,19 @@ def test_trainer_round_trips_to_dict(trainable_model):
     trainer = TripletTrainer(base_model=trainable_model, output_dir="runs/t", loss="listwise", epochs=1.5, head_lr=None)
     restored = TripletTrainer.from_dict(trainer.to_dict())
     assert restored.to_dict() == trainer.to_dict() and restored.config == trainer.config
+
+
+def test_train_command(trainable_model, tmp_path):
+    import subprocess
+    import sys
+
+    triplets = tmp_path / "triplets.jsonl"
+    separable_rows(32).to_json(str(triplets), lines=True)
+    done = subprocess.run([sys.executable, "-m", "haystack_hardneg.cli", "train", "--triplets", str(triplets),
+                           "--base-model", trainable_model, "--epochs", "1", "--out", str(tmp_path / "run")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    start = done.stdout.index('{\n  "model"')
+    summary = json.loads(done.stdout[start : done.stdout.index("\n}", start) + 2])
+    assert summary["steps"] == 4 and "validation_ndcg@10" in summary["validation"]
+    assert CrossEncoder(summary["model"]).predict([("q", "d")]).shape == (1,)

@@ -8,7 +8,8 @@ from typing import Any
 
 import numpy as np
 from haystack import Document, component, default_from_dict, default_to_dict, logging
-from haystack.utils import ComponentDevice
+from haystack.utils import ComponentDevice, Secret
+from haystack.utils.hf import deserialize_hf_model_kwargs, serialize_hf_model_kwargs
 
 from haystack_hardneg.embed.encoder import check_model_source, looks_like_path
 from haystack_hardneg.rank.fusion import fuse
@@ -64,6 +65,14 @@ class CrossEncoderRanker:
         passage_overlap: int = 20,
         aggregation: Aggregation = "max",
         fusion_alpha: float | None = None,
+        token: Secret | None = Secret.from_env_var(["HF_API_TOKEN", "HF_TOKEN"], strict=False),
+        query_suffix: str = "",
+        document_suffix: str = "",
+        trust_remote_code: bool = False,
+        model_kwargs: dict[str, Any] | None = None,
+        tokenizer_kwargs: dict[str, Any] | None = None,
+        config_kwargs: dict[str, Any] | None = None,
+        backend: str = "torch",
     ):
         """
         :param model: a cross-encoder folder (e.g. from TripletTrainer) or hub id.
@@ -81,6 +90,8 @@ class CrossEncoderRanker:
         :param passage_overlap: words shared by consecutive windows.
         :param aggregation: ``max``, ``first`` or ``mean`` of a document's passage scores.
         :param fusion_alpha: weight of the re-ranker against the retriever's score; ``None`` for no fusion.
+        :param token, query_suffix, document_suffix, trust_remote_code, model_kwargs, tokenizer_kwargs,
+            config_kwargs, backend: as in ``SentenceTransformersSimilarityRanker``, so that its YAML loads unchanged.
         """
         check_model_source(str(model))
         if top_k <= 0:
@@ -106,6 +117,14 @@ class CrossEncoderRanker:
         self.passage_overlap = passage_overlap
         self.aggregation = aggregation
         self.fusion_alpha = fusion_alpha
+        self.token = token
+        self.query_suffix = query_suffix
+        self.document_suffix = document_suffix
+        self.trust_remote_code = trust_remote_code
+        self.model_kwargs = model_kwargs
+        self.tokenizer_kwargs = tokenizer_kwargs
+        self.config_kwargs = config_kwargs
+        self.backend = backend
         self._cross_encoder = None
 
     def warm_up(self) -> None:
@@ -116,23 +135,34 @@ class CrossEncoderRanker:
 
         source = str(Path(self.model).expanduser()) if looks_like_path(self.model) else self.model
         device = ComponentDevice.resolve_device(self.device).to_torch_str() if self.device is not None else None
-        self._cross_encoder = CrossEncoder(source, device=device, max_length=self.max_length)
+        self._cross_encoder = CrossEncoder(
+            source, device=device, max_length=self.max_length, token=self.token.resolve_value() if self.token else None,
+            trust_remote_code=self.trust_remote_code, model_kwargs=self.model_kwargs,
+            processor_kwargs=self.tokenizer_kwargs, config_kwargs=self.config_kwargs, backend=self.backend,
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        return default_to_dict(
-            self, model=self.model, device=self.device.to_dict() if self.device is not None else None,
+        data = default_to_dict(
+            self, model=self.model, device=self.device, token=self.token, query_suffix=self.query_suffix,
+            document_suffix=self.document_suffix, trust_remote_code=self.trust_remote_code,
+            model_kwargs=self.model_kwargs, tokenizer_kwargs=self.tokenizer_kwargs, config_kwargs=self.config_kwargs,
+            backend=self.backend,
             top_k=self.top_k, query_prefix=self.query_prefix, document_prefix=self.document_prefix,
             meta_fields_to_embed=self.meta_fields_to_embed, embedding_separator=self.embedding_separator,
             scale_score=self.scale_score, score_threshold=self.score_threshold, batch_size=self.batch_size,
             max_length=self.max_length, passage_words=self.passage_words, passage_overlap=self.passage_overlap,
             aggregation=self.aggregation, fusion_alpha=self.fusion_alpha,
         )
+        if data["init_parameters"].get("model_kwargs") is not None:
+            serialize_hf_model_kwargs(data["init_parameters"]["model_kwargs"])
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "CrossEncoderRanker":
         params = dict(data["init_parameters"])
-        if isinstance(params.get("device"), dict):
-            params["device"] = ComponentDevice.from_dict(params["device"])
+        if params.get("model_kwargs") is not None:
+            params["model_kwargs"] = dict(params["model_kwargs"])
+            deserialize_hf_model_kwargs(params["model_kwargs"])
         return default_from_dict(cls, {**data, "init_parameters": params})
 
     def _document_text(self, doc: Document) -> str:
@@ -147,7 +177,8 @@ class CrossEncoderRanker:
             raise RuntimeError("CrossEncoderRanker was not warmed up: call warm_up() before run().")
         windows = [passages(self._document_text(d), words=self.passage_words, overlap=self.passage_overlap)
                    for d in documents]
-        pairs = [(self.query_prefix + query, self.document_prefix + w) for ws in windows for w in ws]
+        prepared_query = self.query_prefix + query + self.query_suffix
+        pairs = [(prepared_query, self.document_prefix + w + self.document_suffix) for ws in windows for w in ws]
         # Raw logits (the model's own default activation is a sigmoid); scaling is decided below, once.
         raw = self._cross_encoder.predict(pairs, batch_size=self.batch_size, show_progress_bar=False,
                                           activation_fn=torch.nn.Identity(), convert_to_numpy=True)
