@@ -9,6 +9,7 @@ from haystack import Document, component, default_from_dict, default_to_dict, lo
 from haystack.utils import ComponentDevice
 
 from haystack_hardneg.embed.encoder import EnsembleEncoder
+from haystack_hardneg.ingest.text import document_text
 from haystack_hardneg.embed.ensemble import CombineMode, MemberSpec
 
 logger = logging.getLogger(__name__)
@@ -138,8 +139,7 @@ class EnsembleDocumentEmbedder(_EnsembleComponent):
         return default_from_dict(cls, cls._deserialize_device(data))
 
     def text_to_embed(self, document: Document) -> str:
-        meta = [str(document.meta[k]) for k in self.meta_fields_to_embed if document.meta.get(k) is not None]
-        return self.embedding_separator.join([*meta, document.content or ""])
+        return document_text(document, self.meta_fields_to_embed, self.embedding_separator)
 
     @component.output_types(documents=list[Document], skipped=int)
     def run(self, documents: list[Document]) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from haystack_integrations.document_stores.qdrant import QdrantDocumentStore
 
 from haystack_hardneg.embed.components import ENSEMBLE_META_KEY, EnsembleTextEmbedder
 from haystack_hardneg.embed.ensemble import normalized_weights
+from haystack_hardneg.ingest.text import document_text
 from haystack_hardneg.ingest.beir import DataError, LoadStats, OnMissing, validate_qrels
 from haystack_hardneg.mine.negatives import STRATEGIES, MiningConfig, MiningData, mine_negatives
 from haystack_hardneg.mine.report import mining_report
@@ -141,8 +142,7 @@ class ClusterNegativeMiner:
         return default_from_dict(cls, {**data, "init_parameters": params})
 
     def _text(self, doc: Document) -> str:
-        meta = [str(doc.meta[k]) for k in self.meta_fields_to_embed if doc.meta.get(k) is not None]
-        return self.embedding_separator.join([*meta, doc.content or ""])
+        return document_text(doc, self.meta_fields_to_embed, self.embedding_separator)
 
     def _document_vectors(self, documents: list[Document] | None) -> tuple[list[Document], np.ndarray]:
         encoder = self.text_embedder.encoder

@@ -12,6 +12,7 @@ from haystack.utils import ComponentDevice, Secret
 from haystack.utils.hf import deserialize_hf_model_kwargs, serialize_hf_model_kwargs
 
 from haystack_hardneg.embed.encoder import check_model_source, looks_like_path
+from haystack_hardneg.ingest.text import document_text
 from haystack_hardneg.rank.fusion import fuse
 from haystack_hardneg.rank.passages import AGGREGATIONS, Aggregation, aggregate, passages
 
@@ -166,8 +167,7 @@ class CrossEncoderRanker:
         return default_from_dict(cls, {**data, "init_parameters": params})
 
     def _document_text(self, doc: Document) -> str:
-        meta = [str(doc.meta[k]) for k in self.meta_fields_to_embed if doc.meta.get(k) is not None]
-        return self.embedding_separator.join([*meta, doc.content or ""])
+        return document_text(doc, self.meta_fields_to_embed, self.embedding_separator)
 
     def score(self, query: str, documents: list[Document], *, scale_score: bool) -> np.ndarray:
         """One raw (or sigmoid-scaled) relevance score per document, aggregated over its passages."""
