@@ -15,6 +15,7 @@ from pathlib import Path
 
 from haystack_hardneg import CrossEncoderRanker, EnsembleTextEmbedder, build_query_pipeline, open_document_store
 from haystack_hardneg.evaluate.metrics import evaluate_run
+from haystack_hardneg.evaluate.significance import paired_test
 from haystack_hardneg.ingest.beir import load_beir
 from haystack_hardneg.pipelines import run_queries
 
@@ -62,6 +63,7 @@ def main() -> None:
         name = "reranked" if alpha is None else f"reranked_fused_alpha_{alpha}"
         results[name] = evaluate_run(split.qrels, run)
         results[name]["latency_ms_per_query"] = round(1000 * seconds / len(split.queries), 1)
+        results[name]["vs_first_stage"] = {m: paired_test(split.qrels, run, first_run, m) for m in ("ndcg@10", "mrr@10")}
         print(name, results[name], flush=True)
     store.close()
     record = {"model": args.model, "first_stage": args.config, "retrieve_k": args.retrieve_k, "results": results}

@@ -1,0 +1,42 @@
+import math
+
+import pytest
+
+from haystack_hardneg.evaluate.metrics import evaluate_run
+from haystack_hardneg.evaluate.significance import paired_test
+
+QRELS = {"a": {"d1": 1}, "b": {"d2": 1, "d3": 1}}
+RUN = {"a": {"d1": 0.9, "x": 0.5}, "b": {"x": 0.9, "d3": 0.8}}
+
+
+def test_metric_values_on_a_hand_made_ranking():
+    metrics = evaluate_run(QRELS, RUN)
+    # a: the relevant document first. b: one of two relevant documents, at rank 2.
+    ndcg_b = (1 / math.log2(3)) / (1 + 1 / math.log2(3))
+    assert metrics["ndcg@10"] == pytest.approx((1 + ndcg_b) / 2)
+    assert metrics["mrr@10"] == pytest.approx((1 + 0.5) / 2)
+    assert metrics["precision@1"] == pytest.approx(0.5)
+    assert metrics["precision@5"] == pytest.approx((1 / 5 + 1 / 5) / 2)
+    assert metrics["recall@100"] == pytest.approx((1 + 0.5) / 2)
+    per_query = evaluate_run(QRELS, RUN, per_query=True)
+    assert per_query["mrr@10"] == pytest.approx({"a": 1.0, "b": 0.5})
+
+
+def test_queries_without_results_count_as_zero():
+    assert evaluate_run(QRELS, {"a": {"d1": 1.0}})["mrr@10"] == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("test", ["student", "fisher"])
+def test_paired_test_tells_a_clear_win_from_no_difference(test):
+    qrels = {f"q{i}": {f"d{i}": 1} for i in range(60)}
+    better = {f"q{i}": {f"d{i}": 1.0, "x": 0.5} for i in range(60)}
+    worse = {f"q{i}": ({"x": 1.0, f"d{i}": 0.5} if i % 3 else {f"d{i}": 1.0}) for i in range(60)}
+    win = paired_test(qrels, better, worse, "mrr@10", test=test, permutations=2000)
+    assert win["difference"] == pytest.approx(40 * 0.5 / 60)
+    assert win["p_value"] < 0.001
+    same = paired_test(qrels, better, better, "mrr@10", test=test, permutations=2000)
+    assert same["difference"] == 0 and same["p_value"] == 1.0
+    # One query of sixty better by chance is not significant.
+    one_off = dict(worse)
+    one_off["q1"] = {"d1": 1.0}
+    assert paired_test(qrels, one_off, worse, "mrr@10", test=test, permutations=2000)["p_value"] > 0.05
