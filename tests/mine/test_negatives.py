@@ -57,10 +57,11 @@ def test_guard_holds_back_a_planted_near_duplicate_of_the_positive(data):
     unguarded = mine_negatives(planted, MiningConfig(strategy="ensemble", num_negatives=3, guard_ratio=None,
                                                      guard_member_agreement=False), progress_bar=False)
     assert "twin" in unguarded.pairs[0].negative_ids
-    for strategy in ("ensemble", "ensemble_cluster", "dense"):
+    for strategy in ("ensemble", "ensemble_cluster"):
         guarded = mine_negatives(planted, MiningConfig(strategy=strategy, num_negatives=3, n_clusters=8),
                                  progress_bar=False)
         assert "twin" not in guarded.pairs[0].negative_ids
+        # Reported for review: without the guard it would have been trained on as a negative.
         suspects = {s["doc_id"]: s for s in guarded.suspected_positives["q0"]}
         assert suspects["twin"]["positive_id"] == data.positives["q0"][0]
         assert "score_ratio" in suspects["twin"]["reason"]

@@ -174,7 +174,7 @@ class EnsembleEncoder:
             keys, todo = [], list(range(len(texts)))
         bar = tqdm(
             total=len(todo),
-            desc=f"Embedding {kind}s with {Path(member.model).name}",
+            desc=f"Embedding {'queries' if kind == 'query' else 'documents'} with {Path(member.model).name}",
             unit="text",
             disable=not self.progress_bar or not todo,
         )

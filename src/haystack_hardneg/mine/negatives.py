@@ -226,7 +226,11 @@ def mine_negatives(data: MiningData, config: MiningConfig, *, progress_bar: bool
     suspects: dict[str, dict[str, dict]] = {}
 
     def screen(candidates: np.ndarray, row: int, positive: int, positive_score: float, query_id: str) -> np.ndarray:
-        """The guard's verdict on ``candidates`` (True: held back); held-back ones are recorded as suspects."""
+        """The guard's verdict on ``candidates`` in scan order (True: held back).
+
+        Held-back candidates the scan reaches before it has ``num_negatives`` are recorded as suspects: those
+        are the documents that would have been trained on as negatives. Later ones were never in question.
+        """
         if len(candidates) == 0:
             return np.zeros(0, dtype=bool)
         query_vector = data.query_vectors[row]
@@ -238,12 +242,16 @@ def mine_negatives(data: MiningData, config: MiningConfig, *, progress_bar: bool
             member_positive_scores=np.array([d[positive] @ q[row] for d, q in zip(member_docs, member_queries)])
             if use_members else None,
         )
-        for i, score, reason in zip(candidates[mask], scores[mask], np.array(reasons, dtype=object)[mask]):
-            suspects.setdefault(query_id, {}).setdefault(data.doc_ids[i], {
-                "doc_id": data.doc_ids[i], "score": float(score), "positive_id": data.doc_ids[positive],
-                "positive_score": positive_score, "reason": reason,
+        kept = np.cumsum(~mask)
+        reached = len(candidates) if config.sampling == "random" or kept[-1] < config.num_negatives else \
+            int(np.searchsorted(kept, config.num_negatives)) + 1
+        for j in np.flatnonzero(mask[:reached]):
+            suspects.setdefault(query_id, {}).setdefault(data.doc_ids[candidates[j]], {
+                "doc_id": data.doc_ids[candidates[j]], "score": float(scores[j]),
+                "positive_id": data.doc_ids[positive], "positive_score": positive_score, "reason": reasons[j],
             })
         return mask
+
     for row in tqdm(range(len(data.query_ids)), desc=f"Mining ({config.strategy})", unit="query",
                     disable=not progress_bar):
         query_id, query_vector, own_positives = data.query_ids[row], data.query_vectors[row], positives_idx[row]
