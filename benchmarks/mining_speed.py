@@ -25,6 +25,7 @@ from haystack_hardneg.ingest.beir import load_beir
 from haystack_hardneg.mine.negatives import STRATEGIES, mine_negatives
 
 NUM_NEGATIVES = 5
+REPEATS = 5  # best of: sub-second timings are noisy
 
 
 def main() -> None:
@@ -46,9 +47,12 @@ def main() -> None:
     st_kwargs = dict(corpus=corpus, num_negatives=NUM_NEGATIVES, range_min=0, range_max=100, sampling_strategy="top",
                      output_format="n-tuple", batch_size=32, cache_folder=str(args.work / "st-cache"), verbose=False)
     mine_hard_negatives(dataset, model, **st_kwargs)  # untimed: fills sentence-transformers' embedding cache
-    started = time.perf_counter()
-    st_result = mine_hard_negatives(dataset, model, **st_kwargs)
-    st_seconds = time.perf_counter() - started
+    st_times = []
+    for _ in range(REPEATS):
+        started = time.perf_counter()
+        st_result = mine_hard_negatives(dataset, model, **st_kwargs)
+        st_times.append(time.perf_counter() - started)
+    st_seconds = min(st_times)
 
     miner = ClusterNegativeMiner(
         text_embedder=EnsembleTextEmbedder(members=[model_path], cache_dir=args.cache_dir), num_negatives=NUM_NEGATIVES,
@@ -61,19 +65,24 @@ def main() -> None:
     for strategy in STRATEGIES:
         if strategy == "dense":
             continue  # identical to "ensemble" with one member
-        started = time.perf_counter()
-        data, _ = miner.mining_data(split.queries, split.qrels, split.corpus)  # reads the embedding cache
-        loaded = time.perf_counter()
-        result = mine_negatives(data, replace(miner.config, strategy=strategy), progress_bar=False)
-        finished = time.perf_counter()
-        timings[strategy] = {"total_seconds": round(finished - started, 2), "load_seconds": round(loaded - started, 2),
-                             "mine_seconds": round(finished - loaded, 2), "pairs": len(result.pairs)}
+        best = None
+        for _ in range(REPEATS):
+            started = time.perf_counter()
+            data, _ = miner.mining_data(split.queries, split.qrels, split.corpus)  # reads the embedding cache
+            loaded = time.perf_counter()
+            result = mine_negatives(data, replace(miner.config, strategy=strategy), progress_bar=False)
+            finished = time.perf_counter()
+            if best is None or finished - started < best[0]:
+                best = (finished - started, loaded - started, finished - loaded)
+        timings[strategy] = {"total_seconds": round(best[0], 3), "load_seconds": round(best[1], 3),
+                             "mine_seconds": round(best[2], 3), "pairs": len(result.pairs)}
         print(strategy, timings[strategy], flush=True)
     record = {
         "command": "python benchmarks/mining_speed.py",
         "data": "SciFact train (809 queries, 919 pairs), 5,183 documents; all-MiniLM-L6-v2 embeddings, precomputed",
         "num_negatives": NUM_NEGATIVES,
-        "sentence_transformers_mine_hard_negatives": {"seconds": round(st_seconds, 2), "rows": len(st_result)},
+        "repeats_best_of": REPEATS,
+        "sentence_transformers_mine_hard_negatives": {"seconds": round(st_seconds, 3), "rows": len(st_result)},
         "haystack_hardneg": timings,
         "speedup_ensemble_vs_st": round(st_seconds / timings["ensemble"]["total_seconds"], 2),
         "speedup_ensemble_cluster_vs_st": round(st_seconds / timings["ensemble_cluster"]["total_seconds"], 2),

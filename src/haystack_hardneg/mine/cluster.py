@@ -73,9 +73,9 @@ def cluster_documents(
     if algorithm == "auto":
         algorithm = "minibatch_kmeans" if n > MINIBATCH_ABOVE else "kmeans"
     if algorithm == "kmeans":
-        labels = KMeans(n_clusters=k, n_init=3, random_state=seed).fit_predict(vectors)
+        labels = KMeans(n_clusters=k, n_init="auto", random_state=seed).fit_predict(vectors)
     elif algorithm == "minibatch_kmeans":
-        labels = MiniBatchKMeans(n_clusters=k, n_init=3, batch_size=4096, random_state=seed).fit_predict(vectors)
+        labels = MiniBatchKMeans(n_clusters=k, n_init="auto", batch_size=4096, random_state=seed).fit_predict(vectors)
     elif algorithm == "gmm":
         labels = GaussianMixture(n_components=k, covariance_type="diag", random_state=seed).fit_predict(vectors)
     else:
