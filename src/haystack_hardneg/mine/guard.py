@@ -37,8 +37,6 @@ def suspected_false_negatives(
     by_members = np.zeros(len(candidate_scores), dtype=bool)
     if member_candidate_scores is not None and member_positive_scores is not None and len(member_positive_scores) > 1:
         by_members = np.all(np.asarray(member_candidate_scores) > np.asarray(member_positive_scores)[:, None], axis=0)
-    reasons = [
-        "score_ratio+all_members_above" if r and m else "score_ratio" if r else "all_members_above" if m else ""
-        for r, m in zip(by_ratio, by_members)
-    ]
-    return by_ratio | by_members, reasons
+    reasons = np.where(by_ratio & by_members, "score_ratio+all_members_above",
+                       np.where(by_ratio, "score_ratio", np.where(by_members, "all_members_above", "")))
+    return by_ratio | by_members, reasons.tolist()
