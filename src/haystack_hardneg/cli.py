@@ -156,7 +156,7 @@ def cmd_mine(args: argparse.Namespace) -> int:
 
     from haystack_hardneg.embed.components import EnsembleTextEmbedder
     from haystack_hardneg.ingest.beir import load_beir
-    from haystack_hardneg.mine.component import ClusterNegativeMiner
+    from haystack_hardneg.mine.component import ClusterNegativeMiner, skipped_when_loading
     from haystack_hardneg.mine.negatives import STRATEGIES, mine_negatives
     from haystack_hardneg.mine.report import format_report, mining_report
     from haystack_hardneg.mine.triplets import atomic_write_text, write_triplets
@@ -177,14 +177,17 @@ def cmd_mine(args: argparse.Namespace) -> int:
         on_missing="skip" if args.skip_missing else "error",
     )
     miner.warm_up()
-    data, _ = miner.mining_data(split.queries, split.qrels, None if args.from_store else split.corpus)
+    data, stats = miner.mining_data(split.queries, split.qrels, None if args.from_store else split.corpus)
+    # load_beir already validated the split; count what it and the miner's own validation left out.
+    skipped = skipped_when_loading(stats)
+    skipped["queries_without_positives"] += len(split.stats.queries_without_positives)
     query_texts, doc_texts = dict(zip(data.query_ids, data.query_texts)), dict(zip(data.doc_ids, data.doc_texts))
     out = Path(args.out)
     reports = {}
     for strategy in strategies:
         started = time.perf_counter()
         result = mine_negatives(data, replace(miner.config, strategy=strategy))
-        report = mining_report(data, result, seconds=time.perf_counter() - started)
+        report = mining_report(data, result, seconds=time.perf_counter() - started, skipped_when_loading=skipped)
         write_triplets(out / strategy, result, query_texts, doc_texts, file_format=args.format)
         atomic_write_text(out / strategy / "report.json", json.dumps(report, indent=2))
         reports[strategy] = report

@@ -21,6 +21,12 @@ from haystack_hardneg.store.vectors import read_stored_vectors
 logger = logging.getLogger(__name__)
 
 
+def skipped_when_loading(stats: LoadStats) -> dict[str, int]:
+    """What judgement validation left out, in the mining report's terms."""
+    return {"queries_without_positives": len(stats.queries_without_positives),
+            "unknown_judgements": len(stats.missing_documents) + len(stats.missing_queries)}
+
+
 def _as_qrels(positives: dict[str, Any]) -> dict[str, dict[str, int]]:
     """Accept BEIR qrels ({query: {doc: grade}}) or plain records ({query: [doc, ...]})."""
     qrels: dict[str, dict[str, int]] = {}
@@ -144,30 +150,33 @@ class ClusterNegativeMiner:
     def _text(self, doc: Document) -> str:
         return document_text(doc, self.meta_fields_to_embed, self.embedding_separator)
 
-    def _document_vectors(self, documents: list[Document] | None) -> tuple[list[Document], np.ndarray]:
+    def _document_vectors(self, documents: list[Document] | None) -> tuple[list[Document], list[str], np.ndarray]:
+        """The documents, their texts and their ensemble vectors (read back, reused, or embedded)."""
         encoder = self.text_embedder.encoder
         ensemble_id = encoder.identity.key
         if documents is None:
             if self.document_store is None:
                 raise ValueError("Give documents to run() or a document_store to the miner.")
-            return read_stored_vectors(self.document_store, expected_ensemble_id=ensemble_id,
-                                       progress_bar=self.progress_bar)
+            documents, vectors = read_stored_vectors(self.document_store, expected_ensemble_id=ensemble_id,
+                                                     progress_bar=self.progress_bar)
+            return documents, [self._text(d) for d in documents], vectors
         documents = [d for d in documents if d.content and d.content.strip()]
+        texts = [self._text(d) for d in documents]
         stored = [d.embedding is not None and d.meta.get(ENSEMBLE_META_KEY) == ensemble_id for d in documents]
         if documents and all(stored):
-            return documents, np.asarray([d.embedding for d in documents], dtype=np.float32)
+            return documents, texts, np.asarray([d.embedding for d in documents], dtype=np.float32)
         foreign = [d.id for d, ok in zip(documents, stored) if d.embedding is not None and not ok]
         if foreign:
             logger.warning("{n} document(s) carry vectors of another ensemble (e.g. {ids}); re-embedding them all.",
                            n=len(foreign), ids=foreign[:3])
-        return documents, encoder.encode([self._text(d) for d in documents], kind="document")
+        return documents, texts, encoder.encode(texts, kind="document")
 
     def mining_data(self, queries: dict[str, str], positives: dict[str, Any],
                     documents: list[Document] | None = None) -> tuple[MiningData, LoadStats]:
         """Validated arrays and ids for the plain mining functions (also used by the CLI and the experiment)."""
         if not self.text_embedder.encoder.is_loaded:
             raise RuntimeError("ClusterNegativeMiner was not warmed up: call warm_up() before run().")
-        documents, vectors = self._document_vectors(documents)
+        documents, texts, vectors = self._document_vectors(documents)
         if not documents:
             raise ValueError("There are no documents to mine negatives from.")
         ids = [d.id for d in documents]
@@ -186,7 +195,7 @@ class ClusterNegativeMiner:
             slices = [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
         data = MiningData(
             doc_ids=ids,
-            doc_texts=[self._text(d) for d in documents],
+            doc_texts=texts,
             doc_vectors=vectors,
             query_ids=query_ids,
             query_texts=[queries[q] for q in query_ids],
@@ -214,9 +223,8 @@ class ClusterNegativeMiner:
         started = time.perf_counter()
         data, stats = self.mining_data(queries, positives, documents)
         result = mine_negatives(data, self.config, progress_bar=self.progress_bar)
-        report = mining_report(data, result, seconds=time.perf_counter() - started)
-        report["skipped"]["queries_without_positives"] += len(stats.queries_without_positives)
-        report["skipped"]["unknown_judgements"] = len(stats.missing_documents) + len(stats.missing_queries)
+        report = mining_report(data, result, seconds=time.perf_counter() - started,
+                               skipped_when_loading=skipped_when_loading(stats))
         query_texts = dict(zip(data.query_ids, data.query_texts))
         doc_texts = dict(zip(data.doc_ids, data.doc_texts))
         return {

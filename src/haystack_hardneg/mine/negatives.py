@@ -179,8 +179,9 @@ def _ranked_candidates(
         indices = np.full((len(data.query_ids), hi), -1, dtype=np.int64)
         kept_scores = np.full((len(data.query_ids), hi), -np.inf, dtype=np.float32)
         for row, (ids, row_scores) in enumerate(zip(found, scores)):
+            banned = set(positives_idx[row].tolist())
             # Documents sharing no term with the query score 0: they are not BM25 candidates at all.
-            keep = [(i, s) for i, s in zip(ids, row_scores) if i not in set(positives_idx[row]) and s > 0][:hi]
+            keep = [(i, s) for i, s in zip(ids, row_scores) if i not in banned and s > 0][:hi]
             if keep:
                 indices[row, : len(keep)] = [i for i, _ in keep]
                 kept_scores[row, : len(keep)] = [s for _, s in keep]

@@ -15,7 +15,9 @@ def _stats(values) -> dict[str, float] | None:
             "min": round(float(values.min()), 4), "max": round(float(values.max()), 4)}
 
 
-def mining_report(data: MiningData, result: MiningResult, *, seconds: float | None = None) -> dict:
+def mining_report(data: MiningData, result: MiningResult, *, seconds: float | None = None,
+                  skipped_when_loading: dict[str, int] | None = None) -> dict:
+    """The report of one strategy; ``skipped_when_loading`` adds what validation left out before mining."""
     pairs = result.pairs
     gaps = [p.positive_score - s for p in pairs for s in p.negative_scores]
     report = {
@@ -31,8 +33,10 @@ def mining_report(data: MiningData, result: MiningResult, *, seconds: float | No
         "score_gap_to_positive": _stats(gaps),
         "suspected_positives": sum(len(v) for v in result.suspected_positives.values()),
         "queries_with_suspected_positives": len(result.suspected_positives),
-        "skipped": {k: len(v) for k, v in result.skipped.items()},
+        "skipped": {k: len(v) + (skipped_when_loading or {}).get(k, 0) for k, v in result.skipped.items()},
     }
+    for key, count in (skipped_when_loading or {}).items():
+        report["skipped"].setdefault(key, count)
     if result.clustering is not None:
         sizes = result.clustering.sizes
         report["clusters"] = {

@@ -36,8 +36,8 @@ def read_stored_vectors(
                                  unit="doc", disable=not progress_bar)):
         if doc.embedding is None:
             raise ValueError(f"Stored document '{doc.id}' has no vector.")
-        if i >= total:  # written to while we read: grow rather than fail
-            vectors = np.vstack([vectors, np.empty((1, vectors.shape[1]), dtype=np.float32)])
+        if i >= len(vectors):  # written to while we read: grow (doubling) rather than fail
+            vectors = np.concatenate([vectors, np.empty((max(1, len(vectors)), vectors.shape[1]), dtype=np.float32)])
         vectors[i] = doc.embedding
         found = doc.meta.get(ENSEMBLE_META_KEY)
         if expected_ensemble_id is not None and found != expected_ensemble_id:
