@@ -18,13 +18,23 @@ _SCHEMA = "CREATE TABLE IF NOT EXISTS embeddings (key BLOB PRIMARY KEY, dim INTE
 _LOOKUP_CHUNK = 900
 
 
-def cache_key(model_fingerprint: str, prompt: str, max_seq_length: int | None, text: str) -> bytes:
+def cache_key_prefix(model_fingerprint: str, prompt: str, max_seq_length: int | None) -> "hashlib._Hash":
+    """The hash state shared by every text of one (model, prompt, length): copied per text, not rebuilt."""
     h = hashlib.blake2b(digest_size=20)
     for part in (model_fingerprint, prompt, str(max_seq_length)):
         h.update(part.encode())
         h.update(b"\x00")
-    h.update(text.encode())
-    return h.digest()
+    return h
+
+
+def cache_keys(model_fingerprint: str, prompt: str, max_seq_length: int | None, texts: Sequence[str]) -> list[bytes]:
+    prefix = cache_key_prefix(model_fingerprint, prompt, max_seq_length)
+    keys = []
+    for text in texts:
+        h = prefix.copy()
+        h.update(text.encode())
+        keys.append(h.digest())
+    return keys
 
 
 class EmbeddingCache:

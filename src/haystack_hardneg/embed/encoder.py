@@ -15,7 +15,7 @@ from typing import Literal, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from haystack_hardneg.embed.cache import EmbeddingCache, cache_key
+from haystack_hardneg.embed.cache import EmbeddingCache, cache_keys
 from haystack_hardneg.embed.ensemble import (
     CombineMode,
     EnsembleIdentity,
@@ -164,7 +164,7 @@ class EnsembleEncoder:
         prompt = member.query_prompt if kind == "query" else member.document_prompt
         out = np.empty((len(texts), model.get_embedding_dimension()), dtype=np.float32)
         if self.cache is not None:
-            keys = [cache_key(self.fingerprints[index], prompt, model.max_seq_length, t) for t in texts]
+            keys = cache_keys(self.fingerprints[index], prompt, model.max_seq_length, texts)
             cached = self.cache.get_many(keys)
             todo = [i for i, v in enumerate(cached) if v is None]
             for i, v in enumerate(cached):

@@ -189,6 +189,44 @@ def _ranked_candidates(
     return None
 
 
+def _guard(data: MiningData, config: MiningConfig, use_members: bool, rows: np.ndarray, positives: np.ndarray,
+           positive_scores: np.ndarray, candidates: np.ndarray, *, known_scores: np.ndarray | None = None,
+           chunk: int = 512):
+    """Ensemble scores, guard mask and reasons for ``candidates`` (``pairs x c``, -1 = padding, never held back),
+    computed ``chunk`` pairs at a time so that memory stays bounded. ``known_scores``: the candidates' ensemble
+    scores when the caller has them already (the ensemble ranking), which spares gathering their vectors."""
+    scores = np.full(candidates.shape, -np.inf, dtype=np.float32)
+    mask = np.zeros(candidates.shape, dtype=bool)
+    reasons = np.full(candidates.shape, "", dtype=object)
+    for start in range(0, len(rows), chunk):
+        block = slice(start, start + chunk)
+        found = candidates[block]
+        valid = found >= 0
+        safe = np.where(valid, found, 0)
+        queries = data.query_vectors[rows[block]]
+        if known_scores is not None:
+            block_scores = known_scores[block]
+        else:
+            block_scores = np.matmul(data.doc_vectors[safe], queries[:, :, None])[:, :, 0]
+        member_scores = member_positive = None
+        if use_members:
+            member_scores, member_positive = [], []
+            for (a, b), weight in zip(data.member_slices, data.member_weights):
+                member_scores.append(
+                    np.matmul(data.doc_vectors[safe, a:b], queries[:, a:b, None])[:, :, 0] / weight)
+                member_positive.append(np.einsum("pd,pd->p", data.doc_vectors[positives[block], a:b],
+                                                 queries[:, a:b]) / weight)
+            member_scores, member_positive = np.stack(member_scores), np.stack(member_positive)
+        block_mask, block_reasons = suspected_false_negatives(
+            block_scores, positive_scores[block][:, None], ratio=config.guard_ratio,
+            member_candidate_scores=member_scores, member_positive_scores=member_positive,
+        )
+        scores[block] = np.where(valid, block_scores, -np.inf)
+        mask[block] = block_mask & valid
+        reasons[block] = np.where(valid & block_mask, block_reasons, "")
+    return scores, mask, reasons
+
+
 def mine_negatives(data: MiningData, config: MiningConfig, *, progress_bar: bool = True) -> MiningResult:
     """Mine ``config.num_negatives`` negatives for every (query, positive) pair with ``config.strategy``.
 
@@ -208,8 +246,6 @@ def mine_negatives(data: MiningData, config: MiningConfig, *, progress_bar: bool
             skipped["queries_without_positives"].append(query_id)
 
     use_members = config.guard_member_agreement and data.member_slices is not None and len(data.member_slices) > 1
-    member_docs = [data.member_vectors(m, "doc") for m in range(len(data.member_slices))] if use_members else []
-    member_queries = [data.member_vectors(m, "query") for m in range(len(data.member_slices))] if use_members else []
 
     clustering = None
     if config.strategy == "ensemble_cluster":
@@ -223,99 +259,136 @@ def mine_negatives(data: MiningData, config: MiningConfig, *, progress_bar: bool
     fallback_pool = None
     lo, hi = config.rank_window
 
+    pair_rows = np.repeat(np.arange(len(data.query_ids)), [len(p) for p in positives_idx])
+    pair_positives = np.concatenate(positives_idx) if positives_idx else np.zeros(0, dtype=np.int64)
+    positive_scores = np.einsum("pd,pd->p", data.query_vectors[pair_rows], data.doc_vectors[pair_positives])
+    if ranked is not None:
+        # Ranked strategies: every pair's window is known up front, so the guard runs on all of them at once.
+        windows = ranked[0][pair_rows, lo:hi]
+        window_scores, window_mask, window_reasons = _guard(
+            data, config, use_members, pair_rows, pair_positives, positive_scores, windows,
+            known_scores=ranked[1][pair_rows, lo:hi] if config.strategy == "ensemble" else None,
+        )
+        window_valid = windows >= 0
+
     pairs: list[MinedPair] = []
     suspects: dict[str, dict[str, dict]] = {}
 
-    def screen(candidates: np.ndarray, row: int, positive: int, positive_score: float, query_id: str) -> np.ndarray:
-        """The guard's verdict on ``candidates`` in scan order (True: held back).
-
-        Held-back candidates the scan reaches before it has ``num_negatives`` are recorded as suspects: those
-        are the documents that would have been trained on as negatives. Later ones were never in question.
-        """
-        if len(candidates) == 0:
-            return np.zeros(0, dtype=bool)
-        query_vector = data.query_vectors[row]
-        scores = data.doc_vectors[candidates] @ query_vector
-        mask, reasons = suspected_false_negatives(
-            scores, positive_score, ratio=config.guard_ratio,
-            member_candidate_scores=np.stack([d[candidates] @ q[row] for d, q in zip(member_docs, member_queries)])
-            if use_members else None,
-            member_positive_scores=np.array([d[positive] @ q[row] for d, q in zip(member_docs, member_queries)])
-            if use_members else None,
-        )
+    def record_suspects(candidates, scores, mask, reasons, query_id: str, positive: int, positive_score: float):
+        """Held-back candidates the scan reaches before it has ``num_negatives`` are recorded as suspects: those
+        are the documents that would have been trained on as negatives. Later ones were never in question."""
         kept = np.cumsum(~mask)
         reached = len(candidates) if config.sampling == "random" or kept[-1] < config.num_negatives else \
             int(np.searchsorted(kept, config.num_negatives)) + 1
         for j in np.flatnonzero(mask[:reached]):
             suspects.setdefault(query_id, {}).setdefault(data.doc_ids[candidates[j]], {
                 "doc_id": data.doc_ids[candidates[j]], "score": float(scores[j]),
-                "positive_id": data.doc_ids[positive], "positive_score": positive_score, "reason": reasons[j],
+                "positive_id": data.doc_ids[positive], "positive_score": positive_score, "reason": str(reasons[j]),
             })
-        return mask
 
-    for row in tqdm(range(len(data.query_ids)), desc=f"Mining ({config.strategy})", unit="query",
-                    disable=not progress_bar):
+    def screen(candidates: np.ndarray, pair: int) -> np.ndarray:
+        """The guard's verdict on ``candidates`` in scan order (True: held back); suspects recorded."""
+        if len(candidates) == 0:
+            return np.zeros(0, dtype=bool)
+        scores, mask, reasons = _guard(data, config, use_members, pair_rows[pair:pair + 1],
+                                       pair_positives[pair:pair + 1], positive_scores[pair:pair + 1],
+                                       candidates[None, :])
+        record_suspects(candidates, scores[0], mask[0], reasons[0], data.query_ids[pair_rows[pair]],
+                        int(pair_positives[pair]), float(positive_scores[pair]))
+        return mask[0]
+
+    if ranked is not None:
+        # Suspects of every pair at once: held-back candidates met before the scan had num_negatives.
+        kept_before = np.cumsum(window_valid & ~window_mask, axis=1) - (window_valid & ~window_mask)
+        reached = np.ones_like(window_mask) if config.sampling == "random" else kept_before < config.num_negatives
+        for pair, j in zip(*np.nonzero(window_mask & reached)):
+            query_id, doc_id = data.query_ids[pair_rows[pair]], data.doc_ids[windows[pair, j]]
+            suspects.setdefault(query_id, {}).setdefault(doc_id, {
+                "doc_id": doc_id, "score": float(window_scores[pair, j]),
+                "positive_id": data.doc_ids[pair_positives[pair]], "positive_score": float(positive_scores[pair]),
+                "reason": window_reasons[pair, j],
+            })
+
+    if ranked is not None and config.sampling == "top":
+        # The best eligible candidates of every pair at once; the loop below only assembles the records.
+        usable = window_valid & ~window_mask
+        take = usable & (np.cumsum(usable, axis=1) <= config.num_negatives)
+        enough = take.sum(axis=1) == config.num_negatives
+        positions = np.nonzero(take[enough])[1].reshape(-1, config.num_negatives)
+        full_pairs = np.flatnonzero(enough)
+        negative_idx = np.take_along_axis(windows[enough], positions, axis=1).tolist()
+        negative_scores = np.take_along_axis(window_scores[enough], positions, axis=1).tolist()
+        negative_ranks = (positions + lo).tolist()
+        for pair in np.flatnonzero(~enough):
+            skipped["too_few_candidates"].append((data.query_ids[pair_rows[pair]], data.doc_ids[pair_positives[pair]]))
+        for n, pair in enumerate(tqdm(full_pairs.tolist(), desc=f"Mining ({config.strategy})", unit="pair",
+                                      disable=not progress_bar)):
+            pairs.append(MinedPair(
+                query_id=data.query_ids[pair_rows[pair]],
+                positive_id=data.doc_ids[pair_positives[pair]],
+                positive_score=float(positive_scores[pair]),
+                negative_ids=[data.doc_ids[i] for i in negative_idx[n]],
+                negative_scores=negative_scores[n],
+                negative_ranks=negative_ranks[n],
+            ))
+    for pair in tqdm(range(len(pair_rows)) if ranked is None or config.sampling != "top" else [],
+                     desc=f"Mining ({config.strategy})", unit="pair", disable=not progress_bar):
+        row, positive = int(pair_rows[pair]), int(pair_positives[pair])
         query_id, query_vector, own_positives = data.query_ids[row], data.query_vectors[row], positives_idx[row]
-        if len(own_positives) == 0:
-            continue
-        banned = set(own_positives.tolist())
-        for positive in own_positives:
-            positive_score = float(query_vector @ data.doc_vectors[positive])
-            cluster_info: dict = {}
+        positive_score = float(positive_scores[pair])
+        cluster_info: dict = {}
+        if ranked is not None:
+            valid = window_valid[pair]
+            window, mask = windows[pair][valid], window_mask[pair][valid]
+            window_ranks = np.arange(lo, hi)[valid]
+        else:
             if config.strategy == "random":
                 # Enough draws that the guard holding some back still leaves num_negatives.
-                size = min(len(data.doc_ids), max(100, 20 * config.num_negatives) + len(banned))
+                size = min(len(data.doc_ids), max(100, 20 * config.num_negatives) + len(own_positives))
                 draw = rng.choice(len(data.doc_ids), size=size, replace=False)
-                window = np.array([i for i in draw if i not in banned], dtype=np.int64)
-                window_ranks: list[int | None] = [None] * len(window)
-            elif config.strategy == "ensemble_cluster":
+                window = draw[~np.isin(draw, own_positives)]
+                window_ranks = np.full(len(window), -1)
+            else:  # ensemble_cluster
                 q_cluster, p_cluster = int(query_clusters[row]), int(clustering.labels[positive])
                 pool = np.unique(np.concatenate([members_of[q_cluster], members_of[p_cluster]]))
                 pool = pool[~np.isin(pool, own_positives)]
                 order = np.argsort(-(data.doc_vectors[pool] @ query_vector), kind="stable")
                 window = pool[order][lo:hi]
-                window_ranks = list(range(lo, lo + len(window)))
+                window_ranks = np.arange(lo, lo + len(window))
                 cluster_info = {"query_cluster": q_cluster, "positive_cluster": p_cluster}
-            else:
-                candidates = ranked[0][row]
-                window = candidates[lo:hi]
-                window_ranks = list(range(lo, lo + len(window)))
-                keep = window >= 0
-                window, window_ranks = window[keep], [r for r, k in zip(window_ranks, keep) if k]
-
-            mask = screen(window, row, positive, positive_score, query_id)
-            eligible = [j for j in range(len(window)) if not mask[j]]
-            if config.sampling == "random" and config.strategy != "random" and len(eligible) > config.num_negatives:
-                eligible = sorted(rng.choice(eligible, size=config.num_negatives, replace=False).tolist())
-            chosen = eligible[: config.num_negatives]
-            negatives = [int(window[j]) for j in chosen]
-            ranks = [window_ranks[j] for j in chosen]
-            fallback = 0
-            if config.strategy == "ensemble_cluster" and len(negatives) < config.num_negatives:
-                if fallback_pool is None:
-                    fallback_pool = top_k(data.query_vectors, data.doc_vectors, hi + config.num_negatives,
-                                          exclude=positives_idx)[0]
-                taken = set(window.tolist())
-                extra = np.array([c for c in fallback_pool[row] if c >= 0 and c not in taken], dtype=np.int64)
-                extra = extra[~screen(extra, row, positive, positive_score, query_id)]
-                extra = extra[: config.num_negatives - len(negatives)]
-                negatives += extra.tolist()
-                ranks += [None] * len(extra)
-                fallback = len(extra)
-            if len(negatives) < config.num_negatives:
-                skipped["too_few_candidates"].append((query_id, data.doc_ids[positive]))
-                continue
-            pairs.append(MinedPair(
-                query_id=query_id,
-                positive_id=data.doc_ids[positive],
-                positive_score=positive_score,
-                negative_ids=[data.doc_ids[i] for i in negatives],
-                negative_scores=[float(data.doc_vectors[i] @ query_vector) for i in negatives],
-                negative_ranks=ranks,
-                negative_clusters=[int(clustering.labels[i]) for i in negatives] if clustering is not None else [],
-                fallback=fallback,
-                **cluster_info,
-            ))
+            mask = screen(window, pair)
+        eligible = np.flatnonzero(~mask)
+        if config.sampling == "random" and config.strategy != "random" and len(eligible) > config.num_negatives:
+            eligible = np.sort(rng.choice(eligible, size=config.num_negatives, replace=False))
+        chosen = eligible[: config.num_negatives]
+        negatives = window[chosen].tolist()
+        ranks = [None if r < 0 else r for r in window_ranks[chosen].tolist()]
+        fallback = 0
+        if config.strategy == "ensemble_cluster" and len(negatives) < config.num_negatives:
+            if fallback_pool is None:
+                fallback_pool = top_k(data.query_vectors, data.doc_vectors, hi + config.num_negatives,
+                                      exclude=positives_idx)[0]
+            extra = fallback_pool[row]
+            extra = extra[(extra >= 0) & ~np.isin(extra, window)]
+            extra = extra[~screen(extra, pair)]
+            extra = extra[: config.num_negatives - len(negatives)]
+            negatives += extra.tolist()
+            ranks += [None] * len(extra)
+            fallback = len(extra)
+        if len(negatives) < config.num_negatives:
+            skipped["too_few_candidates"].append((query_id, data.doc_ids[positive]))
+            continue
+        pairs.append(MinedPair(
+            query_id=query_id,
+            positive_id=data.doc_ids[positive],
+            positive_score=positive_score,
+            negative_ids=[data.doc_ids[i] for i in negatives],
+            negative_scores=(data.doc_vectors[negatives] @ query_vector).tolist(),
+            negative_ranks=ranks,
+            negative_clusters=clustering.labels[negatives].tolist() if clustering is not None else [],
+            fallback=fallback,
+            **cluster_info,
+        ))
     if skipped["too_few_candidates"]:
         logger.warning("%d pair(s) had fewer than %d usable candidates and were left out.",
                        len(skipped["too_few_candidates"]), config.num_negatives)

@@ -23,6 +23,8 @@ def top_k(
     :returns: ``(indices, scores)``, both ``len(queries) x k``; a row is padded with -1 / -inf when fewer
         than ``k`` documents are left.
     """
+    import torch
+
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     documents = np.ascontiguousarray(documents, dtype=np.float32)
     if queries.ndim != 2 or documents.ndim != 2 or queries.shape[1] != documents.shape[1]:
@@ -33,28 +35,36 @@ def top_k(
     out_score = np.full((n_queries, k), -np.inf, dtype=np.float32)
     if k <= 0 or n_docs == 0:
         return out_idx, out_score
+    # (row, column) of every excluded pair, built once: masking a block is then one fancy-index assignment.
+    if exclude is not None:
+        banned_rows = np.repeat(np.arange(n_queries), [len(e) for e in exclude])
+        banned_cols = np.concatenate([np.asarray(e, dtype=np.int64) for e in exclude]) if n_queries else \
+            np.zeros(0, dtype=np.int64)
+    # torch's matmul and topk use every core and select in one pass; numpy's argpartition is single-threaded.
+    query_tensor = torch.from_numpy(queries)
+    document_tensor = torch.from_numpy(documents)
     for q0 in range(0, n_queries, query_block):
         q1 = min(q0 + query_block, n_queries)
-        best_idx = np.full((q1 - q0, 0), -1, dtype=np.int64)
-        best_score = np.full((q1 - q0, 0), -np.inf, dtype=np.float32)
+        best_score = torch.full((q1 - q0, 0), -torch.inf)
+        best_idx = torch.full((q1 - q0, 0), -1, dtype=torch.int64)
+        if exclude is not None:
+            in_block = (banned_rows >= q0) & (banned_rows < q1)
+            block_rows, block_cols = banned_rows[in_block] - q0, banned_cols[in_block]
         for d0 in range(0, n_docs, document_block):
             d1 = min(d0 + document_block, n_docs)
-            scores = queries[q0:q1] @ documents[d0:d1].T
+            scores = query_tensor[q0:q1] @ document_tensor[d0:d1].T
             if exclude is not None:
-                for row in range(q1 - q0):
-                    banned = exclude[q0 + row]
-                    banned = banned[(banned >= d0) & (banned < d1)] - d0
-                    scores[row, banned] = -np.inf
-            take = min(k, d1 - d0)
-            part = np.argpartition(-scores, take - 1, axis=1)[:, :take]
-            cand_idx = np.concatenate([best_idx, part + d0], axis=1)
-            cand_score = np.concatenate([best_score, np.take_along_axis(scores, part, axis=1)], axis=1)
-            keep = np.argpartition(-cand_score, min(k, cand_score.shape[1]) - 1, axis=1)[:, :k]
-            best_idx = np.take_along_axis(cand_idx, keep, axis=1)
-            best_score = np.take_along_axis(cand_score, keep, axis=1)
-        order = np.argsort(-best_score, axis=1, kind="stable")
-        best_idx = np.take_along_axis(best_idx, order, axis=1)
-        best_score = np.take_along_axis(best_score, order, axis=1)
+                hit = (block_cols >= d0) & (block_cols < d1)
+                scores[torch.from_numpy(block_rows[hit]), torch.from_numpy(block_cols[hit] - d0)] = -torch.inf
+            part_score, part_idx = torch.topk(scores, min(k, d1 - d0), dim=1)
+            if d0 == 0:
+                best_score, best_idx = part_score, part_idx
+                continue
+            cand_score = torch.cat([best_score, part_score], dim=1)
+            cand_idx = torch.cat([best_idx, part_idx + d0], dim=1)
+            best_score, keep = torch.topk(cand_score, min(k, cand_score.shape[1]), dim=1)
+            best_idx = torch.gather(cand_idx, 1, keep)
+        best_score, best_idx = best_score.numpy(), best_idx.numpy().copy()
         best_idx[~np.isfinite(best_score)] = -1
         out_idx[q0:q1, : best_idx.shape[1]] = best_idx
         out_score[q0:q1, : best_score.shape[1]] = best_score

@@ -31,7 +31,7 @@ def atomic_write_text(path: str | Path, text: str) -> None:
         raise
 
 
-def _jsonl(records: Iterable[dict[str, Any]]) -> str:
+def jsonl_text(records: Iterable[dict[str, Any]]) -> str:
     return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
 
 
@@ -63,7 +63,7 @@ def write_triplets(
     paths = {"triplets": folder / f"triplets.{file_format}", "provenance": folder / "provenance.jsonl",
              "suspected_positives": folder / "suspected_positives.jsonl"}
     if file_format == "jsonl":
-        atomic_write_text(paths["triplets"], _jsonl(rows))
+        atomic_write_text(paths["triplets"], jsonl_text(rows))
     elif file_format == "parquet":
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -73,10 +73,10 @@ def write_triplets(
         os.replace(temporary, paths["triplets"])
     else:
         raise ValueError(f"file_format must be 'jsonl' or 'parquet', got {file_format!r}.")
-    atomic_write_text(paths["provenance"], _jsonl(provenance_rows(result)))
+    atomic_write_text(paths["provenance"], jsonl_text(provenance_rows(result)))
     suspects = [{"query_id": q, "query": query_texts[q], **entry}
                 for q, entries in result.suspected_positives.items() for entry in entries]
-    atomic_write_text(paths["suspected_positives"], _jsonl(suspects))
+    atomic_write_text(paths["suspected_positives"], jsonl_text(suspects))
     return paths
 
 
