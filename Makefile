@@ -24,8 +24,10 @@ models: setup
 	elif [ -x "$(OFFLINE_MODELS)" ]; then PYTHON=$(BIN)/python $(OFFLINE_MODELS) "$(MODELS)" minilm; \
 	else echo "No local models in $(MODELS): the demo uses hub ids (set HARDNEG_MODELS to a folder of local models)"; fi
 
+# The main job: the experiment's quick mode on the shipped SciFact slice (every negative strategy, one re-ranker
+# each, metrics with paired tests, results.md and charts in runs/experiment-quick/).
 demo: models
-	HARDNEG_MODELS="$(MODELS)" $(BIN)/haystack-hardneg demo
+	HARDNEG_MODELS="$(MODELS)" $(BIN)/haystack-hardneg experiment examples/experiment_quick.yml
 
 test: setup
 	$(BIN)/python -m pytest -q tests

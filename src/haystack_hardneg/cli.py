@@ -159,6 +159,7 @@ def cmd_mine(args: argparse.Namespace) -> int:
     from haystack_hardneg.mine.component import ClusterNegativeMiner, skipped_when_loading
     from haystack_hardneg.mine.negatives import STRATEGIES, mine_negatives
     from haystack_hardneg.mine.report import format_report, mining_report
+    from haystack_hardneg.mine.candidates import first_stage_candidates, write_candidates
     from haystack_hardneg.mine.triplets import atomic_write_text, write_triplets
 
     split = load_beir(args.data, args.split, on_missing="skip" if args.skip_missing else "error")
@@ -183,6 +184,8 @@ def cmd_mine(args: argparse.Namespace) -> int:
     skipped["queries_without_positives"] += len(split.stats.queries_without_positives)
     query_texts, doc_texts = dict(zip(data.query_ids, data.query_texts)), dict(zip(data.doc_ids, data.doc_texts))
     out = Path(args.out)
+    if args.candidates_k:
+        write_candidates(out / "candidates.jsonl", first_stage_candidates(data, args.candidates_k))
     reports = {}
     for strategy in strategies:
         started = time.perf_counter()
@@ -204,6 +207,21 @@ def cmd_mine(args: argparse.Namespace) -> int:
     return 0
 
 
+def _candidates_path(args: argparse.Namespace) -> str | None:
+    """``--candidates``: a path, ``none``, or ``auto`` = the miner's candidates.jsonl beside the triplets."""
+    if str(args.candidates).lower() == "none":
+        return None
+    if str(args.candidates).lower() != "auto":
+        return str(args.candidates)
+    folder = Path(args.triplets).parent
+    for candidate in (folder / "candidates.jsonl", folder.parent / "candidates.jsonl"):
+        if candidate.is_file():
+            print(f"Validating on the first-stage candidates in {candidate}")
+            return str(candidate)
+    print("No candidates.jsonl beside the triplets: validating on mined negatives (optimistic).")
+    return None
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """Fine-tune a cross-encoder on a triplet file."""
     from haystack_hardneg.train.component import TripletTrainer
@@ -214,12 +232,18 @@ def cmd_train(args: argparse.Namespace) -> int:
         head_lr=None if str(args.head_lr).lower() == "none" else float(args.head_lr), margin=args.margin,
         validation_fraction=args.validation_fraction, eval_steps=args.eval_steps, max_length=args.max_length,
         seed=args.seed, strategy=args.strategy or Path(args.triplets).parent.name,
+        validation_candidates=_candidates_path(args),
         data_description=f"triplets from {args.triplets}",
     )
     result = trainer.run(triplets=args.triplets)
     report = result["report"]
     print(json.dumps({"model": result["model_path"], "steps": report["steps"], "validation": report["validation"],
-                      "best_checkpoint": report["best_checkpoint"]}, indent=2))
+                      "validation_on": report["validation_on"], "best_checkpoint": report["best_checkpoint"]}, indent=2))
+    if report.get("fusion"):
+        fusion = report["fusion"]
+        print(f"Validation nDCG@10: first stage {fusion['first_stage']['ndcg@10']:.4f}, re-ranker alone "
+              f"{fusion['reranker_alone']['ndcg@10']:.4f}, fused at alpha {fusion['best_alpha']} "
+              f"{fusion['best']['ndcg@10']:.4f} (stored with the model for fusion_alpha='auto').")
     print(f"Training curves: {Path(args.out) / 'training_curves.png'}")
     return 0
 
@@ -265,6 +289,27 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"| {name} | {value:.4f} |")
     (out / "demo-results.json").write_text(json.dumps({"metrics": metrics, "members": members}, indent=2))
     print(f"\nResults in {out / 'demo-results.json'}")
+    return 0
+
+
+QUICK_EXPERIMENT = Path(__file__).resolve().parents[2] / "examples" / "experiment_quick.yml"
+
+
+def cmd_experiment(args: argparse.Namespace) -> int:
+    """Index, first stage, mining with every strategy, one re-ranker each, re-ranking, evaluation; cached."""
+    from haystack_hardneg.experiment.config import ExperimentConfig
+    from haystack_hardneg.experiment.runner import Experiment
+
+    source = Path(args.config) if args.config else QUICK_EXPERIMENT
+    config = ExperimentConfig.from_yaml(source, out=args.out)
+    print(f"Experiment {source} -> {config.resolved().out}")
+    experiment = Experiment(config)
+    results = experiment.run()
+    out = experiment.out
+    print("\n" + (out / "results.md").read_text(encoding="utf-8"))
+    print(f"Stages run: {results['stages_ran'] or 'none'}; reused from cache: {results['stages_reused'] or 'none'}")
+    print(f"Wall time: {results['wall_seconds_this_run']:.0f} s. Results: {out / 'results.json'}, "
+          f"{out / 'results.md'}; charts: {out / 'chart_ndcg.png'}, {out / 'chart_long_short.png'}")
     return 0
 
 
@@ -316,6 +361,8 @@ def build_parser() -> argparse.ArgumentParser:
     mine.add_argument("--meta-field", action="append", help="meta fields before the text (default: title)")
     mine.add_argument("--separator", default=" ")
     mine.add_argument("--format", choices=["jsonl", "parquet"], default="jsonl")
+    mine.add_argument("--candidates-k", type=int, default=30,
+                      help="write each query's top-k ensemble candidates to OUT/candidates.jsonl (validation); 0: off")
     mine.add_argument("--out", default="runs/mine")
     _add_ensemble_arguments(mine)
     _add_store_arguments(mine)
@@ -337,7 +384,17 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--strategy", help="negative strategy of the triplets (default: their folder name)")
     train.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
+    train.add_argument("--candidates", default="auto",
+                       help="first-stage candidates to validate on: a candidates.jsonl, auto (beside the triplets) "
+                            "or none (mined negatives)")
     train.set_defaults(func=cmd_train)
+
+    experiment = commands.add_parser(
+        "experiment", help="every negative strategy end to end, with significance, report and charts")
+    experiment.add_argument("config", nargs="?",
+                            help=f"experiment YAML (default: the quick mode, {QUICK_EXPERIMENT.name})")
+    experiment.add_argument("--out", help="run folder (overrides the config's out)")
+    experiment.set_defaults(func=cmd_experiment)
 
     demo = commands.add_parser("demo", help="index the shipped SciFact slice and evaluate retrieval")
     demo.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "examples" / "data" / "scifact-mini"))

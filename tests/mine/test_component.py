@@ -9,6 +9,7 @@ from haystack_hardneg import ClusterNegativeMiner, EnsembleDocumentEmbedder, Ens
 from haystack_hardneg import open_document_store
 from haystack_hardneg.ingest.beir import DataError, load_beir
 from haystack_hardneg.mine.negatives import MiningConfig, mine_negatives
+from haystack_hardneg.mine.candidates import load_candidates
 from haystack_hardneg.mine.triplets import load_triplets, write_triplets
 
 from mine.synthetic import synthetic_data
@@ -138,3 +139,20 @@ def test_mine_command_writes_every_strategy(tiny_model, fixtures, split, tmp_pat
         assert (tmp_path / "mined" / strategy / "triplets.jsonl").stat().st_size > 0
     assert "| ensemble_cluster |" in (tmp_path / "mined" / "mining_report.md").read_text()
     assert "Mining (bm25)" in done.stderr
+    candidates = load_candidates(tmp_path / "mined" / "candidates.jsonl")
+    assert {r["query_id"] for r in candidates} == set(split.qrels)
+    assert all(len(r["candidates"]) == 30 for r in candidates)  # --candidates-k default; the corpus has 40
+
+
+def test_candidates_are_each_query_ranked_first_stage_with_its_positives(tiny_model, split):
+    result = _miner([tiny_model], guard_ratio=None, num_negatives=2, candidates_k=5).run(
+        queries=split.queries, positives=split.qrels, documents=split.corpus)
+    records = result["candidates"]
+    assert {r["query_id"] for r in records} == set(split.qrels)
+    for record in records:
+        scores = [c["score"] for c in record["candidates"]]
+        assert len(scores) == 5 and scores == sorted(scores, reverse=True)
+        assert set(record["positive_ids"]) == {d for d, g in split.qrels[record["query_id"]].items() if g > 0}
+        assert record["query"] == split.queries[record["query_id"]]
+    assert _miner([tiny_model], candidates_k=0).run(
+        queries=split.queries, positives=split.qrels, documents=split.corpus)["candidates"] == []

@@ -153,3 +153,51 @@ def test_train_command(trainable_model, tmp_path):
     summary = json.loads(done.stdout[start : done.stdout.index("\n}", start) + 2])
     assert summary["steps"] == 4 and "validation_ndcg@10" in summary["validation"]
     assert CrossEncoder(summary["model"]).predict([("q", "d")]).shape == (1,)
+
+
+def first_stage_records(rows: Dataset) -> list[dict]:
+    """Candidate records as the miner writes them, with a first stage that ranks the positive *last*."""
+    records = []
+    for i, row in enumerate(rows):
+        texts = [row["negative_1"], row["negative_2"], row["positive"]]
+        ids = [f"n1-{i}", f"n2-{i}", f"p-{i}"]
+        records.append({"query_id": str(i), "query": row["query"], "positive_ids": [f"p-{i}"],
+                        "candidates": [{"id": d, "text": t, "score": s} for d, t, s in zip(ids, texts, [0.9, 0.8, 0.7])]})
+    return records
+
+
+def test_validation_on_first_stage_candidates_chooses_and_stores_the_fusion_weight(trainable_model, tmp_path):
+    rows = separable_rows()
+    trainer = TripletTrainer(base_model=trainable_model, output_dir=str(tmp_path / "run"), epochs=4, batch_size=8,
+                             encoder_lr=3e-3, head_lr=3e-2, validation_fraction=0.25, progress_bar=False)
+    report = trainer.run(triplets=rows.to_list(), candidates=first_stage_records(rows))["report"]
+    assert report["validation_on"].startswith("first-stage candidates")
+    fusion = report["fusion"]
+    assert fusion["queries"] == 24 and len(fusion["by_alpha"]) == 11
+    # The first stage puts every positive third of three; the trained ranker puts it first.
+    assert fusion["first_stage"]["mrr@10"] == pytest.approx(1 / 3)
+    assert fusion["reranker_alone"]["ndcg@10"] == pytest.approx(1.0)
+    assert fusion["best_alpha"] == 1.0
+    stored = json.loads((tmp_path / "run" / "model" / "hardneg.json").read_text())
+    assert stored["fusion_alpha"] == 1.0 and stored["validation"]["ndcg@10"] == pytest.approx(1.0)
+    assert "first stage 0.5" in (tmp_path / "run" / "model" / "README.md").read_text()
+
+    ranker = CrossEncoderRanker(model=str(tmp_path / "run" / "model"))  # fusion_alpha="auto"
+    ranker.warm_up()
+    assert ranker.effective_fusion_alpha is None  # alpha 1.0 is the re-ranker alone
+    stored["fusion_alpha"] = 0.3
+    (tmp_path / "run" / "model" / "hardneg.json").write_text(json.dumps(stored))
+    ranker = CrossEncoderRanker(model=str(tmp_path / "run" / "model"))
+    ranker.warm_up()
+    assert ranker.effective_fusion_alpha == 0.3
+    pinned = CrossEncoderRanker(model=str(tmp_path / "run" / "model"), fusion_alpha=None)
+    pinned.warm_up()
+    assert pinned.effective_fusion_alpha is None
+
+
+def test_candidates_that_miss_every_held_out_query_are_refused(trainable_model, tmp_path):
+    rows = separable_rows(32)
+    strangers = [dict(r, query=f"another {r['query']}") for r in first_stage_records(rows)]
+    with pytest.raises(ValueError, match="held-out queries"):
+        train_cross_encoder(rows, _config(tmp_path, trainable_model, epochs=1), candidates=strangers,
+                            progress_bar=False)

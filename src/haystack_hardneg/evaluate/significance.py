@@ -39,3 +39,16 @@ def paired_test(
         p_value = 1.0
     return {"system": system_score, "baseline": baseline_score, "difference": system_score - baseline_score,
             "p_value": p_value, "test": test}
+
+
+def bootstrap_ci(values, *, level: float = 0.95, resamples: int = 10_000, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap confidence interval of the mean of per-query ``values``."""
+    import numpy as np
+
+    values = np.asarray(list(values), dtype=np.float64)
+    if len(values) == 0:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, len(values), size=(resamples, len(values)))].mean(axis=1)
+    tail = (1 - level) / 2
+    return float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail))

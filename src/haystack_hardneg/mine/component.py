@@ -13,6 +13,7 @@ from haystack_hardneg.embed.components import ENSEMBLE_META_KEY, EnsembleTextEmb
 from haystack_hardneg.embed.ensemble import normalized_weights
 from haystack_hardneg.ingest.text import document_text
 from haystack_hardneg.ingest.beir import DataError, LoadStats, OnMissing, validate_qrels
+from haystack_hardneg.mine.candidates import first_stage_candidates
 from haystack_hardneg.mine.negatives import STRATEGIES, MiningConfig, MiningData, mine_negatives
 from haystack_hardneg.mine.report import mining_report
 from haystack_hardneg.mine.triplets import provenance_rows, triplet_rows
@@ -83,6 +84,7 @@ class ClusterNegativeMiner:
         meta_fields_to_embed: list[str] | None = None,
         embedding_separator: str = "\n",
         on_missing: OnMissing = "error",
+        candidates_k: int = 30,
         progress_bar: bool = True,
     ):
         """
@@ -102,6 +104,8 @@ class ClusterNegativeMiner:
         :param meta_fields_to_embed: meta fields put before the content in triplet texts (and when embedding).
         :param embedding_separator: separator between those meta fields and the content.
         :param on_missing: ``error`` (default) or ``skip`` for judgements naming unknown queries or documents.
+        :param candidates_k: also return each query's top-k ensemble candidates (``candidates``), which the
+            trainer re-ranks to validate; 0 returns none.
         :param progress_bar: show progress bars.
         """
         self.config = MiningConfig(
@@ -120,6 +124,9 @@ class ClusterNegativeMiner:
         self.meta_fields_to_embed = list(meta_fields_to_embed or [])
         self.embedding_separator = embedding_separator
         self.on_missing = on_missing
+        if candidates_k < 0:
+            raise ValueError("candidates_k must be >= 0.")
+        self.candidates_k = candidates_k
         self.progress_bar = progress_bar
 
     def warm_up(self) -> None:
@@ -136,7 +143,7 @@ class ClusterNegativeMiner:
             member=c.member, n_clusters=c.n_clusters, cluster_algorithm=c.cluster_algorithm,
             guard_ratio=c.guard_ratio, guard_member_agreement=c.guard_member_agreement, seed=c.seed,
             meta_fields_to_embed=self.meta_fields_to_embed, embedding_separator=self.embedding_separator,
-            on_missing=self.on_missing, progress_bar=self.progress_bar,
+            on_missing=self.on_missing, candidates_k=self.candidates_k, progress_bar=self.progress_bar,
         )
 
     @classmethod
@@ -206,7 +213,8 @@ class ClusterNegativeMiner:
         )
         return data, stats
 
-    @component.output_types(triplets=list[dict], provenance=list[dict], suspected_positives=dict, report=dict)
+    @component.output_types(triplets=list[dict], provenance=list[dict], suspected_positives=dict, report=dict,
+                            candidates=list[dict])
     def run(
         self,
         queries: dict[str, str],
@@ -218,7 +226,8 @@ class ClusterNegativeMiner:
         :param positives: query id -> relevant document ids (a list) or BEIR judgements ({doc id: grade}).
         :param documents: the corpus; without it the miner reads its ``document_store``.
         :returns: ``triplets`` (rows of query, positive, negative_1..n), ``provenance`` (ids, scores, ranks,
-            clusters per row), ``suspected_positives`` (query id -> held-back candidates) and ``report``.
+            clusters per row), ``suspected_positives`` (query id -> held-back candidates), ``report`` and
+            ``candidates`` (per query, the ensemble's top ``candidates_k`` documents, for validation).
         """
         started = time.perf_counter()
         data, stats = self.mining_data(queries, positives, documents)
@@ -232,6 +241,7 @@ class ClusterNegativeMiner:
             "provenance": provenance_rows(result),
             "suspected_positives": result.suspected_positives,
             "report": report,
+            "candidates": first_stage_candidates(data, self.candidates_k) if self.candidates_k else [],
         }
 
 

@@ -18,6 +18,12 @@ from typing import Any, Iterable
 from haystack_hardneg.mine.negatives import MinedPair, MiningResult
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -25,6 +31,7 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as out:
             out.write(text)
+        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp's 0600 would make outputs private to their writer
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from haystack import Document, component, default_from_dict, default_to_dict, logging
@@ -31,7 +32,9 @@ class CrossEncoderRanker:
     - long documents are scored by passages: overlapping windows of ``passage_words`` words, aggregated by
       ``max``, ``first`` or ``mean``;
     - ``fusion_alpha`` interpolates the re-ranker's score with the retriever's (both min-max normalised per
-      query): ``alpha * ranker + (1 - alpha) * retriever``;
+      query): ``alpha * ranker + (1 - alpha) * retriever``. The default, ``"auto"``, takes the weight that
+      TripletTrainer chose on its validation slice (``hardneg.json`` in the model folder); a model without
+      one (any hub re-ranker) ranks alone, exactly as ``SentenceTransformersSimilarityRanker`` does;
     - pairs are scored in one call, which sentence-transformers sorts by length so batches pad little.
 
     Documents without content are not scored: they are returned after every scored document, with score
@@ -65,7 +68,7 @@ class CrossEncoderRanker:
         passage_words: int | None = None,
         passage_overlap: int = 20,
         aggregation: Aggregation = "max",
-        fusion_alpha: float | None = None,
+        fusion_alpha: float | Literal["auto"] | None = "auto",
         token: Secret | None = Secret.from_env_var(["HF_API_TOKEN", "HF_TOKEN"], strict=False),
         query_suffix: str = "",
         document_suffix: str = "",
@@ -90,7 +93,8 @@ class CrossEncoderRanker:
         :param passage_words: score documents by windows of this many words; ``None`` scores the whole text.
         :param passage_overlap: words shared by consecutive windows.
         :param aggregation: ``max``, ``first`` or ``mean`` of a document's passage scores.
-        :param fusion_alpha: weight of the re-ranker against the retriever's score; ``None`` for no fusion.
+        :param fusion_alpha: weight of the re-ranker against the retriever's score (1: the re-ranker alone);
+            ``None`` for no fusion; ``"auto"``: the weight stored with the model by its training, else none.
         :param token, query_suffix, document_suffix, trust_remote_code, model_kwargs, tokenizer_kwargs,
             config_kwargs, backend: as in ``SentenceTransformersSimilarityRanker``, so that its YAML loads unchanged.
         """
@@ -101,8 +105,8 @@ class CrossEncoderRanker:
             raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {aggregation!r}.")
         if passage_words is not None and not 0 <= passage_overlap < passage_words:
             raise ValueError("passage_overlap must be >= 0 and smaller than passage_words.")
-        if fusion_alpha is not None and not 0.0 <= fusion_alpha <= 1.0:
-            raise ValueError(f"fusion_alpha must be in [0, 1], got {fusion_alpha}.")
+        if fusion_alpha is not None and fusion_alpha != "auto" and not 0.0 <= float(fusion_alpha) <= 1.0:
+            raise ValueError(f"fusion_alpha must be in [0, 1], 'auto' or None, got {fusion_alpha!r}.")
         self.model = str(model)
         self.device = device
         self.top_k = top_k
@@ -127,9 +131,30 @@ class CrossEncoderRanker:
         self.config_kwargs = config_kwargs
         self.backend = backend
         self._cross_encoder = None
+        self._fusion_alpha: float | None = None if fusion_alpha == "auto" else fusion_alpha
+
+    def _stored_fusion_alpha(self) -> float | None:
+        """The fusion weight TripletTrainer chose on validation, when the model is a folder it wrote."""
+        from haystack_hardneg.train.trainer import RANKER_SETTINGS_FILE
+
+        settings = Path(self.model).expanduser() / RANKER_SETTINGS_FILE
+        if not looks_like_path(self.model) or not settings.is_file():
+            return None
+        alpha = json.loads(settings.read_text(encoding="utf-8")).get("fusion_alpha")
+        return None if alpha is None or float(alpha) >= 1.0 else float(alpha)
+
+    @property
+    def effective_fusion_alpha(self) -> float | None:
+        """The fusion weight in use (``"auto"`` resolved at warm-up); ``None``: the re-ranker alone."""
+        return self._fusion_alpha
 
     def warm_up(self) -> None:
-        """Load the cross-encoder."""
+        """Load the cross-encoder (and, for ``fusion_alpha="auto"``, the weight stored with it)."""
+        if self.fusion_alpha == "auto":
+            self._fusion_alpha = self._stored_fusion_alpha()
+            if self._fusion_alpha is not None:
+                logger.info("Fusing with the retriever's score at alpha {alpha} (chosen on validation, {path}).",
+                            alpha=self._fusion_alpha, path=self.model)
         if self._cross_encoder is not None:
             return
         from sentence_transformers import CrossEncoder
@@ -224,13 +249,14 @@ class CrossEncoderRanker:
         ranked: list[Document] = []
         if scorable:
             scores = self.score(query, scorable, scale_score=scale_score)
-            if self.fusion_alpha is not None:
+            if self._fusion_alpha is not None:
                 first_stage = np.array([d.score if d.score is not None else np.nan for d in scorable], dtype=np.float64)
                 if np.all(np.isnan(first_stage)):
-                    logger.warning("fusion_alpha is set but no document has a retriever score; using the ranker alone.")
+                    logger.warning("fusion_alpha is {alpha} but no document has a retriever score; using the ranker "
+                                   "alone.", alpha=self._fusion_alpha)
                 else:
                     first_stage[np.isnan(first_stage)] = np.nanmin(first_stage)
-                    scores = fuse(scores, first_stage, self.fusion_alpha)
+                    scores = fuse(scores, first_stage, self._fusion_alpha)
             order = np.argsort(-scores, kind="stable")
             ranked = [replace(scorable[i], score=float(scores[i])) for i in order]
         if score_threshold is not None:

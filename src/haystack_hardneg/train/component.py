@@ -40,7 +40,7 @@ class TripletTrainer:
         :param progress_bar: show progress bars.
         :param training: the other TrainingConfig fields: ``loss``, ``epochs``, ``batch_size``, ``encoder_lr``,
             ``head_lr``, ``margin``, ``warmup_ratio``, ``validation_fraction``, ``eval_steps``, ``max_length``,
-            ``seed``, ``strategy``, ``data_description``.
+            ``seed``, ``validation_candidates``, ``strategy``, ``data_description``.
         """
         known = {f.name for f in fields(TrainingConfig)} - {"base_model", "output_dir"}
         unknown = set(training) - known
@@ -61,9 +61,12 @@ class TripletTrainer:
         return default_from_dict(cls, data)
 
     @component.output_types(model_path=str, report=dict)
-    def run(self, triplets: str | list[dict[str, str]]) -> dict[str, Any]:
+    def run(self, triplets: str | list[dict[str, str]], candidates: list[dict[str, Any]] | None = None
+            ) -> dict[str, Any]:
         """
         :param triplets: a triplet file (JSONL/Parquet from the miner) or rows as dicts.
+        :param candidates: the miner's ``candidates`` output: validate by re-ranking the held-out queries'
+            first-stage candidates and store the fusion weight chosen there (else ``validation_candidates``).
         :returns: ``model_path``: the trained CrossEncoder folder; ``report``: losses, validation metrics, steps.
         """
         from datasets import Dataset
@@ -76,5 +79,6 @@ class TripletTrainer:
             if not triplets:
                 raise ValueError("No triplets given: nothing to train on.")
             dataset = Dataset.from_list(list(triplets))
-        report = train_cross_encoder(dataset, self.config, resume=self.resume, progress_bar=self.progress_bar)
+        report = train_cross_encoder(dataset, self.config, resume=self.resume, progress_bar=self.progress_bar,
+                                     candidates=candidates or None)
         return {"model_path": str(Path(self.config.output_dir) / "model"), "report": report}

@@ -2,7 +2,11 @@
 
 Built on sentence-transformers' CrossEncoderTrainer. What it adds for a few hundred queries:
 - a validation slice of the *training* queries (never the test queries), re-ranked after every evaluation
-  (MRR@10 / nDCG@10 through sentence-transformers' CrossEncoderRerankingEvaluator), the best checkpoint kept;
+  (MRR@10 / nDCG@10 through sentence-transformers' CrossEncoderRerankingEvaluator), the best checkpoint kept.
+  Given the miner's ``candidates.jsonl``, the held-out queries' *first-stage top-k* is re-ranked, as at query
+  time; without it, their positives among mined negatives (an optimistic yardstick, said so in the report);
+- with first-stage candidates, the fusion weight with the retriever's score chosen on the same slice and saved
+  beside the model (``hardneg.json``), where ``CrossEncoderRanker(fusion_alpha="auto")`` finds it;
 - separate learning rates for a new scoring head and the pre-trained encoder (a new head needs a far larger
   rate: measured on SciFact, 1 epoch at 3e-5 for all weights left a MiniLM re-ranker at 0.46 nDCG@10, while
   head 2e-3 / encoder 5e-5 for 2 epochs reached 0.663);
@@ -20,6 +24,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from haystack_hardneg.mine.candidates import load_candidates
 from haystack_hardneg.mine.triplets import atomic_write_text
 from haystack_hardneg.train.losses import LOSSES, LossName, build_loss, to_labelled_pairs
 
@@ -43,6 +50,8 @@ class TrainingConfig:
     :param eval_steps: evaluate (and checkpoint) every this many steps; ``None``: once per epoch.
     :param max_length: truncation length of (query, document) pairs in tokens.
     :param seed: seeds the split, the order of rows and the new head.
+    :param validation_candidates: the miner's ``candidates.jsonl``: validate by re-ranking the held-out queries'
+        first-stage candidates and choose the fusion weight there (``None``: mined negatives, no fusion weight).
     :param strategy: the negative strategy the triplets came from (for the model card).
     :param data_description: what the triplets are (for the model card).
     """
@@ -60,6 +69,7 @@ class TrainingConfig:
     eval_steps: int | None = None
     max_length: int = 256
     seed: int = 0
+    validation_candidates: str | None = None
     strategy: str = "unknown"
     data_description: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -96,6 +106,61 @@ def reranking_samples(rows) -> list[dict[str, Any]]:
             for q, s in by_query.items()]
 
 
+# Fusion weights tried on the validation slice: 0 is the first stage alone, 1 the re-ranker alone.
+FUSION_ALPHAS: tuple[float, ...] = tuple(round(0.1 * i, 1) for i in range(11))
+RANKER_SETTINGS_FILE = "hardneg.json"
+
+
+def candidate_samples(records: list[dict[str, Any]], queries: set[str]) -> list[dict[str, Any]]:
+    """CrossEncoderRerankingEvaluator samples from first-stage candidates: each held-out query's ranked
+    documents (``documents``), of which those with a relevant id are its ``positive``."""
+    samples = []
+    for record in records:
+        if record["query"] not in queries or not record["candidates"]:
+            continue
+        relevant = set(record["positive_ids"])
+        samples.append({
+            "query": record["query"],
+            "positive": [c["text"] for c in record["candidates"] if c["id"] in relevant],
+            "documents": [c["text"] for c in record["candidates"]],
+        })
+    return samples
+
+
+def fusion_sweep(model, records: list[dict[str, Any]], alphas=FUSION_ALPHAS, batch_size: int = 32) -> dict[str, Any]:
+    """nDCG@10 / MRR@10 of the first stage, the re-ranker alone and their fusion at every ``alpha`` on
+    ``records`` (first-stage candidates with relevant ids), and the best ``alpha`` (ties go to the re-ranker)."""
+    from haystack_hardneg.evaluate.metrics import evaluate_run
+    from haystack_hardneg.rank.fusion import fuse
+
+    records = [r for r in records if r["candidates"] and r["positive_ids"]]
+    if not records:
+        raise ValueError("No validation query has first-stage candidates and relevant documents.")
+    pairs = [(r["query"], c["text"]) for r in records for c in r["candidates"]]
+    # The ranker's default scale_score=True: sigmoid scores, as fused at query time.
+    scores = np.asarray(model.predict(pairs, batch_size=batch_size, show_progress_bar=False), dtype=np.float64)
+    qrels = {str(i): {d: 1 for d in r["positive_ids"]} for i, r in enumerate(records)}
+    runs: dict[float, dict[str, dict[str, float]]] = {alpha: {} for alpha in alphas}
+    start = 0
+    for i, record in enumerate(records):
+        ids = [c["id"] for c in record["candidates"]]
+        ranker = scores[start:start + len(ids)]
+        start += len(ids)
+        first = np.array([c["score"] for c in record["candidates"]], dtype=np.float64)
+        for alpha in alphas:
+            runs[alpha][str(i)] = dict(zip(ids, fuse(ranker, first, alpha).tolist()))
+    by_alpha = {alpha: evaluate_run(qrels, run, ("ndcg@10", "mrr@10")) for alpha, run in runs.items()}
+    best = max(alphas, key=lambda a: (round(by_alpha[a]["ndcg@10"], 6), a))
+    return {
+        "queries": len(records),
+        "first_stage": by_alpha.get(0.0),
+        "reranker_alone": by_alpha.get(1.0),
+        "by_alpha": {str(a): m for a, m in by_alpha.items()},
+        "best_alpha": best,
+        "best": by_alpha[best],
+    }
+
+
 def _param_groups(model, encoder_lr: float, head_lr: float | None) -> list[dict[str, Any]]:
     backbone = {id(p) for p in model.model.base_model.parameters()}
     encoder = [p for p in model.model.parameters() if id(p) in backbone and p.requires_grad]
@@ -107,10 +172,12 @@ def _param_groups(model, encoder_lr: float, head_lr: float | None) -> list[dict[
 
 
 def train_cross_encoder(triplets, config: TrainingConfig, *, resume: bool = False, progress_bar: bool = True,
-                        callbacks: list | None = None) -> dict:
+                        callbacks: list | None = None, candidates: list[dict[str, Any]] | None = None) -> dict:
     """Train on a Dataset of (query, positive, negative_1..n) rows; returns the training report.
 
     ``callbacks`` are transformers ``TrainerCallback``s (e.g. early stopping) passed to the trainer.
+    ``candidates``: first-stage candidate records (as in ``candidates.jsonl``), instead of
+    ``config.validation_candidates``.
 
     The best model (by validation nDCG@10 when there is a validation slice) is saved as a standard CrossEncoder
     folder in ``output_dir/model``.
@@ -141,8 +208,19 @@ def train_cross_encoder(triplets, config: TrainingConfig, *, resume: bool = Fals
     triplets = triplets.select_columns(text_columns)
     train_rows, validation_rows = (split_by_query(triplets, config.validation_fraction, config.seed)
                                    if config.validation_fraction > 0 else (triplets, triplets.select([])))
-    evaluator = None
-    if len(validation_rows):
+    evaluator, held_out_candidates = None, []
+    if candidates is None and config.validation_candidates:
+        candidates = load_candidates(config.validation_candidates)
+    if len(validation_rows) and candidates:
+        held_out = set(validation_rows["query"])
+        held_out_candidates = [r for r in candidates if r["query"] in held_out]
+        if not held_out_candidates:
+            raise ValueError(f"None of the {len(held_out)} held-out queries is among the first-stage candidates "
+                             f"given: give the candidates mined with these triplets.")
+        evaluator = CrossEncoderRerankingEvaluator(
+            samples=candidate_samples(held_out_candidates, held_out), at_k=10, always_rerank_positives=False,
+            name="validation", write_csv=False, batch_size=32)
+    elif len(validation_rows):
         evaluator = CrossEncoderRerankingEvaluator(samples=reranking_samples(validation_rows), at_k=10,
                                                    name="validation", write_csv=False, batch_size=32)
     train_data = to_labelled_pairs(train_rows) if config.loss == "bce" else train_rows
@@ -181,8 +259,13 @@ def train_cross_encoder(triplets, config: TrainingConfig, *, resume: bool = Fals
     trainer.train(resume_from_checkpoint=resume_from)
 
     validation = evaluator(model) if evaluator else {}
+    fusion = fusion_sweep(model, held_out_candidates) if held_out_candidates else None
     history = trainer.state.log_history
     report = {
+        "validation_on": ("first-stage candidates of held-out training queries" if held_out_candidates else
+                          "positives among mined negatives of held-out training queries (optimistic)"
+                          if evaluator else "none"),
+        "fusion": fusion,
         "config": asdict(config),
         "train_rows": len(train_rows),
         "validation_queries": len(set(validation_rows["query"])) if len(validation_rows) else 0,
@@ -194,6 +277,11 @@ def train_cross_encoder(triplets, config: TrainingConfig, *, resume: bool = Fals
     }
     model_dir = output / "model"
     model.save(str(model_dir))
+    if fusion is not None:
+        settings = {"fusion_alpha": fusion["best_alpha"], "chosen_on": report["validation_on"],
+                    "validation": fusion["best"], "reranker_alone": fusion["reranker_alone"],
+                    "first_stage": fusion["first_stage"]}
+        atomic_write_text(model_dir / RANKER_SETTINGS_FILE, json.dumps(settings, indent=2))
     _append_model_card(model_dir, report)
     atomic_write_text(output / "training_report.json", json.dumps(report, indent=2, default=str))
     _plot_curves(history, output / "training_curves.png")
@@ -214,8 +302,14 @@ def _append_model_card(model_dir: Path, report: dict) -> None:
         f"head lr {config['head_lr']}; batch size {config['batch_size']}; seed {config['seed']}",
     ]
     if report["validation"]:
-        lines.append("- validation (re-ranking the held-out queries' positives and mined negatives): " + ", ".join(
+        lines.append(f"- validation ({report['validation_on']}): " + ", ".join(
             f"{k.replace('validation_', '')} {v:.4f}" for k, v in report["validation"].items()))
+    if report.get("fusion"):
+        fusion = report["fusion"]
+        lines.append(f"- on the same slice, nDCG@10: first stage {fusion['first_stage']['ndcg@10']:.4f}, re-ranker "
+                     f"alone {fusion['reranker_alone']['ndcg@10']:.4f}, fused with the retriever score at alpha "
+                     f"{fusion['best_alpha']} {fusion['best']['ndcg@10']:.4f} (the weight `CrossEncoderRanker` "
+                     f"uses with `fusion_alpha=\"auto\"`, stored in `{RANKER_SETTINGS_FILE}`)")
     card = model_dir / "README.md"
     existing = card.read_text(encoding="utf-8") if card.exists() else "# Cross-encoder\n"
     atomic_write_text(card, existing.rstrip() + "\n" + "\n".join(lines) + "\n")

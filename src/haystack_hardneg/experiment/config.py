@@ -1,0 +1,104 @@
+"""What an experiment runs, read from a YAML file (see examples/experiment_*.yml)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from haystack_hardneg.mine.negatives import STRATEGIES
+
+DEFAULT_MODELS_DIR = "~/.cache/hardneg-models"
+
+
+def expand(value: str) -> str:
+    """``~`` and ``$VARS`` expanded; ``$HARDNEG_MODELS`` defaults to the local models folder."""
+    models = os.environ.get("HARDNEG_MODELS", DEFAULT_MODELS_DIR)
+    value = value.replace("${HARDNEG_MODELS}", models).replace("$HARDNEG_MODELS", models)
+    return os.path.expanduser(os.path.expandvars(value))
+
+
+@dataclass
+class ExperimentConfig:
+    """One experiment.
+
+    :param data: a BEIR folder (corpus.jsonl, queries.jsonl, qrels/<train_split>.tsv, qrels/<test_split>.tsv).
+    :param out: the run folder: every stage's output, the config, versions, results and charts.
+    :param members: the ensemble, as ``MemberSpec`` dicts (``model``, ``weight``, prompts, ...).
+    :param combine: ``concat`` or ``mean``.
+    :param cache_dir: embedding cache (shared between runs; ``None``: no cache).
+    :param meta_fields: meta fields embedded and ranked before the text (BEIR: ``title``).
+    :param separator: between those fields and the text.
+    :param store: Qdrant settings: ``{}`` for local mode in ``out/qdrant``, or ``{"url": ..., "index": ...}``.
+    :param retrieve_k: first-stage depth (Recall@retrieve_k is reported).
+    :param rerank_k: first-stage candidates the re-rankers re-score (and the validation candidates per query).
+    :param strategies: negative strategies, one re-ranker each.
+    :param mining: ClusterNegativeMiner options (num_negatives, rank_window, guard_ratio, n_clusters, ...).
+    :param training: TrainingConfig options; ``base_model`` is required.
+    :param max_train_queries: train on at most this many training queries (a budget; ``None``: all).
+    :param significance: ``student`` (paired t-test) or ``fisher`` (randomisation test).
+    :param seed: seeds mining, the training split and training.
+    """
+
+    data: str
+    training: dict[str, Any]
+    out: str = "runs/experiment"
+    members: list[dict[str, Any]] = field(default_factory=lambda: [{"model": "$HARDNEG_MODELS/all-MiniLM-L6-v2"}])
+    combine: str = "concat"
+    cache_dir: str | None = "~/.cache/haystack-hardneg/embeddings"
+    meta_fields: list[str] = field(default_factory=lambda: ["title"])
+    separator: str = " "
+    store: dict[str, Any] = field(default_factory=dict)
+    train_split: str = "train"
+    test_split: str = "test"
+    retrieve_k: int = 100
+    rerank_k: int = 30
+    strategies: list[str] = field(default_factory=lambda: list(STRATEGIES))
+    mining: dict[str, Any] = field(default_factory=dict)
+    max_train_queries: int | None = None
+    significance: str = "student"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        unknown = [s for s in self.strategies if s not in STRATEGIES]
+        if unknown:
+            raise ValueError(f"Unknown strategies {unknown}; choose among {STRATEGIES}.")
+        if not self.strategies:
+            raise ValueError("Name at least one negative strategy.")
+        if "base_model" not in self.training:
+            raise ValueError("training.base_model is required (a hub id or a local folder).")
+        if self.significance not in ("student", "fisher"):
+            raise ValueError("significance must be 'student' or 'fisher'.")
+        if not 0 < self.rerank_k <= self.retrieve_k:
+            raise ValueError("rerank_k must be in 1 .. retrieve_k.")
+        if not self.members:
+            raise ValueError("The ensemble needs at least one member.")
+
+    def resolved(self) -> "ExperimentConfig":
+        """Paths and ``$HARDNEG_MODELS`` expanded."""
+        members = [{**m, "model": expand(m["model"])} for m in self.members]
+        training = {**self.training, "base_model": expand(self.training["base_model"])}
+        return ExperimentConfig(**{**asdict(self), "data": expand(self.data), "out": expand(self.out),
+                                   "members": members, "training": training,
+                                   "cache_dir": expand(self.cache_dir) if self.cache_dir else None})
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, **overrides: Any) -> "ExperimentConfig":
+        """Settings from a YAML file; a relative ``data`` path is taken from the file's folder (so that a config
+        shipped beside its data works from anywhere); ``out`` stays relative to the working directory."""
+        import yaml
+
+        path = Path(path)
+        settings = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        if not isinstance(settings, dict):
+            raise ValueError(f"{path}: an experiment config is a mapping of settings.")
+        data = settings.get("data")
+        if isinstance(data, str) and not Path(expand(data)).is_absolute():
+            settings["data"] = str((path.parent / expand(data)).resolve())
+        settings.update({k: v for k, v in overrides.items() if v is not None})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(settings) - known)
+        if unknown:
+            raise ValueError(f"{path}: unknown setting(s) {unknown}; known: {sorted(known)}.")
+        return cls(**settings)

@@ -1,0 +1,222 @@
+"""The experiment's results: metrics, paired tests, short/long subsets, results.json, results.md and charts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from haystack_hardneg.evaluate.metrics import DEFAULT_METRICS, evaluate_run
+from haystack_hardneg.evaluate.significance import bootstrap_ci, paired_test
+from haystack_hardneg.evaluate.subsets import split_by_document_length
+from haystack_hardneg.mine.triplets import atomic_write_text
+from haystack_hardneg.rank.fusion import fuse
+
+TESTED_METRICS = ("ndcg@10", "mrr@10")
+FIRST_STAGE = "first stage"
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def reranked_run(first_stage: dict[str, float], head_scores: dict[str, float]) -> dict[str, float]:
+    """The re-ranked head, then the rest of the first stage in its own order (so that depth metrics such as
+    Recall@100 stay comparable with the first stage's)."""
+    run = dict(head_scores)
+    floor = min(head_scores.values(), default=0.0) - 1.0
+    tail = [d for d in sorted(first_stage, key=first_stage.get, reverse=True) if d not in head_scores]
+    for position, doc_id in enumerate(tail):
+        run[doc_id] = floor - position
+    return run
+
+
+def system_runs(out: Path, strategies: list[str]) -> tuple[dict[str, dict], dict[str, dict[str, Any]]]:
+    """Every system's run (query id -> {doc id: score}) and, per strategy, what its training chose."""
+    records = _read_jsonl(out / "first_stage" / "test_candidates.jsonl")
+    first = {r["query_id"]: {c["id"]: c["score"] for c in r["candidates"]} for r in records}
+    runs: dict[str, dict] = {FIRST_STAGE: first}
+    chosen: dict[str, dict[str, Any]] = {}
+    for strategy in strategies:
+        scores = json.loads((out / "rerank" / f"{strategy}.json").read_text())
+        training = json.loads((out / "train" / strategy / "training_report.json").read_text())
+        fusion = training.get("fusion") or {}
+        alpha = fusion.get("best_alpha")
+        chosen[strategy] = {"fusion_alpha": alpha, "validation": fusion, "ms_per_query": scores["ms_per_query"],
+                            "train_seconds": next((h["train_runtime"] for h in reversed(training["history"])
+                                                   if "train_runtime" in h), None),
+                            "train_rows": training["train_rows"], "validation_queries": training["validation_queries"]}
+        alone, fused = {}, {}
+        for query_id, head in scores["scores"].items():
+            alone[query_id] = reranked_run(first[query_id], head)
+            if alpha is not None and head:
+                ids = list(head)
+                mixed = fuse(np.array([head[d] for d in ids]), np.array([first[query_id][d] for d in ids]), alpha)
+                fused[query_id] = reranked_run(first[query_id], dict(zip(ids, mixed.tolist())))
+        runs[f"{strategy} re-ranker"] = alone
+        if alpha is not None:
+            runs[f"{strategy} re-ranker + fusion"] = fused
+    return runs, chosen
+
+
+def document_lengths(split) -> dict[str, int]:
+    return {d.id: len((d.content or "").split()) for d in split.corpus}
+
+
+def evaluate_systems(qrels, runs: dict[str, dict], *, test: str = "student", baseline_strategy: str = "random"
+                     ) -> dict[str, Any]:
+    """Metrics with 95% bootstrap intervals, and paired tests against the first stage and the random-negative
+    re-ranker of the same kind (alone or fused)."""
+    systems: dict[str, Any] = {}
+    for name, run in runs.items():
+        metrics = evaluate_run(qrels, run, DEFAULT_METRICS)
+        per_query = evaluate_run(qrels, run, TESTED_METRICS, per_query=True)
+        systems[name] = {"metrics": metrics, "per_query": per_query,
+                         "ci95": {m: bootstrap_ci(per_query[m].values()) for m in TESTED_METRICS}}
+    for name, entry in systems.items():
+        if name == FIRST_STAGE:
+            continue
+        comparisons = {"first stage": {m: paired_test(qrels, runs[name], runs[FIRST_STAGE], m, test=test)
+                                       for m in TESTED_METRICS}}
+        random_twin = name.replace(name.split(" re-ranker")[0], baseline_strategy, 1)
+        if random_twin != name and random_twin in runs:
+            comparisons[f"{baseline_strategy} negatives"] = {
+                m: paired_test(qrels, runs[name], runs[random_twin], m, test=test) for m in TESTED_METRICS}
+        entry["vs"] = comparisons
+    return systems
+
+
+def subset_metrics(qrels, runs: dict[str, dict], groups: dict[str, list[str]]) -> dict[str, Any]:
+    subsets: dict[str, Any] = {}
+    for group, query_ids in groups.items():
+        sub_qrels = {q: qrels[q] for q in query_ids}
+        if not sub_qrels:
+            continue
+        subsets[group] = {"queries": len(sub_qrels), "systems": {}}
+        for name, run in runs.items():
+            per_query = evaluate_run(sub_qrels, run, TESTED_METRICS, per_query=True)
+            subsets[group]["systems"][name] = {
+                m: {"mean": float(np.mean(list(per_query[m].values()))),
+                    "ci95": bootstrap_ci(per_query[m].values())} for m in TESTED_METRICS}
+    return subsets
+
+
+def _p(comparison: dict[str, float]) -> str:
+    return f"{comparison['difference']:+.3f} (p={comparison['p_value']:.2g})"
+
+
+def markdown(results: dict[str, Any]) -> str:
+    systems = results["systems"]
+    lines = [f"# Experiment: {results['data']}", "",
+             f"{results['test_queries']} test queries; first stage: {results['first_stage']}; re-rankers re-score "
+             f"its top {results['rerank_k']}. 95% bootstrap intervals in brackets; paired {results['test']} tests "
+             f"(two-sided) on nDCG@10.", "",
+             "| system | nDCG@10 | MRR@10 | P@1 | P@5 | P@10 | R@100 | vs first stage | vs random negatives |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for name, entry in systems.items():
+        m, ci = entry["metrics"], entry["ci95"]["ndcg@10"]
+        vs = entry.get("vs", {})
+        lines.append(
+            f"| {name} | {m['ndcg@10']:.4f} [{ci[0]:.3f}, {ci[1]:.3f}] | {m['mrr@10']:.4f} | {m['precision@1']:.3f} "
+            f"| {m['precision@5']:.3f} | {m['precision@10']:.3f} | {m['recall@100']:.3f} "
+            f"| {_p(vs['first stage']['ndcg@10']) if 'first stage' in vs else ''} "
+            f"| {_p(vs['random negatives']['ndcg@10']) if 'random negatives' in vs else ''} |")
+    lines += ["", f"## Short and long documents (corpus median {results['length_median_words']:.0f} words)", "",
+              "| system | " + " | ".join(f"nDCG@10 {g} ({s['queries']} q.)" for g, s in results["subsets"].items()) + " |",
+              "|---|" + "---|" * len(results["subsets"])]
+    for name in systems:
+        cells = [f"{s['systems'][name]['ndcg@10']['mean']:.4f}" for s in results["subsets"].values()]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", "## Re-rankers: what validation chose (held-out training queries, their first-stage top "
+              f"{results['rerank_k']})", "",
+              "| strategy | train rows | train s | val. first stage | val. re-ranker | fusion alpha | val. fused | "
+              "ms/query |", "|---|---|---|---|---|---|---|---|"]
+    for strategy, chosen in results["rerankers"].items():
+        v = chosen["validation"] or {}
+        first = (v.get("first_stage") or {}).get("ndcg@10")
+        alone = (v.get("reranker_alone") or {}).get("ndcg@10")
+        best = (v.get("best") or {}).get("ndcg@10")
+        lines.append(f"| {strategy} | {chosen['train_rows']} | {chosen['train_seconds'] or 0:.0f} | "
+                     f"{first if first is None else f'{first:.4f}'} | {alone if alone is None else f'{alone:.4f}'} | "
+                     f"{chosen['fusion_alpha']} | {best if best is None else f'{best:.4f}'} | "
+                     f"{chosen['ms_per_query']:.0f} |")
+    lines += ["", "## Stages", "", "| stage | seconds |", "|---|---|"]
+    lines += [f"| {name} | {seconds} |" for name, seconds in results["stage_seconds"].items()]
+    lines += ["", "Charts: `chart_ndcg.png`, `chart_long_short.png`. Per-query values: `per_query.json`."]
+    return "\n".join(lines) + "\n"
+
+
+def charts(results: dict[str, Any], out: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    systems = results["systems"]
+    names = list(systems)
+    paths = []
+    figure, axes = plt.subplots(1, 2, figsize=(13, 0.5 * len(names) + 1.8), sharey=True)
+    for axis, metric in zip(axes, TESTED_METRICS):
+        means = [systems[n]["metrics"][metric] for n in names]
+        low = [means[i] - systems[n]["ci95"][metric][0] for i, n in enumerate(names)]
+        high = [systems[n]["ci95"][metric][1] - means[i] for i, n in enumerate(names)]
+        colours = ["#888888" if n == FIRST_STAGE else "#4c72b0" if n.endswith("re-ranker") else "#dd8452"
+                   for n in names]
+        axis.barh(range(len(names)), means, xerr=[low, high], color=colours, capsize=3)
+        axis.axvline(systems[FIRST_STAGE]["metrics"][metric], color="#444444", linestyle="--", linewidth=1)
+        axis.set(xlabel=f"{metric} (95% bootstrap CI)", title=metric)
+    axes[0].set_yticks(range(len(names)), names)
+    axes[0].invert_yaxis()
+    figure.suptitle(f"{results['data']}: {results['test_queries']} test queries")
+    figure.tight_layout()
+    paths.append(_save(figure, out / "chart_ndcg.png"))
+    plt.close(figure)
+
+    groups = list(results["subsets"])
+    figure, axis = plt.subplots(figsize=(max(7, 1.1 * len(names)), 4.5))
+    width = 0.8 / max(1, len(groups))
+    for g, group in enumerate(groups):
+        entries = [results["subsets"][group]["systems"][n]["ndcg@10"] for n in names]
+        means = [e["mean"] for e in entries]
+        errors = [[m - e["ci95"][0] for m, e in zip(means, entries)], [e["ci95"][1] - m for m, e in zip(means, entries)]]
+        axis.bar(np.arange(len(names)) + g * width, means, width, yerr=errors, capsize=3,
+                 label=f"{group} documents ({results['subsets'][group]['queries']} queries)")
+    axis.set_xticks(np.arange(len(names)) + width * (len(groups) - 1) / 2, names, rotation=30, ha="right")
+    axis.set(ylabel="nDCG@10 (95% bootstrap CI)", title="Short and long relevant documents")
+    axis.legend()
+    figure.tight_layout()
+    paths.append(_save(figure, out / "chart_long_short.png"))
+    plt.close(figure)
+    return paths
+
+
+def _save(figure, path: Path) -> Path:
+    temporary = path.with_name(f".{path.name}.tmp.png")
+    figure.savefig(temporary, dpi=110)
+    temporary.replace(path)
+    return path
+
+
+def write_report(out: Path, config, test_split, cache) -> dict[str, Any]:
+    runs, chosen = system_runs(out, config.strategies)
+    systems = evaluate_systems(test_split.qrels, runs, test=config.significance)
+    groups, median = split_by_document_length(test_split.qrels, document_lengths(test_split))
+    members = " + ".join(Path(m["model"]).name for m in config.members)
+    results = {
+        "data": f"{Path(config.data).name} ({config.test_split})",
+        "test_queries": len(test_split.qrels),
+        "first_stage": f"ensemble of {members} ({config.combine}) in Qdrant",
+        "rerank_k": config.rerank_k,
+        "test": "paired t-test" if config.significance == "student" else "randomisation",
+        "systems": {name: {k: v for k, v in entry.items() if k != "per_query"} for name, entry in systems.items()},
+        "rerankers": chosen,
+        "length_median_words": median,
+        "subsets": subset_metrics(test_split.qrels, runs, groups),
+        "stage_seconds": {name: record["seconds"] for name, record in cache.records.items()},
+    }
+    atomic_write_text(out / "per_query.json", json.dumps({n: e["per_query"] for n, e in systems.items()}))
+    atomic_write_text(out / "results.md", markdown(results))
+    charts(results, out)
+    return results

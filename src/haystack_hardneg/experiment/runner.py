@@ -1,0 +1,293 @@
+"""The experiment's stages, each cached (see stages.py):
+
+    index        the corpus through the indexing pipeline into Qdrant (the ensemble's vectors)
+    first_stage  the test queries through the query pipeline: top retrieve_k, kept with their texts
+    mine/<s>     triplets for strategy s from the store's vectors (and, once, the training queries' candidates)
+    train/<s>    one cross-encoder per strategy, same base, budget and seed; fusion weight chosen on validation
+    rerank/<s>   that cross-encoder's scores for the test queries' top rerank_k
+    (report)     metrics, paired tests, short/long subsets, results.json, results.md and charts: always redone
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from dataclasses import asdict, replace
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from haystack_hardneg.experiment.config import ExperimentConfig
+from haystack_hardneg.experiment.stages import StageCache, file_fingerprint, stage_key
+from haystack_hardneg.mine.triplets import atomic_write_text, jsonl_text
+
+PACKAGES = ("haystack-hardneg", "haystack-ai", "sentence-transformers", "transformers", "torch", "scikit-learn",
+            "qdrant-client", "qdrant-haystack", "ranx", "bm25s", "trafilatura", "numpy")
+COLLECTION = "experiment"
+
+
+def versions() -> dict[str, str | None]:
+    found = {}
+    for package in PACKAGES:
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            found[package] = None
+    return found
+
+
+def machine() -> dict[str, Any]:
+    import os
+
+    import torch
+
+    return {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+class Experiment:
+    """Runs (or resumes) an experiment in ``config.out``; ``run()`` returns the results."""
+
+    def __init__(self, config: ExperimentConfig, *, progress_bar: bool = True):
+        self.config = config.resolved()
+        self.out = Path(self.config.out)
+        self.progress_bar = progress_bar
+        self.cache = StageCache(self.out)
+        data = Path(self.config.data)
+        for needed in ("corpus.jsonl", "queries.jsonl", f"qrels/{self.config.train_split}.tsv",
+                       f"qrels/{self.config.test_split}.tsv"):
+            if not (data / needed).is_file():
+                raise FileNotFoundError(f"The experiment needs {data / needed} (BEIR layout).")
+        self.data_key = file_fingerprint(data / "corpus.jsonl", data / "queries.jsonl",
+                                         data / "qrels" / f"{self.config.train_split}.tsv",
+                                         data / "qrels" / f"{self.config.test_split}.tsv")
+        self._store = None
+        self._text_embedder = None
+
+    # -- shared pieces ---------------------------------------------------------------------------------------
+    @property
+    def ensemble(self) -> dict[str, Any]:
+        c = self.config
+        return {"members": c.members, "combine": c.combine, "meta_fields": c.meta_fields, "separator": c.separator}
+
+    def text_embedder(self):
+        from haystack_hardneg import EnsembleTextEmbedder
+
+        if self._text_embedder is None:
+            self._text_embedder = EnsembleTextEmbedder(members=self.config.members, combine=self.config.combine,
+                                                       cache_dir=self.config.cache_dir)
+            self._text_embedder.warm_up()
+        return self._text_embedder
+
+    def store(self, *, recreate: bool = False):
+        from haystack_hardneg import open_document_store
+
+        if self._store is not None and not recreate:
+            return self._store
+        if self._store is not None:
+            self._store.close()
+        settings = dict(self.config.store)
+        index = settings.pop("index", COLLECTION)
+        if not any(k in settings for k in ("url", "path", "location")):
+            settings["path"] = str(self.out / "qdrant")
+        if "api_key_env" in settings:
+            from haystack.utils import Secret
+
+            settings["api_key"] = Secret.from_env_var(settings.pop("api_key_env"))
+        self._store = open_document_store(index=index, embedding_dim=self.text_embedder().encoder.dimension,
+                                          recreate_index=recreate, progress_bar=False, **settings)
+        return self._store
+
+    # -- stages ----------------------------------------------------------------------------------------------
+    def index(self) -> str:
+        key = stage_key(data=self.data_key, ensemble=self.ensemble, store=self.config.store)
+
+        def compute() -> None:
+            from haystack_hardneg import DocumentChunker, EnsembleDocumentEmbedder, build_indexing_pipeline
+
+            c = self.config
+            embedder = EnsembleDocumentEmbedder(members=c.members, combine=c.combine, cache_dir=c.cache_dir,
+                                                meta_fields_to_embed=c.meta_fields, embedding_separator=c.separator,
+                                                progress_bar=self.progress_bar)
+            # No chunking: BEIR judges whole documents, so the indexed unit must be the judged one.
+            chunker = DocumentChunker(split_by="word", split_length=1_000_000, split_overlap=0)
+            pipeline = build_indexing_pipeline(embedder, self.store(recreate=True), chunker=chunker)
+            written = pipeline.run({"converter": {"sources": [c.data]}})["writer"]["documents_written"]
+            # Reopened without recreate_index for querying (a query pipeline refuses a store that would empty).
+            self._store.close()
+            self._store = None
+            atomic_write_text(self.out / "index.json", json.dumps({"documents_written": written}, indent=2))
+
+        self.cache.run("index", key, ["index.json"], compute)
+        return key
+
+    def first_stage(self, index_key: str, split) -> str:
+        key = stage_key(index=index_key, retrieve_k=self.config.retrieve_k, split=self.config.test_split)
+
+        def compute() -> None:
+            from tqdm.auto import tqdm
+
+            from haystack_hardneg import build_query_pipeline
+            from haystack_hardneg.ingest.text import document_text
+
+            pipeline = build_query_pipeline(self.text_embedder(), self.store(), top_k=self.config.retrieve_k)
+            records = []
+            for query_id, text in tqdm(split.queries.items(), desc="First stage", unit="query",
+                                       disable=not self.progress_bar):
+                documents = pipeline.run({"embedder": {"text": text}})["retriever"]["documents"]
+                records.append({
+                    "query_id": query_id, "query": text,
+                    "positive_ids": [d for d, g in split.qrels[query_id].items() if g > 0],
+                    "candidates": [{"id": d.id, "score": float(d.score),
+                                    "text": document_text(d, self.config.meta_fields, self.config.separator)}
+                                   for d in documents],
+                })
+            atomic_write_text(self.out / "first_stage" / "test_candidates.jsonl", jsonl_text(records))
+
+        self.cache.run("first_stage", key, ["first_stage/test_candidates.jsonl"], compute)
+        return key
+
+    def mine(self, index_key: str, train_split) -> dict[str, str]:
+        """Triplets per strategy; the mining data (store vectors, query vectors) is built once for all."""
+        from haystack_hardneg.mine.candidates import first_stage_candidates, write_candidates
+        from haystack_hardneg.mine.component import ClusterNegativeMiner, skipped_when_loading
+        from haystack_hardneg.mine.negatives import mine_negatives
+        from haystack_hardneg.mine.report import mining_report
+        from haystack_hardneg.mine.triplets import write_triplets
+
+        c = self.config
+        mining = {"seed": c.seed, **c.mining}
+        queries, qrels = self.training_queries(train_split)
+        keys = {s: stage_key(index=index_key, mining=mining, strategy=s, queries=sorted(queries),
+                             rerank_k=c.rerank_k) for s in c.strategies}
+        candidates_key = stage_key(index=index_key, queries=sorted(queries), rerank_k=c.rerank_k)
+        if self.cache.is_done("mine/candidates", candidates_key) and \
+                all(self.cache.is_done(f"mine/{s}", keys[s]) for s in c.strategies):
+            self.cache.reused.extend(["mine/candidates", *(f"mine/{s}" for s in c.strategies)])
+            return keys
+        miner = ClusterNegativeMiner(text_embedder=self.text_embedder(), document_store=self.store(),
+                                     meta_fields_to_embed=c.meta_fields, embedding_separator=c.separator,
+                                     progress_bar=self.progress_bar, **mining)
+        miner.warm_up()
+        data, stats = miner.mining_data(queries, qrels)
+        query_texts, doc_texts = dict(zip(data.query_ids, data.query_texts)), dict(zip(data.doc_ids, data.doc_texts))
+        # The training queries' first-stage candidates: the trainers validate on them (shared by every strategy).
+        self.cache.run("mine/candidates", candidates_key, ["mine/candidates.jsonl"],
+                       lambda: write_candidates(self.out / "mine" / "candidates.jsonl",
+                                                first_stage_candidates(data, c.rerank_k)))
+        for strategy in c.strategies:
+            folder = self.out / "mine" / strategy
+
+            def compute(strategy=strategy, folder=folder) -> None:
+                started = time.perf_counter()
+                result = mine_negatives(data, replace(miner.config, strategy=strategy),
+                                        progress_bar=self.progress_bar)
+                report = mining_report(data, result, seconds=time.perf_counter() - started,
+                                       skipped_when_loading=skipped_when_loading(stats))
+                write_triplets(folder, result, query_texts, doc_texts)
+                atomic_write_text(folder / "report.json", json.dumps(report, indent=2))
+
+            self.cache.run(f"mine/{strategy}", keys[strategy],
+                           [f"mine/{strategy}/triplets.jsonl", f"mine/{strategy}/report.json"], compute)
+        return keys
+
+    def training_queries(self, train_split) -> tuple[dict[str, str], dict[str, dict[str, int]]]:
+        """The training queries, cut to ``max_train_queries`` (a fixed, seeded sample) when set."""
+        import random
+
+        query_ids = sorted(train_split.qrels)
+        limit = self.config.max_train_queries
+        if limit is not None and limit < len(query_ids):
+            query_ids = sorted(random.Random(self.config.seed).sample(query_ids, limit))
+        return ({q: train_split.queries[q] for q in query_ids}, {q: train_split.qrels[q] for q in query_ids})
+
+    def train(self, mine_keys: dict[str, str]) -> dict[str, str]:
+        from haystack_hardneg.mine.candidates import load_candidates
+        from haystack_hardneg.mine.triplets import load_triplets
+        from haystack_hardneg.train.trainer import TrainingConfig, train_cross_encoder
+
+        c = self.config
+        keys = {}
+        for strategy in c.strategies:
+            keys[strategy] = stage_key(mine=mine_keys[strategy], training=c.training, seed=c.seed)
+            folder = self.out / "train" / strategy
+
+            def compute(strategy=strategy, folder=folder) -> None:
+                config = TrainingConfig(output_dir=str(folder), strategy=strategy, seed=c.seed,
+                                        data_description=f"{Path(c.data).name} {c.train_split} triplets",
+                                        **c.training)
+                # An interrupted run of the same stage continues from its last checkpoint.
+                resume = (folder / "checkpoints").is_dir() and (folder / "stage_key").is_file() and \
+                    (folder / "stage_key").read_text() == keys[strategy]
+                folder.mkdir(parents=True, exist_ok=True)
+                atomic_write_text(folder / "stage_key", keys[strategy])
+                train_cross_encoder(load_triplets(self.out / "mine" / strategy / "triplets.jsonl"), config,
+                                    resume=resume, progress_bar=self.progress_bar,
+                                    candidates=load_candidates(self.out / "mine" / "candidates.jsonl"))
+
+            self.cache.run(f"train/{strategy}", keys[strategy],
+                           [f"train/{strategy}/model", f"train/{strategy}/training_report.json"], compute)
+        return keys
+
+    def rerank(self, first_stage_key: str, train_keys: dict[str, str]) -> None:
+        """Each re-ranker's scores for every test query's top rerank_k (ranker alone; fusion is applied at
+        evaluation with the weight its training chose on validation)."""
+        from haystack import Document
+        from tqdm.auto import tqdm
+
+        from haystack_hardneg import CrossEncoderRanker
+
+        c = self.config
+        for strategy in c.strategies:
+            key = stage_key(first_stage=first_stage_key, train=train_keys[strategy], rerank_k=c.rerank_k)
+
+            def compute(strategy=strategy) -> None:
+                records = _read_jsonl(self.out / "first_stage" / "test_candidates.jsonl")
+                ranker = CrossEncoderRanker(model=str(self.out / "train" / strategy / "model"), fusion_alpha=None,
+                                            batch_size=32)
+                ranker.warm_up()
+                scores, started = {}, time.perf_counter()
+                for record in tqdm(records, desc=f"Re-ranking ({strategy})", unit="query",
+                                   disable=not self.progress_bar):
+                    top = record["candidates"][: c.rerank_k]
+                    # Texts already carry the meta fields (as in training): score them as they are.
+                    documents = [Document(id=d["id"], content=d["text"]) for d in top]
+                    values = ranker.score(record["query"], documents, scale_score=True) if documents else []
+                    scores[record["query_id"]] = dict(zip((d["id"] for d in top), map(float, values)))
+                seconds = time.perf_counter() - started
+                atomic_write_text(self.out / "rerank" / f"{strategy}.json", json.dumps(
+                    {"scores": scores, "seconds": seconds, "ms_per_query": 1000 * seconds / max(1, len(records))}))
+
+            self.cache.run(f"rerank/{strategy}", key, [f"rerank/{strategy}.json"], compute)
+
+    # -- everything ------------------------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        from haystack_hardneg.experiment.report import write_report
+        from haystack_hardneg.ingest.beir import load_beir
+
+        c = self.config
+        started = time.perf_counter()
+        atomic_write_text(self.out / "config.json", json.dumps(asdict(c), indent=2))
+        atomic_write_text(self.out / "environment.json", json.dumps({"versions": versions(), "machine": machine()},
+                                                                    indent=2))
+        test_split = load_beir(c.data, c.test_split)
+        train_split = load_beir(c.data, c.train_split)
+        index_key = self.index()
+        first_stage_key = self.first_stage(index_key, test_split)
+        mine_keys = self.mine(index_key, train_split)
+        if self._store is not None:
+            self._store.close()  # local mode holds a lock; training and re-ranking do not need the store
+            self._store = None
+        train_keys = self.train(mine_keys)
+        self.rerank(first_stage_key, train_keys)
+        results = write_report(self.out, c, test_split, self.cache)
+        results["wall_seconds_this_run"] = round(time.perf_counter() - started, 1)
+        results["stages_ran"], results["stages_reused"] = self.cache.ran, self.cache.reused
+        atomic_write_text(self.out / "results.json", json.dumps(results, indent=2))
+        return results

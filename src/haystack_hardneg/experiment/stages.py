@@ -1,0 +1,69 @@
+"""Stage caching: a stage is skipped when its key (everything it depends on, upstream keys included) is the one
+recorded when it last finished, and its outputs are still there. Change one setting and only the stages whose
+key it enters run again.
+
+The record is ``stages.json`` in the run folder, rewritten atomically after every finished stage, so an
+interrupted experiment resumes at the stage it was in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from haystack_hardneg.mine.triplets import atomic_write_text
+
+
+def stage_key(**parts: Any) -> str:
+    """A short, stable hash of ``parts`` (JSON-serialisable settings and upstream keys)."""
+    text = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def file_fingerprint(*paths: str | Path) -> str:
+    """Hash of the files' bytes: a data set edited in place changes every stage downstream."""
+    digest = hashlib.sha256()
+    for path in paths:
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        digest.update(b"\0")
+    return digest.hexdigest()[:16]
+
+
+class StageCache:
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.path = self.folder / "stages.json"
+        self.records: dict[str, dict[str, Any]] = (
+            json.loads(self.path.read_text(encoding="utf-8")) if self.path.is_file() else {})
+        self.ran: list[str] = []
+        self.reused: list[str] = []
+
+    def is_done(self, name: str, key: str) -> bool:
+        record = self.records.get(name)
+        return bool(record and record["key"] == key and all((self.folder / o).exists() for o in record["outputs"]))
+
+    def run(self, name: str, key: str, outputs: list[str], compute: Callable[[], Any]) -> None:
+        """Run ``compute`` unless stage ``name`` finished with this ``key`` and its ``outputs`` (paths relative
+        to the run folder) exist."""
+        if self.is_done(name, key):
+            self.reused.append(name)
+            return
+        started = time.perf_counter()
+        compute()
+        missing = [o for o in outputs if not (self.folder / o).exists()]
+        if missing:
+            raise RuntimeError(f"Stage {name} finished without writing {missing}.")
+        self.records[name] = {"key": key, "outputs": outputs, "seconds": round(time.perf_counter() - started, 1),
+                              "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
+        atomic_write_text(self.path, json.dumps(self.records, indent=2))
+        self.ran.append(name)
+
+    def seconds(self, name: str) -> float | None:
+        record = self.records.get(name)
+        return record["seconds"] if record else None

@@ -1,0 +1,49 @@
+"""First-stage candidates of the training queries, for validating a re-ranker the way it will be used.
+
+A re-ranker meets the first stage's top-k at query time, not a positive beside five mined negatives: judged on
+the latter, a model looks far better than it is (measured on SciFact: 0.84 nDCG@10 on mined negatives, 0.55 on
+the test queries' top 30). ``candidates.jsonl`` keeps, per training query, the ensemble's top-k documents with
+their scores and which of them are relevant; the trainer re-ranks those of its held-out queries.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from haystack_hardneg.mine.negatives import MiningData
+from haystack_hardneg.mine.search import top_k
+from haystack_hardneg.mine.triplets import jsonl_text, atomic_write_text
+
+
+def first_stage_candidates(data: MiningData, k: int = 30) -> list[dict[str, Any]]:
+    """Per query: its text, relevant ids and the ensemble's top-``k`` documents (id, text, score), best first."""
+    indices, scores = top_k(data.query_vectors, data.doc_vectors, k)
+    records = []
+    for row, query_id in enumerate(data.query_ids):
+        found = [(int(i), float(s)) for i, s in zip(indices[row], scores[row]) if i >= 0]
+        records.append({
+            "query_id": query_id,
+            "query": data.query_texts[row],
+            "positive_ids": list(data.positives.get(query_id, [])),
+            "candidates": [{"id": data.doc_ids[i], "text": data.doc_texts[i], "score": s} for i, s in found],
+        })
+    return records
+
+
+def write_candidates(path: str | Path, records: list[dict[str, Any]]) -> Path:
+    atomic_write_text(path, jsonl_text(records))
+    return Path(path)
+
+
+def load_candidates(path: str | Path) -> list[dict[str, Any]]:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"No candidate file at {path} (written by `haystack-hardneg mine`).")
+    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    for record in records:
+        missing = {"query", "positive_ids", "candidates"} - set(record)
+        if missing:
+            raise ValueError(f"{path}: a record lacks {sorted(missing)}; expected the output of first_stage_candidates.")
+    return records

@@ -1,0 +1,99 @@
+import json
+from dataclasses import replace
+
+import pytest
+
+from haystack_hardneg.evaluate.significance import bootstrap_ci
+from haystack_hardneg.evaluate.subsets import split_by_document_length
+from haystack_hardneg.experiment.config import ExperimentConfig
+from haystack_hardneg.experiment.report import reranked_run
+from haystack_hardneg.experiment.runner import Experiment
+
+
+def _config(fixtures, tiny_model, trainable_model, tmp_path, **changes) -> ExperimentConfig:
+    config = ExperimentConfig(
+        data=str(fixtures / "scifact-tiny"), out=str(tmp_path / "run"), members=[{"model": tiny_model}],
+        cache_dir=str(tmp_path / "cache"), retrieve_k=20, rerank_k=10, strategies=["random", "ensemble_cluster"],
+        mining={"num_negatives": 2, "rank_window": [0, 20], "guard_ratio": None},
+        training={"base_model": trainable_model, "epochs": 1, "batch_size": 4, "max_length": 64,
+                  "validation_fraction": 0.3},
+    )
+    return replace(config, **changes)
+
+
+def test_experiment_writes_its_report_and_reruns_only_what_a_change_touches(fixtures, tiny_model, trainable_model,
+                                                                            tmp_path):
+    config = _config(fixtures, tiny_model, trainable_model, tmp_path)
+    first = Experiment(config, progress_bar=False).run()
+    out = tmp_path / "run"
+    for name in ("results.json", "results.md", "per_query.json", "config.json", "environment.json",
+                 "chart_ndcg.png", "chart_long_short.png", "stages.json"):
+        assert (out / name).is_file(), name
+    assert (out / "chart_ndcg.png").stat().st_size > 5000
+    assert set(first["stages_ran"]) == {"index", "first_stage", "mine/candidates", "mine/random",
+                                        "mine/ensemble_cluster", "train/random", "train/ensemble_cluster",
+                                        "rerank/random", "rerank/ensemble_cluster"}
+    systems = first["systems"]
+    assert "first stage" in systems and "ensemble_cluster re-ranker" in systems
+    versus = systems["ensemble_cluster re-ranker"]["vs"]
+    assert set(versus) == {"first stage", "random negatives"}
+    assert 0 <= versus["random negatives"]["ndcg@10"]["p_value"] <= 1
+    assert "vs" not in systems["first stage"] and "random negatives" not in systems["random re-ranker"]["vs"]
+    # The re-ranked head is followed by the rest of the first stage: depth metrics match the first stage's.
+    assert systems["random re-ranker"]["metrics"]["recall@100"] == systems["first stage"]["metrics"]["recall@100"]
+    low, high = systems["first stage"]["ci95"]["ndcg@10"]
+    assert low <= systems["first stage"]["metrics"]["ndcg@10"] <= high
+    assert sum(s["queries"] for s in first["subsets"].values()) == first["test_queries"]
+    assert "| ensemble_cluster re-ranker |" in (out / "results.md").read_text()
+    versions = json.loads((out / "environment.json").read_text())["versions"]
+    assert versions["haystack-ai"] and versions["sentence-transformers"]
+
+    again = Experiment(config, progress_bar=False).run()
+    assert again["stages_ran"] == [] and again["systems"] == first["systems"]
+
+    longer = replace(config, training={**config.training, "epochs": 2})
+    changed = Experiment(longer, progress_bar=False).run()
+    assert set(changed["stages_ran"]) == {"train/random", "train/ensemble_cluster", "rerank/random",
+                                          "rerank/ensemble_cluster"}
+
+
+def test_a_config_is_read_from_yaml_with_data_beside_it(fixtures, tmp_path):
+    config_file = tmp_path / "experiment.yml"
+    (tmp_path / "data").symlink_to(fixtures / "scifact-tiny")
+    config_file.write_text("data: data\ntraining:\n  base_model: $HARDNEG_MODELS/all-MiniLM-L6-v2\n"
+                           "strategies: [random, bm25]\n")
+    config = ExperimentConfig.from_yaml(config_file, out=str(tmp_path / "out")).resolved()
+    assert config.data == str((tmp_path / "data").resolve()) and config.strategies == ["random", "bm25"]
+    assert config.training["base_model"].endswith("hardneg-models/all-MiniLM-L6-v2")
+    config_file.write_text("data: data\ntraining: {base_model: x}\nstrategy: [random]\n")
+    with pytest.raises(ValueError, match="unknown setting"):
+        ExperimentConfig.from_yaml(config_file)
+    with pytest.raises(ValueError, match="Unknown strategies"):
+        ExperimentConfig(data="d", training={"base_model": "x"}, strategies=["clusters"])
+
+
+def test_missing_data_is_named_before_any_work(tmp_path, tiny_model, trainable_model, fixtures):
+    config = _config(fixtures, tiny_model, trainable_model, tmp_path, data=str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="corpus.jsonl"):
+        Experiment(config, progress_bar=False)
+
+
+def test_reranked_head_then_first_stage_tail():
+    first = {"a": 0.9, "b": 0.8, "c": 0.7, "d": 0.6}
+    run = reranked_run(first, {"b": 0.99, "a": 0.1})
+    assert sorted(run, key=run.get, reverse=True) == ["b", "a", "c", "d"]
+
+
+def test_long_and_short_document_queries():
+    lengths = {"d1": 10, "d2": 20, "d3": 300, "d4": 400}
+    groups, median = split_by_document_length({"q1": {"d1": 1}, "q2": {"d4": 1}, "q3": {"d2": 1, "d4": 1},
+                                               "q4": {"d3": 0}}, lengths)
+    assert median == 160 and groups == {"short": ["q1"], "long": ["q2", "q3"]}
+
+
+def test_bootstrap_interval_brackets_the_mean_and_narrows_with_more_queries():
+    small = bootstrap_ci([0, 1] * 10)
+    large = bootstrap_ci([0, 1] * 1000)
+    assert small[0] < 0.5 < small[1] and large[0] < 0.5 < large[1]
+    assert large[1] - large[0] < small[1] - small[0]
+    assert bootstrap_ci([0.7] * 5) == (pytest.approx(0.7), pytest.approx(0.7))
