@@ -15,6 +15,7 @@ from haystack_hardneg.mine.component import ClusterNegativeMiner
 from haystack_hardneg.rank.ranker import CrossEncoderRanker
 from haystack_hardneg.train.component import TripletTrainer
 from haystack_hardneg.pipelines import build_indexing_pipeline, build_query_pipeline, load_pipeline
+from haystack_hardneg.store.lexical_components import HybridJoiner, LexicalIndexWriter, LexicalRetriever
 from haystack_hardneg.store.qdrant import EnsembleDocumentWriter, open_document_store
 
 allow_deserialization_module("haystack_hardneg")
@@ -27,6 +28,9 @@ __all__ = [
     "EnsembleDocumentEmbedder",
     "EnsembleDocumentWriter",
     "EnsembleTextEmbedder",
+    "HybridJoiner",
+    "LexicalIndexWriter",
+    "LexicalRetriever",
     "MemberSpec",
     "TripletTrainer",
     "build_indexing_pipeline",

@@ -1,7 +1,8 @@
 """The indexing and query pipelines, built in Python or loaded from YAML.
 
     indexing: CorpusConverter -> DocumentCleaner -> DocumentChunker -> EnsembleDocumentEmbedder -> EnsembleDocumentWriter
-    query:    EnsembleTextEmbedder -> QdrantEmbeddingRetriever [-> ranker]
+                                                                  [-> LexicalIndexWriter]
+    query:    EnsembleTextEmbedder -> QdrantEmbeddingRetriever [+ LexicalRetriever -> HybridJoiner] [-> ranker]
 """
 
 from __future__ import annotations
@@ -9,13 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from haystack import Pipeline
+from haystack import Document, Pipeline
 from haystack.components.preprocessors import DocumentCleaner
 from haystack_integrations.components.retrievers.qdrant import QdrantEmbeddingRetriever
 from haystack_integrations.document_stores.qdrant import QdrantDocumentStore
 
 from haystack_hardneg.embed.components import EnsembleDocumentEmbedder, EnsembleTextEmbedder
 from haystack_hardneg.ingest.components import CorpusConverter, DocumentChunker
+from haystack_hardneg.store.lexical_components import HybridJoiner, LexicalIndexWriter, LexicalRetriever
 from haystack_hardneg.store.qdrant import EnsembleDocumentWriter
 
 # Haystack refuses to deserialize classes from modules outside its allowlist; these are ours.
@@ -28,8 +30,10 @@ def build_indexing_pipeline(
     *,
     converter: CorpusConverter | None = None,
     chunker: DocumentChunker | None = None,
+    lexical_writer: LexicalIndexWriter | None = None,
 ) -> Pipeline:
-    """Sources (URLs, HTML files, JSONL/BEIR corpora) -> main text -> clean -> chunk -> embed -> Qdrant.
+    """Sources (URLs, HTML files, JSONL/BEIR corpora) -> main text -> clean -> chunk -> embed -> Qdrant, and,
+    with a ``lexical_writer``, the same chunks into a BM25 index (the ensemble's lexical member).
 
     Run it with ``pipeline.run({"converter": {"sources": [...]}})``.
     """
@@ -44,6 +48,27 @@ def build_indexing_pipeline(
     pipeline.connect("cleaner.documents", "chunker.documents")
     pipeline.connect("chunker.documents", "embedder.documents")
     pipeline.connect("embedder.documents", "writer.documents")
+    if lexical_writer is not None:
+        pipeline.add_component("lexical_writer", lexical_writer)
+        pipeline.connect("chunker.documents", "lexical_writer.documents")
+    return pipeline
+
+
+def build_lexical_indexing_pipeline(
+    lexical_writer: LexicalIndexWriter,
+    *,
+    converter: CorpusConverter | None = None,
+    chunker: DocumentChunker | None = None,
+) -> Pipeline:
+    """Sources -> main text -> clean -> chunk -> BM25 index only (a lexical member added to an existing index)."""
+    pipeline = Pipeline()
+    pipeline.add_component("converter", converter or CorpusConverter())
+    pipeline.add_component("cleaner", DocumentCleaner(keep_id=True, remove_repeated_substrings=False))
+    pipeline.add_component("chunker", chunker or DocumentChunker())
+    pipeline.add_component("lexical_writer", lexical_writer)
+    pipeline.connect("converter.documents", "cleaner.documents")
+    pipeline.connect("cleaner.documents", "chunker.documents")
+    pipeline.connect("chunker.documents", "lexical_writer.documents")
     return pipeline
 
 
@@ -53,6 +78,8 @@ def build_query_pipeline(
     *,
     top_k: int = 10,
     ranker: Any | None = None,
+    lexical_retriever: LexicalRetriever | None = None,
+    lexical_weight: float = 0.4,
 ) -> Pipeline:
     """Query text -> ensemble query vector -> Qdrant top_k [-> ranker].
 
@@ -67,9 +94,16 @@ def build_query_pipeline(
     pipeline.add_component("embedder", text_embedder)
     pipeline.add_component("retriever", QdrantEmbeddingRetriever(document_store=document_store, top_k=top_k))
     pipeline.connect("embedder.embedding", "retriever.query_embedding")
+    candidates = "retriever.documents"
+    if lexical_retriever is not None:
+        pipeline.add_component("lexical", lexical_retriever)
+        pipeline.add_component("joiner", HybridJoiner(lexical_weight=lexical_weight, top_k=top_k))
+        pipeline.connect("retriever.documents", "joiner.dense_documents")
+        pipeline.connect("lexical.documents", "joiner.lexical_documents")
+        candidates = "joiner.documents"
     if ranker is not None:
         pipeline.add_component("ranker", ranker)
-        pipeline.connect("retriever.documents", "ranker.documents")
+        pipeline.connect(candidates, "ranker.documents")
     return pipeline
 
 
@@ -89,21 +123,28 @@ def _is_path(source: str | Path) -> bool:
     return "\n" not in source and Path(source).expanduser().is_file()
 
 
+def query_documents(pipeline: Pipeline, text: str) -> list[Document]:
+    """One query through a query pipeline built by ``build_query_pipeline`` (or its YAML): the final documents."""
+    nodes = pipeline.graph.nodes
+    data: dict[str, dict[str, Any]] = {"embedder": {"text": text}}
+    for name in ("lexical", "ranker"):
+        if name in nodes:
+            data[name] = {"query": text}
+    result = pipeline.run(data)
+    last = next(name for name in ("ranker", "joiner", "retriever") if name in nodes)
+    return result[last]["documents"]
+
+
 def run_queries(pipeline: Pipeline, queries: dict[str, str], *, progress_bar: bool = True) -> dict[str, dict[str, float]]:
     """Run a query pipeline for every query; returns a run (query id -> {document id: score}).
 
-    The ranker's output is used when the pipeline has one, else the retriever's.
+    The last stage's output is used: the ranker's, else the hybrid joiner's, else the retriever's.
     """
     from tqdm.auto import tqdm
 
-    has_ranker = "ranker" in pipeline.graph.nodes
     run: dict[str, dict[str, float]] = {}
     for query_id, text in tqdm(queries.items(), desc="Querying", unit="query", disable=not progress_bar):
-        data: dict[str, dict[str, Any]] = {"embedder": {"text": text}}
-        if has_ranker:
-            data["ranker"] = {"query": text}
-        result = pipeline.run(data)
-        documents = result["ranker" if has_ranker else "retriever"]["documents"]
+        documents = query_documents(pipeline, text)
         ranking: dict[str, float] = {}
         for doc in documents:
             # Chunks of one source document count as that document, at its best chunk's score.

@@ -15,6 +15,7 @@ def _config(fixtures, tiny_model, trainable_model, tmp_path, **changes) -> Exper
         data=str(fixtures / "scifact-tiny"), out=str(tmp_path / "run"), members=[{"model": tiny_model}],
         cache_dir=str(tmp_path / "cache"), retrieve_k=20, rerank_k=10, strategies=["random", "ensemble_cluster"],
         mining={"num_negatives": 2, "rank_window": [0, 20], "guard_ratio": None},
+        lexical={"language": "english", "weight": "auto"},
         training={"base_model": trainable_model, "epochs": 1, "batch_size": 4, "max_length": 64,
                   "validation_fraction": 0.3},
     )
@@ -30,11 +31,14 @@ def test_experiment_writes_its_report_and_reruns_only_what_a_change_touches(fixt
                  "chart_ndcg.png", "chart_long_short.png", "stages.json"):
         assert (out / name).is_file(), name
     assert (out / "chart_ndcg.png").stat().st_size > 5000
-    assert set(first["stages_ran"]) == {"index", "first_stage", "mine/candidates", "mine/random",
-                                        "mine/ensemble_cluster", "train/random", "train/ensemble_cluster",
-                                        "rerank/random", "rerank/ensemble_cluster"}
+    assert set(first["stages_ran"]) == {"index", "lexical_index", "first_stage", "hybrid", "mine/candidates",
+                                        "mine/random", "mine/ensemble_cluster", "train/random",
+                                        "train/ensemble_cluster", "rerank/random", "rerank/ensemble_cluster"}
     systems = first["systems"]
-    assert "first stage" in systems and "ensemble_cluster re-ranker" in systems
+    assert {"first stage", "(dense ensemble alone)", "(BM25 alone)", "ensemble_cluster re-ranker"} <= set(systems)
+    choice = first["first_stage_choice"]
+    assert choice["lexical_weight"] in [round(0.1 * i, 1) for i in range(11)] and len(choice["by_weight"]) == 11
+    assert first["rerankers"]["random"]["validation"]["queries"] > 0  # fusion weight chosen on held-out queries
     versus = systems["ensemble_cluster re-ranker"]["vs"]
     assert set(versus) == {"first stage", "random negatives"}
     assert 0 <= versus["random negatives"]["ndcg@10"]["p_value"] <= 1
@@ -51,10 +55,26 @@ def test_experiment_writes_its_report_and_reruns_only_what_a_change_touches(fixt
     again = Experiment(config, progress_bar=False).run()
     assert again["stages_ran"] == [] and again["systems"] == first["systems"]
 
-    longer = replace(config, training={**config.training, "epochs": 2})
+    fixed_weight = replace(config, lexical={"language": "english", "weight": 0.5})
+    changed = Experiment(fixed_weight, progress_bar=False).run()
+    assert set(changed["stages_ran"]) == {"hybrid", "rerank/random", "rerank/ensemble_cluster"}
+    assert changed["first_stage_choice"]["lexical_weight"] == 0.5
+
+    longer = replace(fixed_weight, training={**config.training, "epochs": 2})
     changed = Experiment(longer, progress_bar=False).run()
     assert set(changed["stages_ran"]) == {"train/random", "train/ensemble_cluster", "rerank/random",
                                           "rerank/ensemble_cluster"}
+
+
+def test_one_experiment_per_run_folder(fixtures, tiny_model, trainable_model, tmp_path):
+    from haystack_hardneg.experiment.stages import ExperimentBusyError
+
+    config = _config(fixtures, tiny_model, trainable_model, tmp_path)
+    running = Experiment(config, progress_bar=False)
+    with pytest.raises(ExperimentBusyError, match="Another experiment"):
+        Experiment(config, progress_bar=False)
+    running.close()
+    Experiment(config, progress_bar=False).close()
 
 
 def test_a_config_is_read_from_yaml_with_data_beside_it(fixtures, tmp_path):

@@ -31,6 +31,8 @@ class ExperimentConfig:
     :param meta_fields: meta fields embedded and ranked before the text (BEIR: ``title``).
     :param separator: between those fields and the text.
     :param store: Qdrant settings: ``{}`` for local mode in ``out/qdrant``, or ``{"url": ..., "index": ...}``.
+    :param lexical: a BM25 member for a hybrid first stage, e.g. ``{"language": "english", "weight": "auto"}``
+        (``auto``: the weight is chosen on the training queries); ``None``: the dense ensemble alone.
     :param retrieve_k: first-stage depth (Recall@retrieve_k is reported).
     :param rerank_k: first-stage candidates the re-rankers re-score (and the validation candidates per query).
     :param strategies: negative strategies, one re-ranker each.
@@ -50,6 +52,7 @@ class ExperimentConfig:
     meta_fields: list[str] = field(default_factory=lambda: ["title"])
     separator: str = " "
     store: dict[str, Any] = field(default_factory=dict)
+    lexical: dict[str, Any] | None = None
     train_split: str = "train"
     test_split: str = "test"
     retrieve_k: int = 100
@@ -74,6 +77,12 @@ class ExperimentConfig:
             raise ValueError("rerank_k must be in 1 .. retrieve_k.")
         if not self.members:
             raise ValueError("The ensemble needs at least one member.")
+        if self.lexical is not None:
+            unknown = set(self.lexical) - {"language", "weight"}
+            weight = self.lexical.get("weight", "auto")
+            if unknown or not (weight == "auto" or 0.0 <= float(weight) <= 1.0):
+                raise ValueError("lexical takes language (a Snowball stemmer language or null) and weight "
+                                 "('auto' or 0..1).")
 
     def resolved(self) -> "ExperimentConfig":
         """Paths and ``$HARDNEG_MODELS`` expanded."""

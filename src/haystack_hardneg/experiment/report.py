@@ -16,6 +16,8 @@ from haystack_hardneg.rank.fusion import fuse
 
 TESTED_METRICS = ("ndcg@10", "mrr@10")
 FIRST_STAGE = "first stage"
+DENSE_ONLY = "(dense ensemble alone)"
+LEXICAL_ONLY = "(BM25 alone)"
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -33,23 +35,38 @@ def reranked_run(first_stage: dict[str, float], head_scores: dict[str, float]) -
     return run
 
 
+def _scores(records: list[dict[str, Any]], field: str = "candidates") -> dict[str, dict[str, float]]:
+    return {r["query_id"]: {c["id"]: c["score"] for c in r.get(field, [])} for r in records}
+
+
 def system_runs(out: Path, strategies: list[str]) -> tuple[dict[str, dict], dict[str, dict[str, Any]]]:
-    """Every system's run (query id -> {doc id: score}) and, per strategy, what its training chose."""
-    records = _read_jsonl(out / "first_stage" / "test_candidates.jsonl")
-    first = {r["query_id"]: {c["id"]: c["score"] for c in r["candidates"]} for r in records}
+    """Every system's run (query id -> {doc id: score}) and, per strategy, the fusion weight chosen on its
+    held-out training queries (re-ranked from the same first stage) and what its training reported."""
+    from haystack_hardneg.train.trainer import choose_fusion_alpha
+
+    test_records = _read_jsonl(out / "first_stage" / "test_candidates.jsonl")
+    train_records = _read_jsonl(out / "first_stage" / "train_candidates.jsonl")
+    first = _scores(test_records)
     runs: dict[str, dict] = {FIRST_STAGE: first}
+    lists = _read_jsonl(out / "first_stage" / "test_lists.jsonl")
+    if any("lexical" in r for r in lists):
+        runs[DENSE_ONLY] = _scores(lists, "dense")
+        runs[LEXICAL_ONLY] = _scores(lists, "lexical")
+    train_first = _scores(train_records)
+    train_qrels = {r["query_id"]: {d: 1 for d in r["positive_ids"]} for r in train_records}
     chosen: dict[str, dict[str, Any]] = {}
     for strategy in strategies:
         scores = json.loads((out / "rerank" / f"{strategy}.json").read_text())
         training = json.loads((out / "train" / strategy / "training_report.json").read_text())
-        fusion = training.get("fusion") or {}
-        alpha = fusion.get("best_alpha")
-        chosen[strategy] = {"fusion_alpha": alpha, "validation": fusion, "ms_per_query": scores["ms_per_query"],
+        sweep = choose_fusion_alpha(train_qrels, train_first, scores["validation"]) if scores["validation"] else None
+        alpha = sweep["best_alpha"] if sweep else None
+        chosen[strategy] = {"fusion_alpha": alpha, "validation": sweep or {}, "ms_per_query": scores["ms_per_query"],
                             "train_seconds": next((h["train_runtime"] for h in reversed(training["history"])
                                                    if "train_runtime" in h), None),
-                            "train_rows": training["train_rows"], "validation_queries": training["validation_queries"]}
+                            "train_rows": training["train_rows"], "validation_queries": training["validation_queries"],
+                            "training_validation": training.get("validation")}
         alone, fused = {}, {}
-        for query_id, head in scores["scores"].items():
+        for query_id, head in scores["test"].items():
             alone[query_id] = reranked_run(first[query_id], head)
             if alpha is not None and head:
                 ids = list(head)
@@ -76,7 +93,7 @@ def evaluate_systems(qrels, runs: dict[str, dict], *, test: str = "student", bas
         systems[name] = {"metrics": metrics, "per_query": per_query,
                          "ci95": {m: bootstrap_ci(per_query[m].values()) for m in TESTED_METRICS}}
     for name, entry in systems.items():
-        if name == FIRST_STAGE:
+        if name in (FIRST_STAGE, DENSE_ONLY, LEXICAL_ONLY):
             continue
         comparisons = {"first stage": {m: paired_test(qrels, runs[name], runs[FIRST_STAGE], m, test=test)
                                        for m in TESTED_METRICS}}
@@ -129,8 +146,8 @@ def markdown(results: dict[str, Any]) -> str:
     for name in systems:
         cells = [f"{s['systems'][name]['ndcg@10']['mean']:.4f}" for s in results["subsets"].values()]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines += ["", "## Re-rankers: what validation chose (held-out training queries, their first-stage top "
-              f"{results['rerank_k']})", "",
+    lines += ["", "## Re-rankers: the fusion weight chosen on validation (each re-ranker's held-out training "
+              f"queries, their first-stage top {results['rerank_k']})", "",
               "| strategy | train rows | train s | val. first stage | val. re-ranker | fusion alpha | val. fused | "
               "ms/query |", "|---|---|---|---|---|---|---|---|"]
     for strategy, chosen in results["rerankers"].items():
@@ -162,8 +179,8 @@ def charts(results: dict[str, Any], out: Path) -> list[Path]:
         means = [systems[n]["metrics"][metric] for n in names]
         low = [means[i] - systems[n]["ci95"][metric][0] for i, n in enumerate(names)]
         high = [systems[n]["ci95"][metric][1] - means[i] for i, n in enumerate(names)]
-        colours = ["#888888" if n == FIRST_STAGE else "#4c72b0" if n.endswith("re-ranker") else "#dd8452"
-                   for n in names]
+        colours = ["#888888" if n == FIRST_STAGE else "#cccccc" if n in (DENSE_ONLY, LEXICAL_ONLY)
+                   else "#4c72b0" if n.endswith("re-ranker") else "#dd8452" for n in names]
         axis.barh(range(len(names)), means, xerr=[low, high], color=colours, capsize=3)
         axis.axvline(systems[FIRST_STAGE]["metrics"][metric], color="#444444", linestyle="--", linewidth=1)
         axis.set(xlabel=f"{metric} (95% bootstrap CI)", title=metric)
@@ -204,10 +221,16 @@ def write_report(out: Path, config, test_split, cache) -> dict[str, Any]:
     systems = evaluate_systems(test_split.qrels, runs, test=config.significance)
     groups, median = split_by_document_length(test_split.qrels, document_lengths(test_split))
     members = " + ".join(Path(m["model"]).name for m in config.members)
+    choice = json.loads((out / "first_stage" / "choice.json").read_text())
+    first_stage = f"ensemble of {members} ({config.combine}) in Qdrant"
+    if choice.get("lexical"):
+        first_stage += (f", fused with BM25 at weight {choice['lexical_weight']}"
+                        f" ({'chosen on ' + choice['chosen_on'] if 'chosen_on' in choice else 'given'})")
     results = {
         "data": f"{Path(config.data).name} ({config.test_split})",
         "test_queries": len(test_split.qrels),
-        "first_stage": f"ensemble of {members} ({config.combine}) in Qdrant",
+        "first_stage": first_stage,
+        "first_stage_choice": choice,
         "rerank_k": config.rerank_k,
         "test": "paired t-test" if config.significance == "student" else "randomisation",
         "systems": {name: {k: v for k, v in entry.items() if k != "per_query"} for name, entry in systems.items()},

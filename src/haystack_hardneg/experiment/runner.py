@@ -1,10 +1,12 @@
 """The experiment's stages, each cached (see stages.py):
 
     index        the corpus through the indexing pipeline into Qdrant (the ensemble's vectors)
-    first_stage  the test queries through the query pipeline: top retrieve_k, kept with their texts
+    lexical_index  the same documents into a BM25 index, when the config has a lexical member
+    first_stage  test and training queries through Haystack's retrievers: each member kind's top retrieve_k
+    hybrid       the first stage's candidates: dense alone, or fused with BM25 at a weight chosen on training queries
     mine/<s>     triplets for strategy s from the store's vectors (and, once, the training queries' candidates)
     train/<s>    one cross-encoder per strategy, same base, budget and seed; fusion weight chosen on validation
-    rerank/<s>   that cross-encoder's scores for the test queries' top rerank_k
+    rerank/<s>   that cross-encoder's scores for the top rerank_k of the test and the held-out training queries
     (report)     metrics, paired tests, short/long subsets, results.json, results.md and charts: always redone
 """
 
@@ -127,30 +129,110 @@ class Experiment:
         self.cache.run("index", key, ["index.json"], compute)
         return key
 
-    def first_stage(self, index_key: str, split) -> str:
-        key = stage_key(index=index_key, retrieve_k=self.config.retrieve_k, split=self.config.test_split)
+    def lexical_index(self) -> str | None:
+        """The BM25 index of the same converted documents (the lexical member), when the config has one."""
+        if not self.config.lexical:
+            return None
+        c = self.config
+        language = c.lexical.get("language", "english")
+        key = stage_key(data=self.data_key, meta_fields=c.meta_fields, separator=c.separator, language=language)
 
         def compute() -> None:
+            from haystack_hardneg import DocumentChunker, LexicalIndexWriter
+            from haystack_hardneg.pipelines import build_lexical_indexing_pipeline
+
+            writer = LexicalIndexWriter(index_path=str(self.out / "bm25"), language=language,
+                                        meta_fields_to_index=c.meta_fields, separator=c.separator)
+            chunker = DocumentChunker(split_by="word", split_length=1_000_000, split_overlap=0)
+            build_lexical_indexing_pipeline(writer, chunker=chunker).run({"converter": {"sources": [c.data]}})
+
+        self.cache.run("lexical_index", key, ["bm25"], compute)
+        return key
+
+    def first_stage(self, index_key: str, lexical_key: str | None, splits: dict[str, Any]) -> str:
+        """Each member kind's own top retrieve_k for the test and the training queries, through Haystack's
+        retrievers (Qdrant; BM25): ``first_stage/<split>_lists.jsonl``. Their fusion is the next stage."""
+        c = self.config
+        key = stage_key(index=index_key, lexical=lexical_key, retrieve_k=c.retrieve_k, splits=sorted(splits),
+                        queries={name: sorted(split.qrels) for name, split in splits.items()})
+
+        def compute() -> None:
+            from haystack_hardneg import LexicalRetriever
+            from haystack_hardneg.ingest.text import document_text
+            from haystack_hardneg.pipelines import build_query_pipeline, query_documents
             from tqdm.auto import tqdm
 
-            from haystack_hardneg import build_query_pipeline
-            from haystack_hardneg.ingest.text import document_text
+            dense = build_query_pipeline(self.text_embedder(), self.store(), top_k=c.retrieve_k)
+            lexical = None
+            if lexical_key is not None:
+                lexical = LexicalRetriever(index_path=str(self.out / "bm25"), top_k=c.retrieve_k)
+                lexical.warm_up()
 
-            pipeline = build_query_pipeline(self.text_embedder(), self.store(), top_k=self.config.retrieve_k)
-            records = []
-            for query_id, text in tqdm(split.queries.items(), desc="First stage", unit="query",
-                                       disable=not self.progress_bar):
-                documents = pipeline.run({"embedder": {"text": text}})["retriever"]["documents"]
-                records.append({
-                    "query_id": query_id, "query": text,
-                    "positive_ids": [d for d, g in split.qrels[query_id].items() if g > 0],
-                    "candidates": [{"id": d.id, "score": float(d.score),
-                                    "text": document_text(d, self.config.meta_fields, self.config.separator)}
-                                   for d in documents],
-                })
-            atomic_write_text(self.out / "first_stage" / "test_candidates.jsonl", jsonl_text(records))
+            def listed(documents) -> list[dict[str, Any]]:
+                return [{"id": d.id, "score": float(d.score),
+                         "text": document_text(d, c.meta_fields, c.separator)} for d in documents]
 
-        self.cache.run("first_stage", key, ["first_stage/test_candidates.jsonl"], compute)
+            for name, split in splits.items():
+                records = []
+                for query_id, text in tqdm(split.queries.items(), desc=f"First stage ({name})", unit="query",
+                                           disable=not self.progress_bar):
+                    record = {"query_id": query_id, "query": text,
+                              "positive_ids": [d for d, g in split.qrels[query_id].items() if g > 0],
+                              "dense": listed(query_documents(dense, text))}
+                    if lexical is not None:
+                        record["lexical"] = listed(lexical.run(query=text)["documents"])
+                    records.append(record)
+                atomic_write_text(self.out / "first_stage" / f"{name}_lists.jsonl", jsonl_text(records))
+
+        self.cache.run("first_stage", key, [f"first_stage/{name}_lists.jsonl" for name in splits], compute)
+        return key
+
+    def hybrid(self, first_stage_key: str) -> str:
+        """The first stage's candidates: the dense list alone, or fused with BM25 at a weight chosen on the
+        *training* queries (``lexical.weight: auto``) or given. ``first_stage/<split>_candidates.jsonl``."""
+        from haystack_hardneg.evaluate.selection import choose_setting
+        from haystack_hardneg.rank.fusion import fuse_rankings
+
+        c = self.config
+        weight_setting = (c.lexical or {}).get("weight", "auto")
+        key = stage_key(first_stage=first_stage_key, lexical=bool(c.lexical), weight=weight_setting)
+
+        def candidates(records, weight: float | None) -> list[dict[str, Any]]:
+            out = []
+            for record in records:
+                texts = {d["id"]: d["text"] for d in [*record["dense"], *record.get("lexical", [])]}
+                if weight is None:
+                    scores = {d["id"]: d["score"] for d in record["dense"]}
+                else:
+                    scores = fuse_rankings({d["id"]: d["score"] for d in record["dense"]},
+                                           {d["id"]: d["score"] for d in record.get("lexical", [])}, weight)
+                ranked = sorted(scores, key=lambda d: -scores[d])[: c.retrieve_k]
+                out.append({k: record[k] for k in ("query_id", "query", "positive_ids")} |
+                           {"candidates": [{"id": d, "score": scores[d], "text": texts[d]} for d in ranked]})
+            return out
+
+        def compute() -> None:
+            lists = {name: _read_jsonl(self.out / "first_stage" / f"{name}_lists.jsonl") for name in ("test", "train")}
+            choice: dict[str, Any] = {"lexical": bool(c.lexical)}
+            weight = None
+            if c.lexical:
+                train_qrels = {r["query_id"]: {d: 1 for d in r["positive_ids"]} for r in lists["train"]}
+                if weight_setting == "auto":
+                    grid = [round(0.1 * i, 1) for i in range(11)]
+                    runs = {w: {r["query_id"]: {d["id"]: d["score"] for d in r["candidates"]}
+                                for r in candidates(lists["train"], w)} for w in grid}
+                    weight, measured = choose_setting(train_qrels, runs)
+                    choice.update(chosen_on=f"{len(train_qrels)} training queries", by_weight=measured)
+                else:
+                    weight = float(weight_setting)
+                choice["lexical_weight"] = weight
+            for name, records in lists.items():
+                atomic_write_text(self.out / "first_stage" / f"{name}_candidates.jsonl",
+                                  jsonl_text(candidates(records, weight)))
+            atomic_write_text(self.out / "first_stage" / "choice.json", json.dumps(choice, indent=2))
+
+        self.cache.run("hybrid", key, ["first_stage/test_candidates.jsonl", "first_stage/train_candidates.jsonl",
+                                       "first_stage/choice.json"], compute)
         return key
 
     def mine(self, index_key: str, train_split) -> dict[str, str]:
@@ -235,34 +317,50 @@ class Experiment:
                            [f"train/{strategy}/model", f"train/{strategy}/training_report.json"], compute)
         return keys
 
-    def rerank(self, first_stage_key: str, train_keys: dict[str, str]) -> None:
-        """Each re-ranker's scores for every test query's top rerank_k (ranker alone; fusion is applied at
-        evaluation with the weight its training chose on validation)."""
+    def rerank(self, hybrid_key: str, train_keys: dict[str, str]) -> None:
+        """Each re-ranker's scores for the top rerank_k of every test query and of its held-out (validation)
+        training queries: the fusion weight with the first stage is chosen on the latter, then applied to the
+        former (see report.py)."""
         from haystack import Document
         from tqdm.auto import tqdm
 
         from haystack_hardneg import CrossEncoderRanker
+        from haystack_hardneg.mine.triplets import load_triplets
+        from haystack_hardneg.train.trainer import split_by_query
 
         c = self.config
         for strategy in c.strategies:
-            key = stage_key(first_stage=first_stage_key, train=train_keys[strategy], rerank_k=c.rerank_k)
+            key = stage_key(first_stage=hybrid_key, train=train_keys[strategy], rerank_k=c.rerank_k)
 
             def compute(strategy=strategy) -> None:
-                records = _read_jsonl(self.out / "first_stage" / "test_candidates.jsonl")
                 ranker = CrossEncoderRanker(model=str(self.out / "train" / strategy / "model"), fusion_alpha=None,
                                             batch_size=32)
                 ranker.warm_up()
-                scores, started = {}, time.perf_counter()
-                for record in tqdm(records, desc=f"Re-ranking ({strategy})", unit="query",
-                                   disable=not self.progress_bar):
-                    top = record["candidates"][: c.rerank_k]
-                    # Texts already carry the meta fields (as in training): score them as they are.
-                    documents = [Document(id=d["id"], content=d["text"]) for d in top]
-                    values = ranker.score(record["query"], documents, scale_score=True) if documents else []
-                    scores[record["query_id"]] = dict(zip((d["id"] for d in top), map(float, values)))
-                seconds = time.perf_counter() - started
-                atomic_write_text(self.out / "rerank" / f"{strategy}.json", json.dumps(
-                    {"scores": scores, "seconds": seconds, "ms_per_query": 1000 * seconds / max(1, len(records))}))
+                # The queries the trainer held out: the same split function, data and seed.
+                triplets = load_triplets(self.out / "mine" / strategy / "triplets.jsonl")
+                fraction = c.training.get("validation_fraction", 0.1)
+                held_out = set(split_by_query(triplets, fraction, c.seed)[1]["query"]) if fraction else set()
+                groups = {
+                    "test": _read_jsonl(self.out / "first_stage" / "test_candidates.jsonl"),
+                    "validation": [r for r in _read_jsonl(self.out / "first_stage" / "train_candidates.jsonl")
+                                   if r["query"] in held_out],
+                }
+                output: dict[str, Any] = {}
+                for group, records in groups.items():
+                    scores, started = {}, time.perf_counter()
+                    for record in tqdm(records, desc=f"Re-ranking {group} ({strategy})", unit="query",
+                                       disable=not self.progress_bar):
+                        top = record["candidates"][: c.rerank_k]
+                        # Texts already carry the meta fields (as in training): score them as they are.
+                        documents = [Document(id=d["id"], content=d["text"]) for d in top]
+                        values = ranker.score(record["query"], documents, scale_score=True) if documents else []
+                        scores[record["query_id"]] = dict(zip((d["id"] for d in top), map(float, values)))
+                    seconds = time.perf_counter() - started
+                    output[group] = scores
+                    if group == "test":
+                        output["seconds"] = seconds
+                        output["ms_per_query"] = 1000 * seconds / max(1, len(records))
+                atomic_write_text(self.out / "rerank" / f"{strategy}.json", json.dumps(output))
 
             self.cache.run(f"rerank/{strategy}", key, [f"rerank/{strategy}.json"], compute)
 
@@ -279,15 +377,24 @@ class Experiment:
         test_split = load_beir(c.data, c.test_split)
         train_split = load_beir(c.data, c.train_split)
         index_key = self.index()
-        first_stage_key = self.first_stage(index_key, test_split)
+        lexical_key = self.lexical_index()
+        first_stage_key = self.first_stage(index_key, lexical_key, {"test": test_split, "train": train_split})
+        hybrid_key = self.hybrid(first_stage_key)
         mine_keys = self.mine(index_key, train_split)
         if self._store is not None:
             self._store.close()  # local mode holds a lock; training and re-ranking do not need the store
             self._store = None
         train_keys = self.train(mine_keys)
-        self.rerank(first_stage_key, train_keys)
+        self.rerank(hybrid_key, train_keys)
         results = write_report(self.out, c, test_split, self.cache)
         results["wall_seconds_this_run"] = round(time.perf_counter() - started, 1)
         results["stages_ran"], results["stages_reused"] = self.cache.ran, self.cache.reused
         atomic_write_text(self.out / "results.json", json.dumps(results, indent=2))
+        self.close()
         return results
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+        self.cache.close()

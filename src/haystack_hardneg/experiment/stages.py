@@ -34,10 +34,26 @@ def file_fingerprint(*paths: str | Path) -> str:
     return digest.hexdigest()[:16]
 
 
+class ExperimentBusyError(RuntimeError):
+    pass
+
+
 class StageCache:
+    """The run folder's stage records. One experiment process per folder: a second one is refused (it would
+    race on the same files), through an advisory lock held while the cache lives."""
+
     def __init__(self, folder: str | Path):
+        import fcntl
+
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
+        self._lock = open(self.folder / ".lock", "w")
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock.close()
+            raise ExperimentBusyError(f"Another experiment is running in {self.folder}; wait for it or use "
+                                      f"another --out.") from None
         self.path = self.folder / "stages.json"
         self.records: dict[str, dict[str, Any]] = (
             json.loads(self.path.read_text(encoding="utf-8")) if self.path.is_file() else {})
@@ -63,6 +79,10 @@ class StageCache:
                               "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
         atomic_write_text(self.path, json.dumps(self.records, indent=2))
         self.ran.append(name)
+
+    def close(self) -> None:
+        """Release the folder (also released when the process ends)."""
+        self._lock.close()
 
     def seconds(self, name: str) -> float | None:
         record = self.records.get(name)

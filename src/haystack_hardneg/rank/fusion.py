@@ -29,3 +29,14 @@ def fuse(ranker_scores: np.ndarray, retriever_scores: np.ndarray, alpha: float) 
     if ranker_scores.shape != retriever_scores.shape:
         raise ValueError("One retriever score per re-ranked document is needed for fusion.")
     return alpha * min_max(ranker_scores) + (1.0 - alpha) * min_max(retriever_scores)
+
+
+def fuse_rankings(dense: dict[str, float], lexical: dict[str, float], lexical_weight: float) -> dict[str, float]:
+    """A hybrid first stage: ``w * norm(lexical) + (1 - w) * norm(dense)`` per document, each list min-max
+    normalised over its own results; a document missing from one list gets 0 from it."""
+    if not 0.0 <= lexical_weight <= 1.0:
+        raise ValueError(f"lexical_weight must be in [0, 1], got {lexical_weight}.")
+    dense_n = dict(zip(dense, min_max(np.array(list(dense.values()))))) if dense else {}
+    lexical_n = dict(zip(lexical, min_max(np.array(list(lexical.values()))))) if lexical else {}
+    return {d: lexical_weight * float(lexical_n.get(d, 0.0)) + (1 - lexical_weight) * float(dense_n.get(d, 0.0))
+            for d in {**dense_n, **lexical_n}}

@@ -130,29 +130,37 @@ def candidate_samples(records: list[dict[str, Any]], queries: set[str]) -> list[
 def fusion_sweep(model, records: list[dict[str, Any]], alphas=FUSION_ALPHAS, batch_size: int = 32) -> dict[str, Any]:
     """nDCG@10 / MRR@10 of the first stage, the re-ranker alone and their fusion at every ``alpha`` on
     ``records`` (first-stage candidates with relevant ids), and the best ``alpha`` (ties go to the re-ranker)."""
-    from haystack_hardneg.evaluate.metrics import evaluate_run
-    from haystack_hardneg.rank.fusion import fuse
-
     records = [r for r in records if r["candidates"] and r["positive_ids"]]
     if not records:
         raise ValueError("No validation query has first-stage candidates and relevant documents.")
     pairs = [(r["query"], c["text"]) for r in records for c in r["candidates"]]
     # The ranker's default scale_score=True: sigmoid scores, as fused at query time.
-    scores = np.asarray(model.predict(pairs, batch_size=batch_size, show_progress_bar=False), dtype=np.float64)
+    scores = iter(np.asarray(model.predict(pairs, batch_size=batch_size, show_progress_bar=False), dtype=np.float64))
+    ranker_scores = {str(i): {c["id"]: float(next(scores)) for c in r["candidates"]} for i, r in enumerate(records)}
+    first_stage = {str(i): {c["id"]: c["score"] for c in r["candidates"]} for i, r in enumerate(records)}
     qrels = {str(i): {d: 1 for d in r["positive_ids"]} for i, r in enumerate(records)}
+    return choose_fusion_alpha(qrels, first_stage, ranker_scores, alphas)
+
+
+def choose_fusion_alpha(qrels, first_stage: dict[str, dict[str, float]], ranker_scores: dict[str, dict[str, float]],
+                        alphas=FUSION_ALPHAS) -> dict[str, Any]:
+    """Fusion of the re-ranker's scores with the first stage's at every ``alpha``, measured on ``qrels``;
+    ``first_stage`` and ``ranker_scores`` map query id -> {document id: score} over the same candidates."""
+    from haystack_hardneg.evaluate.selection import choose_setting
+    from haystack_hardneg.rank.fusion import fuse
+
     runs: dict[float, dict[str, dict[str, float]]] = {alpha: {} for alpha in alphas}
-    start = 0
-    for i, record in enumerate(records):
-        ids = [c["id"] for c in record["candidates"]]
-        ranker = scores[start:start + len(ids)]
-        start += len(ids)
-        first = np.array([c["score"] for c in record["candidates"]], dtype=np.float64)
+    for query_id, ranked in ranker_scores.items():
+        ids = list(ranked)
+        if not ids:
+            continue
+        ranker = np.array([ranked[d] for d in ids])
+        first = np.array([first_stage[query_id][d] for d in ids])
         for alpha in alphas:
-            runs[alpha][str(i)] = dict(zip(ids, fuse(ranker, first, alpha).tolist()))
-    by_alpha = {alpha: evaluate_run(qrels, run, ("ndcg@10", "mrr@10")) for alpha, run in runs.items()}
-    best = max(alphas, key=lambda a: (round(by_alpha[a]["ndcg@10"], 6), a))
+            runs[alpha][query_id] = dict(zip(ids, fuse(ranker, first, alpha).tolist()))
+    best, by_alpha = choose_setting({q: qrels[q] for q in ranker_scores}, runs)
     return {
-        "queries": len(records),
+        "queries": len(ranker_scores),
         "first_stage": by_alpha.get(0.0),
         "reranker_alone": by_alpha.get(1.0),
         "by_alpha": {str(a): m for a, m in by_alpha.items()},
@@ -269,6 +277,7 @@ def train_cross_encoder(triplets, config: TrainingConfig, *, resume: bool = Fals
         "config": asdict(config),
         "train_rows": len(train_rows),
         "validation_queries": len(set(validation_rows["query"])) if len(validation_rows) else 0,
+        "validation_query_texts": sorted(set(validation_rows["query"])) if len(validation_rows) else [],
         "steps": trainer.state.global_step,
         "best_checkpoint": trainer.state.best_model_checkpoint,
         "validation": {k: float(v) for k, v in validation.items()},

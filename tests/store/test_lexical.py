@@ -1,0 +1,89 @@
+import json
+
+import pytest
+from haystack import Document
+
+from processes import fresh_python
+
+from haystack_hardneg import (
+    EnsembleDocumentEmbedder,
+    EnsembleTextEmbedder,
+    HybridJoiner,
+    LexicalIndexWriter,
+    LexicalRetriever,
+    build_indexing_pipeline,
+    build_query_pipeline,
+    open_document_store,
+)
+from haystack_hardneg.ingest.beir import load_corpus
+from haystack_hardneg.pipelines import query_documents
+from haystack_hardneg.rank.fusion import fuse_rankings
+from haystack_hardneg.store.lexical import LexicalIndex
+
+DOCS = {
+    "a": "Influenza vaccines reduce hospital admissions in older adults.",
+    "b": "Dishwasher warranty claims and repair policies.",
+    "c": "Kidney function after a cardiac surgery.",
+}
+
+
+def test_bm25_finds_the_document_sharing_stemmed_terms_and_nothing_for_unknown_words(tmp_path):
+    index = LexicalIndex.build(list(DOCS), list(DOCS.values()))
+    found = index.search(["vaccine for the elderly admitted to hospital", "warranties", "zebra quasar"], k=3)
+    assert [index.ids[i] for i, _ in found[0]][0] == "a"
+    assert [index.ids[i] for i, _ in found[1]] == ["b"]  # "warranties" stems to the same term as "warranty"
+    assert found[2] == []
+    reloaded = LexicalIndex.load(index.save(tmp_path / "bm25"))
+    assert reloaded.search(["vaccine for the elderly admitted to hospital"], k=3) == found[:1]
+    with pytest.raises(FileNotFoundError, match="No lexical index"):
+        LexicalIndex.load(tmp_path / "missing")
+    with pytest.raises(ValueError, match="unique"):
+        LexicalIndex.build(["a", "a"], ["x", "y"])
+
+
+def test_a_rebuilt_index_replaces_the_old_one_whole(tmp_path):
+    LexicalIndex.build(list(DOCS), list(DOCS.values())).save(tmp_path / "bm25")
+    LexicalIndex.build(["z"], ["zebra quasar"]).save(tmp_path / "bm25")
+    index = LexicalIndex.load(tmp_path / "bm25")
+    assert index.ids == ["z"] and [p.name for p in tmp_path.iterdir()] == ["bm25"]
+
+
+def test_hybrid_scores_are_a_weighted_sum_of_normalised_scores():
+    fused = fuse_rankings({"a": 0.9, "b": 0.5}, {"b": 10.0, "c": 5.0}, lexical_weight=0.4)
+    assert fused == pytest.approx({"a": 0.6, "b": 0.4, "c": 0.0})
+    joined = HybridJoiner(lexical_weight=0.4, top_k=2).run(
+        dense_documents=[Document(id="a", content="x", score=0.9), Document(id="b", content="y", score=0.5)],
+        lexical_documents=[Document(id="b", content="y", score=10.0), Document(id="c", content="z", score=5.0)],
+    )["documents"]
+    assert [(d.id, round(d.score, 3)) for d in joined] == [("a", 0.6), ("b", 0.4)]
+    with pytest.raises(ValueError):
+        HybridJoiner(lexical_weight=1.5)
+
+
+def test_hybrid_first_stage_indexes_and_queries_both_members_and_loads_from_yaml(tiny_model, fixtures, tmp_path):
+    store = open_document_store(path=str(tmp_path / "qdrant"), embedding_dim=32, progress_bar=False)
+    embedder = EnsembleDocumentEmbedder(members=[tiny_model], progress_bar=False)
+    writer = LexicalIndexWriter(index_path=str(tmp_path / "bm25"), meta_fields_to_index=["title"])
+    written = build_indexing_pipeline(embedder, store, lexical_writer=writer).run(
+        {"converter": {"sources": [str(fixtures / "scifact-tiny")]}})
+    corpus = {d.id: d for d in load_corpus(fixtures / "scifact-tiny" / "corpus.jsonl")}
+    assert written["lexical_writer"]["documents_written"] == written["writer"]["documents_written"]
+
+    target = next(d for d in corpus.values() if len(d.meta.get("title", "").split()) > 5)
+    pipeline = build_query_pipeline(EnsembleTextEmbedder(members=[tiny_model]), store, top_k=5,
+                                    lexical_retriever=LexicalRetriever(index_path=str(tmp_path / "bm25"), top_k=5),
+                                    lexical_weight=1.0)
+    found = query_documents(pipeline, target.meta["title"])
+    assert found[0].id == target.id and len(found) == 5  # BM25 alone (weight 1) finds the exact title
+    assert found[0].content == target.content
+    store.close()
+
+    (tmp_path / "hybrid.yml").write_text(pipeline.dumps())
+    done = fresh_python(
+        "import json, sys, haystack_hardneg\n"
+        "from haystack import Pipeline\n"
+        "from haystack_hardneg.pipelines import query_documents\n"
+        "pipeline = Pipeline.loads(open(sys.argv[1]).read())\n"
+        "print(json.dumps([d.id for d in query_documents(pipeline, sys.argv[2])]))\n",
+        str(tmp_path / "hybrid.yml"), target.meta["title"])
+    assert json.loads(done.stdout.strip().splitlines()[-1])[0] == target.id
