@@ -160,7 +160,8 @@ def cmd_mine(args: argparse.Namespace) -> int:
     from haystack_hardneg.mine.negatives import STRATEGIES, mine_negatives
     from haystack_hardneg.mine.report import format_report, mining_report
     from haystack_hardneg.mine.candidates import first_stage_candidates, write_candidates
-    from haystack_hardneg.mine.triplets import atomic_write_text, write_triplets
+    from haystack_hardneg.files import atomic_write_text
+    from haystack_hardneg.mine.triplets import write_triplets
 
     split = load_beir(args.data, args.split, on_missing="skip" if args.skip_missing else "error")
     settings = _ensemble_settings(args)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from haystack_hardneg.mine.cluster import cluster_documents
-from haystack_hardneg.mine.negatives import STRATEGIES, MiningConfig, MiningData, mine_negatives
+from haystack_hardneg.mine.negatives import STRATEGIES, MiningConfig, mine_negatives
 from haystack_hardneg.mine.report import mining_report
 from haystack_hardneg.mine.search import top_k
 

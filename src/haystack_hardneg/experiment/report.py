@@ -11,7 +11,7 @@ import numpy as np
 from haystack_hardneg.evaluate.metrics import DEFAULT_METRICS, evaluate_run
 from haystack_hardneg.evaluate.significance import bootstrap_ci, paired_test
 from haystack_hardneg.evaluate.subsets import split_by_document_length
-from haystack_hardneg.mine.triplets import atomic_write_text
+from haystack_hardneg.files import atomic_write_text, read_jsonl
 from haystack_hardneg.rank.fusion import fuse
 
 TESTED_METRICS = ("ndcg@10", "mrr@10")
@@ -19,9 +19,6 @@ FIRST_STAGE = "first stage"
 DENSE_ONLY = "(dense ensemble alone)"
 LEXICAL_ONLY = "(BM25 alone)"
 
-
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def reranked_run(first_stage: dict[str, float], head_scores: dict[str, float]) -> dict[str, float]:
@@ -44,11 +41,11 @@ def system_runs(out: Path, strategies: list[str]) -> tuple[dict[str, dict], dict
     held-out training queries (re-ranked from the same first stage) and what its training reported."""
     from haystack_hardneg.train.trainer import choose_fusion_alpha
 
-    test_records = _read_jsonl(out / "first_stage" / "test_candidates.jsonl")
-    train_records = _read_jsonl(out / "first_stage" / "train_candidates.jsonl")
+    test_records = read_jsonl(out / "first_stage" / "test_candidates.jsonl")
+    train_records = read_jsonl(out / "first_stage" / "train_candidates.jsonl")
     first = _scores(test_records)
     runs: dict[str, dict] = {FIRST_STAGE: first}
-    lists = _read_jsonl(out / "first_stage" / "test_lists.jsonl")
+    lists = read_jsonl(out / "first_stage" / "test_lists.jsonl")
     if any("lexical" in r for r in lists):
         runs[DENSE_ONLY] = _scores(lists, "dense")
         runs[LEXICAL_ONLY] = _scores(lists, "lexical")

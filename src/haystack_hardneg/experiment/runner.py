@@ -22,7 +22,7 @@ from typing import Any
 
 from haystack_hardneg.experiment.config import ExperimentConfig
 from haystack_hardneg.experiment.stages import StageCache, file_fingerprint, stage_key
-from haystack_hardneg.mine.triplets import atomic_write_text, jsonl_text
+from haystack_hardneg.files import atomic_write_text, jsonl_text, read_jsonl
 
 PACKAGES = ("haystack-hardneg", "haystack-ai", "sentence-transformers", "transformers", "torch", "scikit-learn",
             "qdrant-client", "qdrant-haystack", "ranx", "bm25s", "trafilatura", "numpy")
@@ -48,9 +48,6 @@ def machine() -> dict[str, Any]:
             "torch_threads": torch.get_num_threads(),
             "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
 
-
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 class Experiment:
@@ -212,7 +209,7 @@ class Experiment:
             return out
 
         def compute() -> None:
-            lists = {name: _read_jsonl(self.out / "first_stage" / f"{name}_lists.jsonl") for name in ("test", "train")}
+            lists = {name: read_jsonl(self.out / "first_stage" / f"{name}_lists.jsonl") for name in ("test", "train")}
             choice: dict[str, Any] = {"lexical": bool(c.lexical)}
             weight = None
             if c.lexical:
@@ -341,8 +338,8 @@ class Experiment:
                 fraction = c.training.get("validation_fraction", 0.1)
                 held_out = set(split_by_query(triplets, fraction, c.seed)[1]["query"]) if fraction else set()
                 groups = {
-                    "test": _read_jsonl(self.out / "first_stage" / "test_candidates.jsonl"),
-                    "validation": [r for r in _read_jsonl(self.out / "first_stage" / "train_candidates.jsonl")
+                    "test": read_jsonl(self.out / "first_stage" / "test_candidates.jsonl"),
+                    "validation": [r for r in read_jsonl(self.out / "first_stage" / "train_candidates.jsonl")
                                    if r["query"] in held_out],
                 }
                 output: dict[str, Any] = {}

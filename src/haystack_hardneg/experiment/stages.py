@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from haystack_hardneg.mine.triplets import atomic_write_text
+from haystack_hardneg.files import atomic_write_text
 
 
 def stage_key(**parts: Any) -> str:

@@ -8,13 +8,12 @@ their scores and which of them are relevant; the trainer re-ranks those of its h
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from haystack_hardneg.mine.negatives import MiningData
 from haystack_hardneg.mine.search import top_k
-from haystack_hardneg.mine.triplets import jsonl_text, atomic_write_text
+from haystack_hardneg.files import atomic_write_text, jsonl_text, read_jsonl
 
 
 def first_stage_candidates(data: MiningData, k: int = 30) -> list[dict[str, Any]]:
@@ -41,7 +40,7 @@ def load_candidates(path: str | Path) -> list[dict[str, Any]]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"No candidate file at {path} (written by `haystack-hardneg mine`).")
-    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    records = read_jsonl(path)
     for record in records:
         missing = {"query", "positive_ids", "candidates"} - set(record)
         if missing:

@@ -8,38 +8,13 @@ Every file is written to a temporary name and renamed, so an interrupted run nev
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
+from haystack_hardneg.files import atomic_write_text, jsonl_text
 from haystack_hardneg.mine.negatives import MinedPair, MiningResult
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(text)
-        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp's 0600 would make outputs private to their writer
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-def jsonl_text(records: Iterable[dict[str, Any]]) -> str:
-    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
 
 
 def triplet_rows(pairs: list[MinedPair], query_texts: dict[str, str], doc_texts: dict[str, str]) -> list[dict[str, str]]:

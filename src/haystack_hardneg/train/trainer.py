@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from haystack_hardneg.mine.candidates import load_candidates
-from haystack_hardneg.mine.triplets import atomic_write_text
+from haystack_hardneg.files import atomic_write_text
 from haystack_hardneg.train.losses import LOSSES, LossName, build_loss, to_labelled_pairs
 
 logger = logging.getLogger(__name__)
