@@ -1,7 +1,9 @@
 """Re-ranking SciFact test queries with a trained cross-encoder: nDCG@10 / MRR@10 before and after.
 
 First stage: the ensemble's Qdrant collection written by scifact_retrieval.py (top ``--retrieve-k``); then
-CrossEncoderRanker, alone and fused with the first-stage score. Latency is the ranker's wall time per query.
+CrossEncoderRanker with its defaults (``fusion_alpha="auto"``: the weight its training chose on validation,
+stored with the model), and the re-ranker alone (``fusion_alpha=None``). Latency is the ranker's wall time per
+query.
 
     python benchmarks/scifact_rerank.py --model runs/train-ensemble_cluster/model --config minilm+mpnet
 """
@@ -33,7 +35,7 @@ def main() -> None:
     parser.add_argument("--models", type=Path, default=Path("~/.cache/hardneg-models").expanduser())
     parser.add_argument("--work", type=Path, default=Path("runs/scifact-retrieval"))
     parser.add_argument("--retrieve-k", type=int, default=30)
-    parser.add_argument("--alpha", type=float, nargs="*", default=[0.5])
+    parser.add_argument("--alpha", type=float, nargs="*", default=[], help="extra fixed fusion weights to report")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--train-report", type=Path, help="training_report.json, for the training time")
     args = parser.parse_args()
@@ -55,8 +57,11 @@ def main() -> None:
         vector = embedder.run(text)["embedding"]
         candidates[query_id] = retriever.run(query_embedding=vector, top_k=args.retrieve_k)["documents"]
     ranker = CrossEncoderRanker(model=args.model, top_k=args.retrieve_k, meta_fields_to_embed=["title"],
-                                embedding_separator=" ", batch_size=32)
+                                embedding_separator=" ", batch_size=32, fusion_alpha=None)
     ranker.warm_up()
+    default = CrossEncoderRanker(model=args.model, meta_fields_to_embed=["title"], embedding_separator=" ")
+    default.warm_up()  # resolves fusion_alpha="auto" from the model folder
+    stored_alpha = default.effective_fusion_alpha
     run, started = {}, time.perf_counter()
     for query_id, text in split.queries.items():
         ranked = ranker.run(query=text, documents=candidates[query_id])["documents"]
@@ -67,21 +72,31 @@ def main() -> None:
     results["reranked"]["vs_first_stage"] = {m: paired_test(split.qrels, run, first_run, m) for m in ("ndcg@10", "mrr@10")}
     print("reranked", results["reranked"], flush=True)
     # Fusion re-uses the ranker's scores: the same function CrossEncoderRanker(fusion_alpha=...) applies.
-    for alpha in args.alpha:
+    alphas = [("defaults (fusion_alpha auto)", stored_alpha)] if stored_alpha is not None else []
+    alphas += [(f"reranked_fused_alpha_{a}", a) for a in args.alpha]
+    for name, alpha in alphas:
         fused = {}
         for query_id, docs in candidates.items():
             ids = [d.id for d in docs]
             scores = fuse(np.array([run[query_id][i] for i in ids]), np.array([d.score for d in docs]), alpha)
             fused[query_id] = dict(zip(ids, map(float, scores)))
-        name = f"reranked_fused_alpha_{alpha}"
+        if alpha == stored_alpha:  # the default ranker itself gives these scores: checked on a few queries
+            for query_id in list(candidates)[:5]:
+                direct = {d.id: d.score for d in default.run(query=split.queries[query_id],
+                                                              documents=candidates[query_id],
+                                                              top_k=args.retrieve_k)["documents"]}
+                assert all(abs(direct[i] - fused[query_id][i]) < 1e-6 for i in direct), query_id
         results[name] = evaluate_run(split.qrels, fused)
+        results[name]["fusion_alpha"] = alpha
         results[name]["vs_first_stage"] = {m: paired_test(split.qrels, fused, first_run, m) for m in ("ndcg@10", "mrr@10")}
         print(name, results[name], flush=True)
     store.close()
-    record = {"model": args.model, "first_stage": args.config, "retrieve_k": args.retrieve_k, "results": results}
+    record = {"model": args.model, "first_stage": args.config, "retrieve_k": args.retrieve_k,
+              "stored_fusion_alpha": stored_alpha, "results": results}
     if args.train_report and args.train_report.exists():
         train = json.loads(args.train_report.read_text())
-        record["training"] = {k: train.get(k) for k in ("train_rows", "validation_queries", "steps", "validation")}
+        record["training"] = {k: train.get(k) for k in ("train_rows", "validation_queries", "steps", "validation",
+                                                         "validation_on", "fusion")}
         runtimes = [h.get("train_runtime") for h in train.get("history", []) if "train_runtime" in h]
         record["training"]["train_seconds"] = runtimes[-1] if runtimes else None
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -286,36 +286,34 @@ class Experiment:
             query_ids = sorted(random.Random(self.config.seed).sample(query_ids, limit))
         return ({q: train_split.queries[q] for q in query_ids}, {q: train_split.qrels[q] for q in query_ids})
 
-    def train(self, mine_keys: dict[str, str]) -> dict[str, str]:
+    def train(self, strategy: str, mine_key: str) -> str:
+        """One cross-encoder on the strategy's triplets, validated on its held-out queries' candidates."""
         from haystack_hardneg.mine.candidates import load_candidates
         from haystack_hardneg.mine.triplets import load_triplets
         from haystack_hardneg.train.trainer import TrainingConfig, train_cross_encoder
 
         c = self.config
-        keys = {}
-        for strategy in c.strategies:
-            keys[strategy] = stage_key(mine=mine_keys[strategy], training=c.training, seed=c.seed)
-            folder = self.out / "train" / strategy
+        key = stage_key(mine=mine_key, training=c.training, seed=c.seed)
+        folder = self.out / "train" / strategy
 
-            def compute(strategy=strategy, folder=folder) -> None:
-                config = TrainingConfig(output_dir=str(folder), strategy=strategy, seed=c.seed,
-                                        data_description=f"{Path(c.data).name} {c.train_split} triplets",
-                                        **c.training)
-                # An interrupted run of the same stage continues from its last checkpoint.
-                resume = (folder / "checkpoints").is_dir() and (folder / "stage_key").is_file() and \
-                    (folder / "stage_key").read_text() == keys[strategy]
-                folder.mkdir(parents=True, exist_ok=True)
-                atomic_write_text(folder / "stage_key", keys[strategy])
-                train_cross_encoder(load_triplets(self.out / "mine" / strategy / "triplets.jsonl"), config,
-                                    resume=resume, progress_bar=self.progress_bar,
-                                    candidates=load_candidates(self.out / "mine" / "candidates.jsonl"))
+        def compute() -> None:
+            config = TrainingConfig(output_dir=str(folder), strategy=strategy, seed=c.seed,
+                                    data_description=f"{Path(c.data).name} {c.train_split} triplets", **c.training)
+            # An interrupted run of the same stage continues from its last checkpoint.
+            resume = (folder / "checkpoints").is_dir() and (folder / "stage_key").is_file() and \
+                (folder / "stage_key").read_text() == key
+            folder.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(folder / "stage_key", key)
+            train_cross_encoder(load_triplets(self.out / "mine" / strategy / "triplets.jsonl"), config,
+                                resume=resume, progress_bar=self.progress_bar,
+                                candidates=load_candidates(self.out / "mine" / "candidates.jsonl"))
 
-            self.cache.run(f"train/{strategy}", keys[strategy],
-                           [f"train/{strategy}/model", f"train/{strategy}/training_report.json"], compute)
-        return keys
+        self.cache.run(f"train/{strategy}", key,
+                       [f"train/{strategy}/model", f"train/{strategy}/training_report.json"], compute)
+        return key
 
-    def rerank(self, hybrid_key: str, train_keys: dict[str, str]) -> None:
-        """Each re-ranker's scores for the top rerank_k of every test query and of its held-out (validation)
+    def rerank(self, strategy: str, hybrid_key: str, train_key: str) -> None:
+        """The re-ranker's scores for the top rerank_k of every test query and of its held-out (validation)
         training queries: the fusion weight with the first stage is chosen on the latter, then applied to the
         former (see report.py)."""
         from haystack import Document
@@ -326,40 +324,39 @@ class Experiment:
         from haystack_hardneg.train.trainer import split_by_query
 
         c = self.config
-        for strategy in c.strategies:
-            key = stage_key(first_stage=hybrid_key, train=train_keys[strategy], rerank_k=c.rerank_k)
+        key = stage_key(first_stage=hybrid_key, train=train_key, rerank_k=c.rerank_k)
 
-            def compute(strategy=strategy) -> None:
-                ranker = CrossEncoderRanker(model=str(self.out / "train" / strategy / "model"), fusion_alpha=None,
-                                            batch_size=32)
-                ranker.warm_up()
-                # The queries the trainer held out: the same split function, data and seed.
-                triplets = load_triplets(self.out / "mine" / strategy / "triplets.jsonl")
-                fraction = c.training.get("validation_fraction", 0.1)
-                held_out = set(split_by_query(triplets, fraction, c.seed)[1]["query"]) if fraction else set()
-                groups = {
-                    "test": read_jsonl(self.out / "first_stage" / "test_candidates.jsonl"),
-                    "validation": [r for r in read_jsonl(self.out / "first_stage" / "train_candidates.jsonl")
-                                   if r["query"] in held_out],
-                }
-                output: dict[str, Any] = {}
-                for group, records in groups.items():
-                    scores, started = {}, time.perf_counter()
-                    for record in tqdm(records, desc=f"Re-ranking {group} ({strategy})", unit="query",
-                                       disable=not self.progress_bar):
-                        top = record["candidates"][: c.rerank_k]
-                        # Texts already carry the meta fields (as in training): score them as they are.
-                        documents = [Document(id=d["id"], content=d["text"]) for d in top]
-                        values = ranker.score(record["query"], documents, scale_score=True) if documents else []
-                        scores[record["query_id"]] = dict(zip((d["id"] for d in top), map(float, values)))
-                    seconds = time.perf_counter() - started
-                    output[group] = scores
-                    if group == "test":
-                        output["seconds"] = seconds
-                        output["ms_per_query"] = 1000 * seconds / max(1, len(records))
-                atomic_write_text(self.out / "rerank" / f"{strategy}.json", json.dumps(output))
+        def compute() -> None:
+            ranker = CrossEncoderRanker(model=str(self.out / "train" / strategy / "model"), fusion_alpha=None,
+                                        batch_size=32)
+            ranker.warm_up()
+            # The queries the trainer held out: the same split function, data and seed.
+            triplets = load_triplets(self.out / "mine" / strategy / "triplets.jsonl")
+            fraction = c.training.get("validation_fraction", 0.1)
+            held_out = set(split_by_query(triplets, fraction, c.seed)[1]["query"]) if fraction else set()
+            groups = {
+                "test": read_jsonl(self.out / "first_stage" / "test_candidates.jsonl"),
+                "validation": [r for r in read_jsonl(self.out / "first_stage" / "train_candidates.jsonl")
+                               if r["query"] in held_out],
+            }
+            output: dict[str, Any] = {}
+            for group, records in groups.items():
+                scores, started = {}, time.perf_counter()
+                for record in tqdm(records, desc=f"Re-ranking {group} ({strategy})", unit="query",
+                                   disable=not self.progress_bar):
+                    top = record["candidates"][: c.rerank_k]
+                    # Texts already carry the meta fields (as in training): score them as they are.
+                    documents = [Document(id=d["id"], content=d["text"]) for d in top]
+                    values = ranker.score(record["query"], documents, scale_score=True) if documents else []
+                    scores[record["query_id"]] = dict(zip((d["id"] for d in top), map(float, values)))
+                seconds = time.perf_counter() - started
+                output[group] = scores
+                if group == "test":
+                    output["seconds"] = seconds
+                    output["ms_per_query"] = 1000 * seconds / max(1, len(records))
+            atomic_write_text(self.out / "rerank" / f"{strategy}.json", json.dumps(output))
 
-            self.cache.run(f"rerank/{strategy}", key, [f"rerank/{strategy}.json"], compute)
+        self.cache.run(f"rerank/{strategy}", key, [f"rerank/{strategy}.json"], compute)
 
     # -- everything ------------------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
@@ -381,8 +378,9 @@ class Experiment:
         if self._store is not None:
             self._store.close()  # local mode holds a lock; training and re-ranking do not need the store
             self._store = None
-        train_keys = self.train(mine_keys)
-        self.rerank(hybrid_key, train_keys)
+        # Strategy by strategy, so that an interrupted run keeps every finished re-ranker and its scores.
+        for strategy in c.strategies:
+            self.rerank(strategy, hybrid_key, self.train(strategy, mine_keys[strategy]))
         results = write_report(self.out, c, test_split, self.cache)
         results["wall_seconds_this_run"] = round(time.perf_counter() - started, 1)
         results["stages_ran"], results["stages_reused"] = self.cache.ran, self.cache.reused
