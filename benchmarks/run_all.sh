@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every SciFact benchmark in sequence (2 CPU cores: one heavy job at a time). Logs in runs/bench-logs/.
-# Order: the timed benchmarks first, then mining, training and re-ranking.
+# Order: the timed benchmarks first, then mining, training and re-ranking, then the full experiment (hours on
+# 2 cores; it resumes where it stopped when run again).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 M=${HARDNEG_MODELS:-$HOME/.cache/hardneg-models}
@@ -21,4 +22,6 @@ step train;          haystack-hardneg train --triplets runs/mine/ensemble_cluste
 step rerank;         python benchmarks/scifact_rerank.py --model runs/train-ensemble_cluster/model \
                        --train-report runs/train-ensemble_cluster/training_report.json \
                        --out benchmarks/scifact/rerank_ensemble_cluster.json > runs/bench-logs/rerank.log 2>&1
+step experiment;     HARDNEG_MODELS="$M" haystack-hardneg experiment examples/experiment_scifact.yml \
+                       > runs/bench-logs/experiment-scifact.log 2>&1
 step done
