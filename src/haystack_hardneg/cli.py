@@ -303,6 +303,13 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 
     source = Path(args.config) if args.config else QUICK_EXPERIMENT
     config = ExperimentConfig.from_yaml(source, out=args.out)
+    if args.interim_report:
+        from haystack_hardneg.experiment.runner import interim_report
+
+        results = interim_report(config, args.interim_report)
+        print((Path(args.interim_report) / "results.md").read_text(encoding="utf-8"))
+        print(f"Strategies finished so far: {results['finished_strategies']}")
+        return 0
     print(f"Experiment {source} -> {config.resolved().out}")
     experiment = Experiment(config)
     results = experiment.run()
@@ -395,6 +402,9 @@ def build_parser() -> argparse.ArgumentParser:
     experiment.add_argument("config", nargs="?",
                             help=f"experiment YAML (default: the quick mode, {QUICK_EXPERIMENT.name})")
     experiment.add_argument("--out", help="run folder (overrides the config's out)")
+    experiment.add_argument("--interim-report", metavar="DIR",
+                            help="only write the report of the strategies finished so far into DIR (works while "
+                                 "the experiment runs)")
     experiment.set_defaults(func=cmd_experiment)
 
     demo = commands.add_parser("demo", help="index the shipped SciFact slice and evaluate retrieval")

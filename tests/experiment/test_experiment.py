@@ -66,6 +66,22 @@ def test_experiment_writes_its_report_and_reruns_only_what_a_change_touches(fixt
                                           "rerank/ensemble_cluster"}
 
 
+def test_interim_report_covers_the_strategies_finished_so_far(fixtures, tiny_model, trainable_model, tmp_path):
+    from haystack_hardneg.experiment.runner import interim_report
+
+    config = _config(fixtures, tiny_model, trainable_model, tmp_path, strategies=["random"])
+    with pytest.raises(ValueError, match="finished re-ranking"):
+        interim_report(config, tmp_path / "interim")
+    Experiment(config, progress_bar=False).run()
+    running = Experiment(replace(config, strategies=["random", "ensemble_cluster"]), progress_bar=False)  # holds the lock
+    results = interim_report(replace(config, strategies=["random", "ensemble_cluster"]), tmp_path / "interim")
+    running.close()
+    assert results["finished_strategies"] == ["random"] and "random re-ranker" in results["systems"]
+    assert (tmp_path / "interim" / "results.md").is_file() and (tmp_path / "interim" / "chart_ndcg.png").is_file()
+    with pytest.raises(ValueError, match="another folder"):
+        interim_report(config, tmp_path / "run")
+
+
 def test_one_experiment_per_run_folder(fixtures, tiny_model, trainable_model, tmp_path):
     from haystack_hardneg.experiment.stages import ExperimentBusyError
 

@@ -213,7 +213,10 @@ def _save(figure, path: Path) -> Path:
     return path
 
 
-def write_report(out: Path, config, test_split, cache) -> dict[str, Any]:
+def write_report(out: Path, config, test_split, stage_records: dict[str, dict], dest: Path | None = None
+                 ) -> dict[str, Any]:
+    """Evaluate the systems whose stages are in ``out`` and write the report files into ``dest`` (``out``)."""
+    dest = Path(dest or out)
     runs, chosen = system_runs(out, config.strategies)
     systems = evaluate_systems(test_split.qrels, runs, test=config.significance)
     groups, median = split_by_document_length(test_split.qrels, document_lengths(test_split))
@@ -234,9 +237,9 @@ def write_report(out: Path, config, test_split, cache) -> dict[str, Any]:
         "rerankers": chosen,
         "length_median_words": median,
         "subsets": subset_metrics(test_split.qrels, runs, groups),
-        "stage_seconds": {name: record["seconds"] for name, record in cache.records.items()},
+        "stage_seconds": {name: record["seconds"] for name, record in stage_records.items()},
     }
-    atomic_write_text(out / "per_query.json", json.dumps({n: e["per_query"] for n, e in systems.items()}))
-    atomic_write_text(out / "results.md", markdown(results))
-    charts(results, out)
+    atomic_write_text(dest / "per_query.json", json.dumps({n: e["per_query"] for n, e in systems.items()}))
+    atomic_write_text(dest / "results.md", markdown(results))
+    charts(results, dest)
     return results

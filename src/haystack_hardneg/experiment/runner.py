@@ -381,7 +381,7 @@ class Experiment:
         # Strategy by strategy, so that an interrupted run keeps every finished re-ranker and its scores.
         for strategy in c.strategies:
             self.rerank(strategy, hybrid_key, self.train(strategy, mine_keys[strategy]))
-        results = write_report(self.out, c, test_split, self.cache)
+        results = write_report(self.out, c, test_split, self.cache.records)
         results["wall_seconds_this_run"] = round(time.perf_counter() - started, 1)
         results["stages_ran"], results["stages_reused"] = self.cache.ran, self.cache.reused
         atomic_write_text(self.out / "results.json", json.dumps(results, indent=2))
@@ -393,3 +393,26 @@ class Experiment:
             self._store.close()
             self._store = None
         self.cache.close()
+
+
+def interim_report(config: ExperimentConfig, dest: str | Path) -> dict[str, Any]:
+    """The report of the strategies an experiment has finished so far, written into ``dest`` (another folder:
+    the running experiment keeps its own). Reads the run folder only, so it works while the experiment runs."""
+    from haystack_hardneg.experiment.report import write_report
+    from haystack_hardneg.ingest.beir import load_beir
+
+    config = config.resolved()
+    out = Path(config.out)
+    records = json.loads((out / "stages.json").read_text(encoding="utf-8")) if (out / "stages.json").is_file() else {}
+    finished = [s for s in config.strategies if f"rerank/{s}" in records and "hybrid" in records]
+    if not finished:
+        raise ValueError(f"No strategy of {out} has finished re-ranking yet.")
+    dest = Path(dest)
+    if dest.resolve() == out.resolve():
+        raise ValueError("Write an interim report into another folder than the running experiment's.")
+    dest.mkdir(parents=True, exist_ok=True)
+    results = write_report(out, replace(config, strategies=finished), load_beir(config.data, config.test_split),
+                           records, dest=dest)
+    results["finished_strategies"] = finished
+    atomic_write_text(dest / "results.json", json.dumps(results, indent=2))
+    return results
