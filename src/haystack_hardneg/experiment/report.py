@@ -125,7 +125,7 @@ def markdown(results: dict[str, Any]) -> str:
     systems = results["systems"]
     lines = [f"# Experiment: {results['data']}", "",
              f"{results['test_queries']} test queries; first stage: {results['first_stage']}; re-rankers re-score "
-             f"its top {results['rerank_k']}. 95% bootstrap intervals in brackets; paired {results['test']} tests "
+             f"its top {results['rerank_k']}. 95% bootstrap intervals in brackets; {results['test']} "
              f"(two-sided) on nDCG@10.", "",
              "| system | nDCG@10 | MRR@10 | P@1 | P@5 | P@10 | R@100 | vs first stage | vs random negatives |",
              "|---|---|---|---|---|---|---|---|---|"]
@@ -232,7 +232,7 @@ def write_report(out: Path, config, test_split, stage_records: dict[str, dict], 
         "first_stage": first_stage,
         "first_stage_choice": choice,
         "rerank_k": config.rerank_k,
-        "test": "paired t-test" if config.significance == "student" else "randomisation",
+        "test": "paired t-test" if config.significance == "student" else "paired randomisation test",
         "systems": {name: {k: v for k, v in entry.items() if k != "per_query"} for name, entry in systems.items()},
         "rerankers": chosen,
         "length_median_words": median,
