@@ -79,7 +79,7 @@ def build_query_pipeline(
     top_k: int = 10,
     ranker: Any | None = None,
     lexical_retriever: LexicalRetriever | None = None,
-    lexical_weight: float = 0.4,
+    lexical_weight: float = 0.5,
 ) -> Pipeline:
     """Query text -> ensemble query vector -> Qdrant top_k [-> ranker].
 

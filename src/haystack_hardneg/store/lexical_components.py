@@ -98,12 +98,12 @@ class HybridJoiner:
     Joins the dense ensemble's and the lexical member's results: ``w * norm(bm25) + (1 - w) * norm(dense)``,
     each list min-max normalised over its own results (a document missing from one list gets 0 from it).
 
-    Measured on SciFact test with MiniLM + mpnet: dense 0.668, BM25 (stemmed) 0.686, fused at w = 0.4: 0.744
-    nDCG@10. Haystack's DocumentJoiner fuses by rank or keeps the higher of two normalised scores; the weighted
-    sum of normalised scores is what the measurement above used, and its weight is one number to validate.
+    Measured on SciFact with MiniLM + mpnet: w = 0.5, chosen on the 809 training queries, gives 0.737 nDCG@10 on
+    the test queries (dense alone 0.668, BM25 alone 0.686). Haystack's DocumentJoiner fuses by rank or keeps the
+    higher of two normalised scores; a weighted sum of normalised scores has one number to validate.
     """
 
-    def __init__(self, *, lexical_weight: float = 0.4, top_k: int | None = None):
+    def __init__(self, *, lexical_weight: float = 0.5, top_k: int | None = None):
         """
         :param lexical_weight: ``w`` above; 0 is the dense ensemble alone, 1 BM25 alone.
         :param top_k: how many joined documents to return (``None``: all).
