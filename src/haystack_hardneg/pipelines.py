@@ -96,6 +96,11 @@ def build_query_pipeline(
     pipeline.connect("embedder.embedding", "retriever.query_embedding")
     candidates = "retriever.documents"
     if lexical_retriever is not None:
+        if lexical_retriever.top_k != top_k:
+            # Min-max normalisation depends on how long each list is: both must be cut at the same depth, as
+            # when the weight was chosen.
+            raise ValueError(f"The lexical retriever's top_k ({lexical_retriever.top_k}) must equal the "
+                             f"pipeline's top_k ({top_k}).")
         pipeline.add_component("lexical", lexical_retriever)
         pipeline.add_component("joiner", HybridJoiner(lexical_weight=lexical_weight, top_k=top_k))
         pipeline.connect("retriever.documents", "joiner.dense_documents")

@@ -31,7 +31,7 @@ def test_experiment_writes_its_report_and_reruns_only_what_a_change_touches(fixt
                  "chart_ndcg.png", "chart_long_short.png", "stages.json"):
         assert (out / name).is_file(), name
     assert (out / "chart_ndcg.png").stat().st_size > 5000
-    assert set(first["stages_ran"]) == {"index", "lexical_index", "first_stage", "hybrid", "mine/candidates",
+    assert set(first["stages_ran"]) == {"index", "lexical_index", "first_stage", "hybrid",
                                         "mine/random", "mine/ensemble_cluster", "train/random",
                                         "train/ensemble_cluster", "rerank/random", "rerank/ensemble_cluster"}
     systems = first["systems"]
@@ -44,11 +44,12 @@ def test_experiment_writes_its_report_and_reruns_only_what_a_change_touches(fixt
     assert 0 <= versus["random negatives"]["ndcg@10"]["p_value"] <= 1
     assert "vs" not in systems["first stage"] and "random negatives" not in systems["random re-ranker"]["vs"]
     # The re-ranked head is followed by the rest of the first stage: depth metrics match the first stage's.
-    assert systems["random re-ranker"]["metrics"]["recall@100"] == systems["first stage"]["metrics"]["recall@100"]
+    assert systems["random re-ranker"]["metrics"]["recall@20"] == systems["first stage"]["metrics"]["recall@20"]
     low, high = systems["first stage"]["ci95"]["ndcg@10"]
     assert low <= systems["first stage"]["metrics"]["ndcg@10"] <= high
     assert sum(s["queries"] for s in first["subsets"].values()) == first["test_queries"]
     assert "| ensemble_cluster re-ranker |" in (out / "results.md").read_text()
+    assert "R@20" in (out / "results.md").read_text()
     versions = json.loads((out / "environment.json").read_text())["versions"]
     assert versions["haystack-ai"] and versions["sentence-transformers"]
 
@@ -57,7 +58,9 @@ def test_experiment_writes_its_report_and_reruns_only_what_a_change_touches(fixt
 
     fixed_weight = replace(config, lexical={"language": "english", "weight": 0.5})
     changed = Experiment(fixed_weight, progress_bar=False).run()
-    assert set(changed["stages_ran"]) == {"hybrid", "rerank/random", "rerank/ensemble_cluster"}
+    # The first stage changed: re-rankers are validated (and tested) on its candidates, so they are redone.
+    assert set(changed["stages_ran"]) == {"hybrid", "train/random", "train/ensemble_cluster", "rerank/random",
+                                          "rerank/ensemble_cluster"}
     assert changed["first_stage_choice"]["lexical_weight"] == 0.5
 
     longer = replace(fixed_weight, training={**config.training, "epochs": 2})
@@ -133,3 +136,21 @@ def test_bootstrap_interval_brackets_the_mean_and_narrows_with_more_queries():
     assert small[0] < 0.5 < small[1] and large[0] < 0.5 < large[1]
     assert large[1] - large[0] < small[1] - small[0]
     assert bootstrap_ci([0.7] * 5) == (pytest.approx(0.7), pytest.approx(0.7))
+
+
+def test_a_failed_recompute_does_not_leave_the_old_record_standing(tmp_path):
+    from haystack_hardneg.experiment.stages import StageCache
+
+    cache = StageCache(tmp_path)
+    cache.run("stage", "key-1", ["out.txt"], lambda: (tmp_path / "out.txt").write_text("one"))
+
+    def half_done():
+        (tmp_path / "out.txt").write_text("half")
+        raise RuntimeError("interrupted")
+
+    with pytest.raises(RuntimeError):
+        cache.run("stage", "key-2", ["out.txt"], half_done)
+    cache.close()
+    reopened = StageCache(tmp_path)
+    assert not reopened.is_done("stage", "key-1")  # going back to the old setting recomputes
+    reopened.close()

@@ -87,3 +87,11 @@ def test_hybrid_first_stage_indexes_and_queries_both_members_and_loads_from_yaml
         "print(json.dumps([d.id for d in query_documents(pipeline, sys.argv[2])]))\n",
         str(tmp_path / "hybrid.yml"), target.meta["title"])
     assert json.loads(done.stdout.strip().splitlines()[-1])[0] == target.id
+
+
+def test_both_first_stage_lists_must_be_cut_at_the_same_depth(tiny_model, tmp_path):
+    LexicalIndex.build(list(DOCS), list(DOCS.values())).save(tmp_path / "bm25")
+    store = open_document_store(location=":memory:", embedding_dim=32, progress_bar=False)
+    with pytest.raises(ValueError, match="top_k"):
+        build_query_pipeline(EnsembleTextEmbedder(members=[tiny_model]), store, top_k=30,
+                             lexical_retriever=LexicalRetriever(index_path=str(tmp_path / "bm25"), top_k=10))

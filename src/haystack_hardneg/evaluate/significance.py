@@ -49,6 +49,9 @@ def bootstrap_ci(values, *, level: float = 0.95, resamples: int = 10_000, seed: 
     if len(values) == 0:
         return float("nan"), float("nan")
     rng = np.random.default_rng(seed)
-    means = values[rng.integers(0, len(values), size=(resamples, len(values)))].mean(axis=1)
+    # In chunks of resamples: memory stays near chunk x n, whatever the number of queries.
+    chunk = max(1, 2_000_000 // len(values))
+    means = np.concatenate([values[rng.integers(0, len(values), size=(min(chunk, resamples - start), len(values)))]
+                            .mean(axis=1) for start in range(0, resamples, chunk)])
     tail = (1 - level) / 2
     return float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail))

@@ -79,13 +79,13 @@ def document_lengths(split) -> dict[str, int]:
     return {d.id: len((d.content or "").split()) for d in split.corpus}
 
 
-def evaluate_systems(qrels, runs: dict[str, dict], *, test: str = "student", baseline_strategy: str = "random"
-                     ) -> dict[str, Any]:
+def evaluate_systems(qrels, runs: dict[str, dict], *, test: str = "student", baseline_strategy: str = "random",
+                     depth: int = 100) -> dict[str, Any]:
     """Metrics with 95% bootstrap intervals, and paired tests against the first stage and the random-negative
     re-ranker of the same kind (alone or fused)."""
     systems: dict[str, Any] = {}
     for name, run in runs.items():
-        metrics = evaluate_run(qrels, run, DEFAULT_METRICS)
+        metrics = evaluate_run(qrels, run, report_metrics(depth))
         per_query = evaluate_run(qrels, run, TESTED_METRICS, per_query=True)
         systems[name] = {"metrics": metrics, "per_query": per_query,
                          "ci95": {m: bootstrap_ci(per_query[m].values()) for m in TESTED_METRICS}}
@@ -117,24 +117,31 @@ def subset_metrics(qrels, runs: dict[str, dict], groups: dict[str, list[str]]) -
     return subsets
 
 
+def report_metrics(depth: int) -> tuple[str, ...]:
+    """The reported metrics, recall at the first stage's depth."""
+    return (*(m for m in DEFAULT_METRICS if not m.startswith("recall@")), f"recall@{depth}")
+
+
 def _p(comparison: dict[str, float]) -> str:
     return f"{comparison['difference']:+.3f} (p={comparison['p_value']:.2g})"
 
 
 def markdown(results: dict[str, Any]) -> str:
     systems = results["systems"]
+    recall = f"recall@{results['retrieve_k']}"
     lines = [f"# Experiment: {results['data']}", "",
              f"{results['test_queries']} test queries; first stage: {results['first_stage']}; re-rankers re-score "
              f"its top {results['rerank_k']}. 95% bootstrap intervals in brackets; {results['test']} "
              f"(two-sided) on nDCG@10.", "",
-             "| system | nDCG@10 | MRR@10 | P@1 | P@5 | P@10 | R@100 | vs first stage | vs random negatives |",
+             f"| system | nDCG@10 | MRR@10 | P@1 | P@5 | P@10 | R@{results['retrieve_k']} | vs first stage "
+             f"| vs random negatives |",
              "|---|---|---|---|---|---|---|---|---|"]
     for name, entry in systems.items():
         m, ci = entry["metrics"], entry["ci95"]["ndcg@10"]
         vs = entry.get("vs", {})
         lines.append(
             f"| {name} | {m['ndcg@10']:.4f} [{ci[0]:.3f}, {ci[1]:.3f}] | {m['mrr@10']:.4f} | {m['precision@1']:.3f} "
-            f"| {m['precision@5']:.3f} | {m['precision@10']:.3f} | {m['recall@100']:.3f} "
+            f"| {m['precision@5']:.3f} | {m['precision@10']:.3f} | {m[recall]:.3f} "
             f"| {_p(vs['first stage']['ndcg@10']) if 'first stage' in vs else ''} "
             f"| {_p(vs['random negatives']['ndcg@10']) if 'random negatives' in vs else ''} |")
     lines += ["", f"## Short and long documents (corpus median {results['length_median_words']:.0f} words)", "",
@@ -218,7 +225,7 @@ def write_report(out: Path, config, test_split, stage_records: dict[str, dict], 
     """Evaluate the systems whose stages are in ``out`` and write the report files into ``dest`` (``out``)."""
     dest = Path(dest or out)
     runs, chosen = system_runs(out, config.strategies)
-    systems = evaluate_systems(test_split.qrels, runs, test=config.significance)
+    systems = evaluate_systems(test_split.qrels, runs, test=config.significance, depth=config.retrieve_k)
     groups, median = split_by_document_length(test_split.qrels, document_lengths(test_split))
     members = " + ".join(Path(m["model"]).name for m in config.members)
     choice = json.loads((out / "first_stage" / "choice.json").read_text())
@@ -232,6 +239,7 @@ def write_report(out: Path, config, test_split, stage_records: dict[str, dict], 
         "first_stage": first_stage,
         "first_stage_choice": choice,
         "rerank_k": config.rerank_k,
+        "retrieve_k": config.retrieve_k,
         "test": "paired t-test" if config.significance == "student" else "paired randomisation test",
         "systems": {name: {k: v for k, v in entry.items() if k != "per_query"} for name, entry in systems.items()},
         "rerankers": chosen,

@@ -128,7 +128,7 @@ class Experiment:
 
     def lexical_index(self) -> str | None:
         """The BM25 index of the same converted documents (the lexical member), when the config has one."""
-        if not self.config.lexical:
+        if self.config.lexical is None:
             return None
         c = self.config
         language = c.lexical.get("language", "english")
@@ -184,7 +184,7 @@ class Experiment:
         self.cache.run("first_stage", key, [f"first_stage/{name}_lists.jsonl" for name in splits], compute)
         return key
 
-    def hybrid(self, first_stage_key: str) -> str:
+    def hybrid(self, first_stage_key: str, train_split) -> str:
         """The first stage's candidates: the dense list alone, or fused with BM25 at a weight chosen on the
         *training* queries (``lexical.weight: auto``) or given. ``first_stage/<split>_candidates.jsonl``."""
         from haystack_hardneg.evaluate.selection import choose_setting
@@ -192,7 +192,9 @@ class Experiment:
 
         c = self.config
         weight_setting = (c.lexical or {}).get("weight", "auto")
-        key = stage_key(first_stage=first_stage_key, lexical=bool(c.lexical), weight=weight_setting)
+        has_lexical = c.lexical is not None
+        budget = sorted(self.training_query_ids(train_split))
+        key = stage_key(first_stage=first_stage_key, lexical=has_lexical, weight=weight_setting, budget=budget)
 
         def candidates(records, weight: float | None) -> list[dict[str, Any]]:
             out = []
@@ -210,14 +212,17 @@ class Experiment:
 
         def compute() -> None:
             lists = {name: read_jsonl(self.out / "first_stage" / f"{name}_lists.jsonl") for name in ("test", "train")}
-            choice: dict[str, Any] = {"lexical": bool(c.lexical)}
+            choice: dict[str, Any] = {"lexical": has_lexical}
             weight = None
-            if c.lexical:
-                train_qrels = {r["query_id"]: {d: 1 for d in r["positive_ids"]} for r in lists["train"]}
+            if has_lexical:
+                # Only the training queries within the budget (max_train_queries) choose the weight.
+                allowed = set(budget)
+                tuning = [r for r in lists["train"] if r["query_id"] in allowed]
+                train_qrels = {r["query_id"]: {d: 1 for d in r["positive_ids"]} for r in tuning}
                 if weight_setting == "auto":
                     grid = [round(0.1 * i, 1) for i in range(11)]
                     runs = {w: {r["query_id"]: {d["id"]: d["score"] for d in r["candidates"]}
-                                for r in candidates(lists["train"], w)} for w in grid}
+                                for r in candidates(tuning, w)} for w in grid}
                     weight, measured = choose_setting(train_qrels, runs)
                     choice.update(chosen_on=f"{len(train_qrels)} training queries", by_weight=measured)
                 else:
@@ -234,7 +239,6 @@ class Experiment:
 
     def mine(self, index_key: str, train_split) -> dict[str, str]:
         """Triplets per strategy; the mining data (store vectors, query vectors) is built once for all."""
-        from haystack_hardneg.mine.candidates import first_stage_candidates, write_candidates
         from haystack_hardneg.mine.component import ClusterNegativeMiner, skipped_when_loading
         from haystack_hardneg.mine.negatives import mine_negatives
         from haystack_hardneg.mine.report import mining_report
@@ -243,12 +247,10 @@ class Experiment:
         c = self.config
         mining = {"seed": c.seed, **c.mining}
         queries, qrels = self.training_queries(train_split)
-        keys = {s: stage_key(index=index_key, mining=mining, strategy=s, queries=sorted(queries),
-                             rerank_k=c.rerank_k) for s in c.strategies}
-        candidates_key = stage_key(index=index_key, queries=sorted(queries), rerank_k=c.rerank_k)
-        if self.cache.is_done("mine/candidates", candidates_key) and \
-                all(self.cache.is_done(f"mine/{s}", keys[s]) for s in c.strategies):
-            self.cache.reused.extend(["mine/candidates", *(f"mine/{s}" for s in c.strategies)])
+        keys = {s: stage_key(index=index_key, mining=mining, strategy=s, queries=sorted(queries))
+                for s in c.strategies}
+        if all(self.cache.is_done(f"mine/{s}", keys[s]) for s in c.strategies):
+            self.cache.reused.extend(f"mine/{s}" for s in c.strategies)
             return keys
         miner = ClusterNegativeMiner(text_embedder=self.text_embedder(), document_store=self.store(),
                                      meta_fields_to_embed=c.meta_fields, embedding_separator=c.separator,
@@ -256,10 +258,6 @@ class Experiment:
         miner.warm_up()
         data, stats = miner.mining_data(queries, qrels)
         query_texts, doc_texts = dict(zip(data.query_ids, data.query_texts)), dict(zip(data.doc_ids, data.doc_texts))
-        # The training queries' first-stage candidates: the trainers validate on them (shared by every strategy).
-        self.cache.run("mine/candidates", candidates_key, ["mine/candidates.jsonl"],
-                       lambda: write_candidates(self.out / "mine" / "candidates.jsonl",
-                                                first_stage_candidates(data, c.rerank_k)))
         for strategy in c.strategies:
             folder = self.out / "mine" / strategy
 
@@ -276,7 +274,7 @@ class Experiment:
                            [f"mine/{strategy}/triplets.jsonl", f"mine/{strategy}/report.json"], compute)
         return keys
 
-    def training_queries(self, train_split) -> tuple[dict[str, str], dict[str, dict[str, int]]]:
+    def training_query_ids(self, train_split) -> list[str]:
         """The training queries, cut to ``max_train_queries`` (a fixed, seeded sample) when set."""
         import random
 
@@ -284,16 +282,20 @@ class Experiment:
         limit = self.config.max_train_queries
         if limit is not None and limit < len(query_ids):
             query_ids = sorted(random.Random(self.config.seed).sample(query_ids, limit))
+        return query_ids
+
+    def training_queries(self, train_split) -> tuple[dict[str, str], dict[str, dict[str, int]]]:
+        query_ids = self.training_query_ids(train_split)
         return ({q: train_split.queries[q] for q in query_ids}, {q: train_split.qrels[q] for q in query_ids})
 
-    def train(self, strategy: str, mine_key: str) -> str:
-        """One cross-encoder on the strategy's triplets, validated on its held-out queries' candidates."""
-        from haystack_hardneg.mine.candidates import load_candidates
+    def train(self, strategy: str, mine_key: str, hybrid_key: str) -> str:
+        """One cross-encoder on the strategy's triplets, validated on its held-out queries' top rerank_k from the
+        experiment's own first stage (the candidates it will re-rank at test time)."""
         from haystack_hardneg.mine.triplets import load_triplets
         from haystack_hardneg.train.trainer import TrainingConfig, train_cross_encoder
 
         c = self.config
-        key = stage_key(mine=mine_key, training=c.training, seed=c.seed)
+        key = stage_key(mine=mine_key, training=c.training, seed=c.seed, validation=hybrid_key, rerank_k=c.rerank_k)
         folder = self.out / "train" / strategy
 
         def compute() -> None:
@@ -304,9 +306,10 @@ class Experiment:
                 (folder / "stage_key").read_text() == key
             folder.mkdir(parents=True, exist_ok=True)
             atomic_write_text(folder / "stage_key", key)
+            candidates = [dict(r, candidates=r["candidates"][: c.rerank_k])
+                          for r in read_jsonl(self.out / "first_stage" / "train_candidates.jsonl")]
             train_cross_encoder(load_triplets(self.out / "mine" / strategy / "triplets.jsonl"), config,
-                                resume=resume, progress_bar=self.progress_bar,
-                                candidates=load_candidates(self.out / "mine" / "candidates.jsonl"))
+                                resume=resume, progress_bar=self.progress_bar, candidates=candidates)
 
         self.cache.run(f"train/{strategy}", key,
                        [f"train/{strategy}/model", f"train/{strategy}/training_report.json"], compute)
@@ -360,6 +363,12 @@ class Experiment:
 
     # -- everything ------------------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
+        try:
+            return self._run()
+        finally:
+            self.close()
+
+    def _run(self) -> dict[str, Any]:
         from haystack_hardneg.experiment.report import write_report
         from haystack_hardneg.ingest.beir import load_beir
 
@@ -373,19 +382,20 @@ class Experiment:
         index_key = self.index()
         lexical_key = self.lexical_index()
         first_stage_key = self.first_stage(index_key, lexical_key, {"test": test_split, "train": train_split})
-        hybrid_key = self.hybrid(first_stage_key)
+        hybrid_key = self.hybrid(first_stage_key, train_split)
         mine_keys = self.mine(index_key, train_split)
+        # Training and re-ranking need neither the store (local mode holds a lock) nor the embedding models.
         if self._store is not None:
-            self._store.close()  # local mode holds a lock; training and re-ranking do not need the store
+            self._store.close()
             self._store = None
+        self._text_embedder = None
         # Strategy by strategy, so that an interrupted run keeps every finished re-ranker and its scores.
         for strategy in c.strategies:
-            self.rerank(strategy, hybrid_key, self.train(strategy, mine_keys[strategy]))
+            self.rerank(strategy, hybrid_key, self.train(strategy, mine_keys[strategy], hybrid_key))
         results = write_report(self.out, c, test_split, self.cache.records)
         results["wall_seconds_this_run"] = round(time.perf_counter() - started, 1)
         results["stages_ran"], results["stages_reused"] = self.cache.ran, self.cache.reused
         atomic_write_text(self.out / "results.json", json.dumps(results, indent=2))
-        self.close()
         return results
 
     def close(self) -> None:
@@ -397,7 +407,8 @@ class Experiment:
 
 def interim_report(config: ExperimentConfig, dest: str | Path) -> dict[str, Any]:
     """The report of the strategies an experiment has finished so far, written into ``dest`` (another folder:
-    the running experiment keeps its own). Reads the run folder only, so it works while the experiment runs."""
+    the running experiment keeps its own). Reads the run folder only, so it works while the experiment runs.
+    It reports what the folder holds: after a change of settings, let the experiment run again first."""
     from haystack_hardneg.experiment.report import write_report
     from haystack_hardneg.ingest.beir import load_beir
 

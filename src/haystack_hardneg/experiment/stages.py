@@ -70,6 +70,10 @@ class StageCache:
         if self.is_done(name, key):
             self.reused.append(name)
             return
+        # Forget the old record first: a recompute that fails halfway must not leave its half-written outputs
+        # looking finished under the old key.
+        if self.records.pop(name, None) is not None:
+            atomic_write_text(self.path, json.dumps(self.records, indent=2))
         started = time.perf_counter()
         compute()
         missing = [o for o in outputs if not (self.folder / o).exists()]

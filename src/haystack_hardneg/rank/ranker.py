@@ -131,7 +131,7 @@ class CrossEncoderRanker:
         self.config_kwargs = config_kwargs
         self.backend = backend
         self._cross_encoder = None
-        self._fusion_alpha: float | None = None if fusion_alpha == "auto" else fusion_alpha
+        self._fusion_alpha: float | None = None if fusion_alpha in ("auto", None) else float(fusion_alpha)
 
     def _stored_fusion_alpha(self) -> float | None:
         """The fusion weight TripletTrainer chose on validation, when the model is a folder it wrote."""

@@ -3,7 +3,8 @@
 Dense models miss exact terms (gene names, drug codes, part numbers) that BM25 catches, and the two fail on
 different queries: on SciFact, BM25 with stemming scores about as well as the dense ensemble and their fusion
 beats both. bm25s indexes are not incremental, so the index is rebuilt from all documents it is given and
-written as a folder, atomically (an interrupted build leaves the previous index in place).
+written as a folder: built beside the old one, then swapped in by two renames (an interrupted build leaves the
+previous index as it was).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
+
+from haystack_hardneg.files import read_jsonl
 
 SETTINGS_FILE = "lexical.json"
 DOCUMENTS_FILE = "documents.jsonl"
@@ -87,6 +90,7 @@ class LexicalIndex:
                     out.write(json.dumps(document, ensure_ascii=False) + "\n")
             (staging / SETTINGS_FILE).write_text(json.dumps({"language": self.language, "documents": len(self.ids)}))
             previous = path.with_name(f".{path.name}.previous")
+            shutil.rmtree(previous, ignore_errors=True)  # left by a save that crashed between the renames
             if path.exists():
                 os.replace(path, previous)
             os.replace(staging, path)
@@ -106,6 +110,5 @@ class LexicalIndex:
                                     f"lexical writer or LexicalIndex.build(...).save(path)).")
         settings = json.loads((path / SETTINGS_FILE).read_text())
         retriever = bm25s.BM25.load(str(path), show_progress=False)
-        documents = [json.loads(line) for line in (path / DOCUMENTS_FILE).read_text(encoding="utf-8").splitlines()
-                     if line.strip()]
+        documents = read_jsonl(path / DOCUMENTS_FILE)
         return cls(retriever, [d["id"] for d in documents], documents, settings["language"])

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -134,8 +135,11 @@ def fusion_sweep(model, records: list[dict[str, Any]], alphas=FUSION_ALPHAS, bat
     if not records:
         raise ValueError("No validation query has first-stage candidates and relevant documents.")
     pairs = [(r["query"], c["text"]) for r in records for c in r["candidates"]]
-    # The ranker's default scale_score=True: sigmoid scores, as fused at query time.
-    scores = iter(np.asarray(model.predict(pairs, batch_size=batch_size, show_progress_bar=False), dtype=np.float64))
+    import torch
+
+    # Sigmoid scores, as CrossEncoderRanker fuses them (scale_score=True), whatever the model's own activation.
+    scores = iter(np.asarray(model.predict(pairs, batch_size=batch_size, show_progress_bar=False,
+                                           activation_fn=torch.nn.Sigmoid()), dtype=np.float64))
     ranker_scores = {str(i): {c["id"]: float(next(scores)) for c in r["candidates"]} for i, r in enumerate(records)}
     first_stage = {str(i): {c["id"]: c["score"] for c in r["candidates"]} for i, r in enumerate(records)}
     qrels = {str(i): {d: 1 for d in r["positive_ids"]} for i, r in enumerate(records)}
@@ -261,6 +265,13 @@ def train_cross_encoder(triplets, config: TrainingConfig, *, resume: bool = Fals
     trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=train_data, loss=loss, evaluator=evaluator,
                                   optimizers=(optimizer, None), callbacks=callbacks)
     checkpoints = sorted((output / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    if checkpoints and not resume:
+        # A fresh run must not rotate (or later resume) an older run's checkpoints as if they were its own.
+        logger.warning("Removing %d checkpoint(s) of an earlier run in %s (resume=False).", len(checkpoints),
+                       output / "checkpoints")
+        for old in checkpoints:
+            shutil.rmtree(old)
+        checkpoints = []
     resume_from = str(checkpoints[-1]) if resume and checkpoints else None
     if resume and not resume_from:
         logger.warning("resume=True but no checkpoint in %s: starting from the beginning.", output / "checkpoints")
