@@ -274,40 +274,35 @@ def mine_negatives(data: MiningData, config: MiningConfig, *, progress_bar: bool
     pairs: list[MinedPair] = []
     suspects: dict[str, dict[str, dict]] = {}
 
-    def record_suspects(candidates, scores, mask, reasons, query_id: str, positive: int, positive_score: float):
+    def record_suspects(pair_ids: np.ndarray, candidates: np.ndarray, scores: np.ndarray, mask: np.ndarray,
+                        reasons: np.ndarray) -> None:
         """Held-back candidates the scan reaches before it has ``num_negatives`` are recorded as suspects: those
-        are the documents that would have been trained on as negatives. Later ones were never in question."""
-        kept = np.cumsum(~mask)
-        reached = len(candidates) if config.sampling == "random" or kept[-1] < config.num_negatives else \
-            int(np.searchsorted(kept, config.num_negatives)) + 1
-        for j in np.flatnonzero(mask[:reached]):
-            suspects.setdefault(query_id, {}).setdefault(data.doc_ids[candidates[j]], {
-                "doc_id": data.doc_ids[candidates[j]], "score": float(scores[j]),
-                "positive_id": data.doc_ids[positive], "positive_score": positive_score, "reason": str(reasons[j]),
+        are the documents that would have been trained on as negatives. Later ones were never in question.
+        Arrays are ``pairs x c`` (``candidates`` -1 = padding, never held back) for the pairs ``pair_ids``."""
+        usable = (candidates >= 0) & ~mask
+        reached = np.ones_like(mask) if config.sampling == "random" else \
+            np.cumsum(usable, axis=1) - usable < config.num_negatives
+        for row, j in zip(*np.nonzero(mask & reached)):
+            pair = pair_ids[row]
+            query_id, doc_id = data.query_ids[pair_rows[pair]], data.doc_ids[candidates[row, j]]
+            suspects.setdefault(query_id, {}).setdefault(doc_id, {
+                "doc_id": doc_id, "score": float(scores[row, j]),
+                "positive_id": data.doc_ids[pair_positives[pair]], "positive_score": float(positive_scores[pair]),
+                "reason": str(reasons[row, j]),
             })
 
     def screen(candidates: np.ndarray, pair: int) -> np.ndarray:
-        """The guard's verdict on ``candidates`` in scan order (True: held back); suspects recorded."""
+        """The guard's verdict on one pair's ``candidates`` in scan order (True: held back); suspects recorded."""
         if len(candidates) == 0:
             return np.zeros(0, dtype=bool)
         scores, mask, reasons = _guard(data, config, use_members, pair_rows[pair:pair + 1],
                                        pair_positives[pair:pair + 1], positive_scores[pair:pair + 1],
                                        candidates[None, :])
-        record_suspects(candidates, scores[0], mask[0], reasons[0], data.query_ids[pair_rows[pair]],
-                        int(pair_positives[pair]), float(positive_scores[pair]))
+        record_suspects(np.array([pair]), candidates[None, :], scores, mask, reasons)
         return mask[0]
 
     if ranked is not None:
-        # Suspects of every pair at once: held-back candidates met before the scan had num_negatives.
-        kept_before = np.cumsum(window_valid & ~window_mask, axis=1) - (window_valid & ~window_mask)
-        reached = np.ones_like(window_mask) if config.sampling == "random" else kept_before < config.num_negatives
-        for pair, j in zip(*np.nonzero(window_mask & reached)):
-            query_id, doc_id = data.query_ids[pair_rows[pair]], data.doc_ids[windows[pair, j]]
-            suspects.setdefault(query_id, {}).setdefault(doc_id, {
-                "doc_id": doc_id, "score": float(window_scores[pair, j]),
-                "positive_id": data.doc_ids[pair_positives[pair]], "positive_score": float(positive_scores[pair]),
-                "reason": window_reasons[pair, j],
-            })
+        record_suspects(np.arange(len(pair_rows)), windows, window_scores, window_mask, window_reasons)
 
     if ranked is not None and config.sampling == "top":
         # The best eligible candidates of every pair at once; the loop below only assembles the records.
