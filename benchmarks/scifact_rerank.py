@@ -15,14 +15,13 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
 
 from haystack_hardneg import CrossEncoderRanker, EnsembleTextEmbedder, build_query_pipeline, open_document_store
 from haystack_hardneg.evaluate.metrics import evaluate_run
 from haystack_hardneg.evaluate.significance import paired_test
 from haystack_hardneg.ingest.beir import load_beir
 from haystack_hardneg.pipelines import run_queries
-from haystack_hardneg.rank.fusion import fuse
+from haystack_hardneg.rank.fusion import fuse_scores
 
 MEMBERS = {"minilm": ["all-MiniLM-L6-v2"], "minilm+mpnet": ["all-MiniLM-L6-v2", "all-mpnet-base-v2"]}
 
@@ -75,11 +74,7 @@ def main() -> None:
     alphas = [("defaults (fusion_alpha auto)", stored_alpha)] if stored_alpha is not None else []
     alphas += [(f"reranked_fused_alpha_{a}", a) for a in args.alpha]
     for name, alpha in alphas:
-        fused = {}
-        for query_id, docs in candidates.items():
-            ids = [d.id for d in docs]
-            scores = fuse(np.array([run[query_id][i] for i in ids]), np.array([d.score for d in docs]), alpha)
-            fused[query_id] = dict(zip(ids, map(float, scores)))
+        fused = {q: fuse_scores(run[q], {d.id: d.score for d in docs}, alpha) for q, docs in candidates.items()}
         if alpha == stored_alpha:  # the default ranker itself gives these scores: checked on a few queries
             for query_id in list(candidates)[:5]:
                 direct = {d.id: d.score for d in default.run(query=split.queries[query_id],

@@ -12,13 +12,12 @@ from haystack_hardneg.evaluate.metrics import DEFAULT_METRICS, evaluate_run
 from haystack_hardneg.evaluate.significance import bootstrap_ci, paired_test
 from haystack_hardneg.evaluate.subsets import split_by_document_length
 from haystack_hardneg.files import atomic_write_text, read_jsonl
-from haystack_hardneg.rank.fusion import fuse
+from haystack_hardneg.rank.fusion import fuse_scores
 
 TESTED_METRICS = ("ndcg@10", "mrr@10")
 FIRST_STAGE = "first stage"
 DENSE_ONLY = "(dense ensemble alone)"
 LEXICAL_ONLY = "(BM25 alone)"
-
 
 
 def reranked_run(first_stage: dict[str, float], head_scores: dict[str, float]) -> dict[str, float]:
@@ -62,16 +61,11 @@ def system_runs(out: Path, strategies: list[str]) -> tuple[dict[str, dict], dict
                                                    if "train_runtime" in h), None),
                             "train_rows": training["train_rows"], "validation_queries": training["validation_queries"],
                             "training_validation": training.get("validation")}
-        alone, fused = {}, {}
-        for query_id, head in scores["test"].items():
-            alone[query_id] = reranked_run(first[query_id], head)
-            if alpha is not None and head:
-                ids = list(head)
-                mixed = fuse(np.array([head[d] for d in ids]), np.array([first[query_id][d] for d in ids]), alpha)
-                fused[query_id] = reranked_run(first[query_id], dict(zip(ids, mixed.tolist())))
-        runs[f"{strategy} re-ranker"] = alone
+        runs[f"{strategy} re-ranker"] = {q: reranked_run(first[q], head) for q, head in scores["test"].items()}
         if alpha is not None:
-            runs[f"{strategy} re-ranker + fusion"] = fused
+            runs[f"{strategy} re-ranker + fusion"] = {
+                q: reranked_run(first[q], fuse_scores(head, first[q], alpha)) for q, head in scores["test"].items()
+                if head}
     return runs, chosen
 
 

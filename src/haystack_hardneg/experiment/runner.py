@@ -29,6 +29,13 @@ PACKAGES = ("haystack-hardneg", "haystack-ai", "sentence-transformers", "transfo
 COLLECTION = "experiment"
 
 
+def _whole_documents():
+    """No chunking: BEIR judges whole documents, so the indexed unit must be the judged one."""
+    from haystack_hardneg import DocumentChunker
+
+    return DocumentChunker(split_by="word", split_length=1_000_000, split_overlap=0)
+
+
 def versions() -> dict[str, str | None]:
     found = {}
     for package in PACKAGES:
@@ -89,8 +96,7 @@ class Experiment:
 
         if self._store is not None and not recreate:
             return self._store
-        if self._store is not None:
-            self._store.close()
+        self._close_store()
         settings = dict(self.config.store)
         index = settings.pop("index", COLLECTION)
         if not any(k in settings for k in ("url", "path", "location")):
@@ -108,19 +114,16 @@ class Experiment:
         key = stage_key(data=self.data_key, ensemble=self.ensemble, store=self.config.store)
 
         def compute() -> None:
-            from haystack_hardneg import DocumentChunker, EnsembleDocumentEmbedder, build_indexing_pipeline
+            from haystack_hardneg import EnsembleDocumentEmbedder, build_indexing_pipeline
 
             c = self.config
             embedder = EnsembleDocumentEmbedder(members=c.members, combine=c.combine, cache_dir=c.cache_dir,
                                                 meta_fields_to_embed=c.meta_fields, embedding_separator=c.separator,
                                                 progress_bar=self.progress_bar)
-            # No chunking: BEIR judges whole documents, so the indexed unit must be the judged one.
-            chunker = DocumentChunker(split_by="word", split_length=1_000_000, split_overlap=0)
-            pipeline = build_indexing_pipeline(embedder, self.store(recreate=True), chunker=chunker)
+            pipeline = build_indexing_pipeline(embedder, self.store(recreate=True), chunker=_whole_documents())
             written = pipeline.run({"converter": {"sources": [c.data]}})["writer"]["documents_written"]
             # Reopened without recreate_index for querying (a query pipeline refuses a store that would empty).
-            self._store.close()
-            self._store = None
+            self._close_store()
             atomic_write_text(self.out / "index.json", json.dumps({"documents_written": written}, indent=2))
 
         self.cache.run("index", key, ["index.json"], compute)
@@ -135,13 +138,13 @@ class Experiment:
         key = stage_key(data=self.data_key, meta_fields=c.meta_fields, separator=c.separator, language=language)
 
         def compute() -> None:
-            from haystack_hardneg import DocumentChunker, LexicalIndexWriter
+            from haystack_hardneg import LexicalIndexWriter
             from haystack_hardneg.pipelines import build_lexical_indexing_pipeline
 
             writer = LexicalIndexWriter(index_path=str(self.out / "bm25"), language=language,
                                         meta_fields_to_index=c.meta_fields, separator=c.separator)
-            chunker = DocumentChunker(split_by="word", split_length=1_000_000, split_overlap=0)
-            build_lexical_indexing_pipeline(writer, chunker=chunker).run({"converter": {"sources": [c.data]}})
+            build_lexical_indexing_pipeline(writer, chunker=_whole_documents()).run(
+                {"converter": {"sources": [c.data]}})
 
         self.cache.run("lexical_index", key, ["bm25"], compute)
         return key
@@ -385,9 +388,7 @@ class Experiment:
         hybrid_key = self.hybrid(first_stage_key, train_split)
         mine_keys = self.mine(index_key, train_split)
         # Training and re-ranking need neither the store (local mode holds a lock) nor the embedding models.
-        if self._store is not None:
-            self._store.close()
-            self._store = None
+        self._close_store()
         self._text_embedder = None
         # Strategy by strategy, so that an interrupted run keeps every finished re-ranker and its scores.
         for strategy in c.strategies:
@@ -398,10 +399,13 @@ class Experiment:
         atomic_write_text(self.out / "results.json", json.dumps(results, indent=2))
         return results
 
-    def close(self) -> None:
+    def _close_store(self) -> None:
         if self._store is not None:
             self._store.close()
             self._store = None
+
+    def close(self) -> None:
+        self._close_store()
         self.cache.close()
 
 

@@ -31,6 +31,15 @@ def fuse(ranker_scores: np.ndarray, retriever_scores: np.ndarray, alpha: float) 
     return alpha * min_max(ranker_scores) + (1.0 - alpha) * min_max(retriever_scores)
 
 
+def fuse_scores(ranker: dict[str, float], retriever: dict[str, float], alpha: float) -> dict[str, float]:
+    """``fuse`` over one query's re-ranked documents, keyed by id (``retriever`` must score every one of them)."""
+    ids = list(ranker)
+    if not ids:
+        return {}
+    fused = fuse(np.array([ranker[d] for d in ids]), np.array([retriever[d] for d in ids]), alpha)
+    return dict(zip(ids, fused.tolist()))
+
+
 def fuse_rankings(dense: dict[str, float], lexical: dict[str, float], lexical_weight: float) -> dict[str, float]:
     """A hybrid first stage: ``w * norm(lexical) + (1 - w) * norm(dense)`` per document, each list min-max
     normalised over its own results; a document missing from one list gets 0 from it."""

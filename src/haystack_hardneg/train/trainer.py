@@ -151,17 +151,10 @@ def choose_fusion_alpha(qrels, first_stage: dict[str, dict[str, float]], ranker_
     """Fusion of the re-ranker's scores with the first stage's at every ``alpha``, measured on ``qrels``;
     ``first_stage`` and ``ranker_scores`` map query id -> {document id: score} over the same candidates."""
     from haystack_hardneg.evaluate.selection import choose_setting
-    from haystack_hardneg.rank.fusion import fuse
+    from haystack_hardneg.rank.fusion import fuse_scores
 
-    runs: dict[float, dict[str, dict[str, float]]] = {alpha: {} for alpha in alphas}
-    for query_id, ranked in ranker_scores.items():
-        ids = list(ranked)
-        if not ids:
-            continue
-        ranker = np.array([ranked[d] for d in ids])
-        first = np.array([first_stage[query_id][d] for d in ids])
-        for alpha in alphas:
-            runs[alpha][query_id] = dict(zip(ids, fuse(ranker, first, alpha).tolist()))
+    runs = {alpha: {q: fuse_scores(ranked, first_stage[q], alpha) for q, ranked in ranker_scores.items() if ranked}
+            for alpha in alphas}
     best, by_alpha = choose_setting({q: qrels[q] for q in ranker_scores}, runs)
     return {
         "queries": len(ranker_scores),
