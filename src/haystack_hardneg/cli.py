@@ -228,7 +228,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from haystack_hardneg.train.component import TripletTrainer
 
     trainer = TripletTrainer(
-        base_model=args.base_model, output_dir=args.out, resume=args.resume, loss=args.loss, epochs=args.epochs,
+        base_model=args.base_model, output_dir=args.out, resume=args.resume, head=args.head, loss=args.loss,
+        epochs=args.epochs,
         batch_size=args.batch_size, encoder_lr=args.encoder_lr,
         head_lr=None if str(args.head_lr).lower() == "none" else float(args.head_lr), margin=args.margin,
         validation_fraction=args.validation_fraction, eval_steps=args.eval_steps, max_length=args.max_length,
@@ -380,6 +381,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--triplets", required=True, help="triplets.jsonl or .parquet from `mine`")
     train.add_argument("--base-model", default=None, help="re-ranker or encoder (default: local all-MiniLM-L6-v2)")
     train.add_argument("--out", default="runs/train")
+    train.add_argument("--head", choices=["auto", "mean", "classifier"], default="auto",
+                       help="new scoring head of an encoder base (auto: mean); a re-ranker base keeps its own")
     train.add_argument("--loss", choices=["triplet", "listwise", "bce"], default="triplet")
     train.add_argument("--epochs", type=float, default=2.0)
     train.add_argument("--batch-size", type=int, default=8)

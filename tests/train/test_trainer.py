@@ -11,6 +11,7 @@ from transformers import TrainerCallback
 
 from haystack_hardneg import CrossEncoderRanker, TripletTrainer
 from haystack_hardneg.embed.encoder import ModelNotFoundError
+from haystack_hardneg.train.heads import build_cross_encoder, head_parameters, resolve_head
 from haystack_hardneg.train.trainer import TrainingConfig, split_by_query, train_cross_encoder
 
 TOPICS = ["heart", "liver", "virus", "tumor", "brain", "blood", "vaccine", "kidney"]
@@ -44,12 +45,15 @@ def _config(tmp_path, trainable_model, **kwargs):
     return TrainingConfig(**options)
 
 
-@pytest.mark.parametrize("loss", ["triplet", "listwise", "bce"])
-def test_each_loss_separates_positives_from_negatives(trainable_model, tmp_path, loss):
+@pytest.mark.parametrize("loss, head", [("triplet", "auto"), ("listwise", "auto"), ("bce", "auto"),
+                                        ("triplet", "classifier")])
+def test_each_loss_separates_positives_from_negatives(trainable_model, tmp_path, loss, head):
     rows = separable_rows()
     torch.manual_seed(0)  # the trainer seeds the same way before adding the head: the same starting model
-    before = ranking_accuracy(CrossEncoder(trainable_model, num_labels=1), rows)
-    report = train_cross_encoder(rows, _config(tmp_path, trainable_model, loss=loss, epochs=4), progress_bar=False)
+    before = ranking_accuracy(build_cross_encoder(trainable_model, head), rows)
+    report = train_cross_encoder(rows, _config(tmp_path, trainable_model, loss=loss, epochs=4, head=head),
+                                 progress_bar=False)
+    assert report["head"] == ("mean" if head == "auto" else head)
     after = ranking_accuracy(str(tmp_path / "run" / "model"), rows)
     assert after == 1.0 and before < 0.8
     losses = [h["loss"] for h in report["history"] if "loss" in h]
@@ -114,6 +118,28 @@ def test_saved_model_scores_the_same_everywhere_and_has_a_card(trainable_model, 
     assert "ensemble_cluster" in card and trainable_model in card and "synthetic topics" in card
     assert (tmp_path / "run" / "training_curves.png").stat().st_size > 1000
     assert json.loads((tmp_path / "run" / "training_report.json").read_text())["steps"] == result["report"]["steps"]
+
+
+def test_an_encoder_gets_a_new_head_and_a_re_ranker_keeps_its_own(trainable_model, tmp_path):
+    mean = build_cross_encoder(trainable_model)
+    assert [type(m).__name__ for m in mean] == ["Transformer", "Pooling", "Dense"]
+    encoder, head = head_parameters(mean)
+    assert [tuple(p.shape) for p in head] == [(1, 32), (1,)] and len(encoder) > 10
+    classifier = build_cross_encoder(trainable_model, "classifier")
+    assert [tuple(p.shape) for p in head_parameters(classifier)[1]] == [(1, 32), (1,)]
+
+    # A model trained here is a re-ranker: training it again keeps its head (no new random one)
+    first = TrainingConfig(base_model=trainable_model, output_dir=str(tmp_path / "a"), epochs=1,
+                           validation_fraction=0.0)
+    train_cross_encoder(separable_rows(16), first, progress_bar=False)
+    reranker = str(tmp_path / "a" / "model")
+    assert resolve_head(reranker, "auto") == "pretrained" and resolve_head(trainable_model, "auto") == "mean"
+    probe = [("heart question", "heart vaccine study results")]
+    np.testing.assert_allclose(build_cross_encoder(reranker).predict(probe), CrossEncoder(reranker).predict(probe))
+    with pytest.raises(ValueError, match="already is a re-ranker"):
+        resolve_head(reranker, "mean")
+    with pytest.raises(ValueError, match="Unknown head"):
+        TrainingConfig(base_model=trainable_model, output_dir="x", head="max")
 
 
 def test_bad_input_is_refused_before_training(trainable_model, tmp_path):

@@ -298,7 +298,9 @@ class Experiment:
         from haystack_hardneg.train.trainer import TrainingConfig, train_cross_encoder
 
         c = self.config
-        key = stage_key(mine=mine_key, training=c.training, seed=c.seed, validation=hybrid_key, rerank_k=c.rerank_k)
+        # Every training option with its default filled in, so a changed default retrains too.
+        options = {k: v for k, v in asdict(TrainingConfig(output_dir="", **c.training)).items() if k != "output_dir"}
+        key = stage_key(mine=mine_key, training=options, seed=c.seed, validation=hybrid_key, rerank_k=c.rerank_k)
         folder = self.out / "train" / strategy
 
         def compute() -> None:

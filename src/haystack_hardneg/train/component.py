@@ -38,7 +38,7 @@ class TripletTrainer:
         :param output_dir: where checkpoints, the model and the training report go.
         :param resume: continue from the last checkpoint in ``output_dir`` if there is one.
         :param progress_bar: show progress bars.
-        :param training: the other TrainingConfig fields: ``loss``, ``epochs``, ``batch_size``, ``encoder_lr``,
+        :param training: the other TrainingConfig fields: ``head``, ``loss``, ``epochs``, ``batch_size``, ``encoder_lr``,
             ``head_lr``, ``margin``, ``warmup_ratio``, ``validation_fraction``, ``eval_steps``, ``max_length``,
             ``seed``, ``validation_candidates``, ``strategy``, ``data_description``.
         """

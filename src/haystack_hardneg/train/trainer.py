@@ -29,6 +29,7 @@ import numpy as np
 
 from haystack_hardneg.mine.candidates import load_candidates
 from haystack_hardneg.files import atomic_write_text
+from haystack_hardneg.train.heads import HEADS, HeadName, build_cross_encoder, head_parameters, resolve_head
 from haystack_hardneg.train.losses import LOSSES, LossName, build_loss, to_labelled_pairs
 
 logger = logging.getLogger(__name__)
@@ -39,6 +40,9 @@ class TrainingConfig:
     """How to train.
 
     :param base_model: a pre-trained re-ranker or any encoder (a new one-logit head is added), hub id or folder.
+    :param head: the new head of an encoder base: ``mean`` (mean of the token embeddings -> one logit),
+        ``classifier`` (transformers' [CLS] classification head) or ``auto`` (``mean``); a re-ranker base keeps
+        its own head.
     :param output_dir: where checkpoints, the final model (``output_dir/model``) and the report go.
     :param loss: ``triplet`` (default, the paper), ``listwise`` or ``bce``.
     :param epochs: passes over the triplets.
@@ -59,6 +63,7 @@ class TrainingConfig:
 
     base_model: str
     output_dir: str
+    head: HeadName = "auto"
     loss: LossName = "triplet"
     epochs: float = 2.0
     batch_size: int = 8
@@ -76,6 +81,8 @@ class TrainingConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.head not in HEADS:
+            raise ValueError(f"Unknown head {self.head!r}; choose one of {HEADS}.")
         if self.loss not in LOSSES:
             raise ValueError(f"Unknown loss {self.loss!r}; choose one of {LOSSES}.")
         if not 0 <= self.validation_fraction < 1:
@@ -167,9 +174,7 @@ def choose_fusion_alpha(qrels, first_stage: dict[str, dict[str, float]], ranker_
 
 
 def _param_groups(model, encoder_lr: float, head_lr: float | None) -> list[dict[str, Any]]:
-    backbone = {id(p) for p in model.model.base_model.parameters()}
-    encoder = [p for p in model.model.parameters() if id(p) in backbone and p.requires_grad]
-    head = [p for p in model.model.parameters() if id(p) not in backbone and p.requires_grad]
+    encoder, head = head_parameters(model)
     groups = [{"params": encoder, "lr": encoder_lr}]
     if head:
         groups.append({"params": head, "lr": head_lr if head_lr is not None else encoder_lr})
@@ -188,7 +193,6 @@ def train_cross_encoder(triplets, config: TrainingConfig, *, resume: bool = Fals
     folder in ``output_dir/model``.
     """
     import torch
-    from sentence_transformers import CrossEncoder
     from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
     from sentence_transformers.cross_encoder.evaluation import CrossEncoderRerankingEvaluator
 
@@ -208,7 +212,8 @@ def train_cross_encoder(triplets, config: TrainingConfig, *, resume: bool = Fals
     output.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
     base = str(Path(config.base_model).expanduser()) if looks_like_path(config.base_model) else config.base_model
-    model = CrossEncoder(base, num_labels=1, max_length=config.max_length)
+    head = resolve_head(base, config.head)
+    model = build_cross_encoder(base, config.head, max_length=config.max_length)
 
     triplets = triplets.select_columns(text_columns)
     train_rows, validation_rows = (split_by_query(triplets, config.validation_fraction, config.seed)
@@ -254,7 +259,9 @@ def train_cross_encoder(triplets, config: TrainingConfig, *, resume: bool = Fals
         disable_tqdm=not progress_bar,
         use_cpu=not torch.cuda.is_available(),
     )
-    optimizer = torch.optim.AdamW(_param_groups(model, config.encoder_lr, config.head_lr))
+    # A re-ranker's own head is trained already: the large rate is for a new one only.
+    optimizer = torch.optim.AdamW(_param_groups(model, config.encoder_lr,
+                                                config.head_lr if head != "pretrained" else None))
     trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=train_data, loss=loss, evaluator=evaluator,
                                   optimizers=(optimizer, None), callbacks=callbacks)
     checkpoints = sorted((output / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
@@ -279,6 +286,7 @@ def train_cross_encoder(triplets, config: TrainingConfig, *, resume: bool = Fals
                           if evaluator else "none"),
         "fusion": fusion,
         "config": asdict(config),
+        "head": head,
         "train_rows": len(train_rows),
         "validation_queries": len(set(validation_rows["query"])) if len(validation_rows) else 0,
         "validation_query_texts": sorted(set(validation_rows["query"])) if len(validation_rows) else [],
@@ -311,6 +319,7 @@ def _append_model_card(model_dir: Path, report: dict) -> None:
         f"- data: {config['data_description'] or 'mined triplets'} ({report['train_rows']} training rows, "
         f"{report['validation_queries']} held-out validation queries)",
         f"- negative strategy: `{config['strategy']}`",
+        f"- scoring head: `{report.get('head', config.get('head'))}`",
         f"- loss: `{config['loss']}`; epochs {config['epochs']}; encoder lr {config['encoder_lr']}, "
         f"head lr {config['head_lr']}; batch size {config['batch_size']}; seed {config['seed']}",
     ]
