@@ -5,7 +5,7 @@ triplet loss, head 2e-3 / encoder 5e-5) and the given head, validating after eac
 queries' dense-ensemble top 30 (`mine/candidates.jsonl`), the slice on which the [CLS] classifier head reached
 0.459 / 0.706 nDCG@10 after epochs 1 / 2 (first stage 0.791). Writes benchmarks/scifact/head_probe_<head>.json.
 
-    python benchmarks/head_probe.py --head mean [--loss triplet] [--epochs 2]
+    python benchmarks/head_probe.py --head mean [--loss triplet] [--epochs 2] [--precision bf16]
 """
 
 import argparse
@@ -24,16 +24,18 @@ parser = argparse.ArgumentParser()
 parser.add_argument("--head", default="mean")
 parser.add_argument("--loss", default="triplet")
 parser.add_argument("--epochs", type=float, default=2.0)
+parser.add_argument("--precision", default="fp32")
 args = parser.parse_args()
-name = f"{args.head}_{args.loss}_{args.epochs:g}ep"
+name = f"{args.head}_{args.loss}_{args.epochs:g}ep" + ("" if args.precision == "fp32" else f"_{args.precision}")
 training = {**json.loads((RUN / "config.json").read_text())["training"], "epochs": args.epochs,
-            "head": args.head, "loss": args.loss}
+            "head": args.head, "loss": args.loss, "precision": args.precision}
 config = TrainingConfig(output_dir=f"runs/probe-head-{name}", strategy="ensemble_cluster", seed=0, **training)
 started = time.perf_counter()
 report = train_cross_encoder(load_triplets(RUN / "mine/ensemble_cluster/triplets.jsonl"), config, resume=True,
                              candidates=load_candidates(RUN / "mine/candidates.jsonl"))
 curve = [(h["epoch"], h["eval_validation_ndcg@10"]) for h in report["history"] if "eval_validation_ndcg@10" in h]
-result = {"head": report["head"], "loss": args.loss, "epochs": args.epochs, "training_seconds":
+result = {"head": report["head"], "loss": args.loss, "epochs": args.epochs, "precision": args.precision,
+          "training_seconds":
           round(time.perf_counter() - started, 1), "validation_curve_ndcg@10": curve,
           "fusion": {k: report["fusion"][k] for k in ("first_stage", "reranker_alone", "best_alpha", "best")}}
 atomic_write_text(Path(f"benchmarks/scifact/head_probe_{name}.json"), json.dumps(result, indent=2))

@@ -14,6 +14,7 @@ fi
 step embedding-speed; python benchmarks/embedding_speed.py --data "$D" --models "$M" > runs/bench-logs/embedding_speed.log 2>&1
 step mining-speed;   python benchmarks/mining_speed.py --data "$D" --models "$M" > runs/bench-logs/mining_speed.log 2>&1
 step scale;          python benchmarks/mining_scale.py > runs/bench-logs/scale.log 2>&1
+step precision;      python benchmarks/precision_speed.py --model "$M/all-MiniLM-L6-v2" > runs/bench-logs/precision.log 2>&1
 step mine;           haystack-hardneg mine --data "$D" --split train --model "$M/all-MiniLM-L6-v2" \
                        --model "$M/all-mpnet-base-v2" --num-negatives 5 --out runs/mine > runs/bench-logs/mine.log 2>&1
 step train;          haystack-hardneg train --triplets runs/mine/ensemble_cluster/triplets.jsonl \
@@ -24,4 +25,7 @@ step rerank;         python benchmarks/scifact_rerank.py --model runs/train-ense
                        --out benchmarks/scifact/rerank_ensemble_cluster.json > runs/bench-logs/rerank.log 2>&1
 step experiment;     HARDNEG_MODELS="$M" haystack-hardneg experiment examples/experiment_scifact.yml \
                        > runs/bench-logs/experiment-scifact.log 2>&1
+# Probes on held-out training queries (they read the experiment's mined triplets and candidates)
+step head-probe;     for loss in triplet listwise; do python benchmarks/head_probe.py --head mean --loss $loss; done \
+                       > runs/bench-logs/head-probe.log 2>&1
 step done

@@ -233,7 +233,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, encoder_lr=args.encoder_lr,
         head_lr=None if str(args.head_lr).lower() == "none" else float(args.head_lr), margin=args.margin,
         validation_fraction=args.validation_fraction, eval_steps=args.eval_steps, max_length=args.max_length,
-        seed=args.seed, strategy=args.strategy or Path(args.triplets).parent.name,
+        precision=args.precision, seed=args.seed, strategy=args.strategy or Path(args.triplets).parent.name,
         validation_candidates=_candidates_path(args),
         data_description=f"triplets from {args.triplets}",
     )
@@ -392,6 +392,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--validation-fraction", type=float, default=0.1)
     train.add_argument("--eval-steps", type=int, default=None)
     train.add_argument("--max-length", type=int, default=256)
+    train.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                       help="bf16: mixed precision, about 2x faster on CPUs with AVX512-BF16/AMX and recent GPUs")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--strategy", help="negative strategy of the triplets (default: their folder name)")
     train.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")

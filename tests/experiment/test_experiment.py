@@ -6,7 +6,7 @@ import pytest
 from haystack_hardneg.evaluate.significance import bootstrap_ci
 from haystack_hardneg.evaluate.subsets import split_by_document_length
 from haystack_hardneg.experiment.config import ExperimentConfig
-from haystack_hardneg.experiment.report import reranked_run
+from haystack_hardneg.experiment.report import evaluate_systems, reranked_run
 from haystack_hardneg.experiment.runner import Experiment
 
 
@@ -121,6 +121,24 @@ def test_reranked_head_then_first_stage_tail():
     first = {"a": 0.9, "b": 0.8, "c": 0.7, "d": 0.6}
     run = reranked_run(first, {"b": 0.99, "a": 0.1})
     assert sorted(run, key=run.get, reverse=True) == ["b", "a", "c", "d"]
+
+
+def test_every_re_ranker_is_tested_against_the_random_and_bm25_negative_ones_of_its_kind():
+    qrels = {str(q): {f"rel{q}": 1} for q in range(12)}
+    buried = {str(q): {**{f"d{i}": 1 - 0.1 * i for i in range(5)}, f"rel{q}": 0.1} for q in range(12)}
+    on_top = {str(q): {**{f"d{i}": 0.5 - 0.1 * i for i in range(5)}, f"rel{q}": 0.9 if q % 3 else 0.45}
+              for q in range(12)}
+    runs = {"first stage": buried, "random re-ranker": buried, "bm25 re-ranker": buried,
+            "ensemble_cluster re-ranker": on_top, "ensemble_cluster re-ranker + fusion": on_top,
+            "bm25 re-ranker + fusion": buried}
+    systems = evaluate_systems(qrels, runs, depth=10)
+    assert set(systems["ensemble_cluster re-ranker"]["vs"]) == {"first stage", "random negatives", "bm25 negatives"}
+    # "+ fusion" is compared with the fused twin, which exists only for bm25 here
+    assert set(systems["ensemble_cluster re-ranker + fusion"]["vs"]) == {"first stage", "bm25 negatives"}
+    versus_bm25 = systems["ensemble_cluster re-ranker"]["vs"]["bm25 negatives"]["ndcg@10"]
+    assert versus_bm25["difference"] > 0.4 and versus_bm25["p_value"] < 1e-6
+    assert set(systems["bm25 re-ranker"]["vs"]) == {"first stage", "random negatives"}
+    assert systems["bm25 re-ranker"]["vs"]["random negatives"]["ndcg@10"]["difference"] == 0
 
 
 def test_long_and_short_document_queries():

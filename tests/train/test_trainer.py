@@ -45,15 +45,18 @@ def _config(tmp_path, trainable_model, **kwargs):
     return TrainingConfig(**options)
 
 
-@pytest.mark.parametrize("loss, head", [("triplet", "auto"), ("listwise", "auto"), ("bce", "auto"),
-                                        ("triplet", "classifier")])
-def test_each_loss_separates_positives_from_negatives(trainable_model, tmp_path, loss, head):
+@pytest.mark.parametrize("loss, head, precision", [("triplet", "auto", "fp32"), ("listwise", "auto", "fp32"),
+                                                   ("bce", "auto", "fp32"), ("triplet", "classifier", "fp32"),
+                                                   ("triplet", "auto", "bf16")])
+def test_each_loss_separates_positives_from_negatives(trainable_model, tmp_path, loss, head, precision):
     rows = separable_rows()
     torch.manual_seed(0)  # the trainer seeds the same way before adding the head: the same starting model
     before = ranking_accuracy(build_cross_encoder(trainable_model, head), rows)
-    report = train_cross_encoder(rows, _config(tmp_path, trainable_model, loss=loss, epochs=4, head=head),
-                                 progress_bar=False)
+    report = train_cross_encoder(rows, _config(tmp_path, trainable_model, loss=loss, epochs=4, head=head,
+                                               precision=precision), progress_bar=False)
     assert report["head"] == ("mean" if head == "auto" else head)
+    saved = CrossEncoder(str(tmp_path / "run" / "model"))
+    assert all(p.dtype == torch.float32 for p in saved.parameters())
     after = ranking_accuracy(str(tmp_path / "run" / "model"), rows)
     assert after == 1.0 and before < 0.8
     losses = [h["loss"] for h in report["history"] if "loss" in h]

@@ -23,7 +23,7 @@ import random
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -54,6 +54,8 @@ class TrainingConfig:
     :param validation_fraction: share of the training queries held out for validation (0 disables it).
     :param eval_steps: evaluate (and checkpoint) every this many steps; ``None``: once per epoch.
     :param max_length: truncation length of (query, document) pairs in tokens.
+    :param precision: ``fp32``, or ``bf16``: mixed precision (bfloat16 compute, float32 weights), about twice as
+        fast on CPUs with AVX512-BF16/AMX and on recent GPUs; the saved model is float32 either way.
     :param seed: seeds the split, the order of rows and the new head.
     :param validation_candidates: the miner's ``candidates.jsonl``: validate by re-ranking the held-out queries'
         first-stage candidates and choose the fusion weight there (``None``: mined negatives, no fusion weight).
@@ -74,6 +76,7 @@ class TrainingConfig:
     validation_fraction: float = 0.1
     eval_steps: int | None = None
     max_length: int = 256
+    precision: Literal["fp32", "bf16"] = "fp32"
     seed: int = 0
     validation_candidates: str | None = None
     strategy: str = "unknown"
@@ -83,6 +86,8 @@ class TrainingConfig:
     def __post_init__(self) -> None:
         if self.head not in HEADS:
             raise ValueError(f"Unknown head {self.head!r}; choose one of {HEADS}.")
+        if self.precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be 'fp32' or 'bf16', not {self.precision!r}.")
         if self.loss not in LOSSES:
             raise ValueError(f"Unknown loss {self.loss!r}; choose one of {LOSSES}.")
         if not 0 <= self.validation_fraction < 1:
@@ -258,6 +263,7 @@ def train_cross_encoder(triplets, config: TrainingConfig, *, resume: bool = Fals
         report_to="none",
         disable_tqdm=not progress_bar,
         use_cpu=not torch.cuda.is_available(),
+        bf16=config.precision == "bf16",
     )
     # A re-ranker's own head is trained already: the large rate is for a new one only.
     optimizer = torch.optim.AdamW(_param_groups(model, config.encoder_lr,
