@@ -26,6 +26,8 @@ step rerank;         python benchmarks/scifact_rerank.py --model runs/train-ense
 step experiment;     HARDNEG_MODELS="$M" haystack-hardneg experiment examples/experiment_scifact.yml \
                        > runs/bench-logs/experiment-scifact.log 2>&1
 # Probes on held-out training queries (they read the experiment's mined triplets and candidates)
-step head-probe;     for loss in triplet listwise; do python benchmarks/head_probe.py --head mean --loss $loss; done \
-                       > runs/bench-logs/head-probe.log 2>&1
+step head-probe;     ( python benchmarks/head_probe.py --head classifier \
+                       && python benchmarks/head_probe.py --head mean \
+                       && python benchmarks/head_probe.py --head mean --loss listwise \
+                       && python benchmarks/head_probe.py --head mean --precision bf16 ) > runs/bench-logs/head-probe.log 2>&1
 step done

@@ -393,7 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--eval-steps", type=int, default=None)
     train.add_argument("--max-length", type=int, default=256)
     train.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
-                       help="bf16: mixed precision, about 2x faster on CPUs with AVX512-BF16/AMX and recent GPUs")
+                       help="bf16: mixed precision, faster on CPUs with bfloat16 instructions and on recent GPUs")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--strategy", help="negative strategy of the triplets (default: their folder name)")
     train.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")

@@ -139,6 +139,7 @@ def test_every_re_ranker_is_tested_against_the_random_and_bm25_negative_ones_of_
     assert versus_bm25["difference"] > 0.4 and versus_bm25["p_value"] < 1e-6
     assert set(systems["bm25 re-ranker"]["vs"]) == {"first stage", "random negatives"}
     assert systems["bm25 re-ranker"]["vs"]["random negatives"]["ndcg@10"]["difference"] == 0
+    assert set(systems["random re-ranker"]["vs"]) == {"first stage"}  # not bm25 vs random a second time
 
 
 def test_long_and_short_document_queries():

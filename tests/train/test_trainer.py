@@ -1,5 +1,7 @@
 import json
 import random
+import shutil
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -126,6 +128,7 @@ def test_saved_model_scores_the_same_everywhere_and_has_a_card(trainable_model, 
 def test_an_encoder_gets_a_new_head_and_a_re_ranker_keeps_its_own(trainable_model, tmp_path):
     mean = build_cross_encoder(trainable_model)
     assert [type(m).__name__ for m in mean] == ["Transformer", "Pooling", "Dense"]
+    assert mean[1].pooling_mode == "mean"  # the base's own pooling
     encoder, head = head_parameters(mean)
     assert [tuple(p.shape) for p in head] == [(1, 32), (1,)] and len(encoder) > 10
     classifier = build_cross_encoder(trainable_model, "classifier")
@@ -143,6 +146,40 @@ def test_an_encoder_gets_a_new_head_and_a_re_ranker_keeps_its_own(trainable_mode
         resolve_head(reranker, "mean")
     with pytest.raises(ValueError, match="Unknown head"):
         TrainingConfig(base_model=trainable_model, output_dir="x", head="max")
+
+
+def test_the_head_follows_what_the_base_is(trainable_model, tmp_path):
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    # A sentence-transformers encoder pooled on [CLS] (like bge) keeps that pooling
+    cls_pooled = tmp_path / "cls-pooled"
+    shutil.copytree(trainable_model, cls_pooled)
+    pooling = cls_pooled / "1_Pooling" / "config.json"
+    pooling.write_text(json.dumps({**json.loads(pooling.read_text()), "pooling_mode": "cls"}))
+    assert resolve_head(str(cls_pooled), "auto") == "cls"
+    assert build_cross_encoder(str(cls_pooled))[1].pooling_mode == "cls"
+
+    # A transformers sequence classifier with one label is a re-ranker; with three (NLI-like) it is an encoder
+    tokenizer = AutoTokenizer.from_pretrained(trainable_model)
+    for labels in (1, 3):
+        folder = tmp_path / f"classifier-{labels}"
+        BertForSequenceClassification(BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1,
+                                                 num_attention_heads=2, intermediate_size=64,
+                                                 num_labels=labels)).save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+    assert resolve_head(str(tmp_path / "classifier-1"), "auto") == "pretrained"
+    assert resolve_head(str(tmp_path / "classifier-3"), "auto") == "mean"
+    assert resolve_head(str(tmp_path / "classifier-3"), "classifier") == "classifier"
+
+
+def test_resuming_with_another_head_is_refused_with_the_head_to_use(trainable_model, tmp_path):
+    rows = separable_rows(32)
+    config = _config(tmp_path, trainable_model, validation_fraction=0.0, epochs=2)
+    train_cross_encoder(rows, config, progress_bar=False, callbacks=[StopAfter(3)])
+    with pytest.raises(ValueError, match="'mean' head, this run builds 'classifier'"):
+        train_cross_encoder(rows, replace(config, head="classifier"), resume=True, progress_bar=False)
+    resumed = train_cross_encoder(rows, config, resume=True, progress_bar=False)
+    assert resumed["resumed_from"].endswith("checkpoint-3")
 
 
 def test_bad_input_is_refused_before_training(trainable_model, tmp_path):

@@ -92,9 +92,13 @@ def evaluate_systems(qrels, runs: dict[str, dict], *, test: str = "student",
             continue
         comparisons = {"first stage": {m: paired_test(qrels, runs[name], runs[FIRST_STAGE], m, test=test)
                                        for m in TESTED_METRICS}}
-        for baseline in baseline_strategies:
-            twin = name.replace(name.split(" re-ranker")[0], baseline, 1)
-            if twin != name and twin in runs:
+        strategy = name.split(" re-ranker")[0]
+        # A baseline is tested against the baselines before it only (bm25 vs random, not random vs bm25 again).
+        against = baseline_strategies[: baseline_strategies.index(strategy)] if strategy in baseline_strategies \
+            else baseline_strategies
+        for baseline in against:
+            twin = baseline + name[len(strategy):]
+            if twin in runs:
                 comparisons[f"{baseline} negatives"] = {
                     m: paired_test(qrels, runs[name], runs[twin], m, test=test) for m in TESTED_METRICS}
         entry["vs"] = comparisons

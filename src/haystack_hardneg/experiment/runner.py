@@ -295,11 +295,16 @@ class Experiment:
         """One cross-encoder on the strategy's triplets, validated on its held-out queries' top rerank_k from the
         experiment's own first stage (the candidates it will re-rank at test time)."""
         from haystack_hardneg.mine.triplets import load_triplets
+        from haystack_hardneg.train.heads import resolve_head
         from haystack_hardneg.train.trainer import TrainingConfig, train_cross_encoder
 
         c = self.config
-        # Every training option with its default filled in, so a changed default retrains too.
+        # Every training option with its default filled in, so a changed default retrains too (compute() sets
+        # the output folder, strategy and description itself; the seed is keyed below).
         options = {k: v for k, v in asdict(TrainingConfig(output_dir="", **c.training)).items() if k != "output_dir"}
+        head = resolve_head(options["base_model"], options["head"])
+        if head != "mean":  # what head "auto" became; keys written while it always meant "mean" stay valid
+            options["resolved_head"] = head
         key = stage_key(mine=mine_key, training=options, seed=c.seed, validation=hybrid_key, rerank_k=c.rerank_k)
         folder = self.out / "train" / strategy
 

@@ -38,9 +38,9 @@ class TripletTrainer:
         :param output_dir: where checkpoints, the model and the training report go.
         :param resume: continue from the last checkpoint in ``output_dir`` if there is one.
         :param progress_bar: show progress bars.
-        :param training: the other TrainingConfig fields: ``head``, ``loss``, ``epochs``, ``batch_size``, ``encoder_lr``,
-            ``head_lr``, ``margin``, ``warmup_ratio``, ``validation_fraction``, ``eval_steps``, ``max_length``,
-            ``seed``, ``validation_candidates``, ``strategy``, ``data_description``.
+        :param training: the other TrainingConfig fields: ``head``, ``loss``, ``epochs``, ``batch_size``,
+            ``encoder_lr``, ``head_lr``, ``margin``, ``warmup_ratio``, ``validation_fraction``, ``eval_steps``,
+            ``max_length``, ``precision``, ``seed``, ``validation_candidates``, ``strategy``, ``data_description``.
         """
         known = {f.name for f in fields(TrainingConfig)} - {"base_model", "output_dir"}
         unknown = set(training) - known

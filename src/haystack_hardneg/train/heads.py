@@ -1,14 +1,15 @@
 """The cross-encoder a training run starts from: a pre-trained re-ranker as it is, or an encoder with a new
 scoring head (no Haystack here).
 
-Two heads for an encoder base:
-- ``classifier``: transformers' sequence-classification head, a linear layer on the [CLS] token through BERT's
-  pooler. Sentence-embedding models such as all-MiniLM-L6-v2 were never trained to put meaning in [CLS] (they
-  were trained with mean pooling), so this head starts from a representation the encoder does not have.
-- ``mean``: the mean of the token embeddings of ``query [SEP] document`` and a linear layer to one logit:
-  the representation the sentence-embedding model was trained to produce, so less has to be learned from a few
-  hundred queries. Saved as sentence-transformers modules (Transformer, Pooling, Dense); it loads unchanged in
-  ``CrossEncoder`` and Haystack's ``SentenceTransformersSimilarityRanker``.
+Heads for an encoder base:
+- ``mean`` / ``cls``: the mean of the token embeddings (or the [CLS] token's embedding) of
+  ``query [SEP] document`` and a linear layer to one logit. ``auto`` takes the pooling the base was trained with
+  when it is a sentence-transformers model (mean for all-MiniLM-L6-v2, [CLS] for bge models), else mean: the
+  representation the encoder already produces, so less has to be learned from a few hundred queries. Saved as
+  sentence-transformers modules (Transformer, Pooling, Dense), which load unchanged in ``CrossEncoder`` and
+  Haystack's ``SentenceTransformersSimilarityRanker``.
+- ``classifier``: transformers' sequence-classification head, a linear layer on [CLS] through BERT's pooler,
+  which sentence-embedding models never trained.
 """
 
 from __future__ import annotations
@@ -17,55 +18,85 @@ import json
 from pathlib import Path
 from typing import Literal
 
-HeadName = Literal["auto", "classifier", "mean"]
-HEADS: tuple[str, ...] = ("auto", "classifier", "mean")
-# What ``auto`` gives an encoder base; chosen on SciFact's held-out training queries (see the README).
-DEFAULT_ENCODER_HEAD = "mean"
+HeadName = Literal["auto", "mean", "cls", "classifier"]
+HEADS: tuple[str, ...] = ("auto", "mean", "cls", "classifier")
+POOLED_HEADS: tuple[str, ...] = ("mean", "cls")
+# What ``auto`` gives an encoder whose own pooling is unknown; chosen on SciFact's held-out training queries.
+DEFAULT_POOLING = "mean"
+
+
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _hub_file(model_id: str, filename: str) -> dict | None:
+    """A JSON file of a hub model, or None when the model has no such file (any other error is raised: a
+    network failure must not be read as "this is not a re-ranker")."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import RemoteEntryNotFoundError
+
+    try:
+        return _read_json(Path(hf_hub_download(model_id, filename)))
+    except RemoteEntryNotFoundError:
+        return None
+
+
+def _model_file(model_name_or_path: str, filename: str) -> dict | None:
+    folder = Path(model_name_or_path).expanduser()
+    if folder.exists():
+        return _read_json(folder / filename) if (folder / filename).is_file() else None
+    return _hub_file(model_name_or_path, filename)
 
 
 def is_cross_encoder(model_name_or_path: str) -> bool:
-    """Whether ``model_name_or_path`` already is a re-ranker (a CrossEncoder folder or a sequence-classification
-    model), which keeps its own head; otherwise it is an encoder that needs one."""
-    folder = Path(model_name_or_path).expanduser()
-    settings = folder / "config_sentence_transformers.json"
-    if settings.is_file():
-        if json.loads(settings.read_text(encoding="utf-8")).get("model_type") == "CrossEncoder":
-            return True
-    elif not folder.exists():
-        try:
-            from huggingface_hub import hf_hub_download
+    """Whether the model already is a one-score re-ranker (a CrossEncoder saved by sentence-transformers, or a
+    sequence-classification model with one label), which keeps its own head."""
+    settings = _model_file(model_name_or_path, "config_sentence_transformers.json") or {}
+    if settings.get("model_type") == "CrossEncoder":
+        return True
+    config = _model_file(model_name_or_path, "config.json") or {}
+    return (any(name.endswith("ForSequenceClassification") for name in config.get("architectures") or [])
+            and len(config.get("id2label") or {"0": ""}) == 1)
 
-            hub_settings = json.loads(Path(hf_hub_download(model_name_or_path, "config_sentence_transformers.json"))
-                                      .read_text(encoding="utf-8"))
-            if hub_settings.get("model_type") == "CrossEncoder":
-                return True
-        except Exception:  # noqa: BLE001 - no such file on the hub: decided by the architecture below
-            pass
-    from transformers import AutoConfig
 
-    architectures = getattr(AutoConfig.from_pretrained(str(folder) if folder.exists() else model_name_or_path),
-                            "architectures", None) or []
-    return any(name.endswith("ForSequenceClassification") for name in architectures)
+def saved_pooling(model_name_or_path: str) -> str | None:
+    """The pooling a sentence-transformers model was trained with (``mean`` or ``cls``), if it says so."""
+    modules = _model_file(model_name_or_path, "modules.json") or []
+    for module in modules:
+        if module.get("type", "").endswith("Pooling"):
+            config = _model_file(model_name_or_path, f"{module['path']}/config.json".lstrip("/")) or {}
+            mode = config.get("pooling_mode")  # sentence-transformers >= 6
+            if isinstance(mode, list) and len(mode) == 1:
+                mode = mode[0]
+            if mode is None:  # the older flags
+                flags = [m for m, key in (("cls", "pooling_mode_cls_token"), ("mean", "pooling_mode_mean_tokens"))
+                         if config.get(key)]
+                mode = flags[0] if len(flags) == 1 else None
+            return mode if mode in POOLED_HEADS else None
+    return None
 
 
 def resolve_head(model_name_or_path: str, head: HeadName) -> str:
-    """The head a run uses: ``pretrained`` for a re-ranker base, else ``head`` (``auto``: the default)."""
+    """The head a run uses: ``pretrained`` for a re-ranker base, else ``mean``, ``cls`` or ``classifier``."""
     if head not in HEADS:
         raise ValueError(f"Unknown head {head!r}; choose one of {HEADS}.")
     if is_cross_encoder(model_name_or_path):
-        if head not in ("auto",):
+        if head != "auto":
             raise ValueError(f"{model_name_or_path} already is a re-ranker with its own head; head={head!r} is for "
                              f"encoder bases (leave it at 'auto').")
         return "pretrained"
-    return DEFAULT_ENCODER_HEAD if head == "auto" else head
+    if head == "auto":
+        return saved_pooling(model_name_or_path) or DEFAULT_POOLING
+    return head
 
 
-def build_cross_encoder(model_name_or_path: str, head: HeadName = "auto", max_length: int = 256):
-    """A one-logit CrossEncoder from a re-ranker or an encoder base; the new head's weights follow torch's seed."""
+def build_cross_encoder(model_name_or_path: str, head: str = "auto", max_length: int = 256):
+    """A one-logit CrossEncoder from a re-ranker or an encoder base; the new head's weights follow torch's seed.
+    ``head`` is a :data:`HEADS` name or a resolved one (``pretrained``)."""
     from sentence_transformers import CrossEncoder
 
-    chosen = resolve_head(model_name_or_path, head)
-    if chosen != "mean":
+    chosen = resolve_head(model_name_or_path, head) if head == "auto" else head
+    if chosen not in POOLED_HEADS:
         return CrossEncoder(model_name_or_path, num_labels=1, max_length=max_length)
     from torch import nn
     from sentence_transformers.base.modules import Dense
@@ -74,8 +105,13 @@ def build_cross_encoder(model_name_or_path: str, head: HeadName = "auto", max_le
 
     encoder = Transformer(model_name_or_path, transformer_task="feature-extraction", max_seq_length=max_length)
     width = encoder.auto_model.config.hidden_size
-    return CrossEncoder(modules=[encoder, Pooling(width, "mean"),
+    return CrossEncoder(modules=[encoder, Pooling(width, chosen),
                                  Dense(width, 1, activation_function=nn.Identity(), module_output_name="scores")])
+
+
+def saved_head(folder: str | Path) -> str:
+    """The kind of head a saved CrossEncoder (or training checkpoint) has: a pooling mode or ``classifier``."""
+    return saved_pooling(str(folder)) or "classifier"
 
 
 def head_parameters(model) -> tuple[list, list]:
