@@ -35,8 +35,7 @@ report = train_cross_encoder(load_triplets(RUN / "mine/ensemble_cluster/triplets
                              candidates=load_candidates(RUN / "mine/candidates.jsonl"))
 curve = [(h["epoch"], h["eval_validation_ndcg@10"]) for h in report["history"] if "eval_validation_ndcg@10" in h]
 result = {"head": report["head"], "loss": args.loss, "epochs": args.epochs, "precision": args.precision,
-          "training_seconds":
-          round(time.perf_counter() - started, 1), "validation_curve_ndcg@10": curve,
+          "training_seconds": round(time.perf_counter() - started, 1), "validation_curve_ndcg@10": curve,
           "fusion": {k: report["fusion"][k] for k in ("first_stage", "reranker_alone", "best_alpha", "best")}}
 atomic_write_text(Path(f"benchmarks/scifact/head_probe_{name}.json"), json.dumps(result, indent=2))
 print(json.dumps(result, indent=2))

@@ -12,6 +12,8 @@ from typing import Any
 
 import yaml
 
+from haystack_hardneg.train.heads import HEADS
+
 DEFAULT_MODELS_DIR = "~/.cache/hardneg-models"
 DEFAULT_CACHE_DIR = "~/.cache/haystack-hardneg/embeddings"
 
@@ -381,8 +383,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--triplets", required=True, help="triplets.jsonl or .parquet from `mine`")
     train.add_argument("--base-model", default=None, help="re-ranker or encoder (default: local all-MiniLM-L6-v2)")
     train.add_argument("--out", default="runs/train")
-    train.add_argument("--head", choices=["auto", "mean", "classifier"], default="auto",
-                       help="new scoring head of an encoder base (auto: mean); a re-ranker base keeps its own")
+    train.add_argument("--head", choices=HEADS, default="auto",
+                       help="new scoring head of an encoder base (auto: the base's own pooling, else mean); "
+                            "a re-ranker base keeps its own")
     train.add_argument("--loss", choices=["triplet", "listwise", "bce"], default="triplet")
     train.add_argument("--epochs", type=float, default=2.0)
     train.add_argument("--batch-size", type=int, default=8)

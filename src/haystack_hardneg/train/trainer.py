@@ -35,6 +35,8 @@ from haystack_hardneg.train.losses import LOSSES, LossName, build_loss, to_label
 
 logger = logging.getLogger(__name__)
 
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
+
 
 @dataclass
 class TrainingConfig:
@@ -88,8 +90,8 @@ class TrainingConfig:
     def __post_init__(self) -> None:
         if self.head not in HEADS:
             raise ValueError(f"Unknown head {self.head!r}; choose one of {HEADS}.")
-        if self.precision not in ("fp32", "bf16"):
-            raise ValueError(f"precision must be 'fp32' or 'bf16', not {self.precision!r}.")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"Unknown precision {self.precision!r}; choose one of {PRECISIONS}.")
         if self.loss not in LOSSES:
             raise ValueError(f"Unknown loss {self.loss!r}; choose one of {LOSSES}.")
         if not 0 <= self.validation_fraction < 1:
@@ -180,11 +182,11 @@ def choose_fusion_alpha(qrels, first_stage: dict[str, dict[str, float]], ranker_
     }
 
 
-def _param_groups(model, encoder_lr: float, head_lr: float | None) -> list[dict[str, Any]]:
+def _param_groups(model, encoder_lr: float, head_lr: float) -> list[dict[str, Any]]:
     encoder, head = head_parameters(model)
     groups = [{"params": encoder, "lr": encoder_lr}]
     if head:
-        groups.append({"params": head, "lr": head_lr if head_lr is not None else encoder_lr})
+        groups.append({"params": head, "lr": head_lr})
     return groups
 
 
@@ -283,10 +285,11 @@ def train_cross_encoder(triplets, config: TrainingConfig, *, resume: bool = Fals
     resume_from = str(checkpoints[-1]) if resume and checkpoints else None
     if resume_from:
         expected = saved_head(base) if head == "pretrained" else head
-        if saved_head(resume_from) != expected:
-            raise ValueError(f"The checkpoint {resume_from} has a {saved_head(resume_from)!r} head, this run builds "
-                             f"{expected!r}: resume with head={saved_head(resume_from)!r}, or start afresh without "
-                             f"resume (its checkpoints are then removed).")
+        found = saved_head(resume_from)
+        if found != expected:
+            raise ValueError(f"The checkpoint {resume_from} has a {found!r} head, this run builds {expected!r}: "
+                             f"resume with head={found!r}, or start afresh without resume (its checkpoints are "
+                             f"then removed).")
     if resume and not resume_from:
         logger.warning("resume=True but no checkpoint in %s: starting from the beginning.", output / "checkpoints")
     trainer.train(resume_from_checkpoint=resume_from)
