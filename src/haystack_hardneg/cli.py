@@ -387,7 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="new scoring head of an encoder base (auto: the base's own pooling, else mean); "
                             "a re-ranker base keeps its own")
     train.add_argument("--loss", choices=["triplet", "listwise", "bce"], default="triplet")
-    train.add_argument("--epochs", type=float, default=2.0)
+    train.add_argument("--epochs", type=float, default=3.0)
     train.add_argument("--batch-size", type=int, default=8)
     train.add_argument("--encoder-lr", type=float, default=5e-5)
     train.add_argument("--head-lr", default="2e-3", help="learning rate of a new scoring head, or none")

@@ -25,7 +25,7 @@ class TripletTrainer:
     from haystack_hardneg import TripletTrainer
 
     trainer = TripletTrainer(base_model="~/.cache/hardneg-models/all-MiniLM-L6-v2", output_dir="runs/train",
-                             loss="triplet", epochs=2)
+                             loss="triplet", epochs=3)
     result = trainer.run(triplets="runs/mine/ensemble_cluster/triplets.jsonl")
     print(result["model_path"], result["report"]["validation"])
     ```

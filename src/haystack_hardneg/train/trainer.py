@@ -48,7 +48,9 @@ class TrainingConfig:
         own sentence-transformers pooling, else mean); a re-ranker base keeps its own head.
     :param output_dir: where checkpoints, the final model (``output_dir/model``) and the report go.
     :param loss: ``triplet`` (default, the paper), ``listwise`` or ``bce``.
-    :param epochs: passes over the triplets.
+    :param epochs: passes over the triplets. 3 by default: on SciFact's held-out training queries the mean-head
+        re-ranker alone read 0.616 / 0.786 / 0.799 nDCG@10 after epochs 1 / 2 / 3 (the [CLS] head 0.459 / 0.706 /
+        0.786 / 0.795 over 4), and the best epoch on validation is the one kept.
     :param batch_size: rows per step (each row scores 1 + negatives pairs).
     :param encoder_lr: learning rate of the pre-trained weights.
     :param head_lr: learning rate of a newly added head (``None``: same as the encoder).
@@ -71,7 +73,7 @@ class TrainingConfig:
     output_dir: str
     head: HeadName = "auto"
     loss: LossName = "triplet"
-    epochs: float = 2.0
+    epochs: float = 3.0
     batch_size: int = 8
     encoder_lr: float = 5e-5
     head_lr: float | None = 2e-3
