@@ -71,6 +71,17 @@ def test_validation_queries_are_held_out_of_training():
     assert len(validation) == 24 and not set(train["query"]) & set(validation["query"])
 
 
+def test_a_query_stays_held_out_when_other_queries_come_and_go():
+    rows = separable_rows()
+    held_out = set(split_by_query(rows, 0.25, seed=0)[1]["query"])
+    # Another strategy's triplets miss two training queries: the held-out queries must not change.
+    missing = sorted(set(rows["query"]) - held_out)[:2]
+    fewer = rows.filter(lambda row: row["query"] not in missing)
+    assert set(split_by_query(fewer, 0.25, seed=0)[1]["query"]) <= held_out
+    assert len(held_out - set(split_by_query(fewer, 0.25, seed=0)[1]["query"])) <= 1
+    assert set(split_by_query(rows, 0.25, seed=1)[1]["query"]) != held_out
+
+
 class StopAfter(TrainerCallback):
     def __init__(self, step):
         self.step = step

@@ -296,7 +296,7 @@ class Experiment:
         experiment's own first stage (the candidates it will re-rank at test time)."""
         from haystack_hardneg.mine.triplets import load_triplets
         from haystack_hardneg.train.heads import resolve_head
-        from haystack_hardneg.train.trainer import TrainingConfig, train_cross_encoder
+        from haystack_hardneg.train.trainer import VALIDATION_SPLIT, TrainingConfig, train_cross_encoder
 
         c = self.config
         # Every training option with its default filled in, so a changed default retrains too (compute() sets
@@ -305,7 +305,8 @@ class Experiment:
         head = resolve_head(options["base_model"], options["head"])
         if head != "mean":  # what head "auto" became; keys written while it always meant "mean" stay valid
             options["resolved_head"] = head
-        key = stage_key(mine=mine_key, training=options, seed=c.seed, validation=hybrid_key, rerank_k=c.rerank_k)
+        key = stage_key(mine=mine_key, training=options, seed=c.seed, validation=hybrid_key, rerank_k=c.rerank_k,
+                        validation_split=VALIDATION_SPLIT)
         folder = self.out / "train" / strategy
 
         def compute() -> None:

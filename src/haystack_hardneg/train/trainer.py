@@ -17,9 +17,9 @@ Built on sentence-transformers' CrossEncoderTrainer. What it adds for a few hund
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
-import random
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -102,10 +102,18 @@ class TrainingConfig:
             raise ValueError("epochs must be > 0 and batch_size >= 1.")
 
 
+# How split_by_query draws the held-out queries; the experiment keys its trainings on it, so a change retrains.
+VALIDATION_SPLIT = "seeded-hash-order"
+
+
 def split_by_query(dataset, fraction: float, seed: int):
-    """Rows of a held-out ``fraction`` of the distinct queries, and the rest (no query in both)."""
-    queries = sorted(set(dataset["query"]))
-    random.Random(seed).shuffle(queries)
+    """Rows of a held-out ``fraction`` of the distinct queries, and the rest (no query in both).
+
+    The queries are ordered by a seeded hash of their text rather than shuffled, so a query's fate does not depend
+    on which other queries are present: re-rankers trained on different negative strategies, whose triplets
+    cover slightly different queries, are validated on (almost) the same held-out queries and their validation
+    numbers can be compared."""
+    queries = sorted(set(dataset["query"]), key=lambda q: hashlib.sha256(f"{seed}\x1f{q}".encode()).hexdigest())
     held_out = set(queries[: int(round(len(queries) * fraction))])
     train_rows = [i for i, q in enumerate(dataset["query"]) if q not in held_out]
     validation_rows = [i for i, q in enumerate(dataset["query"]) if q in held_out]
