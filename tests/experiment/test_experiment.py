@@ -111,6 +111,40 @@ def test_a_config_is_read_from_yaml_with_data_beside_it(fixtures, tmp_path):
         ExperimentConfig(data="d", training={"base_model": "x"}, strategies=["clusters"])
 
 
+def test_a_variant_mines_with_its_own_options_and_leaves_the_built_in_keys_alone(fixtures, tiny_model,
+                                                                                 trainable_model, tmp_path):
+    from haystack_hardneg.ingest.beir import load_beir
+
+    variants = {"cluster_guarded": {"strategy": "ensemble_cluster", "guard_ratio": 0.5}}
+    config = _config(fixtures, tiny_model, trainable_model, tmp_path, variants=variants,
+                     strategies=["ensemble_cluster", "cluster_guarded"])
+    train_split = load_beir(config.data, config.train_split)
+    experiment = Experiment(config, progress_bar=False)
+    keys = experiment.mine(experiment.index(), train_split)
+    experiment.close()
+    plain = Experiment(replace(config, variants={}, strategies=["ensemble_cluster"]), progress_bar=False)
+    assert plain.mine(plain.index(), train_split)["ensemble_cluster"] == keys["ensemble_cluster"]
+    plain.close()
+    reports = {s: json.loads((tmp_path / "run" / "mine" / s / "report.json").read_text()) for s in keys}
+    # The base mining has no false-negative guard; the variant holds back what scores above half the positive.
+    assert reports["ensemble_cluster"]["suspected_positives"] == 0
+    assert reports["cluster_guarded"]["suspected_positives"] > 0
+    assert reports["cluster_guarded"]["variant_options"] == {"guard_ratio": 0.5}
+    assert keys["cluster_guarded"] != keys["ensemble_cluster"]
+
+
+def test_variants_are_checked_before_any_work():
+    base = dict(data="d", training={"base_model": "x"})
+    with pytest.raises(ValueError, match="needs strategy"):
+        ExperimentConfig(**base, variants={"v": {"guard_ratio": 0.5}}, strategies=["v"])
+    with pytest.raises(ValueError, match="unknown mining option"):
+        ExperimentConfig(**base, variants={"v": {"strategy": "ensemble", "guard": 0.5}}, strategies=["v"])
+    with pytest.raises(ValueError, match="folder-safe"):
+        ExperimentConfig(**base, variants={"random": {"strategy": "ensemble"}}, strategies=["random"])
+    with pytest.raises(ValueError, match="named twice"):
+        ExperimentConfig(**base, strategies=["random", "random"])
+
+
 def test_missing_data_is_named_before_any_work(tmp_path, tiny_model, trainable_model, fixtures):
     config = _config(fixtures, tiny_model, trainable_model, tmp_path, data=str(tmp_path))
     with pytest.raises(FileNotFoundError, match="corpus.jsonl"):

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from haystack_hardneg.mine.negatives import STRATEGIES
+from haystack_hardneg.mine.negatives import STRATEGIES, MiningConfig
 
 DEFAULT_MODELS_DIR = "~/.cache/hardneg-models"
 
@@ -35,8 +36,11 @@ class ExperimentConfig:
         (``auto``: the weight is chosen on the training queries); ``None``: the dense ensemble alone.
     :param retrieve_k: first-stage depth (Recall@retrieve_k is reported).
     :param rerank_k: first-stage candidates the re-rankers re-score (and the validation candidates per query).
-    :param strategies: negative strategies, one re-ranker each.
+    :param strategies: negative strategies, one re-ranker each: built-in names or names defined in ``variants``.
     :param mining: ClusterNegativeMiner options (num_negatives, rank_window, guard_ratio, n_clusters, ...).
+    :param variants: named variants of a built-in strategy with their own mining options, to study the method at
+        the same training budget, e.g. ``{"cluster_no_guard": {"strategy": "ensemble_cluster", "guard_ratio":
+        None}}``; each is mined, trained and reported like a built-in strategy.
     :param training: TrainingConfig options; ``base_model`` is required.
     :param max_train_queries: train on at most this many training queries (a budget; ``None``: all).
     :param significance: ``student`` (paired t-test) or ``fisher`` (randomisation test).
@@ -59,14 +63,18 @@ class ExperimentConfig:
     rerank_k: int = 30
     strategies: list[str] = field(default_factory=lambda: list(STRATEGIES))
     mining: dict[str, Any] = field(default_factory=dict)
+    variants: dict[str, dict[str, Any]] = field(default_factory=dict)
     max_train_queries: int | None = None
     significance: str = "student"
     seed: int = 0
 
     def __post_init__(self) -> None:
-        unknown = [s for s in self.strategies if s not in STRATEGIES]
+        self._check_variants()
+        unknown = [s for s in self.strategies if s not in STRATEGIES and s not in self.variants]
         if unknown:
-            raise ValueError(f"Unknown strategies {unknown}; choose among {STRATEGIES}.")
+            raise ValueError(f"Unknown strategies {unknown}; choose among {STRATEGIES} or define them in variants.")
+        if len(set(self.strategies)) != len(self.strategies):
+            raise ValueError(f"A strategy is named twice in {self.strategies}.")
         if not self.strategies:
             raise ValueError("Name at least one negative strategy.")
         if "base_model" not in self.training:
@@ -83,6 +91,24 @@ class ExperimentConfig:
             if unknown or not (weight == "auto" or 0.0 <= float(weight) <= 1.0):
                 raise ValueError("lexical takes language (a Snowball stemmer language or null) and weight "
                                  "('auto' or 0..1).")
+
+    def _check_variants(self) -> None:
+        options = {f.name for f in fields(MiningConfig)} - {"strategy", "seed"}
+        for name, variant in self.variants.items():
+            if name in STRATEGIES or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+                raise ValueError(f"Variant name {name!r} must be a new folder-safe name, not one of {STRATEGIES}.")
+            if not isinstance(variant, dict) or variant.get("strategy") not in STRATEGIES:
+                raise ValueError(f"Variant {name!r} needs strategy: one of {STRATEGIES}.")
+            unknown = sorted(set(variant) - options - {"strategy"})
+            if unknown:
+                raise ValueError(f"Variant {name!r}: unknown mining option(s) {unknown}; known: {sorted(options)}.")
+
+    def mining_for(self, strategy: str) -> tuple[str, dict[str, Any]]:
+        """The built-in strategy a name mines with, and the mining options that differ from ``mining``."""
+        variant = self.variants.get(strategy)
+        if variant is None:
+            return strategy, {}
+        return variant["strategy"], {k: v for k, v in variant.items() if k != "strategy"}
 
     def resolved(self) -> "ExperimentConfig":
         """Paths and ``$HARDNEG_MODELS`` expanded."""

@@ -250,8 +250,14 @@ class Experiment:
         c = self.config
         mining = {"seed": c.seed, **c.mining}
         queries, qrels = self.training_queries(train_split)
-        keys = {s: stage_key(index=index_key, mining=mining, strategy=s, queries=sorted(queries))
-                for s in c.strategies}
+        keys = {}
+        for name in c.strategies:
+            strategy, overrides = c.mining_for(name)
+            # A built-in strategy keeps the key it always had; a variant adds its own options.
+            keys[name] = (stage_key(index=index_key, mining=mining, strategy=name, queries=sorted(queries))
+                          if not overrides and strategy == name else
+                          stage_key(index=index_key, mining={**mining, **overrides}, strategy=strategy,
+                                    queries=sorted(queries)))
         if all(self.cache.is_done(f"mine/{s}", keys[s]) for s in c.strategies):
             self.cache.reused.extend(f"mine/{s}" for s in c.strategies)
             return keys
@@ -261,20 +267,23 @@ class Experiment:
         miner.warm_up()
         data, stats = miner.mining_data(queries, qrels)
         query_texts, doc_texts = dict(zip(data.query_ids, data.query_texts)), dict(zip(data.doc_ids, data.doc_texts))
-        for strategy in c.strategies:
-            folder = self.out / "mine" / strategy
+        for name in c.strategies:
+            folder = self.out / "mine" / name
+            strategy, overrides = c.mining_for(name)
 
-            def compute(strategy=strategy, folder=folder) -> None:
+            def compute(name=name, strategy=strategy, overrides=overrides, folder=folder) -> None:
                 started = time.perf_counter()
-                result = mine_negatives(data, replace(miner.config, strategy=strategy),
+                result = mine_negatives(data, replace(miner.config, strategy=strategy, **overrides),
                                         progress_bar=self.progress_bar)
                 report = mining_report(data, result, seconds=time.perf_counter() - started,
                                        skipped_when_loading=skipped_when_loading(stats))
+                if name != strategy:
+                    report.update(variant=name, variant_options=overrides)
                 write_triplets(folder, result, query_texts, doc_texts)
                 atomic_write_text(folder / "report.json", json.dumps(report, indent=2))
 
-            self.cache.run(f"mine/{strategy}", keys[strategy],
-                           [f"mine/{strategy}/triplets.jsonl", f"mine/{strategy}/report.json"], compute)
+            self.cache.run(f"mine/{name}", keys[name],
+                           [f"mine/{name}/triplets.jsonl", f"mine/{name}/report.json"], compute)
         return keys
 
     def training_query_ids(self, train_split) -> list[str]:
