@@ -43,6 +43,12 @@ def test_experiment_writes_its_report_and_reruns_only_what_a_change_touches(fixt
     assert set(versus) == {"first stage", "random negatives"}
     assert 0 <= versus["random negatives"]["ndcg@10"]["p_value"] <= 1
     assert "vs" not in systems["first stage"] and "random negatives" not in systems["random re-ranker"]["vs"]
+    pairs = first["strategy_pairs"]["re-ranker"]
+    assert set(pairs) == {"random", "ensemble_cluster"}
+    forth, back = pairs["ensemble_cluster"]["random"], pairs["random"]["ensemble_cluster"]
+    assert forth["difference"] == pytest.approx(-back["difference"]) and forth["p_value"] == pytest.approx(back["p_value"])
+    assert forth == versus["random negatives"]["ndcg@10"]
+    assert "## Strategies against each other: re-ranker," in (out / "results.md").read_text()
     # The re-ranked head is followed by the rest of the first stage: depth metrics match the first stage's.
     assert systems["random re-ranker"]["metrics"]["recall@20"] == systems["first stage"]["metrics"]["recall@20"]
     low, high = systems["first stage"]["ci95"]["ndcg@10"]

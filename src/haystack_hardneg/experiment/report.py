@@ -105,6 +105,20 @@ def evaluate_systems(qrels, runs: dict[str, dict], *, test: str = "student",
     return systems
 
 
+def strategy_pairs(qrels, runs: dict[str, dict], strategies: list[str], *, test: str = "student"
+                   ) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
+    """Every strategy's re-ranker against every other of the same kind (alone; fused): nDCG@10 paired tests,
+    the row strategy minus the column strategy (clustering against no clustering, dense against BM25, ...)."""
+    pairs: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
+    for kind in (" re-ranker + fusion", " re-ranker"):
+        present = [s for s in strategies if s + kind in runs]
+        if len(present) < 2:
+            continue
+        pairs[kind.strip()] = {a: {b: paired_test(qrels, runs[a + kind], runs[b + kind], "ndcg@10", test=test)
+                                   for b in present if b != a} for a in present}
+    return pairs
+
+
 def subset_metrics(qrels, runs: dict[str, dict], groups: dict[str, list[str]]) -> dict[str, Any]:
     subsets: dict[str, Any] = {}
     for group, query_ids in groups.items():
@@ -147,6 +161,12 @@ def markdown(results: dict[str, Any]) -> str:
         lines.append(
             f"| {name} | {m['ndcg@10']:.4f} [{ci[0]:.3f}, {ci[1]:.3f}] | {m['mrr@10']:.4f} | {m['precision@1']:.3f} "
             f"| {m['precision@5']:.3f} | {m['precision@10']:.3f} | {m[recall]:.3f} | " + " | ".join(versus) + " |")
+    for kind, table in results.get("strategy_pairs", {}).items():
+        names = list(table)
+        lines += ["", f"## Strategies against each other: {kind}, nDCG@10 of the row minus the column ({results['test']})",
+                  "", "| | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+        lines += [f"| {a} | " + " | ".join(_p(table[a][b]) if b in table[a] else "" for b in names) + " |"
+                  for a in names]
     lines += ["", f"## Short and long documents (corpus median {results['length_median_words']:.0f} words)", "",
               "| system | " + " | ".join(f"nDCG@10 {g} ({s['queries']} q.)" for g, s in results["subsets"].items()) + " |",
               "|---|" + "---|" * len(results["subsets"])]
@@ -246,6 +266,7 @@ def write_report(out: Path, config, test_split, stage_records: dict[str, dict], 
         "test": "paired t-test" if config.significance == "student" else "paired randomisation test",
         "systems": {name: {k: v for k, v in entry.items() if k != "per_query"} for name, entry in systems.items()},
         "rerankers": chosen,
+        "strategy_pairs": strategy_pairs(test_split.qrels, runs, list(config.strategies), test=config.significance),
         "length_median_words": median,
         "subsets": subset_metrics(test_split.qrels, runs, groups),
         "stage_seconds": {name: record["seconds"] for name, record in stage_records.items()},
