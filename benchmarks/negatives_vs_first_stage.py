@@ -17,12 +17,9 @@ import json
 from pathlib import Path
 from statistics import mean
 
+from haystack_hardneg.files import read_jsonl
+
 STRATEGIES = ("ensemble_cluster", "ensemble", "dense", "bm25", "random")
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    with path.open(encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
 
 
 def placement(provenance: list[dict], ranks: dict[str, dict[str, int]], rerank_k: int) -> dict[str, float]:

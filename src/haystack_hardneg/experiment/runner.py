@@ -253,11 +253,9 @@ class Experiment:
         keys = {}
         for name in c.strategies:
             strategy, overrides = c.mining_for(name)
-            # A built-in strategy keeps the key it always had; a variant adds its own options.
-            keys[name] = (stage_key(index=index_key, mining=mining, strategy=name, queries=sorted(queries))
-                          if not overrides and strategy == name else
-                          stage_key(index=index_key, mining={**mining, **overrides}, strategy=strategy,
-                                    queries=sorted(queries)))
+            # A built-in strategy has no overrides: its key is the one it always had.
+            keys[name] = stage_key(index=index_key, mining={**mining, **overrides}, strategy=strategy,
+                                   queries=sorted(queries))
         if all(self.cache.is_done(f"mine/{s}", keys[s]) for s in c.strategies):
             self.cache.reused.extend(f"mine/{s}" for s in c.strategies)
             return keys
@@ -343,8 +341,6 @@ class Experiment:
         from tqdm.auto import tqdm
 
         from haystack_hardneg import CrossEncoderRanker
-        from haystack_hardneg.mine.triplets import load_triplets
-        from haystack_hardneg.train.trainer import split_by_query
 
         c = self.config
         key = stage_key(first_stage=hybrid_key, train=train_key, rerank_k=c.rerank_k)
@@ -353,10 +349,9 @@ class Experiment:
             ranker = CrossEncoderRanker(model=str(self.out / "train" / strategy / "model"), fusion_alpha=None,
                                         batch_size=32)
             ranker.warm_up()
-            # The queries the trainer held out: the same split function, data and seed.
-            triplets = load_triplets(self.out / "mine" / strategy / "triplets.jsonl")
-            fraction = c.training.get("validation_fraction", 0.1)
-            held_out = set(split_by_query(triplets, fraction, c.seed)[1]["query"]) if fraction else set()
+            # The queries the trainer held out, as its report records them.
+            training = json.loads((self.out / "train" / strategy / "training_report.json").read_text())
+            held_out = set(training["validation_query_texts"])
             groups = {
                 "test": read_jsonl(self.out / "first_stage" / "test_candidates.jsonl"),
                 "validation": [r for r in read_jsonl(self.out / "first_stage" / "train_candidates.jsonl")
