@@ -193,6 +193,34 @@ def test_resuming_with_another_head_is_refused_with_the_head_to_use(trainable_mo
     assert resumed["resumed_from"].endswith("checkpoint-3")
 
 
+def test_resuming_on_other_triplets_or_settings_is_refused_and_keeps_the_checkpoints(trainable_model, tmp_path):
+    rows = separable_rows(32)
+    config = _config(tmp_path, trainable_model, validation_fraction=0.0, epochs=2)
+    train_cross_encoder(rows, config, progress_bar=False, callbacks=[StopAfter(3)])
+    checkpoints = tmp_path / "run" / "checkpoints"
+    with pytest.raises(ValueError, match="triplets: 32 rows -> 31 rows"):
+        train_cross_encoder(rows.select(range(31)), config, resume=True, progress_bar=False)
+    with pytest.raises(ValueError, match="same row count, other texts"):
+        train_cross_encoder(separable_rows(32, seed=1), config, resume=True, progress_bar=False)
+    with pytest.raises(ValueError, match="batch_size: 8 -> 4"):
+        train_cross_encoder(rows, replace(config, batch_size=4), resume=True, progress_bar=False)
+    assert (checkpoints / "checkpoint-3").is_dir()
+    # Where to write and what the model card says may change between the two halves of a run.
+    resumed = train_cross_encoder(rows, replace(config, strategy="bm25", data_description="renamed"), resume=True,
+                                  progress_bar=False)
+    assert resumed["resumed_from"].endswith("checkpoint-3") and resumed["steps"] == 8
+
+
+def test_checkpoints_of_a_version_without_a_manifest_are_resumed_with_a_warning(trainable_model, tmp_path, caplog):
+    rows = separable_rows(32)
+    config = _config(tmp_path, trainable_model, validation_fraction=0.0, epochs=2)
+    train_cross_encoder(rows, config, progress_bar=False, callbacks=[StopAfter(3)])
+    (tmp_path / "run" / "checkpoints" / "run.json").unlink()
+    resumed = train_cross_encoder(rows, config, resume=True, progress_bar=False)
+    assert resumed["resumed_from"].endswith("checkpoint-3")
+    assert "carry no run.json" in caplog.text
+
+
 def test_bad_input_is_refused_before_training(trainable_model, tmp_path):
     with pytest.raises(ModelNotFoundError):
         TripletTrainer(base_model=str(tmp_path / "missing"), output_dir=str(tmp_path / "x"))

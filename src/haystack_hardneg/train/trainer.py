@@ -120,6 +120,50 @@ def split_by_query(dataset, fraction: float, seed: int):
     return dataset.select(train_rows), dataset.select(validation_rows)
 
 
+RUN_MANIFEST_FILE = "run.json"
+# Settings that shape the optimisation path; the rest (where to write, names for the model card) may change.
+_RESUME_SETTINGS = ("base_model", "loss", "epochs", "batch_size", "encoder_lr", "head_lr", "margin", "warmup_ratio",
+                    "validation_fraction", "eval_steps", "max_length", "precision", "seed")
+
+
+def triplets_fingerprint(triplets) -> str:
+    """A hash of the triplet rows' texts in order: resuming on other rows would train on a mixture of two sets."""
+    digest = hashlib.sha256()
+    for row in triplets:
+        digest.update("\x1e".join(str(row[c]) for c in sorted(row)).encode())
+        digest.update(b"\x1d")
+    return digest.hexdigest()
+
+
+def run_manifest(config: TrainingConfig, head: str, triplets) -> dict[str, Any]:
+    """What a run's checkpoints were trained with, written beside them so that a resume can be checked."""
+    settings = {name: getattr(config, name) for name in _RESUME_SETTINGS}
+    return {"settings": {**settings, "head": head}, "validation_split": VALIDATION_SPLIT,
+            "triplets": triplets_fingerprint(triplets), "rows": len(triplets)}
+
+
+def check_resumable(checkpoints: Path, manifest: dict[str, Any]) -> None:
+    """Refuse to resume checkpoints that were trained with other settings, another split rule or other triplets:
+    the result would match neither run. Checkpoints of a version that wrote no manifest are resumed with a warning."""
+    saved_path = checkpoints / RUN_MANIFEST_FILE
+    if not saved_path.is_file():
+        logger.warning("The checkpoints in %s carry no %s (written by an older version): resuming without checking "
+                       "that they were trained with these settings and triplets.", checkpoints, RUN_MANIFEST_FILE)
+        return
+    saved = json.loads(saved_path.read_text(encoding="utf-8"))
+    changed = [f"{name}: {saved['settings'].get(name)!r} -> {value!r}" for name, value in manifest["settings"].items()
+               if saved["settings"].get(name) != value]
+    if saved.get("validation_split") != manifest["validation_split"]:
+        changed.append(f"validation split rule: {saved.get('validation_split')!r} -> {manifest['validation_split']!r}")
+    if saved.get("triplets") != manifest["triplets"]:
+        changed.append(f"triplets: {saved.get('rows')} rows -> {manifest['rows']} rows with other texts or order"
+                       if saved.get("rows") != manifest["rows"] else "triplets: same row count, other texts or order")
+    if changed:
+        raise ValueError(f"Cannot resume from {checkpoints}: the checkpoints were trained differently ("
+                         + "; ".join(changed) + "). Resume with the same settings and triplets, or start afresh "
+                         "without resume (the old checkpoints are then removed).")
+
+
 def reranking_samples(rows) -> list[dict[str, Any]]:
     """CrossEncoderRerankingEvaluator samples: each held-out query's positives against its mined negatives."""
     by_query: dict[str, dict[str, list[str]]] = {}
@@ -302,6 +346,12 @@ def train_cross_encoder(triplets, config: TrainingConfig, *, resume: bool = Fals
                              f"then removed).")
     if resume and not resume_from:
         logger.warning("resume=True but no checkpoint in %s: starting from the beginning.", output / "checkpoints")
+    manifest = run_manifest(config, head, triplets)
+    if resume_from:
+        check_resumable(output / "checkpoints", manifest)
+    else:
+        (output / "checkpoints").mkdir(parents=True, exist_ok=True)
+        atomic_write_text(output / "checkpoints" / RUN_MANIFEST_FILE, json.dumps(manifest, indent=2))
     trainer.train(resume_from_checkpoint=resume_from)
 
     validation = evaluator(model) if evaluator else {}
