@@ -159,7 +159,7 @@ def cmd_mine(args: argparse.Namespace) -> int:
     from haystack_hardneg.embed.components import EnsembleTextEmbedder
     from haystack_hardneg.ingest.beir import load_beir
     from haystack_hardneg.mine.component import ClusterNegativeMiner, skipped_when_loading
-    from haystack_hardneg.mine.negatives import STRATEGIES, mine_negatives
+    from haystack_hardneg.mine.negatives import LEXICAL_FUSION_STRATEGIES, STRATEGIES, mine_negatives
     from haystack_hardneg.mine.report import format_report, mining_report
     from haystack_hardneg.mine.candidates import first_stage_candidates, write_candidates
     from haystack_hardneg.files import atomic_write_text
@@ -171,6 +171,8 @@ def cmd_mine(args: argparse.Namespace) -> int:
                                     cache_dir=settings["cache_dir"], progress_bar=True)
     store = _open_store(args, _embedder_dimension(embedder)) if args.from_store else None
     strategies = list(STRATEGIES) if "all" in args.strategy else args.strategy
+    if args.lexical_weight is not None and not 0 <= args.lexical_weight <= 1:
+        raise ValueError(f"--lexical-weight must be in [0, 1], got {args.lexical_weight}.")
     miner = ClusterNegativeMiner(
         text_embedder=embedder, document_store=store, strategy=strategies[0], num_negatives=args.num_negatives,
         rank_window=tuple(args.rank_window), sampling=args.sampling, member=args.member, n_clusters=args.n_clusters,
@@ -192,7 +194,9 @@ def cmd_mine(args: argparse.Namespace) -> int:
     reports = {}
     for strategy in strategies:
         started = time.perf_counter()
-        result = mine_negatives(data, replace(miner.config, strategy=strategy))
+        # --lexical-weight changes the ensemble strategies only; the baselines are mined as they are.
+        fused = args.lexical_weight if strategy in LEXICAL_FUSION_STRATEGIES else None
+        result = mine_negatives(data, replace(miner.config, strategy=strategy, lexical_weight=fused))
         report = mining_report(data, result, seconds=time.perf_counter() - started, skipped_when_loading=skipped)
         write_triplets(out / strategy, result, query_texts, doc_texts, file_format=args.format)
         atomic_write_text(out / strategy / "report.json", json.dumps(report, indent=2))
@@ -366,6 +370,8 @@ def build_parser() -> argparse.ArgumentParser:
                       choices=["auto", "kmeans", "minibatch_kmeans", "gmm", "agglomerative"])
     mine.add_argument("--guard-ratio", default="0.95", help="hold back candidates above this x positive score, or none")
     mine.add_argument("--no-member-agreement", action="store_true", help="turn off the all-members-above rule")
+    mine.add_argument("--lexical-weight", type=float, default=None,
+                      help="ensemble strategies: rank candidates by the ensemble fused with BM25 at this weight (0..1)")
     mine.add_argument("--seed", type=int, default=0)
     mine.add_argument("--from-store", action="store_true", help="read document vectors from the Qdrant store")
     mine.add_argument("--skip-missing", action="store_true", help="drop and count judgements of unknown ids")

@@ -147,6 +147,14 @@ def test_variants_are_checked_before_any_work():
         ExperimentConfig(**base, variants={"v": {"strategy": "ensemble", "guard": 0.5}}, strategies=["v"])
     with pytest.raises(ValueError, match="folder-safe"):
         ExperimentConfig(**base, variants={"random": {"strategy": "ensemble"}}, strategies=["random"])
+    with pytest.raises(ValueError, match="Variant 'v': lexical_weight applies to"):
+        ExperimentConfig(**base, variants={"v": {"strategy": "bm25", "lexical_weight": 0.5}}, strategies=["v"])
+    with pytest.raises(ValueError, match="Variant 'v': rank_window"):
+        ExperimentConfig(**base, mining={"rank_window": [0, 100]}, variants={"v": {"strategy": "ensemble",
+                                                                                  "rank_window": [50, 10]}},
+                         strategies=["v"])
+    ExperimentConfig(**base, variants={"v": {"strategy": "ensemble_cluster", "lexical_weight": 0.5}},
+                     strategies=["v"])
     with pytest.raises(ValueError, match="named twice"):
         ExperimentConfig(**base, strategies=["random", "random"])
 

@@ -77,8 +77,8 @@ def test_documents_given_to_run_are_embedded_when_they_carry_no_vectors(tiny_mod
 def test_miner_round_trips_to_dict(tiny_model, tmp_path):
     store = open_document_store(path=str(tmp_path / "q"), embedding_dim=32, progress_bar=False)
     miner = ClusterNegativeMiner(text_embedder=EnsembleTextEmbedder(members=[tiny_model]), document_store=store,
-                                 strategy="bm25", num_negatives=7, rank_window=(2, 40), guard_ratio=None, seed=4,
-                                 meta_fields_to_embed=["title"], on_missing="skip")
+                                 strategy="ensemble", num_negatives=7, rank_window=(2, 40), guard_ratio=None, seed=4,
+                                 lexical_weight=0.3, meta_fields_to_embed=["title"], on_missing="skip")
     data = miner.to_dict()
     restored = ClusterNegativeMiner.from_dict(data)
     assert restored.to_dict() == data
@@ -129,7 +129,7 @@ def test_mine_command_writes_every_strategy(tiny_model, fixtures, split, tmp_pat
     done = subprocess.run(
         [sys.executable, "-m", "haystack_hardneg.cli", "mine", "--data", str(fixtures / "scifact-tiny"), "--model",
          tiny_model, "--num-negatives", "2", "--n-clusters", "4", "--guard-ratio", "none", "--cache-dir", "none",
-         "--out", str(tmp_path / "mined")],
+         "--lexical-weight", "0.5", "--out", str(tmp_path / "mined")],
         capture_output=True, text=True, timeout=300,
     )
     assert done.returncode == 0, done.stderr[-2000:]
@@ -137,6 +137,8 @@ def test_mine_command_writes_every_strategy(tiny_model, fixtures, split, tmp_pat
         report = json.loads((tmp_path / "mined" / strategy / "report.json").read_text())
         assert report["pairs"] == sum(len(v) for v in split.qrels.values())
         assert (tmp_path / "mined" / strategy / "triplets.jsonl").stat().st_size > 0
+        # --lexical-weight reaches the ensemble strategies and leaves the baselines as they are.
+        assert report["config"]["lexical_weight"] == (0.5 if strategy.startswith("ensemble") else None)
     assert "| ensemble_cluster |" in (tmp_path / "mined" / "mining_report.md").read_text()
     assert "Mining (bm25)" in done.stderr
     candidates = load_candidates(tmp_path / "mined" / "candidates.jsonl")

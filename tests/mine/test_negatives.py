@@ -187,3 +187,43 @@ def test_config_is_validated():
         MiningConfig(rank_window=(10, 5))
     with pytest.raises(ValueError, match="fewer than num_negatives"):
         MiningConfig(num_negatives=10, rank_window=(0, 5))
+
+
+def _plant_lexical_match(data, strategy: str, depth: int = 12):
+    """A near-copy of the document at ``depth`` in q0's ensemble ranking (inside q0's cluster for the cluster
+    strategy), whose text repeats q0's topic word: BM25's best match for q0, low in the ensemble's ranking."""
+    scores = data.doc_vectors @ data.query_vectors[0]
+    pool = np.arange(len(data.doc_ids))
+    if strategy == "ensemble_cluster":
+        clustering = cluster_documents(data.doc_vectors, n_clusters=8, seed=0)
+        pool = np.flatnonzero(clustering.labels == clustering.assign(data.query_vectors[:1])[0])
+    pool = pool[~np.isin(pool, [data.doc_ids.index(d) for d in data.positives["q0"]])]
+    like = pool[np.argsort(-scores[pool])][depth]
+    vector = data.doc_vectors[like] + 1e-3 * np.random.default_rng(3).normal(size=data.doc_vectors.shape[1])
+    word = next(w for w in TOPIC_WORDS if w in data.query_texts[0])
+    return replace(data, doc_ids=data.doc_ids + ["lexical"], doc_texts=data.doc_texts + [f"{word} {word} {word}"],
+                   doc_vectors=np.vstack([data.doc_vectors, vector / np.linalg.norm(vector)]).astype(np.float32))
+
+
+@pytest.mark.parametrize("strategy", ["ensemble", "ensemble_cluster"])
+def test_lexical_weight_brings_the_lexical_match_the_ensemble_ranks_low(data, strategy):
+    planted = _plant_lexical_match(data, strategy)
+    base = dict(strategy=strategy, num_negatives=3, n_clusters=8, guard_ratio=None, guard_member_agreement=False)
+    first = lambda config: next(p for p in mine_negatives(planted, config, progress_bar=False).pairs
+                                if p.query_id == "q0")
+    alone, fused = first(MiningConfig(**base)), first(MiningConfig(**base, lexical_weight=0.7))
+    assert "lexical" not in alone.negative_ids
+    assert fused.negative_ids[0] == "lexical"
+    # Weight 0 is the ensemble alone; the recorded scores stay the ensemble's cosines either way.
+    assert first(MiningConfig(**base, lexical_weight=0.0)).negative_ids == alone.negative_ids
+    index = {d: i for i, d in enumerate(planted.doc_ids)}
+    np.testing.assert_allclose(fused.negative_scores,
+                               planted.doc_vectors[[index[d] for d in fused.negative_ids]] @ planted.query_vectors[0],
+                               rtol=1e-5)
+
+
+def test_lexical_weight_is_only_for_the_ensemble_strategies():
+    with pytest.raises(ValueError, match="lexical_weight applies to"):
+        MiningConfig(strategy="bm25", lexical_weight=0.5)
+    with pytest.raises(ValueError, match=r"lexical_weight must be in \[0, 1\]"):
+        MiningConfig(strategy="ensemble", lexical_weight=1.5)

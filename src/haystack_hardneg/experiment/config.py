@@ -102,6 +102,11 @@ class ExperimentConfig:
             unknown = sorted(set(variant) - options - {"strategy"})
             if unknown:
                 raise ValueError(f"Variant {name!r}: unknown mining option(s) {unknown}; known: {sorted(options)}.")
+            settings = {k: v for k, v in {**self.mining, **variant}.items() if k in options or k == "strategy"}
+            try:  # values that do not fit together (e.g. lexical_weight on bm25) fail here, not after indexing
+                MiningConfig(**settings)
+            except (TypeError, ValueError) as error:
+                raise ValueError(f"Variant {name!r}: {error}") from None
 
     def mining_for(self, strategy: str) -> tuple[str, dict[str, Any]]:
         """The built-in strategy a name mines with, and the mining options that differ from ``mining``."""

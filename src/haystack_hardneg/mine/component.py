@@ -80,6 +80,7 @@ class ClusterNegativeMiner:
         cluster_algorithm: str = "auto",
         guard_ratio: float | None = 0.95,
         guard_member_agreement: bool = True,
+        lexical_weight: float | None = None,
         seed: int = 0,
         meta_fields_to_embed: list[str] | None = None,
         embedding_separator: str = "\n",
@@ -100,6 +101,8 @@ class ClusterNegativeMiner:
             ``minibatch_kmeans``, ``gmm`` or ``agglomerative``.
         :param guard_ratio: hold back candidates scoring above this fraction of the positive's score (None: off).
         :param guard_member_agreement: hold back candidates that every member scores above the positive.
+        :param lexical_weight: ``ensemble_cluster`` and ``ensemble``: rank candidates by the ensemble fused with
+            BM25 over the same texts, ``w * BM25 + (1 - w) * ensemble`` (None: the ensemble alone).
         :param seed: the same seed gives the same output.
         :param meta_fields_to_embed: meta fields put before the content in triplet texts (and when embedding).
         :param embedding_separator: separator between those meta fields and the content.
@@ -111,7 +114,7 @@ class ClusterNegativeMiner:
         self.config = MiningConfig(
             strategy=strategy, num_negatives=num_negatives, rank_window=tuple(rank_window), sampling=sampling,
             member=member, n_clusters=n_clusters, cluster_algorithm=cluster_algorithm, guard_ratio=guard_ratio,
-            guard_member_agreement=guard_member_agreement, seed=seed,
+            guard_member_agreement=guard_member_agreement, lexical_weight=lexical_weight, seed=seed,
         )
         if on_missing not in ("error", "skip"):
             raise ValueError("on_missing must be 'error' or 'skip'.")
@@ -141,7 +144,8 @@ class ClusterNegativeMiner:
             document_store=self.document_store.to_dict() if self.document_store is not None else None,
             strategy=c.strategy, num_negatives=c.num_negatives, rank_window=list(c.rank_window), sampling=c.sampling,
             member=c.member, n_clusters=c.n_clusters, cluster_algorithm=c.cluster_algorithm,
-            guard_ratio=c.guard_ratio, guard_member_agreement=c.guard_member_agreement, seed=c.seed,
+            guard_ratio=c.guard_ratio, guard_member_agreement=c.guard_member_agreement,
+            lexical_weight=c.lexical_weight, seed=c.seed,
             meta_fields_to_embed=self.meta_fields_to_embed, embedding_separator=self.embedding_separator,
             on_missing=self.on_missing, candidates_k=self.candidates_k, progress_bar=self.progress_bar,
         )

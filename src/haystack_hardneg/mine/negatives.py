@@ -6,6 +6,7 @@ is one argument and every strategy is measured the same way.
 Strategies:
     ensemble_cluster  documents in the clusters of the query and of its positive, ranked by ensemble similarity
     ensemble          the ensemble's top-ranked documents (the ablation without clustering)
+                      (both ensemble strategies can rank by the ensemble fused with BM25: ``lexical_weight``)
     dense             one member's top-ranked documents (single-model baseline)
     bm25              BM25's top-ranked documents (lexical baseline, bm25s)
     random            documents drawn uniformly at random
@@ -23,11 +24,13 @@ from tqdm.auto import tqdm
 from haystack_hardneg.mine.cluster import ClusterAlgorithm, Clustering, cluster_documents
 from haystack_hardneg.mine.guard import suspected_false_negatives
 from haystack_hardneg.mine.search import top_k
+from haystack_hardneg.rank.fusion import fuse_rankings, min_max
 
 logger = logging.getLogger(__name__)
 
 Strategy = Literal["ensemble_cluster", "ensemble", "dense", "bm25", "random"]
 STRATEGIES: tuple[str, ...] = ("ensemble_cluster", "ensemble", "dense", "bm25", "random")
+LEXICAL_FUSION_STRATEGIES: tuple[str, ...] = ("ensemble_cluster", "ensemble")
 
 
 @dataclass
@@ -100,6 +103,11 @@ class MiningConfig:
     :param guard_ratio: hold back candidates scoring above this fraction of the positive's ensemble score;
         ``None`` disables it.
     :param guard_member_agreement: also hold back candidates every member scores above the positive.
+    :param lexical_weight: ``ensemble`` and ``ensemble_cluster`` only: rank candidates by
+        ``w * BM25 + (1 - w) * ensemble`` (each min-max normalised over its own candidates, as the experiment's
+        hybrid first stage fuses them) instead of the ensemble alone, so that the negatives are the documents a
+        hybrid first stage puts in front of the re-ranker. ``None``: the ensemble alone (the paper). Clustering,
+        the guard and the recorded scores stay on the ensemble.
     :param seed: seeds clustering and sampling; the same seed gives the same output.
     """
 
@@ -112,6 +120,7 @@ class MiningConfig:
     cluster_algorithm: ClusterAlgorithm = "auto"
     guard_ratio: float | None = 0.95
     guard_member_agreement: bool = True
+    lexical_weight: float | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -126,6 +135,12 @@ class MiningConfig:
             raise ValueError(f"rank_window {self.rank_window} holds fewer than num_negatives={self.num_negatives}.")
         if self.sampling not in ("top", "random"):
             raise ValueError("sampling must be 'top' or 'random'.")
+        if self.lexical_weight is not None:
+            if self.strategy not in LEXICAL_FUSION_STRATEGIES:
+                raise ValueError(f"lexical_weight applies to the strategies {LEXICAL_FUSION_STRATEGIES}, not "
+                                 f"{self.strategy!r}.")
+            if not 0.0 <= self.lexical_weight <= 1.0:
+                raise ValueError(f"lexical_weight must be in [0, 1], got {self.lexical_weight}.")
         self.rank_window = (int(lo), int(hi))
 
 
@@ -153,39 +168,77 @@ class MiningResult:
     clustering: Clustering | None = None
 
 
-def _ranked_candidates(
-    data: MiningData, config: MiningConfig, positives_idx: list[np.ndarray], progress_bar: bool
-) -> tuple[np.ndarray, np.ndarray] | None:
-    """Per query, candidate indices best first (positives removed) up to the window's end, for ranked strategies."""
-    hi = config.rank_window[1]
-    if config.strategy == "ensemble":
-        return top_k(data.query_vectors, data.doc_vectors, hi, exclude=positives_idx)
-    if config.strategy == "dense":
-        return top_k(
-            data.member_vectors(config.member, "query"), data.member_vectors(config.member, "doc"), hi,
-            exclude=positives_idx,
-        )
-    if config.strategy == "bm25":
+class LexicalScorer:
+    """BM25 (bm25s, English stopwords) over the mined documents' texts, indexed once per mining run."""
+
+    def __init__(self, texts: Sequence[str], progress_bar: bool = False):
         import bm25s
 
-        retriever = bm25s.BM25()
-        retriever.index(bm25s.tokenize(data.doc_texts, stopwords="en", show_progress=progress_bar),
-                        show_progress=progress_bar)
-        extra = max(len(p) for p in positives_idx) if positives_idx else 0
-        k = min(hi + extra, len(data.doc_ids))
-        found, scores = retriever.retrieve(
-            bm25s.tokenize(data.query_texts, stopwords="en", show_progress=progress_bar), k=k, show_progress=progress_bar
-        )
-        indices = np.full((len(data.query_ids), hi), -1, dtype=np.int64)
-        kept_scores = np.full((len(data.query_ids), hi), -np.inf, dtype=np.float32)
+        self._bm25s = bm25s
+        self.progress_bar = progress_bar
+        self.retriever = bm25s.BM25()
+        self.retriever.index(bm25s.tokenize(list(texts), stopwords="en", show_progress=progress_bar),
+                             show_progress=progress_bar)
+        self.size = len(texts)
+
+    def ranked(self, queries: Sequence[str], hi: int, exclude: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Per query, the ``hi`` best-scoring documents outside ``exclude`` (-1 / -inf padding)."""
+        extra = max((len(e) for e in exclude), default=0)
+        k = min(hi + extra, self.size)
+        found, scores = self.retriever.retrieve(
+            self._bm25s.tokenize(list(queries), stopwords="en", show_progress=self.progress_bar), k=k,
+            show_progress=self.progress_bar)
+        indices = np.full((len(queries), hi), -1, dtype=np.int64)
+        kept_scores = np.full((len(queries), hi), -np.inf, dtype=np.float32)
         for row, (ids, row_scores) in enumerate(zip(found, scores)):
-            banned = set(positives_idx[row].tolist())
+            banned = set(exclude[row].tolist())
             # Documents sharing no term with the query score 0: they are not BM25 candidates at all.
             keep = [(i, s) for i, s in zip(ids, row_scores) if i not in banned and s > 0][:hi]
             if keep:
                 indices[row, : len(keep)] = [i for i, _ in keep]
                 kept_scores[row, : len(keep)] = [s for _, s in keep]
         return indices, kept_scores
+
+    def scores(self, query: str) -> np.ndarray:
+        """The query's BM25 score for every document."""
+        tokens = self._bm25s.tokenize([query], stopwords="en", return_ids=False, show_progress=False)[0]
+        return np.asarray(self.retriever.get_scores(tokens), dtype=np.float32)
+
+
+def fuse_ranked(dense: tuple[np.ndarray, np.ndarray], lexical: tuple[np.ndarray, np.ndarray], lexical_weight: float,
+                hi: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two rankings (indices, scores; -1 padding) fused per query as the hybrid first stage fuses its lists
+    (``rank.fusion.fuse_rankings``), best first, cut to ``hi``."""
+    indices = np.full((len(dense[0]), hi), -1, dtype=np.int64)
+    fused_scores = np.full((len(dense[0]), hi), -np.inf, dtype=np.float32)
+    for row in range(len(dense[0])):
+        lists = [{int(i): float(v) for i, v in zip(ids, values) if i >= 0}
+                 for ids, values in ((dense[0][row], dense[1][row]), (lexical[0][row], lexical[1][row]))]
+        fused = fuse_rankings(lists[0], lists[1], lexical_weight)
+        best = sorted(fused, key=lambda d: (-fused[d], d))[:hi]
+        indices[row, : len(best)] = best
+        fused_scores[row, : len(best)] = [fused[d] for d in best]
+    return indices, fused_scores
+
+
+def _ranked_candidates(
+    data: MiningData, config: MiningConfig, positives_idx: list[np.ndarray], progress_bar: bool,
+    lexical: LexicalScorer | None = None,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Per query, candidate indices best first (positives removed) up to the window's end, for ranked strategies."""
+    hi = config.rank_window[1]
+    if config.strategy == "ensemble":
+        ranked = top_k(data.query_vectors, data.doc_vectors, hi, exclude=positives_idx)
+        if lexical is None:
+            return ranked
+        return fuse_ranked(ranked, lexical.ranked(data.query_texts, hi, positives_idx), config.lexical_weight, hi)
+    if config.strategy == "dense":
+        return top_k(
+            data.member_vectors(config.member, "query"), data.member_vectors(config.member, "doc"), hi,
+            exclude=positives_idx,
+        )
+    if config.strategy == "bm25":
+        return (lexical or LexicalScorer(data.doc_texts, progress_bar)).ranked(data.query_texts, hi, positives_idx)
     return None
 
 
@@ -254,7 +307,8 @@ def mine_negatives(data: MiningData, config: MiningConfig, *, progress_bar: bool
         by_cluster = np.argsort(clustering.labels, kind="stable")
         members_of = np.split(by_cluster, np.cumsum(clustering.sizes)[:-1])
         query_clusters = clustering.assign(data.query_vectors)
-    ranked = _ranked_candidates(data, config, positives_idx, progress_bar)
+    lexical = LexicalScorer(data.doc_texts, progress_bar) if config.lexical_weight is not None else None
+    ranked = _ranked_candidates(data, config, positives_idx, progress_bar, lexical)
     # The cluster strategy falls back on the ensemble's global ranking when its clusters run short.
     fallback_pool = None
     lo, hi = config.rank_window
@@ -267,7 +321,7 @@ def mine_negatives(data: MiningData, config: MiningConfig, *, progress_bar: bool
         windows = ranked[0][pair_rows, lo:hi]
         window_scores, window_mask, window_reasons = _guard(
             data, config, use_members, pair_rows, pair_positives, positive_scores, windows,
-            known_scores=ranked[1][pair_rows, lo:hi] if config.strategy == "ensemble" else None,
+            known_scores=ranked[1][pair_rows, lo:hi] if config.strategy == "ensemble" and lexical is None else None,
         )
         window_valid = windows >= 0
 
@@ -347,7 +401,12 @@ def mine_negatives(data: MiningData, config: MiningConfig, *, progress_bar: bool
                 q_cluster, p_cluster = int(query_clusters[row]), int(clustering.labels[positive])
                 pool = np.unique(np.concatenate([members_of[q_cluster], members_of[p_cluster]]))
                 pool = pool[~np.isin(pool, own_positives)]
-                order = np.argsort(-(data.doc_vectors[pool] @ query_vector), kind="stable")
+                pool_scores = data.doc_vectors[pool] @ query_vector
+                if lexical is not None and len(pool):
+                    # Normalised over the pool: the documents this pair's negatives are drawn from.
+                    pool_scores = (config.lexical_weight * min_max(lexical.scores(data.query_texts[row])[pool])
+                                   + (1 - config.lexical_weight) * min_max(pool_scores))
+                order = np.argsort(-pool_scores, kind="stable")
                 window = pool[order][lo:hi]
                 window_ranks = np.arange(lo, lo + len(window))
                 cluster_info = {"query_cluster": q_cluster, "positive_cluster": p_cluster}
