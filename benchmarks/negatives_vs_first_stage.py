@@ -8,6 +8,8 @@ and reports the share of negatives inside the top ``rerank_k`` and the top 100, 
 many distinct candidates of the top ``rerank_k`` the strategy's negatives cover per query.
 
     python benchmarks/negatives_vs_first_stage.py --run runs/experiment-scifact --out benchmarks/scifact/negatives_vs_first_stage.json
+    python benchmarks/negatives_vs_first_stage.py --run runs/study-ensemble-cluster \
+        --out benchmarks/scifact/study/negatives_vs_first_stage.json     (variants included)
 """
 
 from __future__ import annotations
@@ -59,10 +61,11 @@ def main() -> None:
     ranks = {r["query_id"]: {c["id"]: i for i, c in enumerate(r["candidates"])} for r in candidates}
     depth = max((len(r["candidates"]) for r in candidates), default=0)
     results = {"run": str(args.run), "rerank_k": args.rerank_k, "candidate_depth": depth, "strategies": {}}
-    for strategy in STRATEGIES:
-        path = args.run / "mine" / strategy / "provenance.jsonl"
-        if path.exists():
-            results["strategies"][strategy] = placement(read_jsonl(path), ranks, args.rerank_k)
+    # The built-in strategies in their usual order, then any variants the run defines.
+    mined = sorted(p.parent.name for p in (args.run / "mine").glob("*/provenance.jsonl"))
+    for strategy in [s for s in STRATEGIES if s in mined] + [s for s in mined if s not in STRATEGIES]:
+        results["strategies"][strategy] = placement(read_jsonl(args.run / "mine" / strategy / "provenance.jsonl"),
+                                                    ranks, args.rerank_k)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     k = args.rerank_k

@@ -316,6 +316,8 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         results = interim_report(config, args.interim_report)
         print((Path(args.interim_report) / "results.md").read_text(encoding="utf-8"))
         print(f"Strategies finished so far: {results['finished_strategies']}")
+        if results["stale_strategies"]:
+            print(f"Left out, run with other settings than this config's: {results['stale_strategies']}")
         return 0
     print(f"Experiment {source} -> {config.resolved().out}")
     experiment = Experiment(config)
@@ -418,7 +420,8 @@ def build_parser() -> argparse.ArgumentParser:
     experiment.add_argument("--out", help="run folder (overrides the config's out)")
     experiment.add_argument("--interim-report", metavar="DIR",
                             help="only write the report of the strategies finished so far into DIR (works while "
-                                 "the experiment runs)")
+                                 "the experiment runs; strategies run with other settings than the config's are "
+                                 "left out and named)")
     experiment.set_defaults(func=cmd_experiment)
 
     demo = commands.add_parser("demo", help="index the shipped SciFact slice and evaluate retrieval")

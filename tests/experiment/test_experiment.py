@@ -89,6 +89,19 @@ def test_interim_report_covers_the_strategies_finished_so_far(fixtures, tiny_mod
     assert (tmp_path / "interim" / "results.md").is_file() and (tmp_path / "interim" / "chart_ndcg.png").is_file()
     with pytest.raises(ValueError, match="another folder"):
         interim_report(config, tmp_path / "run")
+    # Settings changed since the run: what the folder holds is not this config's result.
+    with pytest.raises(ValueError, match=r"\(random\) was run with other settings"):
+        interim_report(replace(config, training={**config.training, "epochs": 2}), tmp_path / "stale")
+    with pytest.raises(ValueError, match="first stage recorded"):
+        interim_report(replace(config, lexical={"language": "english", "weight": 0.2}), tmp_path / "stale")
+    assert not (tmp_path / "stale").exists()
+    # One strategy's options changed: the others are still reported, that one is named.
+    with_variant = replace(config, strategies=["random", "v"], variants={"v": {"strategy": "bm25"}})
+    Experiment(with_variant, progress_bar=False).run()
+    changed = replace(with_variant, variants={"v": {"strategy": "bm25", "num_negatives": 1}})
+    results = interim_report(changed, tmp_path / "partial")
+    assert results["finished_strategies"] == ["random"] and results["stale_strategies"] == ["v"]
+    assert "v re-ranker" not in results["systems"]
 
 
 def test_one_experiment_per_run_folder(fixtures, tiny_model, trainable_model, tmp_path):

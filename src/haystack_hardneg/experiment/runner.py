@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import platform
 import time
 from dataclasses import asdict, replace
@@ -27,6 +28,7 @@ from haystack_hardneg.files import atomic_write_text, jsonl_text, read_jsonl
 PACKAGES = ("haystack-hardneg", "haystack-ai", "sentence-transformers", "transformers", "torch", "scikit-learn",
             "qdrant-client", "qdrant-haystack", "ranx", "bm25s", "trafilatura", "numpy")
 COLLECTION = "experiment"
+logger = logging.getLogger(__name__)
 
 
 def _whole_documents():
@@ -57,6 +59,99 @@ def machine() -> dict[str, Any]:
 
 
 
+def data_fingerprint(config: ExperimentConfig) -> str:
+    data = Path(config.data)
+    for needed in ("corpus.jsonl", "queries.jsonl", f"qrels/{config.train_split}.tsv",
+                   f"qrels/{config.test_split}.tsv"):
+        if not (data / needed).is_file():
+            raise FileNotFoundError(f"The experiment needs {data / needed} (BEIR layout).")
+    return file_fingerprint(data / "corpus.jsonl", data / "queries.jsonl",
+                            data / "qrels" / f"{config.train_split}.tsv", data / "qrels" / f"{config.test_split}.tsv")
+
+
+def training_query_ids(config: ExperimentConfig, train_split) -> list[str]:
+    """The training queries, cut to ``max_train_queries`` (a fixed, seeded sample) when set."""
+    import random
+
+    query_ids = sorted(train_split.qrels)
+    limit = config.max_train_queries
+    if limit is not None and limit < len(query_ids):
+        query_ids = sorted(random.Random(config.seed).sample(query_ids, limit))
+    return query_ids
+
+
+# Each stage's key: everything the stage depends on, upstream keys included. Pure functions of the config, the data
+# and the upstream keys (no store, no models, no lock), so that a report can check a run folder against them.
+def ensemble_settings(c: ExperimentConfig) -> dict[str, Any]:
+    return {"members": c.members, "combine": c.combine, "meta_fields": c.meta_fields, "separator": c.separator}
+
+
+def index_key(c: ExperimentConfig, data_key: str) -> str:
+    return stage_key(data=data_key, ensemble=ensemble_settings(c), store=c.store)
+
+
+def lexical_index_key(c: ExperimentConfig, data_key: str) -> str | None:
+    if c.lexical is None:
+        return None
+    return stage_key(data=data_key, meta_fields=c.meta_fields, separator=c.separator,
+                     language=c.lexical.get("language", "english"))
+
+
+def first_stage_key(c: ExperimentConfig, index: str, lexical: str | None, splits: dict[str, Any]) -> str:
+    return stage_key(index=index, lexical=lexical, retrieve_k=c.retrieve_k, splits=sorted(splits),
+                     queries={name: sorted(split.qrels) for name, split in splits.items()})
+
+
+def hybrid_key(c: ExperimentConfig, first_stage: str, train_split) -> str:
+    return stage_key(first_stage=first_stage, lexical=c.lexical is not None,
+                     weight=(c.lexical or {}).get("weight", "auto"), budget=training_query_ids(c, train_split))
+
+
+def mine_key(c: ExperimentConfig, index: str, name: str, train_split) -> str:
+    strategy, overrides = c.mining_for(name)
+    # A built-in strategy has no overrides: its key is the one it always had.
+    return stage_key(index=index, mining={"seed": c.seed, **c.mining, **overrides}, strategy=strategy,
+                     queries=training_query_ids(c, train_split))
+
+
+def training_options(c: ExperimentConfig) -> dict[str, Any]:
+    """Every training option with its default filled in, so that a changed default retrains too (the stage sets
+    the output folder, strategy and description itself; the seed is keyed apart)."""
+    from haystack_hardneg.train.heads import resolve_head
+    from haystack_hardneg.train.trainer import TrainingConfig
+
+    options = {k: v for k, v in asdict(TrainingConfig(output_dir="", **c.training)).items() if k != "output_dir"}
+    head = resolve_head(options["base_model"], options["head"])
+    if head != "mean":  # what head "auto" became; keys written while it always meant "mean" stay valid
+        options["resolved_head"] = head
+    return options
+
+
+def train_key(c: ExperimentConfig, mine: str, hybrid: str) -> str:
+    from haystack_hardneg.train.trainer import VALIDATION_SPLIT
+
+    return stage_key(mine=mine, training=training_options(c), seed=c.seed, validation=hybrid, rerank_k=c.rerank_k,
+                     validation_split=VALIDATION_SPLIT)
+
+
+def rerank_key(c: ExperimentConfig, hybrid: str, train: str) -> str:
+    return stage_key(first_stage=hybrid, train=train, rerank_k=c.rerank_k)
+
+
+def expected_keys(c: ExperimentConfig, test_split, train_split) -> dict[str, str | None]:
+    """The key every stage of ``c`` would be recorded under, without running any."""
+    data_key = data_fingerprint(c)
+    keys: dict[str, str | None] = {"index": index_key(c, data_key), "lexical_index": lexical_index_key(c, data_key)}
+    keys["first_stage"] = first_stage_key(c, keys["index"], keys["lexical_index"],
+                                          {"test": test_split, "train": train_split})
+    keys["hybrid"] = hybrid_key(c, keys["first_stage"], train_split)
+    for name in c.strategies:
+        keys[f"mine/{name}"] = mine_key(c, keys["index"], name, train_split)
+        keys[f"train/{name}"] = train_key(c, keys[f"mine/{name}"], keys["hybrid"])
+        keys[f"rerank/{name}"] = rerank_key(c, keys["hybrid"], keys[f"train/{name}"])
+    return keys
+
+
 class Experiment:
     """Runs (or resumes) an experiment in ``config.out``; ``run()`` returns the results."""
 
@@ -64,24 +159,12 @@ class Experiment:
         self.config = config.resolved()
         self.out = Path(self.config.out)
         self.progress_bar = progress_bar
+        self.data_key = data_fingerprint(self.config)
         self.cache = StageCache(self.out)
-        data = Path(self.config.data)
-        for needed in ("corpus.jsonl", "queries.jsonl", f"qrels/{self.config.train_split}.tsv",
-                       f"qrels/{self.config.test_split}.tsv"):
-            if not (data / needed).is_file():
-                raise FileNotFoundError(f"The experiment needs {data / needed} (BEIR layout).")
-        self.data_key = file_fingerprint(data / "corpus.jsonl", data / "queries.jsonl",
-                                         data / "qrels" / f"{self.config.train_split}.tsv",
-                                         data / "qrels" / f"{self.config.test_split}.tsv")
         self._store = None
         self._text_embedder = None
 
     # -- shared pieces ---------------------------------------------------------------------------------------
-    @property
-    def ensemble(self) -> dict[str, Any]:
-        c = self.config
-        return {"members": c.members, "combine": c.combine, "meta_fields": c.meta_fields, "separator": c.separator}
-
     def text_embedder(self):
         from haystack_hardneg import EnsembleTextEmbedder
 
@@ -111,7 +194,7 @@ class Experiment:
 
     # -- stages ----------------------------------------------------------------------------------------------
     def index(self) -> str:
-        key = stage_key(data=self.data_key, ensemble=self.ensemble, store=self.config.store)
+        key = index_key(self.config, self.data_key)
 
         def compute() -> None:
             from haystack_hardneg import EnsembleDocumentEmbedder, build_indexing_pipeline
@@ -135,7 +218,7 @@ class Experiment:
             return None
         c = self.config
         language = c.lexical.get("language", "english")
-        key = stage_key(data=self.data_key, meta_fields=c.meta_fields, separator=c.separator, language=language)
+        key = lexical_index_key(c, self.data_key)
 
         def compute() -> None:
             from haystack_hardneg import LexicalIndexWriter
@@ -149,12 +232,11 @@ class Experiment:
         self.cache.run("lexical_index", key, ["bm25"], compute)
         return key
 
-    def first_stage(self, index_key: str, lexical_key: str | None, splits: dict[str, Any]) -> str:
+    def first_stage(self, index: str, lexical_key: str | None, splits: dict[str, Any]) -> str:
         """Each member kind's own top retrieve_k for the test and the training queries, through Haystack's
         retrievers (Qdrant; BM25): ``first_stage/<split>_lists.jsonl``. Their fusion is the next stage."""
         c = self.config
-        key = stage_key(index=index_key, lexical=lexical_key, retrieve_k=c.retrieve_k, splits=sorted(splits),
-                        queries={name: sorted(split.qrels) for name, split in splits.items()})
+        key = first_stage_key(c, index, lexical_key, splits)
 
         def compute() -> None:
             from haystack_hardneg import LexicalRetriever
@@ -187,7 +269,7 @@ class Experiment:
         self.cache.run("first_stage", key, [f"first_stage/{name}_lists.jsonl" for name in splits], compute)
         return key
 
-    def hybrid(self, first_stage_key: str, train_split) -> str:
+    def hybrid(self, first_stage: str, train_split) -> str:
         """The first stage's candidates: the dense list alone, or fused with BM25 at a weight chosen on the
         *training* queries (``lexical.weight: auto``) or given. ``first_stage/<split>_candidates.jsonl``."""
         from haystack_hardneg.evaluate.selection import choose_setting
@@ -196,8 +278,8 @@ class Experiment:
         c = self.config
         weight_setting = (c.lexical or {}).get("weight", "auto")
         has_lexical = c.lexical is not None
-        budget = sorted(self.training_query_ids(train_split))
-        key = stage_key(first_stage=first_stage_key, lexical=has_lexical, weight=weight_setting, budget=budget)
+        budget = training_query_ids(c, train_split)
+        key = hybrid_key(c, first_stage, train_split)
 
         def candidates(records, weight: float | None) -> list[dict[str, Any]]:
             out = []
@@ -240,7 +322,7 @@ class Experiment:
                                        "first_stage/choice.json"], compute)
         return key
 
-    def mine(self, index_key: str, train_split) -> dict[str, str]:
+    def mine(self, index: str, train_split) -> dict[str, str]:
         """Triplets per strategy; the mining data (store vectors, query vectors) is built once for all."""
         from haystack_hardneg.mine.component import ClusterNegativeMiner, skipped_when_loading
         from haystack_hardneg.mine.negatives import mine_negatives
@@ -250,12 +332,7 @@ class Experiment:
         c = self.config
         mining = {"seed": c.seed, **c.mining}
         queries, qrels = self.training_queries(train_split)
-        keys = {}
-        for name in c.strategies:
-            strategy, overrides = c.mining_for(name)
-            # A built-in strategy has no overrides: its key is the one it always had.
-            keys[name] = stage_key(index=index_key, mining={**mining, **overrides}, strategy=strategy,
-                                   queries=sorted(queries))
+        keys = {name: mine_key(c, index, name, train_split) for name in c.strategies}
         if all(self.cache.is_done(f"mine/{s}", keys[s]) for s in c.strategies):
             self.cache.reused.extend(f"mine/{s}" for s in c.strategies)
             return keys
@@ -284,36 +361,18 @@ class Experiment:
                            [f"mine/{name}/triplets.jsonl", f"mine/{name}/report.json"], compute)
         return keys
 
-    def training_query_ids(self, train_split) -> list[str]:
-        """The training queries, cut to ``max_train_queries`` (a fixed, seeded sample) when set."""
-        import random
-
-        query_ids = sorted(train_split.qrels)
-        limit = self.config.max_train_queries
-        if limit is not None and limit < len(query_ids):
-            query_ids = sorted(random.Random(self.config.seed).sample(query_ids, limit))
-        return query_ids
-
     def training_queries(self, train_split) -> tuple[dict[str, str], dict[str, dict[str, int]]]:
-        query_ids = self.training_query_ids(train_split)
+        query_ids = training_query_ids(self.config, train_split)
         return ({q: train_split.queries[q] for q in query_ids}, {q: train_split.qrels[q] for q in query_ids})
 
-    def train(self, strategy: str, mine_key: str, hybrid_key: str) -> str:
+    def train(self, strategy: str, mine: str, hybrid: str) -> str:
         """One cross-encoder on the strategy's triplets, validated on its held-out queries' top rerank_k from the
         experiment's own first stage (the candidates it will re-rank at test time)."""
         from haystack_hardneg.mine.triplets import load_triplets
-        from haystack_hardneg.train.heads import resolve_head
-        from haystack_hardneg.train.trainer import VALIDATION_SPLIT, TrainingConfig, train_cross_encoder
+        from haystack_hardneg.train.trainer import TrainingConfig, train_cross_encoder
 
         c = self.config
-        # Every training option with its default filled in, so a changed default retrains too (compute() sets
-        # the output folder, strategy and description itself; the seed is keyed below).
-        options = {k: v for k, v in asdict(TrainingConfig(output_dir="", **c.training)).items() if k != "output_dir"}
-        head = resolve_head(options["base_model"], options["head"])
-        if head != "mean":  # what head "auto" became; keys written while it always meant "mean" stay valid
-            options["resolved_head"] = head
-        key = stage_key(mine=mine_key, training=options, seed=c.seed, validation=hybrid_key, rerank_k=c.rerank_k,
-                        validation_split=VALIDATION_SPLIT)
+        key = train_key(c, mine, hybrid)
         folder = self.out / "train" / strategy
 
         def compute() -> None:
@@ -333,7 +392,7 @@ class Experiment:
                        [f"train/{strategy}/model", f"train/{strategy}/training_report.json"], compute)
         return key
 
-    def rerank(self, strategy: str, hybrid_key: str, train_key: str) -> None:
+    def rerank(self, strategy: str, hybrid: str, train: str) -> None:
         """The re-ranker's scores for the top rerank_k of every test query and of its held-out (validation)
         training queries: the fusion weight with the first stage is chosen on the latter, then applied to the
         former (see report.py)."""
@@ -343,7 +402,7 @@ class Experiment:
         from haystack_hardneg import CrossEncoderRanker
 
         c = self.config
-        key = stage_key(first_stage=hybrid_key, train=train_key, rerank_k=c.rerank_k)
+        key = rerank_key(c, hybrid, train)
 
         def compute() -> None:
             ranker = CrossEncoderRanker(model=str(self.out / "train" / strategy / "model"), fusion_alpha=None,
@@ -394,17 +453,16 @@ class Experiment:
                                                                     indent=2))
         test_split = load_beir(c.data, c.test_split)
         train_split = load_beir(c.data, c.train_split)
-        index_key = self.index()
-        lexical_key = self.lexical_index()
-        first_stage_key = self.first_stage(index_key, lexical_key, {"test": test_split, "train": train_split})
-        hybrid_key = self.hybrid(first_stage_key, train_split)
-        mine_keys = self.mine(index_key, train_split)
+        index = self.index()
+        lexical = self.lexical_index()
+        hybrid = self.hybrid(self.first_stage(index, lexical, {"test": test_split, "train": train_split}), train_split)
+        mine_keys = self.mine(index, train_split)
         # Training and re-ranking need neither the store (local mode holds a lock) nor the embedding models.
         self._close_store()
         self._text_embedder = None
         # Strategy by strategy, so that an interrupted run keeps every finished re-ranker and its scores.
         for strategy in c.strategies:
-            self.rerank(strategy, hybrid_key, self.train(strategy, mine_keys[strategy], hybrid_key))
+            self.rerank(strategy, hybrid, self.train(strategy, mine_keys[strategy], hybrid))
         results = write_report(self.out, c, test_split, self.cache.records)
         results["wall_seconds_this_run"] = round(time.perf_counter() - started, 1)
         results["stages_ran"], results["stages_reused"] = self.cache.ran, self.cache.reused
@@ -424,7 +482,8 @@ class Experiment:
 def interim_report(config: ExperimentConfig, dest: str | Path) -> dict[str, Any]:
     """The report of the strategies an experiment has finished so far, written into ``dest`` (another folder:
     the running experiment keeps its own). Reads the run folder only, so it works while the experiment runs.
-    It reports what the folder holds: after a change of settings, let the experiment run again first."""
+    A strategy whose recorded stages do not match ``config`` (settings changed since it ran) is left out and
+    named in ``stale_strategies``: run the experiment again to bring it up to date."""
     from haystack_hardneg.experiment.report import write_report
     from haystack_hardneg.ingest.beir import load_beir
 
@@ -437,9 +496,23 @@ def interim_report(config: ExperimentConfig, dest: str | Path) -> dict[str, Any]
     dest = Path(dest)
     if dest.resolve() == out.resolve():
         raise ValueError("Write an interim report into another folder than the running experiment's.")
+    test_split, train_split = load_beir(config.data, config.test_split), load_beir(config.data, config.train_split)
+    # The re-ranking key chains every upstream key (data, index, first stage, mining, training): one comparison each.
+    keys = expected_keys(replace(config, strategies=finished), test_split, train_split)
+    if records["hybrid"]["key"] != keys["hybrid"]:
+        raise ValueError(f"The first stage recorded in {out} was made with other settings or data than this "
+                         f"config's: run the experiment again first.")
+    stale = [s for s in finished if records[f"rerank/{s}"]["key"] != keys[f"rerank/{s}"]]
+    current = [s for s in finished if s not in stale]
+    if stale:
+        logger.warning("Left out of the interim report, recorded with other settings than this config's: %s.",
+                       ", ".join(stale))
+    if not current:
+        raise ValueError(f"Every finished strategy of {out} ({', '.join(stale)}) was run with other settings than "
+                         f"this config's: run the experiment again first.")
     dest.mkdir(parents=True, exist_ok=True)
-    results = write_report(out, replace(config, strategies=finished), load_beir(config.data, config.test_split),
-                           records, dest=dest)
-    results["finished_strategies"] = finished
+    results = write_report(out, replace(config, strategies=current), test_split, records, dest=dest)
+    results["finished_strategies"] = current
+    results["stale_strategies"] = stale
     atomic_write_text(dest / "results.json", json.dumps(results, indent=2))
     return results
