@@ -173,6 +173,8 @@ def cmd_mine(args: argparse.Namespace) -> int:
     strategies = list(STRATEGIES) if "all" in args.strategy else args.strategy
     if args.lexical_weight is not None and not 0 <= args.lexical_weight <= 1:
         raise ValueError(f"--lexical-weight must be in [0, 1], got {args.lexical_weight}.")
+    if args.lexical_weight is not None and not set(strategies) & set(LEXICAL_FUSION_STRATEGIES):
+        raise ValueError(f"--lexical-weight changes only {LEXICAL_FUSION_STRATEGIES}; none of them is mined here.")
     miner = ClusterNegativeMiner(
         text_embedder=embedder, document_store=store, strategy=strategies[0], num_negatives=args.num_negatives,
         rank_window=tuple(args.rank_window), sampling=args.sampling, member=args.member, n_clusters=args.n_clusters,

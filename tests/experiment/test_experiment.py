@@ -48,7 +48,16 @@ def test_experiment_writes_its_report_and_reruns_only_what_a_change_touches(fixt
     forth, back = pairs["ensemble_cluster"]["random"], pairs["random"]["ensemble_cluster"]
     assert forth["difference"] == pytest.approx(-back["difference"]) and forth["p_value"] == pytest.approx(back["p_value"])
     assert forth == versus["random negatives"]["ndcg@10"]
-    assert "## Strategies against each other: re-ranker," in (out / "results.md").read_text()
+    assert "## Strategies against each other (test queries): re-ranker," in (out / "results.md").read_text()
+    # The same comparison on the validation slice, where settings are chosen: the fused re-ranker there is the one
+    # whose fusion weight was chosen, so its nDCG@10 is the sweep's best.
+    on_validation = first["validation_pairs"]["re-ranker + fusion"]["ensemble_cluster"]["random"]
+    chosen = first["rerankers"]["ensemble_cluster"]["validation"]
+    assert on_validation["queries"] == chosen["queries"] > 0
+    assert on_validation["system"] == pytest.approx(chosen["best"]["ndcg@10"])
+    back = first["validation_pairs"]["re-ranker + fusion"]["random"]["ensemble_cluster"]
+    assert back["difference"] == pytest.approx(-on_validation["difference"])
+    assert "## Strategies against each other (validation slice" in (out / "results.md").read_text()
     # The re-ranked head is followed by the rest of the first stage: depth metrics match the first stage's.
     assert systems["random re-ranker"]["metrics"]["recall@20"] == systems["first stage"]["metrics"]["recall@20"]
     low, high = systems["first stage"]["ci95"]["ndcg@10"]
@@ -168,6 +177,8 @@ def test_variants_are_checked_before_any_work():
                          strategies=["v"])
     ExperimentConfig(**base, variants={"v": {"strategy": "ensemble_cluster", "lexical_weight": 0.5}},
                      strategies=["v"])
+    with pytest.raises(ValueError, match="Strategy 'random' with the mining settings: lexical_weight applies to"):
+        ExperimentConfig(**base, mining={"lexical_weight": 0.5}, strategies=["ensemble", "random"])
     with pytest.raises(ValueError, match="named twice"):
         ExperimentConfig(**base, strategies=["random", "random"])
 

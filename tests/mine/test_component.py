@@ -158,3 +158,14 @@ def test_candidates_are_each_query_ranked_first_stage_with_its_positives(tiny_mo
         assert record["query"] == split.queries[record["query_id"]]
     assert _miner([tiny_model], candidates_k=0).run(
         queries=split.queries, positives=split.qrels, documents=split.corpus)["candidates"] == []
+
+
+def test_mine_command_refuses_a_lexical_weight_nothing_would_use(tiny_model, fixtures, tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "haystack_hardneg.cli", "mine", "--data", str(fixtures / "scifact-tiny"), "--model",
+         tiny_model, "--strategy", "bm25", "--lexical-weight", "0.5", "--cache-dir", "none",
+         "--out", str(tmp_path / "mined")],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode != 0 and "--lexical-weight changes only" in done.stderr
+    assert not (tmp_path / "mined").exists()

@@ -227,3 +227,23 @@ def test_lexical_weight_is_only_for_the_ensemble_strategies():
         MiningConfig(strategy="bm25", lexical_weight=0.5)
     with pytest.raises(ValueError, match=r"lexical_weight must be in \[0, 1\]"):
         MiningConfig(strategy="ensemble", lexical_weight=1.5)
+
+
+def test_a_query_of_stopwords_only_gets_the_ensemble_order_from_the_lexical_side(data):
+    silent = replace(data, query_texts=["the of and a"] + data.query_texts[1:])  # bm25s drops all four
+    base = dict(strategy="ensemble_cluster", num_negatives=3, n_clusters=8, guard_ratio=None,
+                guard_member_agreement=False)
+    alone = mine_negatives(silent, MiningConfig(**base), progress_bar=False)
+    fused = mine_negatives(silent, MiningConfig(**base, lexical_weight=0.5), progress_bar=False)
+    # BM25 scores every document 0 for it: a constant added to every candidate leaves the ensemble's order.
+    assert fused.pairs[0].query_id == "q0" and fused.pairs[0].negative_ids == alone.pairs[0].negative_ids
+
+
+def test_lexical_weight_zero_keeps_the_whole_ensemble_window(data):
+    """Weight 0 ties the last ensemble candidate with every BM25-only one (all normalised to 0): the ensemble's
+    order must win, down to the window's last place."""
+    base = dict(strategy="ensemble", num_negatives=10, rank_window=(0, 10), guard_ratio=None,
+                guard_member_agreement=False)
+    alone = mine_negatives(data, MiningConfig(**base), progress_bar=False)
+    fused = mine_negatives(data, MiningConfig(**base, lexical_weight=0.0), progress_bar=False)
+    assert [p.negative_ids for p in fused.pairs] == [p.negative_ids for p in alone.pairs]

@@ -195,20 +195,27 @@ def test_resuming_with_another_head_is_refused_with_the_head_to_use(trainable_mo
 
 def test_resuming_on_other_triplets_or_settings_is_refused_and_keeps_the_checkpoints(trainable_model, tmp_path):
     rows = separable_rows(32)
-    config = _config(tmp_path, trainable_model, validation_fraction=0.0, epochs=2)
-    train_cross_encoder(rows, config, progress_bar=False, callbacks=[StopAfter(3)])
+    config = _config(tmp_path, trainable_model, validation_fraction=0.25, epochs=2)
+    candidates = first_stage_records(rows)
+    train_cross_encoder(rows, config, progress_bar=False, callbacks=[StopAfter(3)], candidates=candidates)
     checkpoints = tmp_path / "run" / "checkpoints"
+
+    def resume(triplets=rows, settings=config, first_stage=candidates):
+        return train_cross_encoder(triplets, settings, resume=True, progress_bar=False, candidates=first_stage)
+
     with pytest.raises(ValueError, match="triplets: 32 rows -> 31 rows"):
-        train_cross_encoder(rows.select(range(31)), config, resume=True, progress_bar=False)
+        resume(triplets=rows.select(range(31)))
     with pytest.raises(ValueError, match="same row count, other texts"):
-        train_cross_encoder(separable_rows(32, seed=1), config, resume=True, progress_bar=False)
+        resume(triplets=separable_rows(32, seed=1))
     with pytest.raises(ValueError, match="batch_size: 8 -> 4"):
-        train_cross_encoder(rows, replace(config, batch_size=4), resume=True, progress_bar=False)
+        resume(settings=replace(config, batch_size=4))
+    with pytest.raises(ValueError, match="validation candidates"):
+        resume(first_stage=[dict(r, candidates=r["candidates"][::-1]) for r in candidates])
     assert (checkpoints / "checkpoint-3").is_dir()
-    # Where to write and what the model card says may change between the two halves of a run.
-    resumed = train_cross_encoder(rows, replace(config, strategy="bm25", data_description="renamed"), resume=True,
-                                  progress_bar=False)
-    assert resumed["resumed_from"].endswith("checkpoint-3") and resumed["steps"] == 8
+    # Where to write, what the model card says and how the base model's path is spelled may change.
+    renamed = replace(config, strategy="bm25", data_description="renamed", base_model=trainable_model + "/.")
+    resumed = resume(settings=renamed)
+    assert resumed["resumed_from"].endswith("checkpoint-3") and resumed["steps"] == 6
 
 
 def test_checkpoints_of_a_version_without_a_manifest_are_resumed_with_a_warning(trainable_model, tmp_path, caplog):
@@ -216,9 +223,12 @@ def test_checkpoints_of_a_version_without_a_manifest_are_resumed_with_a_warning(
     config = _config(tmp_path, trainable_model, validation_fraction=0.0, epochs=2)
     train_cross_encoder(rows, config, progress_bar=False, callbacks=[StopAfter(3)])
     (tmp_path / "run" / "checkpoints" / "run.json").unlink()
-    resumed = train_cross_encoder(rows, config, resume=True, progress_bar=False)
+    resumed = train_cross_encoder(rows, config, resume=True, progress_bar=False, callbacks=[StopAfter(5)])
     assert resumed["resumed_from"].endswith("checkpoint-3")
     assert "carry no run.json" in caplog.text
+    # The manifest is written then, so a second resume of the same run is checked.
+    with pytest.raises(ValueError, match="max_length: 256 -> 32"):
+        train_cross_encoder(rows, replace(config, max_length=32), resume=True, progress_bar=False)
 
 
 def test_bad_input_is_refused_before_training(trainable_model, tmp_path):

@@ -73,6 +73,9 @@ class ExperimentConfig:
         unknown = [s for s in self.strategies if s not in STRATEGIES and s not in self.variants]
         if unknown:
             raise ValueError(f"Unknown strategies {unknown}; choose among {STRATEGIES} or define them in variants.")
+        for name in self.strategies:
+            if name not in self.variants:
+                self._check_mining(name, f"Strategy {name!r} with the mining settings")
         if len(set(self.strategies)) != len(self.strategies):
             raise ValueError(f"A strategy is named twice in {self.strategies}.")
         if not self.strategies:
@@ -102,11 +105,17 @@ class ExperimentConfig:
             unknown = sorted(set(variant) - options - {"strategy"})
             if unknown:
                 raise ValueError(f"Variant {name!r}: unknown mining option(s) {unknown}; known: {sorted(options)}.")
-            settings = {k: v for k, v in {**self.mining, **variant}.items() if k in options or k == "strategy"}
-            try:  # values that do not fit together (e.g. lexical_weight on bm25) fail here, not after indexing
-                MiningConfig(**settings)
-            except (TypeError, ValueError) as error:
-                raise ValueError(f"Variant {name!r}: {error}") from None
+            self._check_mining(name, f"Variant {name!r}")
+
+    def _check_mining(self, name: str, who: str) -> None:
+        """Values that do not fit together (e.g. lexical_weight on bm25) fail here, not after indexing."""
+        options = {f.name for f in fields(MiningConfig)} - {"seed"}
+        strategy, overrides = self.mining_for(name)
+        settings = {k: v for k, v in {**self.mining, **overrides}.items() if k in options}
+        try:
+            MiningConfig(**{**settings, "strategy": strategy})
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{who}: {error}") from None
 
     def mining_for(self, strategy: str) -> tuple[str, dict[str, Any]]:
         """The built-in strategy a name mines with, and the mining options that differ from ``mining``."""

@@ -61,6 +61,11 @@ def system_runs(out: Path, strategies: list[str]) -> tuple[dict[str, dict], dict
                                                    if "train_runtime" in h), None),
                             "train_rows": training["train_rows"], "validation_queries": training["validation_queries"],
                             "training_validation": training.get("validation")}
+        chosen[strategy]["validation_runs"] = {
+            "re-ranker": {q: reranked_run(train_first[q], head) for q, head in scores["validation"].items()},
+            "re-ranker + fusion": {q: reranked_run(train_first[q], fuse_scores(head, train_first[q], alpha))
+                                   for q, head in scores["validation"].items() if head} if alpha is not None else {},
+        }
         runs[f"{strategy} re-ranker"] = {q: reranked_run(first[q], head) for q, head in scores["test"].items()}
         if alpha is not None:
             runs[f"{strategy} re-ranker + fusion"] = {
@@ -119,6 +124,28 @@ def strategy_pairs(qrels, runs: dict[str, dict], strategies: list[str], *, test:
     return pairs
 
 
+def validation_pairs(train_qrels, chosen: dict[str, dict[str, Any]], *, test: str = "student"
+                     ) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
+    """``strategy_pairs`` on the validation slice: how settings and strategies are compared without the test
+    queries. Each pair is tested on the held-out queries both re-rankers were validated on (the split is a
+    seeded hash of the query text, so strategies share nearly all of them)."""
+    pairs: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
+    for kind in ("re-ranker + fusion", "re-ranker"):
+        present = {s: c["validation_runs"][kind] for s, c in chosen.items() if c["validation_runs"].get(kind)}
+        if len(present) < 2:
+            continue
+        pairs[kind] = {}
+        for a, run_a in present.items():
+            pairs[kind][a] = {}
+            for b, run_b in present.items():
+                if b == a:
+                    continue
+                shared = {q: train_qrels[q] for q in run_a.keys() & run_b.keys() if q in train_qrels}
+                pairs[kind][a][b] = {**paired_test(shared, run_a, run_b, "ndcg@10", test=test),
+                                     "queries": len(shared)}
+    return pairs
+
+
 def subset_metrics(qrels, runs: dict[str, dict], groups: dict[str, list[str]]) -> dict[str, Any]:
     subsets: dict[str, Any] = {}
     for group, query_ids in groups.items():
@@ -161,12 +188,15 @@ def markdown(results: dict[str, Any]) -> str:
         lines.append(
             f"| {name} | {m['ndcg@10']:.4f} [{ci[0]:.3f}, {ci[1]:.3f}] | {m['mrr@10']:.4f} | {m['precision@1']:.3f} "
             f"| {m['precision@5']:.3f} | {m['precision@10']:.3f} | {m[recall]:.3f} | " + " | ".join(versus) + " |")
-    for kind, table in results.get("strategy_pairs", {}).items():
-        names = list(table)
-        lines += ["", f"## Strategies against each other: {kind}, nDCG@10 of the row minus the column ({results['test']})",
-                  "", "| | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
-        lines += [f"| {a} | " + " | ".join(_p(table[a][b]) if b in table[a] else "" for b in names) + " |"
-                  for a in names]
+    for title, key in (("test queries", "strategy_pairs"), ("validation slice, where settings are chosen",
+                                                            "validation_pairs")):
+        for kind, table in results.get(key, {}).items():
+            names = list(table)
+            lines += ["", f"## Strategies against each other ({title}): {kind}, nDCG@10 of the row minus the "
+                          f"column ({results['test']})",
+                      "", "| | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+            lines += [f"| {a} | " + " | ".join(_p(table[a][b]) if b in table[a] else "" for b in names) + " |"
+                      for a in names]
     lines += ["", f"## Short and long documents (corpus median {results['length_median_words']:.0f} words)", "",
               "| system | " + " | ".join(f"nDCG@10 {g} ({s['queries']} q.)" for g, s in results["subsets"].items()) + " |",
               "|---|" + "---|" * len(results["subsets"])]
@@ -248,6 +278,8 @@ def write_report(out: Path, config, test_split, stage_records: dict[str, dict], 
     """Evaluate the systems whose stages are in ``out`` and write the report files into ``dest`` (``out``)."""
     dest = Path(dest or out)
     runs, chosen = system_runs(out, config.strategies)
+    train_qrels = {r["query_id"]: {d: 1 for d in r["positive_ids"]}
+                   for r in read_jsonl(out / "first_stage" / "train_candidates.jsonl")}
     systems = evaluate_systems(test_split.qrels, runs, test=config.significance, depth=config.retrieve_k)
     groups, median = split_by_document_length(test_split.qrels, document_lengths(test_split))
     members = " + ".join(Path(m["model"]).name for m in config.members)
@@ -265,8 +297,9 @@ def write_report(out: Path, config, test_split, stage_records: dict[str, dict], 
         "retrieve_k": config.retrieve_k,
         "test": "paired t-test" if config.significance == "student" else "paired randomisation test",
         "systems": {name: {k: v for k, v in entry.items() if k != "per_query"} for name, entry in systems.items()},
-        "rerankers": chosen,
+        "rerankers": {s: {k: v for k, v in c.items() if k != "validation_runs"} for s, c in chosen.items()},
         "strategy_pairs": strategy_pairs(test_split.qrels, runs, list(config.strategies), test=config.significance),
+        "validation_pairs": validation_pairs(train_qrels, chosen, test=config.significance),
         "length_median_words": median,
         "subsets": subset_metrics(test_split.qrels, runs, groups),
         "stage_seconds": {name: record["seconds"] for name, record in stage_records.items()},

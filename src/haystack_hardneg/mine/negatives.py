@@ -104,10 +104,13 @@ class MiningConfig:
         ``None`` disables it.
     :param guard_member_agreement: also hold back candidates every member scores above the positive.
     :param lexical_weight: ``ensemble`` and ``ensemble_cluster`` only: rank candidates by
-        ``w * BM25 + (1 - w) * ensemble`` (each min-max normalised over its own candidates, as the experiment's
-        hybrid first stage fuses them) instead of the ensemble alone, so that the negatives are the documents a
-        hybrid first stage puts in front of the re-ranker. ``None``: the ensemble alone (the paper). Clustering,
-        the guard and the recorded scores stay on the ensemble.
+        ``w * BM25 + (1 - w) * ensemble`` instead of the ensemble alone, so that the negatives lean towards what a
+        hybrid first stage puts in front of the re-ranker. ``None``: the ensemble alone (the paper). Both scores
+        are min-max normalised as the hybrid first stage normalises its lists, but over the mining candidates
+        (``ensemble``: each ranking's top ``rank_window[1]``, positives removed; ``ensemble_cluster``: the pair's
+        cluster pool), and BM25 here is bm25s with English stopwords and no stemmer, so a weight chosen for the
+        first stage is a starting point, not the same setting. Clustering, the guard, the cluster strategy's
+        fallback and the recorded scores stay on the ensemble; ``negative_ranks`` are ranks in the fused order.
     :param seed: seeds clustering and sampling; the same seed gives the same output.
     """
 
@@ -200,8 +203,10 @@ class LexicalScorer:
         return indices, kept_scores
 
     def scores(self, query: str) -> np.ndarray:
-        """The query's BM25 score for every document."""
+        """The query's BM25 score for every document (all 0 for a query of stopwords only)."""
         tokens = self._bm25s.tokenize([query], stopwords="en", return_ids=False, show_progress=False)[0]
+        if not tokens:  # bm25s cannot score an empty query
+            return np.zeros(self.size, dtype=np.float32)
         return np.asarray(self.retriever.get_scores(tokens), dtype=np.float32)
 
 
@@ -215,7 +220,9 @@ def fuse_ranked(dense: tuple[np.ndarray, np.ndarray], lexical: tuple[np.ndarray,
         lists = [{int(i): float(v) for i, v in zip(ids, values) if i >= 0}
                  for ids, values in ((dense[0][row], dense[1][row]), (lexical[0][row], lexical[1][row]))]
         fused = fuse_rankings(lists[0], lists[1], lexical_weight)
-        best = sorted(fused, key=lambda d: (-fused[d], d))[:hi]
+        # Ties (e.g. the last dense candidate and the BM25-only ones, all at 0) keep the dense order first.
+        dense_rank = {d: r for r, d in enumerate(lists[0])}
+        best = sorted(fused, key=lambda d: (-fused[d], dense_rank.get(d, len(dense_rank)), d))[:hi]
         indices[row, : len(best)] = best
         fused_scores[row, : len(best)] = [fused[d] for d in best]
     return indices, fused_scores
@@ -238,7 +245,7 @@ def _ranked_candidates(
             exclude=positives_idx,
         )
     if config.strategy == "bm25":
-        return (lexical or LexicalScorer(data.doc_texts, progress_bar)).ranked(data.query_texts, hi, positives_idx)
+        return LexicalScorer(data.doc_texts, progress_bar).ranked(data.query_texts, hi, positives_idx)
     return None
 
 
@@ -308,6 +315,7 @@ def mine_negatives(data: MiningData, config: MiningConfig, *, progress_bar: bool
         members_of = np.split(by_cluster, np.cumsum(clustering.sizes)[:-1])
         query_clusters = clustering.assign(data.query_vectors)
     lexical = LexicalScorer(data.doc_texts, progress_bar) if config.lexical_weight is not None else None
+    lexical_row: list = [-1, None]  # the last query's BM25 scores over the corpus
     ranked = _ranked_candidates(data, config, positives_idx, progress_bar, lexical)
     # The cluster strategy falls back on the ensemble's global ranking when its clusters run short.
     fallback_pool = None
@@ -403,8 +411,10 @@ def mine_negatives(data: MiningData, config: MiningConfig, *, progress_bar: bool
                 pool = pool[~np.isin(pool, own_positives)]
                 pool_scores = data.doc_vectors[pool] @ query_vector
                 if lexical is not None and len(pool):
+                    if lexical_row[0] != row:  # pairs come query by query: a query's positives share one scoring
+                        lexical_row[:] = [row, lexical.scores(data.query_texts[row])]
                     # Normalised over the pool: the documents this pair's negatives are drawn from.
-                    pool_scores = (config.lexical_weight * min_max(lexical.scores(data.query_texts[row])[pool])
+                    pool_scores = (config.lexical_weight * min_max(lexical_row[1][pool])
                                    + (1 - config.lexical_weight) * min_max(pool_scores))
                 order = np.argsort(-pool_scores, kind="stable")
                 window = pool[order][lo:hi]

@@ -135,11 +135,14 @@ def triplets_fingerprint(triplets) -> str:
     return digest.hexdigest()
 
 
-def run_manifest(config: TrainingConfig, head: str, triplets) -> dict[str, Any]:
-    """What a run's checkpoints were trained with, written beside them so that a resume can be checked."""
+def run_manifest(config: TrainingConfig, base: str, head: str, triplets,
+                 validation_candidates: list[dict[str, Any]]) -> dict[str, Any]:
+    """What a run's checkpoints were trained with, written beside them so that a resume can be checked. The
+    validation candidates are in it because they choose the best checkpoint that a resumed run goes on comparing."""
     settings = {name: getattr(config, name) for name in _RESUME_SETTINGS}
-    return {"settings": {**settings, "head": head}, "validation_split": VALIDATION_SPLIT,
-            "triplets": triplets_fingerprint(triplets), "rows": len(triplets)}
+    validation = hashlib.sha256(json.dumps(validation_candidates, sort_keys=True, default=str).encode()).hexdigest()
+    return {"settings": {**settings, "base_model": base, "head": head}, "validation_split": VALIDATION_SPLIT,
+            "triplets": triplets_fingerprint(triplets), "rows": len(triplets), "validation_candidates": validation}
 
 
 def check_resumable(checkpoints: Path, manifest: dict[str, Any]) -> None:
@@ -149,12 +152,15 @@ def check_resumable(checkpoints: Path, manifest: dict[str, Any]) -> None:
     if not saved_path.is_file():
         logger.warning("The checkpoints in %s carry no %s (written by an older version): resuming without checking "
                        "that they were trained with these settings and triplets.", checkpoints, RUN_MANIFEST_FILE)
+        atomic_write_text(saved_path, json.dumps(manifest, indent=2))  # later resumes of this run are checked
         return
     saved = json.loads(saved_path.read_text(encoding="utf-8"))
     changed = [f"{name}: {saved['settings'].get(name)!r} -> {value!r}" for name, value in manifest["settings"].items()
                if saved["settings"].get(name) != value]
     if saved.get("validation_split") != manifest["validation_split"]:
         changed.append(f"validation split rule: {saved.get('validation_split')!r} -> {manifest['validation_split']!r}")
+    if saved.get("validation_candidates") != manifest["validation_candidates"]:
+        changed.append("validation candidates (they choose the best checkpoint)")
     if saved.get("triplets") != manifest["triplets"]:
         changed.append(f"triplets: {saved.get('rows')} rows -> {manifest['rows']} rows with other texts or order"
                        if saved.get("rows") != manifest["rows"] else "triplets: same row count, other texts or order")
@@ -346,7 +352,7 @@ def train_cross_encoder(triplets, config: TrainingConfig, *, resume: bool = Fals
                              f"then removed).")
     if resume and not resume_from:
         logger.warning("resume=True but no checkpoint in %s: starting from the beginning.", output / "checkpoints")
-    manifest = run_manifest(config, head, triplets)
+    manifest = run_manifest(config, base, head, triplets, held_out_candidates)
     if resume_from:
         check_resumable(output / "checkpoints", manifest)
     else:
