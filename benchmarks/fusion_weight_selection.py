@@ -7,6 +7,7 @@ weight on one half by each rule, and measures nDCG@10 on the other half at the c
     argmax      the weight with the best nDCG@10 (the rule the trainer and the experiment used so far)
     one_se      among weights within one standard error of the best (paired per-query differences), the one
                 closest to equal weighting (0.5): the one-standard-error rule with a prior towards balance
+    one_se_floor  the same, leaving out weights that score below the first stage alone (alpha 0) on the slice
     smoothed    argmax of the 3-point moving average over neighbouring weights
     fixed_0.5   no choice at all
 
@@ -58,15 +59,17 @@ def choose(matrix: np.ndarray, rule: str) -> int:
     if rule == "smoothed":
         padded = np.concatenate([[means[0]], means, [means[-1]]])
         return int(np.argmax((padded[:-2] + padded[1:-1] + padded[2:]) / 3))
-    if rule == "one_se":
+    if rule in ("one_se", "one_se_floor"):
         differences = matrix - matrix[:, [best]]
         se = differences.std(axis=0, ddof=1) / np.sqrt(len(matrix))
         close = [i for i in range(len(ALPHAS)) if means[i] >= means[best] - se[i]]
+        if rule == "one_se_floor":  # never a fusion the slice scores below the first stage alone (alpha 0)
+            close = [i for i in close if means[i] >= means[0]] or [best]
         return min(close, key=lambda i: (abs(ALPHAS[i] - 0.5), -means[i]))
     raise ValueError(rule)
 
 
-RULES = ("argmax", "one_se", "smoothed", "fixed_0.5")
+RULES = ("argmax", "one_se", "one_se_floor", "smoothed", "fixed_0.5")
 
 
 def split_half(matrix: np.ndarray, repeats: int, seed: int) -> dict[str, dict[str, float]]:

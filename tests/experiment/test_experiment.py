@@ -70,6 +70,13 @@ def test_experiment_writes_its_report_and_reruns_only_what_a_change_touches(fixt
 
     again = Experiment(config, progress_bar=False).run()
     assert again["stages_ran"] == [] and again["systems"] == first["systems"]
+    # The fusion rule only changes the report.
+    one_se = Experiment(replace(config, fusion_rule="one_se"), progress_bar=False).run()
+    assert one_se["stages_ran"] == [] and one_se["fusion_rule"] == "one_se"
+    assert {c["validation"]["rule"] for c in one_se["rerankers"].values()} == {"one_se"}
+    assert "rule: one_se" in (out / "results.md").read_text()
+    with pytest.raises(ValueError, match="fusion_rule must be one of"):
+        replace(config, fusion_rule="best")
 
     fixed_weight = replace(config, lexical={"language": "english", "weight": 0.5})
     changed = Experiment(fixed_weight, progress_bar=False).run()

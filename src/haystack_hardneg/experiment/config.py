@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from haystack_hardneg.evaluate.selection import FUSION_RULES
 from haystack_hardneg.mine.negatives import STRATEGIES, MiningConfig
 
 DEFAULT_MODELS_DIR = "~/.cache/hardneg-models"
@@ -44,6 +45,9 @@ class ExperimentConfig:
     :param training: TrainingConfig options; ``base_model`` is required.
     :param max_train_queries: train on at most this many training queries (a budget; ``None``: all).
     :param significance: ``student`` (paired t-test) or ``fisher`` (randomisation test).
+    :param fusion_rule: how each re-ranker's fusion weight is chosen on its validation slice: ``argmax`` (the best
+        weight) or ``one_se`` (within one standard error of the best, the closest to 0.5; see
+        ``evaluate.selection.FUSION_RULES``). Only the report depends on it: changing it retrains nothing.
     :param seed: seeds mining, the training split and training.
     """
 
@@ -66,6 +70,7 @@ class ExperimentConfig:
     variants: dict[str, dict[str, Any]] = field(default_factory=dict)
     max_train_queries: int | None = None
     significance: str = "student"
+    fusion_rule: str = "argmax"
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -84,6 +89,8 @@ class ExperimentConfig:
             raise ValueError("training.base_model is required (a hub id or a local folder).")
         if self.significance not in ("student", "fisher"):
             raise ValueError("significance must be 'student' or 'fisher'.")
+        if self.fusion_rule not in FUSION_RULES:
+            raise ValueError(f"fusion_rule must be one of {FUSION_RULES}, got {self.fusion_rule!r}.")
         if not 0 < self.rerank_k <= self.retrieve_k:
             raise ValueError("rerank_k must be in 1 .. retrieve_k.")
         if not self.members:

@@ -35,9 +35,11 @@ def _scores(records: list[dict[str, Any]], field: str = "candidates") -> dict[st
     return {r["query_id"]: {c["id"]: c["score"] for c in r.get(field, [])} for r in records}
 
 
-def system_runs(out: Path, strategies: list[str]) -> tuple[dict[str, dict], dict[str, dict[str, Any]]]:
-    """Every system's run (query id -> {doc id: score}) and, per strategy, the fusion weight chosen on its
-    held-out training queries (re-ranked from the same first stage) and what its training reported."""
+def system_runs(out: Path, strategies: list[str], fusion_rule: str = "argmax"
+                ) -> tuple[dict[str, dict], dict[str, dict[str, Any]]]:
+    """Every system's run (query id -> {doc id: score}) and, per strategy, the fusion weight chosen (by
+    ``fusion_rule``) on its held-out training queries, re-ranked from the same first stage, and what its training
+    reported."""
     from haystack_hardneg.train.trainer import choose_fusion_alpha
 
     test_records = read_jsonl(out / "first_stage" / "test_candidates.jsonl")
@@ -54,7 +56,8 @@ def system_runs(out: Path, strategies: list[str]) -> tuple[dict[str, dict], dict
     for strategy in strategies:
         scores = json.loads((out / "rerank" / f"{strategy}.json").read_text())
         training = json.loads((out / "train" / strategy / "training_report.json").read_text())
-        sweep = choose_fusion_alpha(train_qrels, train_first, scores["validation"]) if scores["validation"] else None
+        sweep = (choose_fusion_alpha(train_qrels, train_first, scores["validation"], rule=fusion_rule)
+                 if scores["validation"] else None)
         alpha = sweep["best_alpha"] if sweep else None
         chosen[strategy] = {"fusion_alpha": alpha, "validation": sweep or {}, "ms_per_query": scores["ms_per_query"],
                             "train_seconds": next((h["train_runtime"] for h in reversed(training["history"])
@@ -204,7 +207,7 @@ def markdown(results: dict[str, Any]) -> str:
         cells = [f"{s['systems'][name]['ndcg@10']['mean']:.4f}" for s in results["subsets"].values()]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += ["", "## Re-rankers: the fusion weight chosen on validation (each re-ranker's held-out training "
-              f"queries, their first-stage top {results['rerank_k']})", "",
+              f"queries, their first-stage top {results['rerank_k']}; rule: {results['fusion_rule']})", "",
               "| strategy | train rows | train s | val. first stage | val. re-ranker | fusion alpha | val. fused | "
               "ms/query |", "|---|---|---|---|---|---|---|---|"]
     for strategy, chosen in results["rerankers"].items():
@@ -277,7 +280,7 @@ def write_report(out: Path, config, test_split, stage_records: dict[str, dict], 
                  ) -> dict[str, Any]:
     """Evaluate the systems whose stages are in ``out`` and write the report files into ``dest`` (``out``)."""
     dest = Path(dest or out)
-    runs, chosen = system_runs(out, config.strategies)
+    runs, chosen = system_runs(out, config.strategies, config.fusion_rule)
     train_qrels = {r["query_id"]: {d: 1 for d in r["positive_ids"]}
                    for r in read_jsonl(out / "first_stage" / "train_candidates.jsonl")}
     systems = evaluate_systems(test_split.qrels, runs, test=config.significance, depth=config.retrieve_k)
@@ -294,6 +297,7 @@ def write_report(out: Path, config, test_split, stage_records: dict[str, dict], 
         "first_stage": first_stage,
         "first_stage_choice": choice,
         "rerank_k": config.rerank_k,
+        "fusion_rule": config.fusion_rule,
         "retrieve_k": config.retrieve_k,
         "test": "paired t-test" if config.significance == "student" else "paired randomisation test",
         "systems": {name: {k: v for k, v in entry.items() if k != "per_query"} for name, entry in systems.items()},

@@ -222,19 +222,12 @@ def fusion_sweep(model, records: list[dict[str, Any]], alphas=FUSION_ALPHAS, bat
     return choose_fusion_alpha(qrels, first_stage, ranker_scores, alphas)
 
 
-# How the fusion weight is chosen on the validation slice. "one_se": within one standard error of the best, the
-# weight closest to 0.5. In a split-half study on validation queries only (benchmarks/fusion_weight_selection.py,
-# six SciFact re-rankers), the plain best chosen on one half scored 0.821 nDCG@10 on the other half on average,
-# the one-standard-error choice 0.827: better for every one of the six.
-FUSION_RULES: tuple[str, ...] = ("one_se", "argmax")
-
-
 def choose_fusion_alpha(qrels, first_stage: dict[str, dict[str, float]], ranker_scores: dict[str, dict[str, float]],
-                        alphas=FUSION_ALPHAS, rule: str = "one_se") -> dict[str, Any]:
+                        alphas=FUSION_ALPHAS, rule: str = "argmax") -> dict[str, Any]:
     """Fusion of the re-ranker's scores with the first stage's at every ``alpha``, measured on ``qrels``;
     ``first_stage`` and ``ranker_scores`` map query id -> {document id: score} over the same candidates.
-    ``rule``: ``one_se`` (default; see ``FUSION_RULES``) or ``argmax`` (the best weight on the slice)."""
-    from haystack_hardneg.evaluate.selection import choose_setting, choose_setting_within_one_se
+    ``rule``: ``argmax`` (default: the best weight on the slice) or ``one_se`` (see ``evaluate.selection``)."""
+    from haystack_hardneg.evaluate.selection import FUSION_RULES, choose_setting, choose_setting_within_one_se
     from haystack_hardneg.rank.fusion import fuse_scores
 
     if rule not in FUSION_RULES:
