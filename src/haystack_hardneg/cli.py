@@ -171,8 +171,6 @@ def cmd_mine(args: argparse.Namespace) -> int:
                                     cache_dir=settings["cache_dir"], progress_bar=True)
     store = _open_store(args, _embedder_dimension(embedder)) if args.from_store else None
     strategies = list(STRATEGIES) if "all" in args.strategy else args.strategy
-    if args.lexical_weight is not None and not 0 <= args.lexical_weight <= 1:
-        raise ValueError(f"--lexical-weight must be in [0, 1], got {args.lexical_weight}.")
     if args.lexical_weight is not None and not set(strategies) & set(LEXICAL_FUSION_STRATEGIES):
         raise ValueError(f"--lexical-weight changes only {LEXICAL_FUSION_STRATEGIES}; none of them is mined here.")
     miner = ClusterNegativeMiner(
@@ -184,6 +182,10 @@ def cmd_mine(args: argparse.Namespace) -> int:
         meta_fields_to_embed=args.meta_field or ["title"], embedding_separator=args.separator,
         on_missing="skip" if args.skip_missing else "error",
     )
+    # One config per strategy, checked before any embedding; --lexical-weight changes the ensemble strategies only.
+    configs = {s: replace(miner.config, strategy=s,
+                          lexical_weight=args.lexical_weight if s in LEXICAL_FUSION_STRATEGIES else None)
+               for s in strategies}
     miner.warm_up()
     data, stats = miner.mining_data(split.queries, split.qrels, None if args.from_store else split.corpus)
     # load_beir already validated the split; count what it and the miner's own validation left out.
@@ -196,9 +198,7 @@ def cmd_mine(args: argparse.Namespace) -> int:
     reports = {}
     for strategy in strategies:
         started = time.perf_counter()
-        # --lexical-weight changes the ensemble strategies only; the baselines are mined as they are.
-        fused = args.lexical_weight if strategy in LEXICAL_FUSION_STRATEGIES else None
-        result = mine_negatives(data, replace(miner.config, strategy=strategy, lexical_weight=fused))
+        result = mine_negatives(data, configs[strategy])
         report = mining_report(data, result, seconds=time.perf_counter() - started, skipped_when_loading=skipped)
         write_triplets(out / strategy, result, query_texts, doc_texts, file_format=args.format)
         atomic_write_text(out / strategy / "report.json", json.dumps(report, indent=2))

@@ -36,13 +36,11 @@ def choose_setting_within_one_se(qrels: dict[str, dict[str, int]], runs: dict[fl
     a priori safer. Returns the chosen setting, the plain best, and every setting's metrics."""
     import numpy as np
 
-    measured = {setting: evaluate_run(qrels, run, tuple(dict.fromkeys((metric, *report))))
-                for setting, run in runs.items()}
+    best, measured = choose_setting(qrels, runs, metric=metric, report=report)
     queries = sorted(qrels)
     per_query = {setting: evaluate_run(qrels, run, (metric,), per_query=True)[metric]
                  for setting, run in runs.items()}
     values = {setting: np.array([per_query[setting][q] for q in queries]) for setting in runs}
-    best = max(measured, key=lambda s: (round(measured[s][metric], 6), s))
     within = []
     for setting, column in values.items():
         differences = column - values[best]

@@ -12,6 +12,8 @@ from haystack_hardneg.evaluate.selection import FUSION_RULES
 from haystack_hardneg.mine.negatives import STRATEGIES, MiningConfig
 
 DEFAULT_MODELS_DIR = "~/.cache/hardneg-models"
+# What a variant may set: every MiningConfig option but the strategy (its own key) and the seed (the experiment's).
+MINING_OPTIONS = frozenset(f.name for f in fields(MiningConfig)) - {"strategy", "seed"}
 
 
 def expand(value: str) -> str:
@@ -103,22 +105,20 @@ class ExperimentConfig:
                                  "('auto' or 0..1).")
 
     def _check_variants(self) -> None:
-        options = {f.name for f in fields(MiningConfig)} - {"strategy", "seed"}
         for name, variant in self.variants.items():
             if name in STRATEGIES or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
                 raise ValueError(f"Variant name {name!r} must be a new folder-safe name, not one of {STRATEGIES}.")
             if not isinstance(variant, dict) or variant.get("strategy") not in STRATEGIES:
                 raise ValueError(f"Variant {name!r} needs strategy: one of {STRATEGIES}.")
-            unknown = sorted(set(variant) - options - {"strategy"})
+            unknown = sorted(set(variant) - MINING_OPTIONS - {"strategy"})
             if unknown:
-                raise ValueError(f"Variant {name!r}: unknown mining option(s) {unknown}; known: {sorted(options)}.")
+                raise ValueError(f"Variant {name!r}: unknown mining option(s) {unknown}; known: {sorted(MINING_OPTIONS)}.")
             self._check_mining(name, f"Variant {name!r}")
 
     def _check_mining(self, name: str, who: str) -> None:
         """Values that do not fit together (e.g. lexical_weight on bm25) fail here, not after indexing."""
-        options = {f.name for f in fields(MiningConfig)} - {"seed"}
         strategy, overrides = self.mining_for(name)
-        settings = {k: v for k, v in {**self.mining, **overrides}.items() if k in options}
+        settings = {k: v for k, v in {**self.mining, **overrides}.items() if k in MINING_OPTIONS}
         try:
             MiningConfig(**{**settings, "strategy": strategy})
         except (TypeError, ValueError) as error:

@@ -36,10 +36,11 @@ def _scores(records: list[dict[str, Any]], field: str = "candidates") -> dict[st
 
 
 def system_runs(out: Path, strategies: list[str], fusion_rule: str = "argmax"
-                ) -> tuple[dict[str, dict], dict[str, dict[str, Any]]]:
-    """Every system's run (query id -> {doc id: score}) and, per strategy, the fusion weight chosen (by
+                ) -> tuple[dict[str, dict], dict[str, dict[str, Any]], dict[str, Any]]:
+    """Every system's run (query id -> {doc id: score}); per strategy, the fusion weight chosen (by
     ``fusion_rule``) on its held-out training queries, re-ranked from the same first stage, and what its training
-    reported."""
+    reported; and the re-rankers' runs on those held-out queries with the training qrels (``{"qrels", "runs"}``,
+    runs named as the test ones)."""
     from haystack_hardneg.train.trainer import choose_fusion_alpha
 
     test_records = read_jsonl(out / "first_stage" / "test_candidates.jsonl")
@@ -53,6 +54,7 @@ def system_runs(out: Path, strategies: list[str], fusion_rule: str = "argmax"
     train_first = _scores(train_records)
     train_qrels = {r["query_id"]: {d: 1 for d in r["positive_ids"]} for r in train_records}
     chosen: dict[str, dict[str, Any]] = {}
+    validation_runs: dict[str, dict] = {}
     for strategy in strategies:
         scores = json.loads((out / "rerank" / f"{strategy}.json").read_text())
         training = json.loads((out / "train" / strategy / "training_report.json").read_text())
@@ -64,17 +66,19 @@ def system_runs(out: Path, strategies: list[str], fusion_rule: str = "argmax"
                                                    if "train_runtime" in h), None),
                             "train_rows": training["train_rows"], "validation_queries": training["validation_queries"],
                             "training_validation": training.get("validation")}
-        chosen[strategy]["validation_runs"] = {
-            "re-ranker": {q: reranked_run(train_first[q], head) for q, head in scores["validation"].items()},
-            "re-ranker + fusion": {q: reranked_run(train_first[q], fuse_scores(head, train_first[q], alpha))
-                                   for q, head in scores["validation"].items() if head} if alpha is not None else {},
-        }
+        if scores["validation"]:  # alpha is None exactly when there is no validation slice
+            validation_runs[f"{strategy} re-ranker"] = {q: reranked_run(train_first[q], head)
+                                                        for q, head in scores["validation"].items()}
+            fused = {q: reranked_run(train_first[q], fuse_scores(head, train_first[q], alpha))
+                     for q, head in scores["validation"].items() if head}
+            if fused:
+                validation_runs[f"{strategy} re-ranker + fusion"] = fused
         runs[f"{strategy} re-ranker"] = {q: reranked_run(first[q], head) for q, head in scores["test"].items()}
         if alpha is not None:
             runs[f"{strategy} re-ranker + fusion"] = {
                 q: reranked_run(first[q], fuse_scores(head, first[q], alpha)) for q, head in scores["test"].items()
                 if head}
-    return runs, chosen
+    return runs, chosen, {"qrels": train_qrels, "runs": validation_runs}
 
 
 def document_lengths(split) -> dict[str, int]:
@@ -113,39 +117,29 @@ def evaluate_systems(qrels, runs: dict[str, dict], *, test: str = "student",
     return systems
 
 
-def strategy_pairs(qrels, runs: dict[str, dict], strategies: list[str], *, test: str = "student"
-                   ) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
+def strategy_pairs(qrels, runs: dict[str, dict], strategies: list[str], *, test: str = "student",
+                   shared_only: bool = False) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
     """Every strategy's re-ranker against every other of the same kind (alone; fused): nDCG@10 paired tests,
-    the row strategy minus the column strategy (clustering against no clustering, dense against BM25, ...)."""
+    the row strategy minus the column strategy (clustering against no clustering, dense against BM25, ...).
+    ``shared_only``: test each pair on the queries both runs rank, and say how many (the validation slices, which
+    differ by a query or two between strategies); otherwise on every query of ``qrels``."""
     pairs: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
     for kind in (" re-ranker + fusion", " re-ranker"):
         present = [s for s in strategies if s + kind in runs]
         if len(present) < 2:
             continue
-        pairs[kind.strip()] = {a: {b: paired_test(qrels, runs[a + kind], runs[b + kind], "ndcg@10", test=test)
-                                   for b in present if b != a} for a in present}
-    return pairs
-
-
-def validation_pairs(train_qrels, chosen: dict[str, dict[str, Any]], *, test: str = "student"
-                     ) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
-    """``strategy_pairs`` on the validation slice: how settings and strategies are compared without the test
-    queries. Each pair is tested on the held-out queries both re-rankers were validated on (the split is a
-    seeded hash of the query text, so strategies share nearly all of them)."""
-    pairs: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
-    for kind in ("re-ranker + fusion", "re-ranker"):
-        present = {s: c["validation_runs"][kind] for s, c in chosen.items() if c["validation_runs"].get(kind)}
-        if len(present) < 2:
-            continue
-        pairs[kind] = {}
-        for a, run_a in present.items():
-            pairs[kind][a] = {}
-            for b, run_b in present.items():
+        pairs[kind.strip()] = {a: {} for a in present}
+        for a in present:
+            for b in present:
                 if b == a:
                     continue
-                shared = {q: train_qrels[q] for q in run_a.keys() & run_b.keys() if q in train_qrels}
-                pairs[kind][a][b] = {**paired_test(shared, run_a, run_b, "ndcg@10", test=test),
-                                     "queries": len(shared)}
+                run_a, run_b = runs[a + kind], runs[b + kind]
+                if shared_only:
+                    shared = {q: qrels[q] for q in run_a.keys() & run_b.keys() if q in qrels}
+                    pairs[kind.strip()][a][b] = {**paired_test(shared, run_a, run_b, "ndcg@10", test=test),
+                                                 "queries": len(shared)}
+                else:
+                    pairs[kind.strip()][a][b] = paired_test(qrels, run_a, run_b, "ndcg@10", test=test)
     return pairs
 
 
@@ -280,9 +274,7 @@ def write_report(out: Path, config, test_split, stage_records: dict[str, dict], 
                  ) -> dict[str, Any]:
     """Evaluate the systems whose stages are in ``out`` and write the report files into ``dest`` (``out``)."""
     dest = Path(dest or out)
-    runs, chosen = system_runs(out, config.strategies, config.fusion_rule)
-    train_qrels = {r["query_id"]: {d: 1 for d in r["positive_ids"]}
-                   for r in read_jsonl(out / "first_stage" / "train_candidates.jsonl")}
+    runs, chosen, validation = system_runs(out, config.strategies, config.fusion_rule)
     systems = evaluate_systems(test_split.qrels, runs, test=config.significance, depth=config.retrieve_k)
     groups, median = split_by_document_length(test_split.qrels, document_lengths(test_split))
     members = " + ".join(Path(m["model"]).name for m in config.members)
@@ -301,9 +293,10 @@ def write_report(out: Path, config, test_split, stage_records: dict[str, dict], 
         "retrieve_k": config.retrieve_k,
         "test": "paired t-test" if config.significance == "student" else "paired randomisation test",
         "systems": {name: {k: v for k, v in entry.items() if k != "per_query"} for name, entry in systems.items()},
-        "rerankers": {s: {k: v for k, v in c.items() if k != "validation_runs"} for s, c in chosen.items()},
+        "rerankers": chosen,
         "strategy_pairs": strategy_pairs(test_split.qrels, runs, list(config.strategies), test=config.significance),
-        "validation_pairs": validation_pairs(train_qrels, chosen, test=config.significance),
+        "validation_pairs": strategy_pairs(validation["qrels"], validation["runs"], list(config.strategies),
+                                           test=config.significance, shared_only=True),
         "length_median_words": median,
         "subsets": subset_metrics(test_split.qrels, runs, groups),
         "stage_seconds": {name: record["seconds"] for name, record in stage_records.items()},
