@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from haystack_hardneg.files import atomic_write_text
 from haystack_hardneg.train.heads import HEADS
 
 DEFAULT_MODELS_DIR = "~/.cache/hardneg-models"
@@ -137,13 +138,11 @@ def _query_pipeline(args: argparse.Namespace):
 
 
 def cmd_query(args: argparse.Namespace) -> int:
+    from haystack_hardneg.pipelines import query_documents
+
     pipeline = _query_pipeline(args)
     for text in args.text:
-        data: dict[str, Any] = {"embedder": {"text": text}}
-        if "ranker" in pipeline.graph.nodes:
-            data["ranker"] = {"query": text}
-        result = pipeline.run(data)
-        documents = result.get("ranker", result.get("retriever"))["documents"]
+        documents = query_documents(pipeline, text)
         print(f"\n# {text}")
         for rank, doc in enumerate(documents[: args.top_k], start=1):
             title = doc.meta.get("title") or doc.meta.get("source") or ""
@@ -159,10 +158,10 @@ def cmd_mine(args: argparse.Namespace) -> int:
     from haystack_hardneg.embed.components import EnsembleTextEmbedder
     from haystack_hardneg.ingest.beir import load_beir
     from haystack_hardneg.mine.component import ClusterNegativeMiner, skipped_when_loading
-    from haystack_hardneg.mine.negatives import LEXICAL_FUSION_STRATEGIES, STRATEGIES, mine_negatives
+    from haystack_hardneg.mine.negatives import (LEXICAL_FUSION_STRATEGIES, STRATEGIES, check_fits_ensemble,
+                                                 mine_negatives)
     from haystack_hardneg.mine.report import format_report, mining_report
     from haystack_hardneg.mine.candidates import first_stage_candidates, write_candidates
-    from haystack_hardneg.files import atomic_write_text
     from haystack_hardneg.mine.triplets import write_triplets
 
     split = load_beir(args.data, args.split, on_missing="skip" if args.skip_missing else "error")
@@ -186,6 +185,8 @@ def cmd_mine(args: argparse.Namespace) -> int:
     configs = {s: replace(miner.config, strategy=s,
                           lexical_weight=args.lexical_weight if s in LEXICAL_FUSION_STRATEGIES else None)
                for s in strategies}
+    for config in configs.values():
+        check_fits_ensemble(config, len(embedder.members), embedder.combine)
     miner.warm_up()
     data, stats = miner.mining_data(split.queries, split.qrels, None if args.from_store else split.corpus)
     # load_beir already validated the split; count what it and the miner's own validation left out.
@@ -297,7 +298,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print("\n| metric | value |\n|---|---|")
     for name, value in metrics.items():
         print(f"| {name} | {value:.4f} |")
-    (out / "demo-results.json").write_text(json.dumps({"metrics": metrics, "members": members}, indent=2))
+    atomic_write_text(out / "demo-results.json", json.dumps({"metrics": metrics, "members": members}, indent=2))
     print(f"\nResults in {out / 'demo-results.json'}")
     return 0
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 
 def _umask() -> int:
@@ -26,6 +28,40 @@ def atomic_write_text(path: str | Path, text: str) -> None:
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _previous(path: Path) -> Path:
+    return path.with_name(f".{path.name}.previous")
+
+
+def recover_interrupted_swap(path: str | Path) -> None:
+    """Put back a folder that ``atomic_directory`` had moved aside when a crash hit between its two renames."""
+    path = Path(path)
+    if not path.exists() and _previous(path).is_dir():
+        os.replace(_previous(path), path)
+
+
+@contextmanager
+def atomic_directory(path: str | Path) -> Iterator[Path]:
+    """Yields an empty staging folder beside ``path``; when the block ends without error the staging folder
+    replaces ``path`` whole (no file of an older version survives), otherwise it is removed and ``path`` is left
+    as it was."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    recover_interrupted_swap(path)
+    staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial"))
+    try:
+        os.chmod(staging, 0o777 & ~_umask())
+        yield staging
+        previous = _previous(path)
+        shutil.rmtree(previous, ignore_errors=True)
+        if path.exists():
+            os.replace(path, previous)
+        os.replace(staging, path)
+        shutil.rmtree(previous, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
         raise
 
 

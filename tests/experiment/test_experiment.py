@@ -188,6 +188,14 @@ def test_variants_are_checked_before_any_work():
         ExperimentConfig(**base, mining={"lexical_weight": 0.5}, strategies=["ensemble", "random"])
     with pytest.raises(ValueError, match="named twice"):
         ExperimentConfig(**base, strategies=["random", "random"])
+    with pytest.raises(ValueError, match="mining: unknown option"):
+        ExperimentConfig(**base, mining={"negatives": 5})
+    two = [{"model": "a"}, {"model": "b"}]
+    with pytest.raises(ValueError, match="Strategy 'dense' .*combine='concat'"):
+        ExperimentConfig(**base, members=two, combine="mean", strategies=["dense"])
+    with pytest.raises(ValueError, match="Variant 'v': member=2"):
+        ExperimentConfig(**base, members=two, variants={"v": {"strategy": "dense", "member": 2}}, strategies=["v"])
+    ExperimentConfig(**base, members=two, variants={"v": {"strategy": "dense", "member": 1}}, strategies=["v"])
 
 
 def test_missing_data_is_named_before_any_work(tmp_path, tiny_model, trainable_model, fixtures):

@@ -56,6 +56,19 @@ def test_stored_vectors_of_another_ensemble_are_refused(tiny_model, tiny_model_b
         miner.run(queries=split.queries, positives=split.qrels)
 
 
+def test_a_store_of_chunks_is_refused_for_mining_with_what_to_do(tiny_model, split):
+    from haystack_hardneg import DocumentChunker
+
+    embedder = EnsembleDocumentEmbedder(members=[tiny_model], progress_bar=False)
+    embedder.warm_up()
+    chunks = DocumentChunker(split_by="word", split_length=20, split_overlap=0).run(split.corpus)["documents"]
+    store = open_document_store(location=":memory:", embedding_dim=32, progress_bar=False)
+    EnsembleDocumentWriter(document_store=store).run(embedder.run(chunks)["documents"])
+    miner = _miner([tiny_model], document_store=store, on_missing="skip")
+    with pytest.raises(DataError, match="stored only as chunks.*--from-store"):
+        miner.run(queries=split.queries, positives=split.qrels)
+
+
 def test_unknown_judgements_are_an_error_or_skipped_and_counted(tiny_model, split):
     first = next(iter(split.qrels))
     positives = {**split.qrels, "ghost-query": [split.corpus[0].id], first: ["no-such-doc", *split.qrels[first]]}
@@ -169,3 +182,11 @@ def test_mine_command_refuses_a_lexical_weight_nothing_would_use(tiny_model, fix
     )
     assert done.returncode != 0 and "--lexical-weight changes only" in done.stderr
     assert not (tmp_path / "mined").exists()
+    # Every strategy's settings are checked against the ensemble before anything is embedded, not the first only.
+    done = subprocess.run(
+        [sys.executable, "-m", "haystack_hardneg.cli", "mine", "--data", str(fixtures / "scifact-tiny"), "--model",
+         tiny_model, "--strategy", "all", "--member", "3", "--cache-dir", "none", "--out", str(tmp_path / "mined")],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode != 0 and "member=3 but the ensemble has 1 member(s)" in done.stderr
+    assert "Embedding" not in done.stderr and not (tmp_path / "mined").exists()

@@ -121,6 +121,26 @@ def test_small_clusters_fall_back_on_the_ensemble_ranking(data):
     assert report["clusters"]["negatives_from_fallback"] == sum(p.fallback for p in result.pairs)
 
 
+def test_the_fallback_keeps_the_rank_window_start(data):
+    # Tiny clusters force the fallback; the 3 candidates ranked highest (globally or in the pair's clusters) were
+    # skipped as likely false negatives and must not come back through it.
+    config = MiningConfig(strategy="ensemble_cluster", num_negatives=6, n_clusters=80, rank_window=(3, 40),
+                          guard_ratio=None, guard_member_agreement=False)
+    result = mine_negatives(data, config, progress_bar=False)
+    assert sum(p.fallback for p in result.pairs) > 0
+    labels = result.clustering.labels
+    for pair in result.pairs:
+        row = data.query_ids.index(pair.query_id)
+        scores = data.doc_vectors @ data.query_vectors[row]
+        positives = [data.doc_ids.index(d) for d in data.positives[pair.query_id]]
+        scores[positives] = -np.inf
+        global_top = {data.doc_ids[i] for i in np.argsort(-scores, kind="stable")[:3]}
+        pool = [i for i, label in enumerate(labels) if label in {pair.query_cluster, pair.positive_cluster}
+                and i not in positives]
+        pool_top = {data.doc_ids[i] for i in sorted(pool, key=lambda i: -scores[i])[:3]}
+        assert not set(pair.negative_ids) & (global_top | pool_top)
+
+
 def test_bm25_negatives_share_words_with_the_query(data):
     result = mine_negatives(data, MiningConfig(strategy="bm25", num_negatives=3, guard_ratio=None,
                                                guard_member_agreement=False), progress_bar=False)

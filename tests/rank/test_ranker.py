@@ -121,6 +121,12 @@ def test_serialization_and_bad_arguments(cross_encoder_folder, tmp_path):
     restored = CrossEncoderRanker.from_dict(ranker.to_dict())
     assert restored.to_dict() == ranker.to_dict()
     assert restored.device.to_torch_str() == "cpu"
+    import torch
+
+    typed = CrossEncoderRanker(model=cross_encoder_folder, model_kwargs={"torch_dtype": torch.float16})
+    assert typed.to_dict()["init_parameters"]["model_kwargs"] == {"torch_dtype": "torch.float16"}
+    assert typed.model_kwargs == {"torch_dtype": torch.float16}  # serialising leaves the live component alone
+    assert CrossEncoderRanker.from_dict(typed.to_dict()).model_kwargs == {"torch_dtype": torch.float16}
     with pytest.raises(ModelNotFoundError):
         CrossEncoderRanker(model=str(tmp_path / "missing"))
     with pytest.raises(ValueError, match="aggregation"):

@@ -1,4 +1,6 @@
 import json
+import subprocess
+import sys
 
 import pytest
 from haystack import Document
@@ -19,6 +21,7 @@ from haystack_hardneg.ingest.beir import load_corpus
 from haystack_hardneg.pipelines import query_documents
 from haystack_hardneg.rank.fusion import fuse_rankings
 from haystack_hardneg.store.lexical import LexicalIndex
+from haystack_hardneg.store.qdrant import DuplicateIdError
 
 DOCS = {
     "a": "Influenza vaccines reduce hospital admissions in older adults.",
@@ -46,6 +49,18 @@ def test_a_rebuilt_index_replaces_the_old_one_whole(tmp_path):
     LexicalIndex.build(["z"], ["zebra quasar"]).save(tmp_path / "bm25")
     index = LexicalIndex.load(tmp_path / "bm25")
     assert index.ids == ["z"] and [p.name for p in tmp_path.iterdir()] == ["bm25"]
+
+
+def test_the_writer_takes_repeats_once_and_an_empty_batch_as_nothing_to_write(tmp_path):
+    writer = LexicalIndexWriter(index_path=str(tmp_path / "bm25"))
+    docs = [Document(id=i, content=t) for i, t in DOCS.items()]
+    assert writer.run(docs + docs[:2])["documents_written"] == len(DOCS)  # the same file indexed twice
+    assert sorted(LexicalIndex.load(tmp_path / "bm25").ids) == sorted(DOCS)
+    assert writer.run([])["documents_written"] == 0
+    assert writer.run([Document(id="blank", content="  ")])["documents_written"] == 0
+    assert sorted(LexicalIndex.load(tmp_path / "bm25").ids) == sorted(DOCS)  # left as it was
+    with pytest.raises(DuplicateIdError):
+        writer.run([Document(id="a", content="one"), Document(id="a", content="another")])
 
 
 def test_hybrid_scores_are_a_weighted_sum_of_normalised_scores():
@@ -87,6 +102,12 @@ def test_hybrid_first_stage_indexes_and_queries_both_members_and_loads_from_yaml
         "print(json.dumps([d.id for d in query_documents(pipeline, sys.argv[2])]))\n",
         str(tmp_path / "hybrid.yml"), target.meta["title"])
     assert json.loads(done.stdout.strip().splitlines()[-1])[0] == target.id
+    # The command line runs the same YAML (the lexical retriever needs the query text too).
+    done = subprocess.run([sys.executable, "-m", "haystack_hardneg.cli", "query", "--pipeline",
+                           str(tmp_path / "hybrid.yml"), "--top-k", "3", target.meta["title"]],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split("\n  1. ")[1].split()[1] == target.id
 
 
 def test_both_first_stage_lists_must_be_cut_at_the_same_depth(tiny_model, tmp_path):

@@ -132,6 +132,7 @@ def test_saved_model_scores_the_same_everywhere_and_has_a_card(trainable_model, 
 
     card = (tmp_path / "run" / "model" / "README.md").read_text()
     assert "ensemble_cluster" in card and trainable_model in card and "synthetic topics" in card
+    assert ".partial" not in card  # saved through a staging folder whose name must not leak into the card
     assert (tmp_path / "run" / "training_curves.png").stat().st_size > 1000
     assert json.loads((tmp_path / "run" / "training_report.json").read_text())["steps"] == result["report"]["steps"]
 
@@ -324,6 +325,17 @@ def test_validation_on_first_stage_candidates_chooses_and_stores_the_fusion_weig
     pinned = CrossEncoderRanker(model=str(tmp_path / "run" / "model"), fusion_alpha=None)
     pinned.warm_up()
     assert pinned.effective_fusion_alpha is None
+
+    # Retrained into the same folder without first-stage candidates: no fusion weight is chosen, and the earlier
+    # model's must not survive beside the new weights.
+    trainer = TripletTrainer(base_model=trainable_model, output_dir=str(tmp_path / "run"), epochs=1, batch_size=8,
+                             validation_fraction=0.25, progress_bar=False)
+    assert trainer.run(triplets=rows.to_list())["report"]["fusion"] is None
+    assert not (tmp_path / "run" / "model" / "hardneg.json").exists()
+    retrained = CrossEncoderRanker(model=str(tmp_path / "run" / "model"))
+    retrained.warm_up()
+    assert retrained.effective_fusion_alpha is None
+    assert sorted(p.name for p in (tmp_path / "run").iterdir() if p.name.startswith(".")) == []
 
 
 def test_candidates_that_miss_every_held_out_query_are_refused(trainable_model, tmp_path):

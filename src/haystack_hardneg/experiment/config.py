@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from haystack_hardneg.evaluate.selection import FUSION_RULES
-from haystack_hardneg.mine.negatives import STRATEGIES, MiningConfig
+from haystack_hardneg.mine.negatives import STRATEGIES, MiningConfig, check_fits_ensemble
 
 DEFAULT_MODELS_DIR = "~/.cache/hardneg-models"
 # What a variant may set: every MiningConfig option but the strategy (its own key) and the seed (the experiment's).
@@ -80,6 +80,9 @@ class ExperimentConfig:
         unknown = [s for s in self.strategies if s not in STRATEGIES and s not in self.variants]
         if unknown:
             raise ValueError(f"Unknown strategies {unknown}; choose among {STRATEGIES} or define them in variants.")
+        unknown_options = sorted(set(self.mining) - MINING_OPTIONS)
+        if unknown_options:
+            raise ValueError(f"mining: unknown option(s) {unknown_options}; known: {sorted(MINING_OPTIONS)}.")
         for name in self.strategies:
             if name not in self.variants:
                 self._check_mining(name, f"Strategy {name!r} with the mining settings")
@@ -120,7 +123,7 @@ class ExperimentConfig:
         strategy, overrides = self.mining_for(name)
         settings = {k: v for k, v in {**self.mining, **overrides}.items() if k in MINING_OPTIONS}
         try:
-            MiningConfig(**{**settings, "strategy": strategy})
+            check_fits_ensemble(MiningConfig(**{**settings, "strategy": strategy}), len(self.members), self.combine)
         except (TypeError, ValueError) as error:
             raise ValueError(f"{who}: {error}") from None
 

@@ -14,7 +14,7 @@ from haystack_hardneg.embed.ensemble import normalized_weights
 from haystack_hardneg.ingest.text import document_text
 from haystack_hardneg.ingest.beir import DataError, LoadStats, OnMissing, validate_qrels
 from haystack_hardneg.mine.candidates import first_stage_candidates
-from haystack_hardneg.mine.negatives import STRATEGIES, MiningConfig, MiningData, mine_negatives
+from haystack_hardneg.mine.negatives import STRATEGIES, MiningConfig, MiningData, check_fits_ensemble, mine_negatives
 from haystack_hardneg.mine.report import mining_report
 from haystack_hardneg.mine.triplets import provenance_rows, triplet_rows
 from haystack_hardneg.store.vectors import read_stored_vectors
@@ -26,6 +26,20 @@ def skipped_when_loading(stats: LoadStats) -> dict[str, int]:
     """What judgement validation left out, in the mining report's terms."""
     return {"queries_without_positives": len(stats.queries_without_positives),
             "unknown_judgements": len(stats.missing_documents) + len(stats.missing_queries)}
+
+
+def _refuse_chunks_of_judged_documents(documents: list[Document], ids: set[str],
+                                       qrels: dict[str, dict[str, int]]) -> None:
+    """Judgements name whole documents; a store indexed with splitting holds the long ones only as chunks (their
+    ``parent_id``). Mining there would call them unknown (or skip them) and could take a positive's own chunks
+    as its negatives: refuse, and say how to get whole documents."""
+    parents = {str(d.meta["parent_id"]) for d in documents if d.meta.get("parent_id") is not None}
+    chunked = sorted({doc for judged in qrels.values() for doc in judged if doc not in ids and doc in parents})
+    if chunked:
+        raise DataError(
+            f"{len(chunked)} judged document(s) (e.g. {chunked[:3]}) are stored only as chunks (meta parent_id): "
+            f"negatives are mined among whole documents, as they are judged. Mine from the corpus instead of the "
+            f"store (without --from-store / document_store), or index it unsplit (e.g. --split-length 1000000).")
 
 
 def _as_qrels(positives: dict[str, Any]) -> dict[str, dict[str, int]]:
@@ -118,10 +132,7 @@ class ClusterNegativeMiner:
         )
         if on_missing not in ("error", "skip"):
             raise ValueError("on_missing must be 'error' or 'skip'.")
-        if strategy == "dense" and not 0 <= member < len(text_embedder.members):
-            raise ValueError(f"member={member} but the ensemble has {len(text_embedder.members)} member(s).")
-        if strategy == "dense" and text_embedder.combine != "concat" and len(text_embedder.members) > 1:
-            raise ValueError("The dense strategy reads one member out of a combine='concat' ensemble.")
+        check_fits_ensemble(self.config, len(text_embedder.members), text_embedder.combine)
         self.text_embedder = text_embedder
         self.document_store = document_store
         self.meta_fields_to_embed = list(meta_fields_to_embed or [])
@@ -194,7 +205,9 @@ class ClusterNegativeMiner:
         if len(set(ids)) != len(ids):
             raise ValueError("Document ids must be unique to mine negatives.")
         stats = LoadStats()
-        qrels = validate_qrels(_as_qrels(positives), queries, set(ids), on_missing=self.on_missing, stats=stats)
+        judged = _as_qrels(positives)
+        _refuse_chunks_of_judged_documents(documents, set(ids), judged)
+        qrels = validate_qrels(judged, queries, set(ids), on_missing=self.on_missing, stats=stats)
         if not qrels:
             raise DataError("No query has a relevant document among the given documents: nothing to mine.")
         query_ids = list(qrels)

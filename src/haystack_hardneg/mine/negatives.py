@@ -147,6 +147,17 @@ class MiningConfig:
         self.rank_window = (int(lo), int(hi))
 
 
+def check_fits_ensemble(config: MiningConfig, members: int, combine: str) -> None:
+    """The ``dense`` strategy reads one member's slice of a concatenated ensemble vector: it needs that member and
+    that layout. Checked where the ensemble is known, before anything is embedded."""
+    if config.strategy != "dense":
+        return
+    if not 0 <= config.member < members:
+        raise ValueError(f"member={config.member} but the ensemble has {members} member(s).")
+    if combine != "concat" and members > 1:
+        raise ValueError("The dense strategy reads one member out of a combine='concat' ensemble.")
+
+
 @dataclass
 class MinedPair:
     query_id: str
@@ -417,6 +428,7 @@ def mine_negatives(data: MiningData, config: MiningConfig, *, progress_bar: bool
                     pool_scores = (config.lexical_weight * min_max(lexical_row[1][pool])
                                    + (1 - config.lexical_weight) * min_max(pool_scores))
                 order = np.argsort(-pool_scores, kind="stable")
+                skipped_top = pool[order][:lo]
                 window = pool[order][lo:hi]
                 window_ranks = np.arange(lo, lo + len(window))
                 cluster_info = {"query_cluster": q_cluster, "positive_cluster": p_cluster}
@@ -432,8 +444,9 @@ def mine_negatives(data: MiningData, config: MiningConfig, *, progress_bar: bool
             if fallback_pool is None:
                 fallback_pool = top_k(data.query_vectors, data.doc_vectors, hi + config.num_negatives,
                                       exclude=positives_idx)[0]
-            extra = fallback_pool[row]
-            extra = extra[(extra >= 0) & ~np.isin(extra, window)]
+            # The window's start holds for the fallback too: skipped ranks are likely false negatives either way.
+            extra = fallback_pool[row][lo:]
+            extra = extra[(extra >= 0) & ~np.isin(extra, window) & ~np.isin(extra, skipped_top)]
             extra = extra[~screen(extra, pair)]
             extra = extra[: config.num_negatives - len(negatives)]
             negatives += extra.tolist()

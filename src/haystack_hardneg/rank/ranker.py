@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -180,6 +181,8 @@ class CrossEncoderRanker:
             aggregation=self.aggregation, fusion_alpha=self.fusion_alpha,
         )
         if data["init_parameters"].get("model_kwargs") is not None:
+            # Serialised in place: on a copy, or the live component would hand transformers "torch.float16" strings.
+            data["init_parameters"]["model_kwargs"] = copy.deepcopy(self.model_kwargs)
             serialize_hf_model_kwargs(data["init_parameters"]["model_kwargs"])
         return data
 

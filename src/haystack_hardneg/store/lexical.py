@@ -10,13 +10,10 @@ previous index as it was).
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from haystack_hardneg.files import read_jsonl
+from haystack_hardneg.files import atomic_directory, read_jsonl, recover_interrupted_swap
 
 SETTINGS_FILE = "lexical.json"
 DOCUMENTS_FILE = "documents.jsonl"
@@ -80,24 +77,12 @@ class LexicalIndex:
 
     def save(self, path: str | Path) -> Path:
         """Write the index folder atomically: built beside, then swapped in."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
-        try:
+        with atomic_directory(path) as staging:
             self._retriever.save(str(staging), show_progress=False)
             with open(staging / DOCUMENTS_FILE, "w", encoding="utf-8") as out:
                 for document in self.documents:
                     out.write(json.dumps(document, ensure_ascii=False) + "\n")
             (staging / SETTINGS_FILE).write_text(json.dumps({"language": self.language, "documents": len(self.ids)}))
-            previous = path.with_name(f".{path.name}.previous")
-            shutil.rmtree(previous, ignore_errors=True)  # left by a save that crashed between the renames
-            if path.exists():
-                os.replace(path, previous)
-            os.replace(staging, path)
-            shutil.rmtree(previous, ignore_errors=True)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
         return path
 
     @classmethod
@@ -105,6 +90,7 @@ class LexicalIndex:
         import bm25s
 
         path = Path(path)
+        recover_interrupted_swap(path)
         if not (path / SETTINGS_FILE).is_file():
             raise FileNotFoundError(f"No lexical index at {path} (build one with the indexing pipeline's "
                                     f"lexical writer or LexicalIndex.build(...).save(path)).")

@@ -12,6 +12,7 @@ from haystack import Document, component, default_from_dict, default_to_dict
 from haystack_hardneg.ingest.text import document_text
 from haystack_hardneg.rank.fusion import fuse_rankings
 from haystack_hardneg.store.lexical import LexicalIndex
+from haystack_hardneg.store.qdrant import drop_identical_duplicates
 
 
 @component
@@ -47,7 +48,11 @@ class LexicalIndexWriter:
 
     @component.output_types(documents_written=int)
     def run(self, documents: list[Document]) -> dict[str, int]:
-        documents = [d for d in documents if d.content and d.content.strip()]
+        # As the Qdrant writer: identical repeats (the same file indexed twice) are written once, and a batch with
+        # nothing to index (every source failed) writes nothing and leaves an existing index in place.
+        documents = drop_identical_duplicates([d for d in documents if d.content and d.content.strip()])
+        if not documents:
+            return {"documents_written": 0}
         index = LexicalIndex.build(
             [d.id for d in documents],
             [document_text(d, self.meta_fields_to_index, self.separator) for d in documents],

@@ -28,7 +28,7 @@ from typing import Any, Literal
 import numpy as np
 
 from haystack_hardneg.mine.candidates import load_candidates
-from haystack_hardneg.files import atomic_write_text
+from haystack_hardneg.files import atomic_directory, atomic_write_text
 from haystack_hardneg.train.heads import (HEADS, HeadName, build_cross_encoder, head_parameters, resolve_head,
                                           saved_head)
 from haystack_hardneg.train.losses import LOSSES, LossName, build_loss, to_labelled_pairs
@@ -390,15 +390,17 @@ def train_cross_encoder(triplets, config: TrainingConfig, *, resume: bool = Fals
         "history": history,
         "resumed_from": resume_from,
     }
-    model_dir = output / "model"
-    model.save(str(model_dir))
-    if fusion is not None:
-        settings = {"fusion_alpha": fusion["best_alpha"], "chosen_on": report["validation_on"],
-                    "rule": fusion["rule"], "argmax_alpha": fusion["argmax_alpha"],
-                    "validation": fusion["best"], "reranker_alone": fusion["reranker_alone"],
-                    "first_stage": fusion["first_stage"]}
-        atomic_write_text(model_dir / RANKER_SETTINGS_FILE, json.dumps(settings, indent=2))
-    _append_model_card(model_dir, report)
+    # Built aside and swapped in whole: a retrained model never inherits an earlier run's fusion weight, and an
+    # interrupted save leaves the previous model as it was.
+    with atomic_directory(output / "model") as model_dir:
+        model.save(str(model_dir))
+        if fusion is not None:
+            settings = {"fusion_alpha": fusion["best_alpha"], "chosen_on": report["validation_on"],
+                        "rule": fusion["rule"], "argmax_alpha": fusion["argmax_alpha"],
+                        "validation": fusion["best"], "reranker_alone": fusion["reranker_alone"],
+                        "first_stage": fusion["first_stage"]}
+            atomic_write_text(model_dir / RANKER_SETTINGS_FILE, json.dumps(settings, indent=2))
+        _append_model_card(model_dir, report)
     atomic_write_text(output / "training_report.json", json.dumps(report, indent=2, default=str))
     _plot_curves(history, output / "training_curves.png")
     return report
