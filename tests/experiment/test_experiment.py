@@ -260,3 +260,25 @@ def test_a_failed_recompute_does_not_leave_the_old_record_standing(tmp_path):
     reopened = StageCache(tmp_path)
     assert not reopened.is_done("stage", "key-1")  # going back to the old setting recomputes
     reopened.close()
+
+
+def test_a_model_folder_replaced_in_place_is_refused_and_nothing_is_lost(fixtures, tiny_model, trainable_model,
+                                                                         tmp_path):
+    import shutil
+
+    base = tmp_path / "base"
+    shutil.copytree(trainable_model, base)
+    config = _config(fixtures, tiny_model, str(base), tmp_path)
+    experiment = Experiment(config, progress_bar=False)
+    experiment.index()
+    experiment.close()
+    Experiment(config, progress_bar=False).close()  # the same folders: accepted
+    with open(base / "config.json", "a") as handle:  # e.g. the base re-saved after further training
+        handle.write("\n")
+    with pytest.raises(ValueError, match=r"model folder\(s\) \[.*base.*\] changed since"):
+        Experiment(config, progress_bar=False)
+    assert "index" in json.loads((tmp_path / "run" / "stages.json").read_text())  # the run folder is kept
+    # Refused again for the same reason, not as busy: the refusal released the folder's lock.
+    with pytest.raises(ValueError, match="changed since"):
+        Experiment(config, progress_bar=False)
+    Experiment(replace(config, out=str(tmp_path / "other")), progress_bar=False).close()  # a new folder starts

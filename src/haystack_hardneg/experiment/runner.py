@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from haystack_hardneg.experiment.config import ExperimentConfig
-from haystack_hardneg.experiment.stages import StageCache, file_fingerprint, stage_key
+from haystack_hardneg.experiment.stages import StageCache, file_fingerprint, folder_fingerprint, stage_key
 from haystack_hardneg.files import atomic_write_text, jsonl_text, read_jsonl
 
 PACKAGES = ("haystack-hardneg", "haystack-ai", "sentence-transformers", "transformers", "torch", "scikit-learn",
@@ -78,6 +78,16 @@ def training_query_ids(config: ExperimentConfig, train_split) -> list[str]:
     if limit is not None and limit < len(query_ids):
         query_ids = sorted(random.Random(config.seed).sample(query_ids, limit))
     return query_ids
+
+
+MODELS_FILE = "models.json"
+
+
+def model_fingerprints(config: ExperimentConfig) -> dict[str, str]:
+    """Every local model folder the run uses (ensemble members, the re-rankers' base) by a hash of its files. Stage
+    keys name models by path; this catches a folder whose model was replaced in place (a hub id is not checked)."""
+    paths = [m["model"] for m in config.members] + [config.training["base_model"]]
+    return {path: folder_fingerprint(path) for path in dict.fromkeys(paths) if Path(path).expanduser().is_dir()}
 
 
 # Each stage's key: everything the stage depends on, upstream keys included. Pure functions of the config, the data
@@ -163,6 +173,24 @@ class Experiment:
         self.cache = StageCache(self.out)
         self._store = None
         self._text_embedder = None
+        try:
+            self._check_models()
+        except BaseException:
+            self.cache.close()
+            raise
+
+    def _check_models(self) -> None:
+        """Stages computed with a model folder whose contents have changed since would be reused under the same
+        keys: refuse, and leave the run folder as it is."""
+        path = self.out / MODELS_FILE
+        current = model_fingerprints(self.config)
+        recorded = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        changed = sorted(p for p in current if p in recorded and recorded[p] != current[p])
+        if changed and self.cache.records:
+            raise ValueError(f"The model folder(s) {changed} changed since the stages in {self.out} were computed "
+                             f"with them (the cache knows models by path): run into another --out, or delete "
+                             f"{self.out} to start over.")
+        atomic_write_text(path, json.dumps({**recorded, **current}, indent=2))
 
     # -- shared pieces ---------------------------------------------------------------------------------------
     def text_embedder(self):

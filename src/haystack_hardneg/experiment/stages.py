@@ -34,6 +34,19 @@ def file_fingerprint(*paths: str | Path) -> str:
     return digest.hexdigest()[:16]
 
 
+def folder_fingerprint(folder: str | Path) -> str:
+    """Hash of a folder's file names and bytes (a model folder: weights, configs, tokenizer)."""
+    folder = Path(folder)
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(folder)).encode() + b"\0")
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        digest.update(b"\0")
+    return digest.hexdigest()[:16]
+
+
 class ExperimentBusyError(RuntimeError):
     pass
 
