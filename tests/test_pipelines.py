@@ -119,3 +119,25 @@ def test_query_pipeline_refuses_a_store_that_would_be_emptied_on_load(tiny_model
     store = open_document_store(location=":memory:", embedding_dim=32, recreate_index=True, progress_bar=False)
     with pytest.raises(ValueError, match="recreate_index"):
         build_query_pipeline(EnsembleTextEmbedder(members=[tiny_model]), store)
+
+
+def test_a_query_embedder_of_another_ensemble_is_refused_before_querying(tiny_model, fixtures):
+    from haystack import Document
+
+    from haystack_hardneg import EnsembleDocumentWriter
+    from haystack_hardneg.pipelines import check_query_embedder_matches_store
+
+    store = open_document_store(location=":memory:", embedding_dim=32, progress_bar=False)
+    _index(tiny_model, store, fixtures)
+    same = build_query_pipeline(EnsembleTextEmbedder(members=[tiny_model]), store)
+    check_query_embedder_matches_store(same)
+    # Same model and dimension, but a query prompt the documents' ensemble did not have: another vector space.
+    other = build_query_pipeline(EnsembleTextEmbedder(members=[{"model": tiny_model, "query_prompt": "query: "}]),
+                                 store)
+    with pytest.raises(ValueError, match="embedded by another ensemble"):
+        check_query_embedder_matches_store(other)
+    # Documents written by other tools carry no ensemble id: nothing to judge them by, so they are not refused.
+    plain = open_document_store(location=":memory:", embedding_dim=32, progress_bar=False)
+    plain.write_documents([Document(id="x", content="written elsewhere", embedding=[0.1] * 32)])
+    check_query_embedder_matches_store(build_query_pipeline(EnsembleTextEmbedder(members=[tiny_model]), plain))
+    assert EnsembleDocumentWriter  # the writer that labels documents with their ensemble (used by _index)

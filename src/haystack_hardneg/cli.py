@@ -138,9 +138,10 @@ def _query_pipeline(args: argparse.Namespace):
 
 
 def cmd_query(args: argparse.Namespace) -> int:
-    from haystack_hardneg.pipelines import query_documents
+    from haystack_hardneg.pipelines import check_query_embedder_matches_store, query_documents
 
     pipeline = _query_pipeline(args)
+    check_query_embedder_matches_store(pipeline)
     for text in args.text:
         documents = query_documents(pipeline, text)
         print(f"\n# {text}")

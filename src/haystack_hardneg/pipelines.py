@@ -128,6 +128,35 @@ def _is_path(source: str | Path) -> bool:
     return "\n" not in source and Path(source).expanduser().is_file()
 
 
+def check_query_embedder_matches_store(pipeline: Pipeline) -> None:
+    """Refuse a query pipeline whose ensemble is not the one that embedded its Qdrant collection (other members,
+    weights or prompts at the same dimension give vectors in another space: the ranking would be meaningless, with
+    no error from Qdrant). Reads one count from the store (and a few points when it is 0); documents written by other
+    tools carry no ensemble id and are not judged."""
+    from haystack_hardneg.embed.components import ENSEMBLE_META_KEY
+
+    components = dict(pipeline.walk())
+    embedder = next((c for c in components.values() if isinstance(c, EnsembleTextEmbedder)), None)
+    retriever = next((c for c in components.values() if isinstance(c, QdrantEmbeddingRetriever)), None)
+    if embedder is None or retriever is None:
+        return
+    store = retriever._document_store  # noqa: SLF001 (qdrant-haystack keeps no public accessor)
+    embedder.warm_up()
+    expected = embedder.ensemble_id
+    if store.count_documents_by_filter({"field": f"meta.{ENSEMBLE_META_KEY}", "operator": "==", "value": expected}):
+        return
+    # None of ours: look at a few stored points (payload only) for the ensemble that wrote them, if any.
+    store._initialize_client()  # noqa: SLF001
+    points, _ = store._client.scroll(collection_name=store.index, limit=20, with_payload=True,  # noqa: SLF001
+                                     with_vectors=False)
+    found = {(p.payload or {}).get("meta", {}).get(ENSEMBLE_META_KEY) for p in points} - {None}
+    if found:
+        raise ValueError(
+            f"Collection '{store.index}' was embedded by another ensemble ({sorted(found)[0]}) than this pipeline's "
+            f"query embedder ({expected}): other members, weights or prompts put queries in another vector space. "
+            f"Query with the ensemble that indexed it, or index again with this one.")
+
+
 def query_documents(pipeline: Pipeline, text: str) -> list[Document]:
     """One query through a query pipeline built by ``build_query_pipeline`` (or its YAML): the final documents."""
     nodes = pipeline.graph.nodes
@@ -147,6 +176,7 @@ def run_queries(pipeline: Pipeline, queries: dict[str, str], *, progress_bar: bo
     """
     from tqdm.auto import tqdm
 
+    check_query_embedder_matches_store(pipeline)
     run: dict[str, dict[str, float]] = {}
     for query_id, text in tqdm(queries.items(), desc="Querying", unit="query", disable=not progress_bar):
         documents = query_documents(pipeline, text)
