@@ -313,7 +313,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     from haystack_hardneg.experiment.runner import Experiment
 
     source = Path(args.config) if args.config else QUICK_EXPERIMENT
-    config = ExperimentConfig.from_yaml(source, out=args.out)
+    config = ExperimentConfig.from_yaml(source, out=args.out, seed=args.seed, strategies=args.strategies)
     if args.interim_report:
         from haystack_hardneg.experiment.runner import interim_report
 
@@ -422,6 +422,11 @@ def build_parser() -> argparse.ArgumentParser:
     experiment.add_argument("config", nargs="?",
                             help=f"experiment YAML (default: the quick mode, {QUICK_EXPERIMENT.name})")
     experiment.add_argument("--out", help="run folder (overrides the config's out)")
+    experiment.add_argument("--seed", type=int,
+                            help="overrides the config's seed (mining, training, validation split): repeat a run "
+                                 "with another seed into another --out to see how much of a difference is noise")
+    experiment.add_argument("--strategies", nargs="+", metavar="NAME",
+                            help="overrides the config's strategies (built-in names or the config's variants)")
     experiment.add_argument("--interim-report", metavar="DIR",
                             help="only write the report of the strategies finished so far into DIR (works while "
                                  "the experiment runs; strategies run with other settings than the config's are "

@@ -103,6 +103,22 @@ def test_interim_report_covers_the_strategies_finished_so_far(fixtures, tiny_mod
     running.close()
     assert results["finished_strategies"] == ["random"] and "random re-ranker" in results["systems"]
     assert (tmp_path / "interim" / "results.md").is_file() and (tmp_path / "interim" / "chart_ndcg.png").is_file()
+    # The command line's overrides reach the config: the same strategy is reported; another seed is another run.
+    import subprocess
+    import sys
+    from dataclasses import asdict
+
+    import yaml
+
+    (tmp_path / "config.yml").write_text(yaml.safe_dump({**asdict(config), "strategies": ["random", "bm25"]}))
+    command = [sys.executable, "-m", "haystack_hardneg.cli", "experiment", str(tmp_path / "config.yml"), "--out",
+               str(tmp_path / "run"), "--strategies", "random", "--interim-report"]
+    done = subprocess.run([*command, str(tmp_path / "cli")], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Strategies finished so far: ['random']" in done.stdout
+    done = subprocess.run([*command, str(tmp_path / "cli-seed"), "--seed", "1"], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode != 0 and "other settings" in done.stderr
     with pytest.raises(ValueError, match="another folder"):
         interim_report(config, tmp_path / "run")
     # Settings changed since the run: what the folder holds is not this config's result.
