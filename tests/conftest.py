@@ -16,6 +16,12 @@ def tiny_model(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="session")
+def tiny_model_other_weights(tmp_path_factory) -> str:
+    """tiny_model's architecture and dimension (32-d) with other random weights: another vector space."""
+    return str(build_tiny_sentence_transformer(tmp_path_factory.mktemp("models") / "tiny-a2", seed=7))
+
+
+@pytest.fixture(scope="session")
 def tiny_model_b(tmp_path_factory) -> str:
     """A second, different tiny model (48-d) for two-member ensembles of unequal dimensions."""
     return str(build_tiny_sentence_transformer(tmp_path_factory.mktemp("models") / "tiny-b", seed=1, hidden=48))

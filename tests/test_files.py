@@ -1,6 +1,13 @@
 import pytest
 
-from haystack_hardneg.files import atomic_directory, atomic_write_text, jsonl_text, read_jsonl, recover_interrupted_swap
+from haystack_hardneg.files import (
+    atomic_directory,
+    atomic_write_text,
+    jsonl_text,
+    read_jsonl,
+    readable_directory,
+    recover_interrupted_swap,
+)
 
 
 def test_jsonl_round_trips_texts_with_unicode_line_separators(tmp_path):
@@ -34,6 +41,9 @@ def test_a_swap_cut_between_its_renames_is_recovered(tmp_path):
     with atomic_directory(target) as staging:
         (staging / "data").write_text("old")
     target.rename(tmp_path / ".index.previous")  # where a crash between the two renames leaves it
+    # A reader finds the old version where it is and moves nothing (a writer may be between its renames).
+    assert (readable_directory(target) / "data").read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == [".index.previous"]
     recover_interrupted_swap(target)
     assert (target / "data").read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["index"]

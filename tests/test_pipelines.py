@@ -121,7 +121,8 @@ def test_query_pipeline_refuses_a_store_that_would_be_emptied_on_load(tiny_model
         build_query_pipeline(EnsembleTextEmbedder(members=[tiny_model]), store)
 
 
-def test_a_query_embedder_of_another_ensemble_is_refused_before_querying(tiny_model, fixtures):
+def test_a_query_embedder_of_another_ensemble_is_refused_before_querying(tiny_model, tiny_model_other_weights,
+                                                                         fixtures):
     from haystack import Document
 
     from haystack_hardneg import EnsembleDocumentWriter
@@ -131,9 +132,11 @@ def test_a_query_embedder_of_another_ensemble_is_refused_before_querying(tiny_mo
     _index(tiny_model, store, fixtures)
     same = build_query_pipeline(EnsembleTextEmbedder(members=[tiny_model]), store)
     check_query_embedder_matches_store(same)
-    # Same model and dimension, but a query prompt the documents' ensemble did not have: another vector space.
-    other = build_query_pipeline(EnsembleTextEmbedder(members=[{"model": tiny_model, "query_prompt": "query: "}]),
-                                 store)
+    # A query prompt the indexing spec did not name (e5-style "query: " / "passage: ") is the same vector space.
+    check_query_embedder_matches_store(
+        build_query_pipeline(EnsembleTextEmbedder(members=[{"model": tiny_model, "query_prompt": "query: "}]), store))
+    # Same architecture and dimension, other weights: another vector space, which Qdrant would rank without complaint.
+    other = build_query_pipeline(EnsembleTextEmbedder(members=[tiny_model_other_weights]), store)
     with pytest.raises(ValueError, match="embedded by another ensemble"):
         check_query_embedder_matches_store(other)
     # Documents written by other tools carry no ensemble id: nothing to judge them by, so they are not refused.

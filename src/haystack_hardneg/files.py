@@ -42,6 +42,16 @@ def recover_interrupted_swap(path: str | Path) -> None:
         os.replace(_previous(path), path)
 
 
+def readable_directory(path: str | Path) -> Path:
+    """Where a reader finds the folder ``atomic_directory`` keeps at ``path``: the folder moved aside while a
+    writer is between its two renames (or crashed there). Readers never rename: only writers recover, so a reader
+    cannot undo a swap that another process is in the middle of."""
+    path = Path(path)
+    if not path.exists() and _previous(path).is_dir():
+        return _previous(path)
+    return path
+
+
 @contextmanager
 def atomic_directory(path: str | Path) -> Iterator[Path]:
     """Yields an empty staging folder beside ``path``; when the block ends without error the staging folder

@@ -130,7 +130,7 @@ def _is_path(source: str | Path) -> bool:
 
 def check_query_embedder_matches_store(pipeline: Pipeline) -> None:
     """Refuse a query pipeline whose ensemble is not the one that embedded its Qdrant collection (other members,
-    weights or prompts at the same dimension give vectors in another space: the ranking would be meaningless, with
+    or weights at the same dimension give vectors in another space: the ranking would be meaningless, with
     no error from Qdrant). Reads one count from the store (and a few points when it is 0); documents written by other
     tools carry no ensemble id and are not judged."""
     from haystack_hardneg.embed.components import ENSEMBLE_META_KEY
@@ -153,7 +153,7 @@ def check_query_embedder_matches_store(pipeline: Pipeline) -> None:
     if found:
         raise ValueError(
             f"Collection '{store.index}' was embedded by another ensemble ({sorted(found)[0]}) than this pipeline's "
-            f"query embedder ({expected}): other members, weights or prompts put queries in another vector space. "
+            f"query embedder ({expected}): other models or weights put queries in another vector space. "
             f"Query with the ensemble that indexed it, or index again with this one.")
 
 

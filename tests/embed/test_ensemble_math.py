@@ -48,14 +48,18 @@ def test_member_spec_validation():
     assert MemberSpec.coerce("m") == MemberSpec(model="m")
 
 
-def test_identity_changes_with_weights_mode_and_prompts_but_not_with_path_when_fingerprinted():
+def test_identity_changes_with_models_weights_and_mode_but_not_with_prompts_or_path_when_fingerprinted():
     members = [MemberSpec("a"), MemberSpec("b")]
     base = ensemble_identity(members, "concat", [3, 3], ["fa", "fb"])
     assert base.key == ensemble_identity(members, "concat", [3, 3], ["fa", "fb"]).key
     assert base.key != ensemble_identity([MemberSpec("a", 2), MemberSpec("b")], "concat", [3, 3], ["fa", "fb"]).key
     assert base.key != ensemble_identity(members, "mean", [3, 3], ["fa", "fb"]).key
-    assert base.key != ensemble_identity([MemberSpec("a", query_prompt="q: "), MemberSpec("b")], "concat", [3, 3],
-                                         ["fa", "fb"]).key
+    # Prompts and max length change the encoding, not the space: an indexing spec with only the document prompt
+    # and a query spec with only the query prompt are one ensemble.
+    documents_side = [MemberSpec("a", document_prompt="passage: ", max_seq_length=128), MemberSpec("b")]
+    queries_side = [MemberSpec("a", query_prompt="query: "), MemberSpec("b")]
+    assert (ensemble_identity(documents_side, "concat", [3, 3], ["fa", "fb"]).key
+            == ensemble_identity(queries_side, "concat", [3, 3], ["fa", "fb"]).key == base.key)
     moved = [MemberSpec("/elsewhere/a"), MemberSpec("b")]
     assert base.key == ensemble_identity(moved, "concat", [3, 3], ["fa", "fb"]).key
     assert base.key != ensemble_identity(members, "concat", [3, 3], ["other", "fb"]).key

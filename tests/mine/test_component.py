@@ -46,12 +46,13 @@ def test_miner_reads_stored_vectors_instead_of_embedding_again(tiny_model, tiny_
     assert result["report"]["clusters"]["count"] == 4
 
 
-def test_stored_vectors_of_another_ensemble_are_refused(tiny_model, tiny_model_b, split):
-    doc_embedder = EnsembleDocumentEmbedder(members=[tiny_model_b], progress_bar=False)
+def test_stored_vectors_of_another_ensemble_are_refused(tiny_model, tiny_model_other_weights, split):
+    # Same architecture and dimension, other weights: the store would take the query vectors without complaint.
+    doc_embedder = EnsembleDocumentEmbedder(members=[tiny_model_other_weights], progress_bar=False)
     doc_embedder.warm_up()
-    store = open_document_store(location=":memory:", embedding_dim=48, progress_bar=False)
+    store = open_document_store(location=":memory:", embedding_dim=32, progress_bar=False)
     EnsembleDocumentWriter(document_store=store).run(doc_embedder.run(split.corpus)["documents"])
-    miner = _miner([{"model": tiny_model_b, "query_prompt": "query: "}], document_store=store)
+    miner = _miner([{"model": tiny_model, "query_prompt": "query: "}], document_store=store)
     with pytest.raises(ValueError, match="not be comparable"):
         miner.run(queries=split.queries, positives=split.qrels)
 

@@ -22,8 +22,8 @@ def embedded(tiny_model):
 
 
 @pytest.fixture(scope="module")
-def other_ensemble(tiny_model):
-    embedder = EnsembleDocumentEmbedder(members=[{"model": tiny_model, "document_prompt": "passage: "}],
+def other_ensemble(tiny_model_other_weights):
+    embedder = EnsembleDocumentEmbedder(members=[{"model": tiny_model_other_weights, "document_prompt": "passage: "}],
                                         progress_bar=False)
     embedder.warm_up()
     return embedder.run([Document(id="x", content="cats purr")])["documents"]

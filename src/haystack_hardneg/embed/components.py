@@ -71,7 +71,7 @@ class _EnsembleComponent:
 
     @property
     def ensemble_id(self) -> str:
-        """The identity key of this ensemble (members, weights, prompts, mode, dimension)."""
+        """The identity key of this ensemble: models, weights, mode, dimension (the vector space; not prompts)."""
         self._ensure_loaded()
         return self.encoder.identity.key
 

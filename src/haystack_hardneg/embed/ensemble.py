@@ -128,7 +128,10 @@ class EnsembleIdentity:
     """What makes two ensemble vectors comparable: members (and their weights), mode, dimension.
 
     ``fingerprints`` are content hashes of each member's weights when known, so that two different
-    models saved under the same path are told apart.
+    models saved under the same path are told apart. ``members`` also records prompts and max length,
+    but the key leaves them out: they change how a text is encoded, not the vector space, and e5-style
+    models need different prompts on the two sides (an indexing pipeline that only names the document
+    prompt and a query pipeline that only names the query prompt describe the same space).
     """
 
     members: tuple[dict[str, Any], ...]
@@ -141,7 +144,7 @@ class EnsembleIdentity:
         # A weight fingerprint, when known, stands for the model instead of its path: the same model
         # moved to another folder (or named by hub id) must keep the same identity.
         sources = list(self.fingerprints) or [m["model"] for m in self.members]
-        members = [{**m, "model": src} for m, src in zip(self.members, sources)]
+        members = [{"model": src, "weight": m["weight"]} for m, src in zip(self.members, sources)]
         payload = json.dumps(
             {"members": members, "combine": self.combine, "dimension": self.dimension}, sort_keys=True
         )

@@ -35,10 +35,14 @@ def file_fingerprint(*paths: str | Path) -> str:
 
 
 def folder_fingerprint(folder: str | Path) -> str:
-    """Hash of a folder's file names and bytes (a model folder: weights, configs, tokenizer)."""
+    """Hash of a folder's file names and bytes (a model folder: weights, configs, tokenizer).
+
+    Files inside hidden folders are left out: a model folder cloned with git or filled by the hub client keeps
+    bookkeeping there (``.git/index``, ``.cache/huggingface``) that changes while the model does not."""
     folder = Path(folder)
     digest = hashlib.sha256()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+    files = (p for p in folder.rglob("*") if p.is_file())
+    for path in sorted(p for p in files if not any(part.startswith(".") for part in p.relative_to(folder).parts[:-1])):
         digest.update(str(path.relative_to(folder)).encode() + b"\0")
         with open(path, "rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from haystack_hardneg.files import atomic_directory, read_jsonl, recover_interrupted_swap
+from haystack_hardneg.files import atomic_directory, read_jsonl, readable_directory
 
 SETTINGS_FILE = "lexical.json"
 DOCUMENTS_FILE = "documents.jsonl"
@@ -89,10 +89,10 @@ class LexicalIndex:
     def load(cls, path: str | Path) -> "LexicalIndex":
         import bm25s
 
-        path = Path(path)
-        recover_interrupted_swap(path)
+        requested = Path(path)
+        path = readable_directory(requested)
         if not (path / SETTINGS_FILE).is_file():
-            raise FileNotFoundError(f"No lexical index at {path} (build one with the indexing pipeline's "
+            raise FileNotFoundError(f"No lexical index at {requested} (build one with the indexing pipeline's "
                                     f"lexical writer or LexicalIndex.build(...).save(path)).")
         settings = json.loads((path / SETTINGS_FILE).read_text())
         retriever = bm25s.BM25.load(str(path), show_progress=False)

@@ -3,6 +3,7 @@ ensemble's results (a hybrid first stage)."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,8 @@ from haystack_hardneg.ingest.text import document_text
 from haystack_hardneg.rank.fusion import fuse_rankings
 from haystack_hardneg.store.lexical import LexicalIndex
 from haystack_hardneg.store.qdrant import drop_identical_duplicates
+
+logger = logging.getLogger(__name__)
 
 
 @component
@@ -52,6 +55,12 @@ class LexicalIndexWriter:
         # nothing to index (every source failed) writes nothing and leaves an existing index in place.
         documents = drop_identical_duplicates([d for d in documents if d.content and d.content.strip()])
         if not documents:
+            path = Path(self.index_path).expanduser()
+            if path.exists():
+                # Said out loud because the dense side may not agree: a store opened with recreate_index was
+                # emptied, and hybrid queries would then join BM25 hits that Qdrant no longer holds.
+                logger.warning("Nothing to index: the BM25 index at %s is kept as it was (if its Qdrant collection "
+                               "was recreated, rebuild both).", path)
             return {"documents_written": 0}
         index = LexicalIndex.build(
             [d.id for d in documents],
