@@ -279,13 +279,14 @@ def test_a_failed_recompute_does_not_leave_the_old_record_standing(tmp_path):
     reopened.close()
 
 
-def test_a_model_folder_replaced_in_place_is_refused_and_nothing_is_lost(fixtures, tiny_model, trainable_model,
-                                                                         tmp_path):
+def test_a_model_folder_replaced_in_place_is_refused_where_a_recorded_stage_used_it(fixtures, tiny_model,
+                                                                                   trainable_model, tmp_path):
     import shutil
 
-    base = tmp_path / "base"
+    base, member = tmp_path / "base", tmp_path / "member"
     shutil.copytree(trainable_model, base)
-    config = _config(fixtures, tiny_model, str(base), tmp_path)
+    shutil.copytree(tiny_model, member)
+    config = _config(fixtures, str(member), str(base), tmp_path, strategies=["random"])
     experiment = Experiment(config, progress_bar=False)
     experiment.index()
     experiment.close()
@@ -295,10 +296,18 @@ def test_a_model_folder_replaced_in_place_is_refused_and_nothing_is_lost(fixture
     Experiment(config, progress_bar=False).close()
     with open(base / "config.json", "a") as handle:  # e.g. the base re-saved after further training
         handle.write("\n")
-    with pytest.raises(ValueError, match=r"model folder\(s\) \[.*base.*\] changed since"):
+    Experiment(config, progress_bar=False).close()  # only the index is recorded, and it never used the base
+    with open(member / "config.json", "a") as handle:  # an ensemble member replaced in place: the index used it
+        handle.write("\n")
+    with pytest.raises(ValueError, match=r"model folder\(s\) \[.*member.*\] changed since"):
         Experiment(config, progress_bar=False)
     assert "index" in json.loads((tmp_path / "run" / "stages.json").read_text())  # the run folder is kept
     # Refused again for the same reason, not as busy: the refusal released the folder's lock.
     with pytest.raises(ValueError, match="changed since"):
         Experiment(config, progress_bar=False)
-    Experiment(replace(config, out=str(tmp_path / "other")), progress_bar=False).close()  # a new folder starts
+    other = replace(config, out=str(tmp_path / "other"))
+    Experiment(other, progress_bar=False).run()  # a new folder starts, and trains a re-ranker from the base
+    with open(base / "config.json", "a") as handle:
+        handle.write("\n")
+    with pytest.raises(ValueError, match=r"model folder\(s\) \[.*base.*\] changed since"):
+        Experiment(other, progress_bar=False)
