@@ -143,7 +143,8 @@ def check_query_embedder_matches_store(pipeline: Pipeline) -> None:
     store = retriever._document_store  # noqa: SLF001 (qdrant-haystack keeps no public accessor)
     embedder.warm_up()
     expected = embedder.ensemble_id
-    if store.count_documents_by_filter({"field": f"meta.{ENSEMBLE_META_KEY}", "operator": "==", "value": expected}):
+    accepted = list(embedder.encoder.identity.accepted_keys)
+    if store.count_documents_by_filter({"field": f"meta.{ENSEMBLE_META_KEY}", "operator": "in", "value": accepted}):
         return
     # None of ours: look at a few stored points (payload only) for the ensemble that wrote them, if any.
     store._initialize_client()  # noqa: SLF001

@@ -291,12 +291,27 @@ def test_a_model_folder_replaced_in_place_is_refused_where_a_recorded_stage_used
     experiment.index()
     experiment.close()
     Experiment(config, progress_bar=False).close()  # the same folders: accepted
-    (base / ".git").mkdir()  # a git clone's bookkeeping changes while the model does not
-    (base / ".git" / "index").write_bytes(b"after git status")
+    (member / ".git").mkdir()  # a git clone's bookkeeping changes while the model does not
+    (member / ".git" / "index").write_bytes(b"after git status")
+    Experiment(config, progress_bar=False).close()
+    # A run folder recorded before 0.1.1, whose hashes took hidden folders in: still the same model.
+    from haystack_hardneg.experiment.stages import folder_fingerprint
+
+    models = tmp_path / "run" / "models.json"
+    recorded = json.loads(models.read_text())
+    assert recorded[str(member)] != folder_fingerprint(member, hidden_folders=True)
+    models.write_text(json.dumps({**recorded, str(member): folder_fingerprint(member, hidden_folders=True)}))
     Experiment(config, progress_bar=False).close()
     with open(base / "config.json", "a") as handle:  # e.g. the base re-saved after further training
         handle.write("\n")
     Experiment(config, progress_bar=False).close()  # only the index is recorded, and it never used the base
+    (tmp_path / "run" / "train" / "random" / "checkpoints").mkdir(parents=True)  # a training cut short: it resumes
+    with open(base / "config.json", "a") as handle:
+        handle.write("\n")
+    with pytest.raises(ValueError, match=r"model folder\(s\) \[.*base.*\] changed since"):
+        Experiment(config, progress_bar=False)
+    shutil.rmtree(tmp_path / "run" / "train")
+    Experiment(config, progress_bar=False).close()
     with open(member / "config.json", "a") as handle:  # an ensemble member replaced in place: the index used it
         handle.write("\n")
     with pytest.raises(ValueError, match=r"model folder\(s\) \[.*member.*\] changed since"):

@@ -51,6 +51,13 @@ def test_a_rebuilt_index_replaces_the_old_one_whole(tmp_path):
     assert index.ids == ["z"] and [p.name for p in tmp_path.iterdir()] == ["bm25"]
 
 
+def test_an_index_moved_aside_by_a_cut_swap_is_read_where_it_is(tmp_path):
+    LexicalIndex.build(list(DOCS), list(DOCS.values())).save(tmp_path / "bm25")
+    (tmp_path / "bm25").rename(tmp_path / ".bm25.previous")  # a writer between its two renames, or crashed there
+    assert sorted(LexicalIndex.load(tmp_path / "bm25").ids) == sorted(DOCS)
+    assert [p.name for p in tmp_path.iterdir()] == [".bm25.previous"]  # the reader renamed nothing
+
+
 def test_the_writer_takes_repeats_once_and_an_empty_batch_as_nothing_to_write(tmp_path, caplog):
     writer = LexicalIndexWriter(index_path=str(tmp_path / "bm25"))
     docs = [Document(id=i, content=t) for i, t in DOCS.items()]

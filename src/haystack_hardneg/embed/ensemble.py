@@ -143,11 +143,25 @@ class EnsembleIdentity:
     def key(self) -> str:
         # A weight fingerprint, when known, stands for the model instead of its path: the same model
         # moved to another folder (or named by hub id) must keep the same identity.
-        sources = list(self.fingerprints) or [m["model"] for m in self.members]
-        members = [{"model": src, "weight": m["weight"]} for m, src in zip(self.members, sources)]
-        payload = json.dumps(
-            {"members": members, "combine": self.combine, "dimension": self.dimension}, sort_keys=True
-        )
+        return self._hash([{"model": src, "weight": m["weight"]} for m, src in zip(self.members, self._sources())])
+
+    @property
+    def legacy_key(self) -> str:
+        """The key as versions before 0.1.1 computed it, prompts and max length included: collections they indexed
+        carry it, and are this ensemble's when it matches."""
+        return self._hash([{**m, "model": src} for m, src in zip(self.members, self._sources())])
+
+    @property
+    def accepted_keys(self) -> tuple[str, str]:
+        """The ids that stored vectors of this ensemble may carry."""
+        return (self.key, self.legacy_key)
+
+    def _sources(self) -> list[str]:
+        return list(self.fingerprints) or [m["model"] for m in self.members]
+
+    def _hash(self, members: list[dict[str, Any]]) -> str:
+        payload = json.dumps({"members": members, "combine": self.combine, "dimension": self.dimension},
+                             sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
     def describe(self) -> str:

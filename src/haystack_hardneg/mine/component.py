@@ -175,16 +175,16 @@ class ClusterNegativeMiner:
     def _document_vectors(self, documents: list[Document] | None) -> tuple[list[Document], list[str], np.ndarray]:
         """The documents, their texts and their ensemble vectors (read back, reused, or embedded)."""
         encoder = self.text_embedder.encoder
-        ensemble_id = encoder.identity.key
+        accepted = encoder.identity.accepted_keys
         if documents is None:
             if self.document_store is None:
                 raise ValueError("Give documents to run() or a document_store to the miner.")
-            documents, vectors = read_stored_vectors(self.document_store, expected_ensemble_id=ensemble_id,
+            documents, vectors = read_stored_vectors(self.document_store, expected_ensemble_ids=accepted,
                                                      progress_bar=self.progress_bar)
             return documents, [self._text(d) for d in documents], vectors
         documents = [d for d in documents if d.content and d.content.strip()]
         texts = [self._text(d) for d in documents]
-        stored = [d.embedding is not None and d.meta.get(ENSEMBLE_META_KEY) == ensemble_id for d in documents]
+        stored = [d.embedding is not None and d.meta.get(ENSEMBLE_META_KEY) in accepted for d in documents]
         if documents and all(stored):
             return documents, texts, np.asarray([d.embedding for d in documents], dtype=np.float32)
         foreign = [d.id for d, ok in zip(documents, stored) if d.embedding is not None and not ok]

@@ -10,6 +10,7 @@ from typing import Any
 
 from haystack import Document, component, default_from_dict, default_to_dict
 
+from haystack_hardneg.files import readable_directory
 from haystack_hardneg.ingest.text import document_text
 from haystack_hardneg.rank.fusion import fuse_rankings
 from haystack_hardneg.store.lexical import LexicalIndex
@@ -56,7 +57,7 @@ class LexicalIndexWriter:
         documents = drop_identical_duplicates([d for d in documents if d.content and d.content.strip()])
         if not documents:
             path = Path(self.index_path).expanduser()
-            if path.exists():
+            if readable_directory(path).exists():
                 # Said out loud because the dense side may not agree: a store opened with recreate_index was
                 # emptied, and hybrid queries would then join BM25 hits that Qdrant no longer holds.
                 logger.warning("Nothing to index: the BM25 index at %s is kept as it was (if its Qdrant collection "

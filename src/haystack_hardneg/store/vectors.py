@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Collection, Iterator
 
 import numpy as np
 from haystack import Document
@@ -22,11 +22,12 @@ def iter_stored_documents(store: QdrantDocumentStore) -> Iterator[Document]:
 
 
 def read_stored_vectors(
-    store: QdrantDocumentStore, *, expected_ensemble_id: str | None = None, progress_bar: bool = True
+    store: QdrantDocumentStore, *, expected_ensemble_ids: Collection[str] | None = None, progress_bar: bool = True
 ) -> tuple[list[Document], np.ndarray]:
     """The collection's documents (without their vectors) and their vectors as one float32 matrix.
 
-    :param expected_ensemble_id: when given, every stored vector must come from this ensemble.
+    :param expected_ensemble_ids: when given, every stored vector must carry one of these ids (an ensemble's
+        ``accepted_keys``).
     """
     total = store.count_documents()
     vectors = np.empty((total, store.embedding_dim), dtype=np.float32)
@@ -40,12 +41,12 @@ def read_stored_vectors(
             vectors = np.concatenate([vectors, np.empty((max(1, len(vectors)), vectors.shape[1]), dtype=np.float32)])
         vectors[i] = doc.embedding
         found = doc.meta.get(ENSEMBLE_META_KEY)
-        if expected_ensemble_id is not None and found != expected_ensemble_id:
+        if expected_ensemble_ids is not None and found not in expected_ensemble_ids:
             others.add(str(found))
         documents.append(Document(id=doc.id, content=doc.content, meta=doc.meta))
     if others:
         raise ValueError(
             f"Collection '{store.index}' holds vectors of ensemble(s) {sorted(others)[:3]}, but queries would be "
-            f"embedded by ensemble {expected_ensemble_id}; their scores would not be comparable."
+            f"embedded by ensemble {next(iter(expected_ensemble_ids))}; their scores would not be comparable."
         )
     return documents, vectors[: len(documents)]
