@@ -38,8 +38,9 @@ def _previous(path: Path) -> Path:
 def recover_interrupted_swap(path: str | Path) -> None:
     """Put back a folder that ``atomic_directory`` had moved aside when a crash hit between its two renames."""
     path = Path(path)
-    if not path.exists() and _previous(path).is_dir():
-        os.replace(_previous(path), path)
+    found = readable_directory(path)
+    if found != path:
+        os.replace(found, path)
 
 
 def readable_directory(path: str | Path) -> Path:

@@ -142,9 +142,10 @@ def check_query_embedder_matches_store(pipeline: Pipeline) -> None:
         return
     store = retriever._document_store  # noqa: SLF001 (qdrant-haystack keeps no public accessor)
     embedder.warm_up()
-    expected = embedder.ensemble_id
-    accepted = list(embedder.encoder.identity.accepted_keys)
-    if store.count_documents_by_filter({"field": f"meta.{ENSEMBLE_META_KEY}", "operator": "in", "value": accepted}):
+    identity = embedder.encoder.identity
+    expected = identity.key
+    if store.count_documents_by_filter({"field": f"meta.{ENSEMBLE_META_KEY}", "operator": "in",
+                                        "value": list(identity.accepted_keys)}):
         return
     # None of ours: look at a few stored points (payload only) for the ensemble that wrote them, if any.
     store._initialize_client()  # noqa: SLF001

@@ -188,12 +188,13 @@ class Experiment:
         changed = sorted(p for p in current if p in recorded and recorded[p] != current[p]
                          and recorded[p] != folder_fingerprint(p, hidden_folders=True))  # recorded before 0.1.1
         members = {m["model"] for m in self.config.members}
-        # The re-rankers' base only enters training (an unfinished one too: its checkpoints resume) and re-ranking;
-        # the members enter every stage (the index).
+        # The members enter every stage (the index); the re-rankers' base only training (an unfinished one too: its
+        # checkpoints resume) and re-ranking.
         uses_base = any(name.startswith(("train/", "rerank/")) for name in self.cache.records) or \
             any((self.out / "train").glob("*/checkpoints"))
-        if any(p in members or uses_base for p in changed) and (self.cache.records or uses_base):
-            raise ValueError(f"The model folder(s) {changed} changed since the stages in {self.out} were computed "
+        used = [p for p in changed if (self.cache.records if p in members else uses_base)]
+        if used:
+            raise ValueError(f"The model folder(s) {used} changed since the stages in {self.out} were computed "
                              f"with them (the cache knows models by path): run into another --out, or delete "
                              f"{self.out} to start over.")
         atomic_write_text(path, json.dumps({**recorded, **current}, indent=2))
