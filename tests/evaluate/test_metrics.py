@@ -3,7 +3,7 @@ import math
 import pytest
 
 from haystack_hardneg.evaluate.metrics import evaluate_run
-from haystack_hardneg.evaluate.significance import paired_test
+from haystack_hardneg.evaluate.significance import holm_adjusted, paired_test
 
 QRELS = {"a": {"d1": 1}, "b": {"d2": 1, "d3": 1}}
 RUN = {"a": {"d1": 0.9, "x": 0.5}, "b": {"x": 0.9, "d3": 0.8}}
@@ -40,3 +40,18 @@ def test_paired_test_tells_a_clear_win_from_no_difference(test):
     one_off = dict(worse)
     one_off["q1"] = {"d1": 1.0}
     assert paired_test(qrels, one_off, worse, "mrr@10", test=test, permutations=2000)["p_value"] > 0.05
+
+
+def test_a_randomisation_test_never_reads_zero():
+    # No permutation of a clear win is as extreme as the observed one: the p-value is 1 / (n + 1), not 0.
+    qrels = {f"q{i}": {f"d{i}": 1} for i in range(60)}
+    better = {f"q{i}": {f"d{i}": 1.0, "x": 0.5} for i in range(60)}
+    worse = {f"q{i}": {"x": 1.0, f"d{i}": 0.5} for i in range(60)}
+    assert paired_test(qrels, better, worse, "mrr@10", test="fisher", permutations=999)["p_value"] == 1 / 1000
+
+
+def test_holm_adjustment_on_a_known_family():
+    # Sorted 0.01, 0.03, 0.04 times 3, 2, 1 -> 0.03, 0.06, 0.04, then never decreasing -> 0.03, 0.06, 0.06.
+    assert holm_adjusted([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert holm_adjusted([0.5, 0.9]) == pytest.approx([1.0, 1.0])
+    assert holm_adjusted([]) == []

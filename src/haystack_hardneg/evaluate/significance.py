@@ -37,8 +37,24 @@ def paired_test(
     p_value = float(scores["system"]["comparisons"]["baseline"][metric])
     if p_value != p_value:  # NaN: every per-query difference is zero, nothing to tell apart
         p_value = 1.0
+    elif test == "fisher":
+        # ranx reports the share of permutations at least as extreme (count / n), which reads 0 when none is; the
+        # observed assignment is one of the permutations, so (count + 1) / (n + 1) is the valid p-value.
+        p_value = (round(p_value * permutations) + 1) / (permutations + 1)
     return {"system": system_score, "baseline": baseline_score, "difference": system_score - baseline_score,
             "p_value": p_value, "test": test}
+
+
+def holm_adjusted(p_values: list[float]) -> list[float]:
+    """Holm's step-down adjustment of a family of p-values (family-wise error), in the input order: the k-th
+    smallest is multiplied by (m - k + 1), and adjusted values never decrease along the sorted order."""
+    order = sorted(range(len(p_values)), key=lambda i: p_values[i])
+    adjusted = [0.0] * len(p_values)
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(p_values) - rank) * p_values[i]))
+        adjusted[i] = running
+    return adjusted
 
 
 def bootstrap_ci(values, *, level: float = 0.95, resamples: int = 10_000, seed: int = 0) -> tuple[float, float]:

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from haystack_hardneg.evaluate.metrics import DEFAULT_METRICS, evaluate_run
-from haystack_hardneg.evaluate.significance import bootstrap_ci, paired_test
+from haystack_hardneg.evaluate.significance import bootstrap_ci, holm_adjusted, paired_test
 from haystack_hardneg.evaluate.subsets import split_by_document_length
 from haystack_hardneg.files import atomic_write_text, read_jsonl
 from haystack_hardneg.rank.fusion import fuse_scores
@@ -92,11 +92,12 @@ BASELINE_STRATEGIES: tuple[str, ...] = ("random", "bm25")
 def evaluate_systems(qrels, runs: dict[str, dict], *, test: str = "student",
                      baseline_strategies: tuple[str, ...] = BASELINE_STRATEGIES, depth: int = 100) -> dict[str, Any]:
     """Metrics with 95% bootstrap intervals, and paired tests against the first stage and the random- and
-    BM25-negative re-rankers of the same kind (alone or fused)."""
+    BM25-negative re-rankers of the same kind (alone or fused); each test also carries its Holm-adjusted p-value
+    (``p_holm``) over all the tests of its metric here, since conclusions are drawn from a table of them."""
     systems: dict[str, Any] = {}
     for name, run in runs.items():
         metrics = evaluate_run(qrels, run, report_metrics(depth))
-        per_query = evaluate_run(qrels, run, TESTED_METRICS, per_query=True)
+        per_query = evaluate_run(qrels, run, report_metrics(depth), per_query=True)
         systems[name] = {"metrics": metrics, "per_query": per_query,
                          "ci95": {m: bootstrap_ci(per_query[m].values()) for m in TESTED_METRICS}}
     for name, entry in systems.items():
@@ -114,6 +115,10 @@ def evaluate_systems(qrels, runs: dict[str, dict], *, test: str = "student",
                 comparisons[f"{baseline} negatives"] = {
                     m: paired_test(qrels, runs[name], runs[twin], m, test=test) for m in TESTED_METRICS}
         entry["vs"] = comparisons
+    for metric in TESTED_METRICS:
+        family = [versus[metric] for entry in systems.values() for versus in entry.get("vs", {}).values()]
+        for comparison, adjusted in zip(family, holm_adjusted([c["p_value"] for c in family])):
+            comparison["p_holm"] = adjusted
     return systems
 
 
@@ -143,7 +148,10 @@ def strategy_pairs(qrels, runs: dict[str, dict], strategies: list[str], *, test:
     return pairs
 
 
-def subset_metrics(qrels, runs: dict[str, dict], groups: dict[str, list[str]]) -> dict[str, Any]:
+def subset_metrics(qrels, runs: dict[str, dict], groups: dict[str, list[str]], *, test: str = "student",
+                   depth: int = 100) -> dict[str, Any]:
+    """Per query subset (short / long documents): every reported metric of every system with its 95% bootstrap
+    interval, and each re-ranker's paired nDCG@10 test against the first stage on that subset's queries."""
     subsets: dict[str, Any] = {}
     for group, query_ids in groups.items():
         sub_qrels = {q: qrels[q] for q in query_ids}
@@ -151,10 +159,12 @@ def subset_metrics(qrels, runs: dict[str, dict], groups: dict[str, list[str]]) -
             continue
         subsets[group] = {"queries": len(sub_qrels), "systems": {}}
         for name, run in runs.items():
-            per_query = evaluate_run(sub_qrels, run, TESTED_METRICS, per_query=True)
-            subsets[group]["systems"][name] = {
-                m: {"mean": float(np.mean(list(per_query[m].values()))),
-                    "ci95": bootstrap_ci(per_query[m].values())} for m in TESTED_METRICS}
+            per_query = evaluate_run(sub_qrels, run, report_metrics(depth), per_query=True)
+            entry = {m: {"mean": float(np.mean(list(values.values()))), "ci95": bootstrap_ci(values.values())}
+                     for m, values in per_query.items()}
+            if " re-ranker" in name:
+                entry["vs first stage"] = paired_test(sub_qrels, run, runs[FIRST_STAGE], "ndcg@10", test=test)
+            subsets[group]["systems"][name] = entry
     return subsets
 
 
@@ -164,7 +174,8 @@ def report_metrics(depth: int) -> tuple[str, ...]:
 
 
 def _p(comparison: dict[str, float]) -> str:
-    return f"{comparison['difference']:+.3f} (p={comparison['p_value']:.2g})"
+    holm = f"; Holm {comparison['p_holm']:.2g}" if "p_holm" in comparison else ""
+    return f"{comparison['difference']:+.3f} (p={comparison['p_value']:.2g}{holm})"
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -173,7 +184,8 @@ def markdown(results: dict[str, Any]) -> str:
     lines = [f"# Experiment: {results['data']}", "",
              f"{results['test_queries']} test queries; first stage: {results['first_stage']}; re-rankers re-score "
              f"its top {results['rerank_k']}. 95% bootstrap intervals in brackets; {results['test']} "
-             f"(two-sided) on nDCG@10.", "",
+             f"(two-sided) on nDCG@10, with the p-value adjusted by Holm's method over the table's "
+             f"{_tests_in(systems)} tests.", "",
              f"| system | nDCG@10 | MRR@10 | P@1 | P@5 | P@10 | R@{results['retrieve_k']} | vs first stage "
              f"| vs random negatives | vs BM25 negatives |",
              "|---|---|---|---|---|---|---|---|---|---|"]
@@ -185,8 +197,9 @@ def markdown(results: dict[str, Any]) -> str:
         lines.append(
             f"| {name} | {m['ndcg@10']:.4f} [{ci[0]:.3f}, {ci[1]:.3f}] | {m['mrr@10']:.4f} | {m['precision@1']:.3f} "
             f"| {m['precision@5']:.3f} | {m['precision@10']:.3f} | {m[recall]:.3f} | " + " | ".join(versus) + " |")
-    for title, key in (("test queries", "strategy_pairs"), ("validation slice, where settings are chosen",
-                                                            "validation_pairs")):
+    for title, key in (("test queries", "strategy_pairs"),
+                       ("validation slice, where settings are chosen; in-sample for the fused rows, whose weight "
+                        "was chosen on these queries", "validation_pairs")):
         for kind, table in results.get(key, {}).items():
             names = list(table)
             lines += ["", f"## Strategies against each other ({title}): {kind}, nDCG@10 of the row minus the "
@@ -194,12 +207,18 @@ def markdown(results: dict[str, Any]) -> str:
                       "", "| | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
             lines += [f"| {a} | " + " | ".join(_p(table[a][b]) if b in table[a] else "" for b in names) + " |"
                       for a in names]
-    lines += ["", f"## Short and long documents (corpus median {results['length_median_words']:.0f} words)", "",
-              "| system | " + " | ".join(f"nDCG@10 {g} ({s['queries']} q.)" for g, s in results["subsets"].items()) + " |",
-              "|---|" + "---|" * len(results["subsets"])]
-    for name in systems:
-        cells = [f"{s['systems'][name]['ndcg@10']['mean']:.4f}" for s in results["subsets"].values()]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    for group, subset in results["subsets"].items():
+        lines += ["", f"## {group.capitalize()} relevant documents ({subset['queries']} queries; mean length of their "
+                      f"relevant documents {'above' if group == 'long' else 'at most'} the corpus median of "
+                      f"{results['length_median_words']:.0f} words)", "",
+                  f"| system | nDCG@10 | MRR@10 | P@1 | P@5 | P@10 | R@{results['retrieve_k']} | vs first stage |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for name, m in subset["systems"].items():
+            ci = m["ndcg@10"]["ci95"]
+            versus = _p(m["vs first stage"]) if "vs first stage" in m else ""
+            lines.append(f"| {name} | {m['ndcg@10']['mean']:.4f} [{ci[0]:.3f}, {ci[1]:.3f}] | {m['mrr@10']['mean']:.4f} "
+                         f"| {m['precision@1']['mean']:.3f} | {m['precision@5']['mean']:.3f} "
+                         f"| {m['precision@10']['mean']:.3f} | {m[recall]['mean']:.3f} | {versus} |")
     lines += ["", "## Re-rankers: the fusion weight chosen on validation (each re-ranker's held-out training "
               f"queries, their first-stage top {results['rerank_k']}; rule: {results['fusion_rule']})", "",
               "| strategy | train rows | train s | val. first stage | val. re-ranker | fusion alpha | val. fused | "
@@ -217,6 +236,10 @@ def markdown(results: dict[str, Any]) -> str:
     lines += [f"| {name} | {seconds} |" for name, seconds in results["stage_seconds"].items()]
     lines += ["", "Charts: `chart_ndcg.png`, `chart_long_short.png`. Per-query values: `per_query.json`."]
     return "\n".join(lines) + "\n"
+
+
+def _tests_in(systems: dict[str, Any]) -> int:
+    return sum(1 for entry in systems.values() for versus in entry.get("vs", {}).values() if "ndcg@10" in versus)
 
 
 def charts(results: dict[str, Any], out: Path) -> list[Path]:
@@ -298,8 +321,10 @@ def write_report(out: Path, config, test_split, stage_records: dict[str, dict], 
         "validation_pairs": strategy_pairs(validation["qrels"], validation["runs"], list(config.strategies),
                                            test=config.significance, shared_only=True),
         "length_median_words": median,
-        "subsets": subset_metrics(test_split.qrels, runs, groups),
-        "stage_seconds": {name: record["seconds"] for name, record in stage_records.items()},
+        "subsets": subset_metrics(test_split.qrels, runs, groups, test=config.significance, depth=config.retrieve_k),
+        "stage_seconds": {name: record["seconds"] for name, record in stage_records.items()
+                          if name.split("/")[0] not in ("mine", "train", "rerank")
+                          or name.split("/", 1)[1] in config.strategies},
     }
     atomic_write_text(dest / "per_query.json", json.dumps({n: e["per_query"] for n, e in systems.items()}))
     atomic_write_text(dest / "results.md", markdown(results))

@@ -532,12 +532,17 @@ def interim_report(config: ExperimentConfig, dest: str | Path) -> dict[str, Any]
     if dest.resolve() == out.resolve():
         raise ValueError("Write an interim report into another folder than the running experiment's.")
     test_split, train_split = load_beir(config.data, config.test_split), load_beir(config.data, config.train_split)
-    # The re-ranking key chains every upstream key (data, index, first stage, mining, training): one comparison each.
+    # The re-ranking key chains every upstream key, but the report also reads the first stage's and the trainings'
+    # own files, which a later run with other settings may have rewritten without reaching the downstream records.
     keys = expected_keys(replace(config, strategies=finished), test_split, train_split)
-    if records["hybrid"]["key"] != keys["hybrid"]:
+
+    def recorded(stage: str) -> bool:
+        return stage in records and records[stage]["key"] == keys[stage]
+
+    if not (recorded("first_stage") and recorded("hybrid")):
         raise ValueError(f"The first stage recorded in {out} was made with other settings or data than this "
                          f"config's: run the experiment again first.")
-    stale = [s for s in finished if records[f"rerank/{s}"]["key"] != keys[f"rerank/{s}"]]
+    stale = [s for s in finished if not (recorded(f"rerank/{s}") and recorded(f"train/{s}"))]
     current = [s for s in finished if s not in stale]
     if stale:
         logger.warning("Left out of the interim report, recorded with other settings than this config's: %s.",
