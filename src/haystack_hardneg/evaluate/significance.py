@@ -1,4 +1,4 @@
-"""Paired significance of one ranking system against another, through ranx's statistical tests."""
+"""Paired significance of one ranking system against another: per-query values from ranx, the tests from SciPy."""
 
 from __future__ import annotations
 
@@ -19,29 +19,34 @@ def paired_test(
 ) -> dict[str, float]:
     """Mean ``metric`` of both systems, their difference and the two-sided p-value of a paired test.
 
-    ``student`` is the paired t-test, ``fisher`` the randomisation (permutation) test. Queries are paired by id;
-    a query missing from a run scores 0 for it.
+    ``student`` is the paired t-test, ``fisher`` the randomisation (permutation) test: each query's pair of values
+    swapped at random, ``permutations`` times, seeded, so the same call gives the same p-value (ranx's own
+    randomisation test seeds only its main thread and reads 0 when no permutation is as extreme). Queries are
+    paired by id; a query missing from a run scores 0 for it.
     """
-    from ranx import Qrels, Run, compare
+    import numpy as np
+    from scipy.stats import permutation_test, ttest_rel
 
-    def run(ranking: dict[str, dict[str, float]], name: str) -> Run:
-        full = {q: dict(ranking.get(q) or {"__no_result__": 0.0}) for q in qrels}
-        return Run(full, name=name)
+    from haystack_hardneg.evaluate.metrics import evaluate_run
 
-    report = compare(Qrels(qrels), [run(system, "system"), run(baseline, "baseline")], metrics=[metric],
-                     stat_test=test, n_permutations=permutations, random_seed=seed, make_comparable=True,
-                     rounding_digits=10)
-    scores = report.to_dict()
-    system_score = float(scores["system"]["scores"][metric])
-    baseline_score = float(scores["baseline"]["scores"][metric])
-    p_value = float(scores["system"]["comparisons"]["baseline"][metric])
-    if p_value != p_value:  # NaN: every per-query difference is zero, nothing to tell apart
+    queries = list(qrels)
+    ours = evaluate_run(qrels, system, [metric], per_query=True)[metric]
+    theirs = evaluate_run(qrels, baseline, [metric], per_query=True)[metric]
+    x = np.array([ours[q] for q in queries])
+    y = np.array([theirs[q] for q in queries])
+    if np.array_equal(x, y):  # every per-query difference is zero: nothing to tell apart
         p_value = 1.0
+    elif test == "student":
+        p_value = float(ttest_rel(x, y, alternative="two-sided").pvalue)
+        if p_value != p_value:  # NaN: a single query, no variance to test against
+            p_value = 1.0
     elif test == "fisher":
-        # ranx reports the share of permutations at least as extreme (count / n), which reads 0 when none is; the
-        # observed assignment is one of the permutations, so (count + 1) / (n + 1) is the valid p-value.
-        p_value = (round(p_value * permutations) + 1) / (permutations + 1)
-    return {"system": system_score, "baseline": baseline_score, "difference": system_score - baseline_score,
+        p_value = float(permutation_test(
+            (x, y), lambda a, b, axis: np.mean(a - b, axis=axis), permutation_type="samples", vectorized=True,
+            n_resamples=permutations, alternative="two-sided", rng=np.random.default_rng(seed)).pvalue)
+    else:
+        raise ValueError(f"test must be 'student' or 'fisher', not {test!r}")
+    return {"system": float(x.mean()), "baseline": float(y.mean()), "difference": float(x.mean() - y.mean()),
             "p_value": p_value, "test": test}
 
 
