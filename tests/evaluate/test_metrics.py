@@ -3,7 +3,7 @@ import math
 import pytest
 
 from haystack_hardneg.evaluate.metrics import evaluate_run
-from haystack_hardneg.evaluate.significance import holm_adjusted, paired_test
+from haystack_hardneg.evaluate.significance import holm_adjusted, paired_test, paired_test_on_values
 
 QRELS = {"a": {"d1": 1}, "b": {"d2": 1, "d3": 1}}
 RUN = {"a": {"d1": 0.9, "x": 0.5}, "b": {"x": 0.9, "d3": 0.8}}
@@ -54,6 +54,23 @@ def test_the_randomisation_test_never_reads_zero_and_repeats_itself():
     p_values = {paired_test(qrels, mixed, flipped, "mrr@10", test="fisher", permutations=2000)["p_value"]
                 for _ in range(3)}
     assert len(p_values) == 1 and 0.05 < p_values.pop() < 1
+
+
+@pytest.mark.parametrize("test", ["student", "fisher"])
+def test_paired_test_on_per_query_values_matches_the_test_on_runs(test):
+    # What the report does: per-query values computed once, then tested pair by pair.
+    qrels = {f"q{i}": {f"d{i}": 1} for i in range(40)}
+    better = {f"q{i}": {f"d{i}": 1.0, "x": 0.5} for i in range(40)}
+    worse = {f"q{i}": ({"x": 1.0, f"d{i}": 0.5} if i % 4 else {f"d{i}": 1.0}) for i in range(40)}
+    ours = evaluate_run(qrels, better, ["mrr@10"], per_query=True)["mrr@10"]
+    theirs = evaluate_run(qrels, worse, ["mrr@10"], per_query=True)["mrr@10"]
+    on_values = paired_test_on_values(ours, theirs, list(qrels), test=test, permutations=999)
+    assert on_values == paired_test(qrels, better, worse, "mrr@10", test=test, permutations=999)
+    assert on_values["difference"] == pytest.approx(30 * 0.5 / 40)
+    # A query one side never scored is an error, not a silent zero or a dropped pair.
+    del theirs["q7"]
+    with pytest.raises(ValueError, match="q7"):
+        paired_test_on_values(ours, theirs, list(qrels), test=test)
 
 
 def test_holm_adjustment_on_a_known_family():

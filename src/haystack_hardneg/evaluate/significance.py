@@ -24,14 +24,32 @@ def paired_test(
     randomisation test seeds only its main thread and reads 0 when no permutation is as extreme). Queries are
     paired by id; a query missing from a run scores 0 for it.
     """
+    from haystack_hardneg.evaluate.metrics import evaluate_run
+
+    ours = evaluate_run(qrels, system, [metric], per_query=True)[metric]
+    theirs = evaluate_run(qrels, baseline, [metric], per_query=True)[metric]
+    return paired_test_on_values(ours, theirs, list(qrels), test=test, permutations=permutations, seed=seed)
+
+
+def paired_test_on_values(
+    ours: dict[str, float],
+    theirs: dict[str, float],
+    queries: list[str],
+    *,
+    test: StatTest = "student",
+    permutations: int = 10_000,
+    seed: int = 42,
+) -> dict[str, float]:
+    """:func:`paired_test` on per-query values already computed (query id -> value, e.g. from
+    ``evaluate_run(..., per_query=True)``), paired over ``queries``: a report that has every system's per-query
+    values tests many pairs without ranking each run again."""
     import numpy as np
     from scipy.stats import permutation_test, ttest_rel
 
-    from haystack_hardneg.evaluate.metrics import evaluate_run
-
-    queries = list(qrels)
-    ours = evaluate_run(qrels, system, [metric], per_query=True)[metric]
-    theirs = evaluate_run(qrels, baseline, [metric], per_query=True)[metric]
+    missing = [q for q in queries if q not in ours or q not in theirs]
+    if missing:
+        raise ValueError(f"{len(missing)} of the {len(queries)} paired queries have no value in one of the two "
+                         f"systems (e.g. {missing[0]!r}): compute both over the same qrels.")
     x = np.array([ours[q] for q in queries])
     y = np.array([theirs[q] for q in queries])
     if np.array_equal(x, y):  # every per-query difference is zero: nothing to tell apart

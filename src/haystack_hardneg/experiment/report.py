@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from haystack_hardneg.evaluate.metrics import DEFAULT_METRICS, evaluate_run
-from haystack_hardneg.evaluate.significance import bootstrap_ci, holm_adjusted, paired_test
+from haystack_hardneg.evaluate.significance import bootstrap_ci, holm_adjusted, paired_test, paired_test_on_values
 from haystack_hardneg.evaluate.subsets import split_by_document_length
 from haystack_hardneg.files import atomic_write_text, read_jsonl
 from haystack_hardneg.rank.fusion import fuse_scores
@@ -100,11 +100,16 @@ def evaluate_systems(qrels, runs: dict[str, dict], *, test: str = "student",
         per_query = evaluate_run(qrels, run, report_metrics(depth), per_query=True)
         systems[name] = {"metrics": metrics, "per_query": per_query,
                          "ci95": {m: bootstrap_ci(per_query[m].values()) for m in TESTED_METRICS}}
+    queries = list(qrels)
+
+    def tested(name: str, other: str) -> dict[str, dict[str, float]]:
+        return {m: paired_test_on_values(systems[name]["per_query"][m], systems[other]["per_query"][m], queries,
+                                         test=test) for m in TESTED_METRICS}
+
     for name, entry in systems.items():
         if name in (FIRST_STAGE, DENSE_ONLY, LEXICAL_ONLY):
             continue
-        comparisons = {"first stage": {m: paired_test(qrels, runs[name], runs[FIRST_STAGE], m, test=test)
-                                       for m in TESTED_METRICS}}
+        comparisons = {"first stage": tested(name, FIRST_STAGE)}
         strategy = name.split(" re-ranker")[0]
         # A baseline is tested against the baselines before it only (bm25 vs random, not random vs bm25 again).
         against = baseline_strategies[: baseline_strategies.index(strategy)] if strategy in baseline_strategies \
@@ -112,8 +117,7 @@ def evaluate_systems(qrels, runs: dict[str, dict], *, test: str = "student",
         for baseline in against:
             twin = baseline + name[len(strategy):]
             if twin in runs:
-                comparisons[f"{baseline} negatives"] = {
-                    m: paired_test(qrels, runs[name], runs[twin], m, test=test) for m in TESTED_METRICS}
+                comparisons[f"{baseline} negatives"] = tested(name, twin)
         entry["vs"] = comparisons
     for metric in TESTED_METRICS:
         family = [versus[metric] for entry in systems.values() for versus in entry.get("vs", {}).values()]
@@ -158,12 +162,15 @@ def subset_metrics(qrels, runs: dict[str, dict], groups: dict[str, list[str]], *
         if not sub_qrels:
             continue
         subsets[group] = {"queries": len(sub_qrels), "systems": {}}
-        for name, run in runs.items():
-            per_query = evaluate_run(sub_qrels, run, report_metrics(depth), per_query=True)
+        per_query = {name: evaluate_run(sub_qrels, run, report_metrics(depth), per_query=True)
+                     for name, run in runs.items()}
+        for name, values_of in per_query.items():
             entry = {m: {"mean": float(np.mean(list(values.values()))), "ci95": bootstrap_ci(values.values())}
-                     for m, values in per_query.items()}
+                     for m, values in values_of.items()}
             if " re-ranker" in name:
-                entry["vs first stage"] = paired_test(sub_qrels, run, runs[FIRST_STAGE], "ndcg@10", test=test)
+                entry["vs first stage"] = paired_test_on_values(values_of["ndcg@10"],
+                                                                per_query[FIRST_STAGE]["ndcg@10"], list(sub_qrels),
+                                                                test=test)
             subsets[group]["systems"][name] = entry
     return subsets
 
