@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from haystack_hardneg.evaluate.metrics import DEFAULT_METRICS, evaluate_run
-from haystack_hardneg.evaluate.significance import bootstrap_ci, holm_adjusted, paired_test, paired_test_on_values
+from haystack_hardneg.evaluate.significance import bootstrap_ci, holm_adjusted, paired_test_on_values
 from haystack_hardneg.evaluate.subsets import split_by_document_length
 from haystack_hardneg.files import atomic_write_text, read_jsonl
 from haystack_hardneg.rank.fusion import fuse_scores
@@ -96,8 +96,9 @@ def evaluate_systems(qrels, runs: dict[str, dict], *, test: str = "student",
     (``p_holm``) over all the tests of its metric here, since conclusions are drawn from a table of them."""
     systems: dict[str, Any] = {}
     for name, run in runs.items():
-        metrics = evaluate_run(qrels, run, report_metrics(depth))
         per_query = evaluate_run(qrels, run, report_metrics(depth), per_query=True)
+        # The means from the same per-query values (ranx's mean is theirs), not from ranking the run again.
+        metrics = {m: float(np.mean(list(values.values()))) for m, values in per_query.items()}
         systems[name] = {"metrics": metrics, "per_query": per_query,
                          "ci95": {m: bootstrap_ci(per_query[m].values()) for m in TESTED_METRICS}}
     queries = list(qrels)
@@ -131,24 +132,26 @@ def strategy_pairs(qrels, runs: dict[str, dict], strategies: list[str], *, test:
     """Every strategy's re-ranker against every other of the same kind (alone; fused): nDCG@10 paired tests,
     the row strategy minus the column strategy (clustering against no clustering, dense against BM25, ...).
     ``shared_only``: test each pair on the queries both runs rank, and say how many (the validation slices, which
-    differ by a query or two between strategies); otherwise on every query of ``qrels``."""
+    differ by a query or two between strategies); otherwise on every query of ``qrels``. Each run is ranked once:
+    a query's value does not depend on the other queries, so a pair's test reads the values of its queries."""
     pairs: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
     for kind in (" re-ranker + fusion", " re-ranker"):
         present = [s for s in strategies if s + kind in runs]
         if len(present) < 2:
             continue
+        values = {s: evaluate_run(qrels, runs[s + kind], ["ndcg@10"], per_query=True)["ndcg@10"] for s in present}
         pairs[kind.strip()] = {a: {} for a in present}
         for a in present:
             for b in present:
                 if b == a:
                     continue
-                run_a, run_b = runs[a + kind], runs[b + kind]
                 if shared_only:
-                    shared = {q: qrels[q] for q in run_a.keys() & run_b.keys() if q in qrels}
-                    pairs[kind.strip()][a][b] = {**paired_test(shared, run_a, run_b, "ndcg@10", test=test),
+                    # In qrels order, so that a randomisation test resamples the same pairs in every process.
+                    shared = [q for q in qrels if q in runs[a + kind] and q in runs[b + kind]]
+                    pairs[kind.strip()][a][b] = {**paired_test_on_values(values[a], values[b], shared, test=test),
                                                  "queries": len(shared)}
                 else:
-                    pairs[kind.strip()][a][b] = paired_test(qrels, run_a, run_b, "ndcg@10", test=test)
+                    pairs[kind.strip()][a][b] = paired_test_on_values(values[a], values[b], list(qrels), test=test)
     return pairs
 
 
