@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -7,6 +8,10 @@ import pytest
 from tiny_models import build_tiny_sentence_transformer
 
 FIXTURES = Path(__file__).parent / "fixtures"
+
+# One numba cache for the suite and the commands it starts (the experiment CLI would otherwise compile ranx into
+# each run folder), apart from the installed package's, which another process may be writing.
+os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(__file__).resolve().parents[1] / ".pytest_cache" / "numba"))
 
 
 @pytest.fixture(scope="session")

@@ -307,6 +307,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
 QUICK_EXPERIMENT = Path(__file__).resolve().parents[2] / "examples" / "experiment_quick.yml"
 
 
+def _own_numba_cache(folder: Path) -> None:
+    """ranx compiles its metrics with numba, whose on-disk cache (beside the installed package by default) is not
+    safe for processes writing it at once: one full run recorded wrong metrics for a stage that ran while the tests
+    did. A run's cache goes in the folder it writes, which it holds alone; NUMBA_CACHE_DIR, when set, wins."""
+    import os
+    import sys
+
+    if "NUMBA_CACHE_DIR" not in os.environ and "numba" not in sys.modules:
+        os.environ["NUMBA_CACHE_DIR"] = str((folder / ".numba-cache").resolve())
+
+
 def cmd_experiment(args: argparse.Namespace) -> int:
     """Index, first stage, mining with every strategy, one re-ranker each, re-ranking, evaluation; cached."""
     from haystack_hardneg.experiment.config import ExperimentConfig
@@ -314,6 +325,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 
     source = Path(args.config) if args.config else QUICK_EXPERIMENT
     config = ExperimentConfig.from_yaml(source, out=args.out, seed=args.seed, strategies=args.strategies)
+    _own_numba_cache(Path(args.interim_report) if args.interim_report else Path(config.resolved().out))
     if args.interim_report:
         from haystack_hardneg.experiment.runner import interim_report
 
@@ -323,6 +335,19 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         if results["stale_strategies"]:
             print(f"Left out, run with other settings than this config's: {results['stale_strategies']}")
         return 0
+    if args.export_state:
+        from haystack_hardneg.experiment.portable import export_state
+
+        summary = export_state(config, args.export_state)
+        print(f"Exported {len(summary['stages'])} stages ({summary['bytes'] / 1e6:.1f} MB) into {args.export_state}: "
+              f"{', '.join(summary['stages'])}")
+        return 0
+    if args.import_state:
+        from haystack_hardneg.experiment.portable import import_state
+
+        summary = import_state(config, args.import_state)
+        for what, names in summary.items():
+            print(f"{what.replace('_', ' ').capitalize()}: {', '.join(names) or 'none'}")
     print(f"Experiment {source} -> {config.resolved().out}")
     experiment = Experiment(config)
     results = experiment.run()
@@ -431,6 +456,13 @@ def build_parser() -> argparse.ArgumentParser:
                             help="only write the report of the strategies finished so far into DIR (works while "
                                  "the experiment runs; strategies run with other settings than the config's are "
                                  "left out and named)")
+    experiment.add_argument("--export-state", metavar="DIR",
+                            help="only write the run folder's finished stages, without their bulk (store, BM25 "
+                                 "index, re-rankers, texts the data set holds), into DIR: a few MB to carry to "
+                                 "another machine (works while the experiment runs)")
+    experiment.add_argument("--import-state", metavar="DIR",
+                            help="first put the stages exported into DIR that match this config into the run "
+                                 "folder (each file checked against the original's hash), then run the rest")
     experiment.set_defaults(func=cmd_experiment)
 
     demo = commands.add_parser("demo", help="index the shipped SciFact slice and evaluate retrieval")

@@ -243,7 +243,9 @@ def markdown(results: dict[str, Any]) -> str:
                      f"{chosen['fusion_alpha']} | {best if best is None else f'{best:.4f}'} | "
                      f"{chosen['ms_per_query']:.0f} |")
     lines += ["", "## Stages", "", "| stage | seconds |", "|---|---|"]
-    lines += [f"| {name} | {seconds} |" for name, seconds in results["stage_seconds"].items()]
+    imported = set(results.get("stages_imported", []))
+    lines += [f"| {name} | {seconds}{' (imported)' if name in imported else ''} |"
+              for name, seconds in results["stage_seconds"].items()]
     lines += ["", "Charts: `chart_ndcg.png`, `chart_long_short.png`. Per-query values: `per_query.json`."]
     return "\n".join(lines) + "\n"
 
@@ -335,6 +337,8 @@ def write_report(out: Path, config, test_split, stage_records: dict[str, dict], 
         "stage_seconds": {name: record["seconds"] for name, record in stage_records.items()
                           if name.split("/")[0] not in ("mine", "train", "rerank")
                           or name.split("/", 1)[1] in config.strategies},
+        # Stages computed elsewhere and carried here (portable.py): their seconds are the other machine's.
+        "stages_imported": sorted(name for name, record in stage_records.items() if "imported_from" in record),
     }
     atomic_write_text(dest / "per_query.json", json.dumps({n: e["per_query"] for n, e in systems.items()}))
     atomic_write_text(dest / "results.md", markdown(results))

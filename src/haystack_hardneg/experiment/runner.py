@@ -488,15 +488,29 @@ class Experiment:
                                                                     indent=2))
         test_split = load_beir(c.data, c.test_split)
         train_split = load_beir(c.data, c.train_split)
-        index = self.index()
-        lexical = self.lexical_index()
-        hybrid = self.hybrid(self.first_stage(index, lexical, {"test": test_split, "train": train_split}), train_split)
+        splits = {"test": test_split, "train": train_split}
+        # The store and the BM25 index are read only by the first stage and mining: where those are done (resumed,
+        # or imported from another machine, see portable.py) they are not rebuilt.
+        index, lexical = index_key(c, self.data_key), lexical_index_key(c, self.data_key)
+        first_stage_done = self.cache.is_done("first_stage", first_stage_key(c, index, lexical, splits))
+        mining_done = all(self.cache.is_done(f"mine/{s}", mine_key(c, index, s, train_split)) for s in c.strategies)
+        if not (first_stage_done and mining_done):
+            index = self.index()
+        if not first_stage_done:
+            lexical = self.lexical_index()
+        hybrid = self.hybrid(self.first_stage(index, lexical, splits), train_split)
         mine_keys = self.mine(index, train_split)
         # Training and re-ranking need neither the store (local mode holds a lock) nor the embedding models.
         self._close_store()
         self._text_embedder = None
         # Strategy by strategy, so that an interrupted run keeps every finished re-ranker and its scores.
         for strategy in c.strategies:
+            train = train_key(c, mine_keys[strategy], hybrid)
+            if self.cache.is_done(f"rerank/{strategy}", rerank_key(c, hybrid, train)) and \
+                    (self.out / "train" / strategy / "training_report.json").is_file():
+                # The report reads the scores and the training report, not the re-ranker (absent when imported).
+                self.cache.reused.extend([f"train/{strategy}", f"rerank/{strategy}"])
+                continue
             self.rerank(strategy, hybrid, self.train(strategy, mine_keys[strategy], hybrid))
         results = write_report(self.out, c, test_split, self.cache.records)
         results["wall_seconds_this_run"] = round(time.perf_counter() - started, 1)

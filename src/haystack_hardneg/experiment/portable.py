@@ -1,0 +1,278 @@
+"""A run folder's hours of work without its bulk, to carry to another machine and resume there.
+
+A run folder holds a Qdrant store, a BM25 index and one cross-encoder per strategy: hundreds of MB, rebuilt in
+hours. What later stages and the report read, and what is slow to recompute (the first stage's lists, the mined
+triplets, each re-ranker's scores and training report), is a few MB once the document and query texts, which the
+data set already holds, are left out. ``export_state`` writes that into a folder; ``import_state`` puts it back
+into a run folder, stage by stage where the stage's key is the one the config gives it, and checks every rebuilt
+file against the original's hash. The experiment then skips what is no longer needed: the index when the first
+stage and mining are done, a training when its re-ranker's scores are there.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Callable
+
+from haystack_hardneg.experiment.config import ExperimentConfig
+from haystack_hardneg.files import atomic_write_text
+
+FORMAT = 1
+STATE_FILE = "state.json"
+# Records carried for their times only: their outputs (a Qdrant store, a BM25 index) stay behind, so the stage
+# counts as not done and runs again where something downstream still needs it.
+RECORD_ONLY = ("index", "lexical_index")
+LARGEST_COPIED_FILE = 5 << 20
+
+
+class StateError(ValueError):
+    pass
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _jsonl(records: list[dict[str, Any]]) -> bytes:
+    from haystack_hardneg.files import jsonl_text
+
+    return jsonl_text(records).encode("utf-8")
+
+
+def _records(data: bytes) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in data.decode("utf-8").splitlines() if line.strip()]
+
+
+class Texts:
+    """Document and query texts as the experiment's stages wrote them, rebuilt from the data set."""
+
+    def __init__(self, config: ExperimentConfig):
+        self.config = config
+        self._documents: dict[str, str] | None = None
+        self._queries: dict[str, str] | None = None
+
+    @property
+    def documents(self) -> dict[str, str]:
+        if self._documents is None:
+            from haystack_hardneg.experiment.runner import _whole_documents
+            from haystack_hardneg.ingest.components import CorpusConverter
+            from haystack_hardneg.ingest.text import document_text
+
+            c = self.config
+            converted = CorpusConverter().run(sources=[c.data])["documents"]
+            chunker = _whole_documents()
+            chunker.warm_up()
+            documents = chunker.run(documents=converted)["documents"]
+            self._documents = {d.id: document_text(d, c.meta_fields, c.separator) for d in documents}
+        return self._documents
+
+    @property
+    def queries(self) -> dict[str, str]:
+        if self._queries is None:
+            from haystack_hardneg.ingest.beir import load_queries
+
+            self._queries = load_queries(Path(self.config.data) / "queries.jsonl")
+        return self._queries
+
+
+# Each kind: (strip the original file's bytes to what is stored, rebuild the original from the stored bytes).
+def _strip_lists(data: bytes, texts: Texts) -> bytes:
+    records = _records(data)
+    for record in records:
+        for kind in ("dense", "lexical"):
+            for entry in record.get(kind, []):
+                entry.pop("text", None)
+    return _jsonl(records)
+
+
+def _rebuild_lists(data: bytes, texts: Texts) -> bytes:
+    records = _records(data)
+    for record in records:
+        for kind in ("dense", "lexical"):
+            if kind in record:
+                record[kind] = [{"id": e["id"], "score": e["score"], "text": texts.documents[e["id"]]}
+                                for e in record[kind]]
+    return _jsonl(records)
+
+
+def _rebuild_triplets_from(provenance: bytes, texts: Texts) -> bytes:
+    rows = []
+    for pair in _records(provenance):
+        row = {"query": texts.queries[pair["query_id"]], "positive": texts.documents[pair["positive_id"]]}
+        row.update({f"negative_{i}": texts.documents[d] for i, d in enumerate(pair["negative_ids"], start=1)})
+        rows.append(row)
+    return _jsonl(rows)
+
+
+def _rebuilds(rebuild: Callable[[bytes, Texts], bytes], stored: bytes, texts: Texts, original: bytes) -> bool:
+    try:
+        return rebuild(stored, texts) == original
+    except KeyError:  # an id the data set no longer has
+        return False
+
+
+def _stage_files(out: Path, name: str, record: dict[str, Any]) -> list[str] | None:
+    """The files (relative to the run folder) that carry stage ``name``, or None where it is not carried."""
+    if name == "first_stage":
+        return list(record["outputs"])
+    if name.startswith("mine/"):
+        folder = out / name
+        return [f"{name}/{f}" for f in ("triplets.jsonl", "provenance.jsonl", "report.json", "suspected_positives.jsonl")
+                if (folder / f).is_file()]
+    if name.startswith("train/"):
+        folder = out / name
+        return [f"{name}/{p.name}" for p in sorted(folder.iterdir())
+                if p.is_file() and not p.name.startswith(".") and p.stat().st_size <= LARGEST_COPIED_FILE]
+    if name.startswith("rerank/"):
+        return list(record["outputs"])
+    return None
+
+
+def export_state(config: ExperimentConfig, dest: str | Path) -> dict[str, Any]:
+    """Write the finished stages of ``config``'s run folder, without their bulk, into ``dest`` (a new folder,
+    replaced whole). Reads the run folder only, so it works while the experiment runs. A training is carried only
+    with its re-ranker's scores (the re-ranker itself stays behind). Returns the state's summary."""
+    from haystack_hardneg.files import atomic_directory
+
+    config = config.resolved()
+    out, dest = Path(config.out), Path(dest)
+    if dest.resolve() == out.resolve() or out.resolve() in dest.resolve().parents:
+        raise StateError("Export the state into a folder outside the run folder.")
+    stages_path = out / "stages.json"
+    if not stages_path.is_file():
+        raise StateError(f"{out} has no finished stage (no stages.json).")
+    records: dict[str, dict[str, Any]] = json.loads(stages_path.read_text(encoding="utf-8"))
+    texts = Texts(config)
+    carried: dict[str, Any] = {}
+    with atomic_directory(dest) as staging:
+        for name, record in records.items():
+            if name in RECORD_ONLY:
+                carried[name] = {"record": record, "files": {}}
+                continue
+            if name.startswith("train/") and f"rerank/{name[len('train/'):]}" not in records:
+                continue
+            relative = _stage_files(out, name, record)
+            if relative is None or not all((out / r).is_file() for r in relative):
+                continue
+            files = {}
+            for rel in relative:
+                original = (out / rel).read_bytes()
+                how, stored = "copy", original
+                # Texts are left out only where the data set gives them back byte for byte.
+                if name == "first_stage":
+                    stripped = _strip_lists(original, texts)
+                    if _rebuilds(_rebuild_lists, stripped, texts, original):
+                        how, stored = "lists", stripped
+                elif rel.endswith("/triplets.jsonl") and (out / name / "provenance.jsonl").is_file():
+                    provenance = (out / name / "provenance.jsonl").read_bytes()
+                    if _rebuilds(_rebuild_triplets_from, provenance, texts, original):
+                        how, stored = "triplets", b""
+                entry = {"sha256": _sha256(original), "rebuild": how, "bytes": len(original)}
+                if how != "triplets":
+                    entry["stored"] = f"files/{rel}.gz"
+                    path = staging / entry["stored"]
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    path.write_bytes(gzip.compress(stored, mtime=0))
+                files[rel] = entry
+            carried[name] = {"record": record, "files": files}
+        models = out / "models.json"
+        state = {"format": FORMAT, "run_folder": str(out), "stages": carried,
+                 "models": json.loads(models.read_text(encoding="utf-8")) if models.is_file() else {}}
+        atomic_write_text(staging / STATE_FILE, json.dumps(state, indent=2))
+    size = sum(p.stat().st_size for p in dest.rglob("*") if p.is_file())
+    return {"stages": sorted(carried), "bytes": size}
+
+
+def import_state(config: ExperimentConfig, source: str | Path) -> dict[str, list[str]]:
+    """Put the stages of an exported state into ``config``'s run folder where each one's recorded key is the key
+    ``config`` gives that stage (same data, settings and upstream stages); the others are left out. Every file is
+    rebuilt and checked against the original's hash before any is written. A stage the run folder already has
+    finished under that key is kept as it is. Returns what was imported, already there, and left out."""
+    from haystack_hardneg.experiment.runner import MODELS_FILE, expected_keys, model_fingerprints
+    from haystack_hardneg.experiment.stages import StageCache
+    from haystack_hardneg.ingest.beir import load_beir
+    from haystack_hardneg.mine.negatives import STRATEGIES
+
+    config = config.resolved()
+    source = Path(source)
+    state_path = source / STATE_FILE
+    if not state_path.is_file():
+        raise StateError(f"{source} holds no exported experiment state ({STATE_FILE}).")
+    state = json.loads(state_path.read_text(encoding="utf-8"))
+    if state.get("format") != FORMAT:
+        raise StateError(f"{state_path} has format {state.get('format')!r}; this version reads format {FORMAT}.")
+    # Every strategy the state has that this config can name: --strategies decides what runs, not what is imported.
+    names = [n.split("/", 1)[1] for n in state["stages"] if n.startswith(("mine/", "train/", "rerank/"))]
+    known = [n for n in dict.fromkeys(names) if n in STRATEGIES or n in config.variants]
+    test_split, train_split = load_beir(config.data, config.test_split), load_beir(config.data, config.train_split)
+    keys = expected_keys(replace(config, strategies=list(dict.fromkeys([*config.strategies, *known]))),
+                         test_split, train_split)
+    changed = {p: (state["models"][p], now) for p, now in model_fingerprints(config).items()
+               if p in state["models"] and state["models"][p] != now}
+    if changed:
+        raise StateError(f"The model folder(s) {sorted(changed)} hold other files than where {source} was computed "
+                         f"(fingerprints {changed}): the imported stages would not be this machine's.")
+    texts = Texts(config)
+    cache = StageCache(config.out)
+    summary: dict[str, list[str]] = {"imported": [], "already_there": [], "left_out": []}
+    try:
+        out = cache.folder
+        pending: dict[str, tuple[dict[str, Any], dict[str, bytes]]] = {}
+        for name, entry in state["stages"].items():
+            record = entry["record"]
+            if keys.get(name) != record["key"]:
+                summary["left_out"].append(name)
+                continue
+            # A record-only stage, or a training carried without its re-ranker, is there when its record is.
+            carried_as_record = name in RECORD_ONLY or name.startswith("train/")
+            if cache.is_done(name, record["key"]) or \
+                    (carried_as_record and cache.records.get(name, {}).get("key") == record["key"]):
+                summary["already_there"].append(name)
+                continue
+            pending[name] = (record, _rebuilt_files(source, entry["files"], texts))
+        for name, (record, files) in pending.items():
+            for rel, data in files.items():
+                path = out / rel
+                path.parent.mkdir(parents=True, exist_ok=True)
+                temporary = path.with_name(f".{path.name}.import")
+                temporary.write_bytes(data)
+                temporary.replace(path)
+            cache.records[name] = {**record, "imported_from": str(source)}
+            summary["imported"].append(name)
+        if pending:
+            atomic_write_text(cache.path, json.dumps(cache.records, indent=2))
+            recorded = json.loads((out / MODELS_FILE).read_text()) if (out / MODELS_FILE).is_file() else {}
+            atomic_write_text(out / MODELS_FILE, json.dumps({**state["models"], **recorded}, indent=2))
+    finally:
+        cache.close()
+    return summary
+
+
+def _rebuilt_files(source: Path, files: dict[str, dict[str, Any]], texts: Texts) -> dict[str, bytes]:
+    rebuilders: dict[str, Callable[[bytes, Texts], bytes]] = {"copy": lambda data, _: data, "lists": _rebuild_lists}
+    rebuilt: dict[str, bytes] = {}
+    for rel, entry in sorted(files.items(), key=lambda item: item[1]["rebuild"] == "triplets"):
+        if entry["rebuild"] == "triplets":
+            provenance = rel.rsplit("/", 1)[0] + "/provenance.jsonl"
+            if provenance not in rebuilt:
+                raise StateError(f"{source}: {rel} is rebuilt from {provenance}, which the state lacks.")
+            rebuild, stored_bytes = _rebuild_triplets_from, rebuilt[provenance]
+        else:
+            stored = source / entry["stored"]
+            if not stored.is_file():
+                raise StateError(f"{source} lacks {entry['stored']} ({rel}).")
+            rebuild, stored_bytes = rebuilders[entry["rebuild"]], gzip.decompress(stored.read_bytes())
+        try:
+            data = rebuild(stored_bytes, texts)
+        except KeyError as missing:
+            raise StateError(f"{rel} in {source} names {missing}, which the data set {texts.config.data} lacks: "
+                             f"nothing was imported.") from None
+        if _sha256(data) != entry["sha256"]:
+            raise StateError(f"{rel} rebuilt from {source} differs from the file that was exported (the data set "
+                             f"or the stored file changed): nothing was imported.")
+        rebuilt[rel] = data
+    return rebuilt

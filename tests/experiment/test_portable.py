@@ -1,0 +1,119 @@
+"""A run's finished stages carried to another run folder (another machine) without the store, the re-rankers or
+the texts: the experiment resumes there without redoing them."""
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+from dataclasses import asdict, replace
+
+import pytest
+import yaml
+
+from haystack_hardneg.experiment.config import ExperimentConfig
+from haystack_hardneg.experiment.portable import StateError, export_state, import_state
+from haystack_hardneg.experiment.runner import Experiment
+
+
+def _config(fixtures, tiny_model, trainable_model, tmp_path, **changes) -> ExperimentConfig:
+    config = ExperimentConfig(
+        data=str(fixtures / "scifact-tiny"), out=str(tmp_path / "run"), members=[{"model": tiny_model}],
+        cache_dir=str(tmp_path / "cache"), retrieve_k=20, rerank_k=10, strategies=["random"],
+        mining={"num_negatives": 2, "rank_window": [0, 20], "guard_ratio": None},
+        lexical={"language": "english", "weight": "auto"},
+        training={"base_model": trainable_model, "epochs": 1, "batch_size": 4, "max_length": 64,
+                  "validation_fraction": 0.3},
+    )
+    return replace(config, **changes)
+
+
+def _corpus_texts(fixtures) -> list[str]:
+    lines = (fixtures / "scifact-tiny" / "corpus.jsonl").read_text().splitlines()
+    return [json.loads(line)["text"] for line in lines if line.strip()]
+
+
+def test_an_exported_run_resumes_in_another_folder_without_redoing_its_work(fixtures, tiny_model, trainable_model,
+                                                                            tmp_path):
+    config = _config(fixtures, tiny_model, trainable_model, tmp_path)
+    first = Experiment(config, progress_bar=False).run()
+    run = tmp_path / "run"
+
+    summary = export_state(config, tmp_path / "state")
+    # The fusion of the lists is left to be redone (seconds); the index and BM25 stages travel as records only.
+    assert set(summary["stages"]) == {"index", "lexical_index", "first_stage", "mine/random", "train/random",
+                                      "rerank/random"}
+    state = tmp_path / "state"
+    stored = {p.relative_to(state).as_posix(): p for p in state.rglob("*") if p.is_file()}
+    # No re-ranker, store or BM25 index travels, and the texts the data set holds are left out.
+    assert not any("/model/" in name or "qdrant" in name or "bm25" in name for name in stored)
+    assert "files/mine/random/triplets.jsonl.gz" not in stored
+    lists = gzip.decompress(stored["files/first_stage/train_lists.jsonl.gz"].read_bytes()).decode()
+    assert '"score"' in lists and not any(text[:60] in lists for text in _corpus_texts(fixtures))
+    assert summary["bytes"] < (run / "first_stage" / "train_lists.jsonl").stat().st_size
+
+    elsewhere = replace(config, out=str(tmp_path / "elsewhere"))
+    imported = import_state(elsewhere, state)
+    assert {"first_stage", "mine/random", "train/random", "rerank/random"} <= set(imported["imported"])
+    assert imported["left_out"] == []
+    for rel in ("first_stage/train_lists.jsonl", "first_stage/test_lists.jsonl", "mine/random/triplets.jsonl",
+                "rerank/random.json", "train/random/training_report.json"):
+        assert (tmp_path / "elsewhere" / rel).read_bytes() == (run / rel).read_bytes(), rel
+    resumed = Experiment(elsewhere, progress_bar=False).run()
+    # Only the cheap fusion of the imported lists is redone: no index, no embedding, no training.
+    assert resumed["stages_ran"] == ["hybrid"]
+    assert not (tmp_path / "elsewhere" / "qdrant").exists() and not (tmp_path / "elsewhere" / "bm25").exists()
+    assert not (tmp_path / "elsewhere" / "train" / "random" / "model").exists()
+    assert resumed["systems"] == first["systems"]
+    assert resumed["stage_seconds"]["train/random"] == first["stage_seconds"]["train/random"]
+    assert "rerank/random" in resumed["stages_imported"] and "hybrid" not in resumed["stages_imported"]
+    assert "| rerank/random | " in (tmp_path / "elsewhere" / "results.md").read_text()
+    assert " (imported) |" in (tmp_path / "elsewhere" / "results.md").read_text()
+    assert import_state(elsewhere, state)["imported"] == []  # already there
+
+    # A strategy the state lacks needs mining, so the store is built there after all; the rest stays imported.
+    more = Experiment(replace(elsewhere, strategies=["random", "bm25"]), progress_bar=False).run()
+    assert set(more["stages_ran"]) == {"index", "mine/bm25", "train/bm25", "rerank/bm25"}
+    assert more["systems"]["random re-ranker"]["metrics"] == first["systems"]["random re-ranker"]["metrics"]
+
+    # Other training settings: the first stage and the triplets still fit, the re-ranker does not.
+    longer = replace(config, out=str(tmp_path / "longer"), training={**config.training, "epochs": 2})
+    partial = import_state(longer, state)
+    assert {"first_stage", "mine/random"} <= set(partial["imported"])
+    assert set(partial["left_out"]) == {"train/random", "rerank/random"}
+
+
+def test_a_damaged_state_is_refused_and_nothing_is_imported(fixtures, tiny_model, trainable_model, tmp_path):
+    config = _config(fixtures, tiny_model, trainable_model, tmp_path)
+    Experiment(config, progress_bar=False).run()
+    export_state(config, tmp_path / "state")
+    scores = tmp_path / "state" / "files" / "rerank" / "random.json.gz"
+    values = json.loads(gzip.decompress(scores.read_bytes()))
+    query = next(iter(values["test"]))
+    document = next(iter(values["test"][query]))
+    values["test"][query][document] += 0.5
+    scores.write_bytes(gzip.compress(json.dumps(values).encode()))
+    target = replace(config, out=str(tmp_path / "target"))
+    with pytest.raises(StateError, match="differs from the file that was exported"):
+        import_state(target, tmp_path / "state")
+    assert not (tmp_path / "target" / "first_stage").exists()
+    assert not (tmp_path / "target" / "stages.json").exists()
+    with pytest.raises(StateError, match="no exported experiment state"):
+        import_state(target, tmp_path / "nowhere")
+    with pytest.raises(StateError, match="outside the run folder"):
+        export_state(config, tmp_path / "run" / "state")
+
+    # From the command line, in a fresh process: export, then import and run into another folder.
+    (tmp_path / "config.yml").write_text(yaml.safe_dump(asdict(config)))
+    command = [sys.executable, "-m", "haystack_hardneg.cli", "experiment", str(tmp_path / "config.yml")]
+    done = subprocess.run([*command, "--export-state", str(tmp_path / "cli-state")], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "rerank/random" in done.stdout and (tmp_path / "cli-state" / "state.json").is_file()
+    # Without NUMBA_CACHE_DIR the run compiles ranx into a cache of its own, in its run folder.
+    environment = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    done = subprocess.run([*command, "--out", str(tmp_path / "cli-run"), "--import-state", str(tmp_path / "cli-state")],
+                          capture_output=True, text=True, timeout=600, env=environment)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Imported: " in done.stdout and "Stages run: ['hybrid']" in done.stdout
+    assert any((tmp_path / "cli-run" / ".numba-cache").rglob("*.nbi"))
