@@ -24,6 +24,22 @@ from haystack_hardneg.store.qdrant import EnsembleDocumentWriter
 ALLOWED_MODULES = ["haystack_hardneg"]
 
 
+def _cleaner() -> DocumentCleaner:
+    return DocumentCleaner(keep_id=True, remove_repeated_substrings=False)
+
+
+def prepared_documents(sources: list[Any], *, converter: CorpusConverter | None = None,
+                       chunker: DocumentChunker | None = None) -> list[Document]:
+    """The documents the indexing pipelines write, converted, cleaned and chunked exactly as they do them."""
+    pipeline = Pipeline()
+    pipeline.add_component("converter", converter or CorpusConverter())
+    pipeline.add_component("cleaner", _cleaner())
+    pipeline.add_component("chunker", chunker or DocumentChunker())
+    pipeline.connect("converter.documents", "cleaner.documents")
+    pipeline.connect("cleaner.documents", "chunker.documents")
+    return pipeline.run({"converter": {"sources": sources}})["chunker"]["documents"]
+
+
 def build_indexing_pipeline(
     embedder: EnsembleDocumentEmbedder,
     document_store: QdrantDocumentStore,
@@ -40,7 +56,7 @@ def build_indexing_pipeline(
     pipeline = Pipeline()
     pipeline.add_component("converter", converter or CorpusConverter())
     # keep_id: corpus ids (e.g. BEIR's) must survive cleaning, or judgements could not be matched.
-    pipeline.add_component("cleaner", DocumentCleaner(keep_id=True, remove_repeated_substrings=False))
+    pipeline.add_component("cleaner", _cleaner())
     pipeline.add_component("chunker", chunker or DocumentChunker())
     pipeline.add_component("embedder", embedder)
     pipeline.add_component("writer", EnsembleDocumentWriter(document_store=document_store))
@@ -63,7 +79,7 @@ def build_lexical_indexing_pipeline(
     """Sources -> main text -> clean -> chunk -> BM25 index only (a lexical member added to an existing index)."""
     pipeline = Pipeline()
     pipeline.add_component("converter", converter or CorpusConverter())
-    pipeline.add_component("cleaner", DocumentCleaner(keep_id=True, remove_repeated_substrings=False))
+    pipeline.add_component("cleaner", _cleaner())
     pipeline.add_component("chunker", chunker or DocumentChunker())
     pipeline.add_component("lexical_writer", lexical_writer)
     pipeline.connect("converter.documents", "cleaner.documents")

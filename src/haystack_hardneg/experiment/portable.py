@@ -59,14 +59,11 @@ class Texts:
     def documents(self) -> dict[str, str]:
         if self._documents is None:
             from haystack_hardneg.experiment.runner import _whole_documents
-            from haystack_hardneg.ingest.components import CorpusConverter
             from haystack_hardneg.ingest.text import document_text
+            from haystack_hardneg.pipelines import prepared_documents
 
             c = self.config
-            converted = CorpusConverter().run(sources=[c.data])["documents"]
-            chunker = _whole_documents()
-            chunker.warm_up()
-            documents = chunker.run(documents=converted)["documents"]
+            documents = prepared_documents([c.data], chunker=_whole_documents())
             self._documents = {d.id: document_text(d, c.meta_fields, c.separator) for d in documents}
         return self._documents
 
