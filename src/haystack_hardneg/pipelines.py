@@ -24,20 +24,23 @@ from haystack_hardneg.store.qdrant import EnsembleDocumentWriter
 ALLOWED_MODULES = ["haystack_hardneg"]
 
 
-def _cleaner() -> DocumentCleaner:
-    return DocumentCleaner(keep_id=True, remove_repeated_substrings=False)
+def _preparation(converter: CorpusConverter | None, chunker: DocumentChunker | None) -> Pipeline:
+    """converter -> cleaner -> chunker: the start every indexing pipeline shares, so that whatever reads the
+    documents again (the experiment's portable state) sees them exactly as the stores were given them."""
+    pipeline = Pipeline()
+    pipeline.add_component("converter", converter or CorpusConverter())
+    # keep_id: corpus ids (e.g. BEIR's) must survive cleaning, or judgements could not be matched.
+    pipeline.add_component("cleaner", DocumentCleaner(keep_id=True, remove_repeated_substrings=False))
+    pipeline.add_component("chunker", chunker or DocumentChunker())
+    pipeline.connect("converter.documents", "cleaner.documents")
+    pipeline.connect("cleaner.documents", "chunker.documents")
+    return pipeline
 
 
 def prepared_documents(sources: list[Any], *, converter: CorpusConverter | None = None,
                        chunker: DocumentChunker | None = None) -> list[Document]:
     """The documents the indexing pipelines write, converted, cleaned and chunked exactly as they do them."""
-    pipeline = Pipeline()
-    pipeline.add_component("converter", converter or CorpusConverter())
-    pipeline.add_component("cleaner", _cleaner())
-    pipeline.add_component("chunker", chunker or DocumentChunker())
-    pipeline.connect("converter.documents", "cleaner.documents")
-    pipeline.connect("cleaner.documents", "chunker.documents")
-    return pipeline.run({"converter": {"sources": sources}})["chunker"]["documents"]
+    return _preparation(converter, chunker).run({"converter": {"sources": sources}})["chunker"]["documents"]
 
 
 def build_indexing_pipeline(
@@ -53,15 +56,9 @@ def build_indexing_pipeline(
 
     Run it with ``pipeline.run({"converter": {"sources": [...]}})``.
     """
-    pipeline = Pipeline()
-    pipeline.add_component("converter", converter or CorpusConverter())
-    # keep_id: corpus ids (e.g. BEIR's) must survive cleaning, or judgements could not be matched.
-    pipeline.add_component("cleaner", _cleaner())
-    pipeline.add_component("chunker", chunker or DocumentChunker())
+    pipeline = _preparation(converter, chunker)
     pipeline.add_component("embedder", embedder)
     pipeline.add_component("writer", EnsembleDocumentWriter(document_store=document_store))
-    pipeline.connect("converter.documents", "cleaner.documents")
-    pipeline.connect("cleaner.documents", "chunker.documents")
     pipeline.connect("chunker.documents", "embedder.documents")
     pipeline.connect("embedder.documents", "writer.documents")
     if lexical_writer is not None:
@@ -77,13 +74,8 @@ def build_lexical_indexing_pipeline(
     chunker: DocumentChunker | None = None,
 ) -> Pipeline:
     """Sources -> main text -> clean -> chunk -> BM25 index only (a lexical member added to an existing index)."""
-    pipeline = Pipeline()
-    pipeline.add_component("converter", converter or CorpusConverter())
-    pipeline.add_component("cleaner", _cleaner())
-    pipeline.add_component("chunker", chunker or DocumentChunker())
+    pipeline = _preparation(converter, chunker)
     pipeline.add_component("lexical_writer", lexical_writer)
-    pipeline.connect("converter.documents", "cleaner.documents")
-    pipeline.connect("cleaner.documents", "chunker.documents")
     pipeline.connect("chunker.documents", "lexical_writer.documents")
     return pipeline
 

@@ -9,22 +9,12 @@ from haystack_hardneg.experiment.config import ExperimentConfig
 from haystack_hardneg.experiment.report import evaluate_systems, reranked_run
 from haystack_hardneg.experiment.runner import Experiment
 
-
-def _config(fixtures, tiny_model, trainable_model, tmp_path, **changes) -> ExperimentConfig:
-    config = ExperimentConfig(
-        data=str(fixtures / "scifact-tiny"), out=str(tmp_path / "run"), members=[{"model": tiny_model}],
-        cache_dir=str(tmp_path / "cache"), retrieve_k=20, rerank_k=10, strategies=["random", "ensemble_cluster"],
-        mining={"num_negatives": 2, "rank_window": [0, 20], "guard_ratio": None},
-        lexical={"language": "english", "weight": "auto"},
-        training={"base_model": trainable_model, "epochs": 1, "batch_size": 4, "max_length": 64,
-                  "validation_fraction": 0.3},
-    )
-    return replace(config, **changes)
+from experiment.tiny_experiment import tiny_config
 
 
 def test_experiment_writes_its_report_and_reruns_only_what_a_change_touches(fixtures, tiny_model, trainable_model,
                                                                             tmp_path):
-    config = _config(fixtures, tiny_model, trainable_model, tmp_path)
+    config = tiny_config(fixtures, tiny_model, trainable_model, tmp_path)
     first = Experiment(config, progress_bar=False).run()
     out = tmp_path / "run"
     for name in ("results.json", "results.md", "per_query.json", "config.json", "environment.json",
@@ -110,7 +100,7 @@ def test_experiment_writes_its_report_and_reruns_only_what_a_change_touches(fixt
 def test_interim_report_covers_the_strategies_finished_so_far(fixtures, tiny_model, trainable_model, tmp_path):
     from haystack_hardneg.experiment.runner import interim_report
 
-    config = _config(fixtures, tiny_model, trainable_model, tmp_path, strategies=["random"])
+    config = tiny_config(fixtures, tiny_model, trainable_model, tmp_path, strategies=["random"])
     with pytest.raises(ValueError, match="finished re-ranking"):
         interim_report(config, tmp_path / "interim")
     Experiment(config, progress_bar=False).run()
@@ -165,7 +155,7 @@ def test_interim_report_covers_the_strategies_finished_so_far(fixtures, tiny_mod
 def test_one_experiment_per_run_folder(fixtures, tiny_model, trainable_model, tmp_path):
     from haystack_hardneg.experiment.stages import ExperimentBusyError
 
-    config = _config(fixtures, tiny_model, trainable_model, tmp_path)
+    config = tiny_config(fixtures, tiny_model, trainable_model, tmp_path)
     running = Experiment(config, progress_bar=False)
     with pytest.raises(ExperimentBusyError, match="Another experiment"):
         Experiment(config, progress_bar=False)
@@ -193,7 +183,7 @@ def test_a_variant_mines_with_its_own_options_and_leaves_the_built_in_keys_alone
     from haystack_hardneg.ingest.beir import load_beir
 
     variants = {"cluster_guarded": {"strategy": "ensemble_cluster", "guard_ratio": 0.5}}
-    config = _config(fixtures, tiny_model, trainable_model, tmp_path, variants=variants,
+    config = tiny_config(fixtures, tiny_model, trainable_model, tmp_path, variants=variants,
                      strategies=["ensemble_cluster", "cluster_guarded"])
     train_split = load_beir(config.data, config.train_split)
     experiment = Experiment(config, progress_bar=False)
@@ -241,7 +231,7 @@ def test_variants_are_checked_before_any_work():
 
 
 def test_missing_data_is_named_before_any_work(tmp_path, tiny_model, trainable_model, fixtures):
-    config = _config(fixtures, tiny_model, trainable_model, tmp_path, data=str(tmp_path))
+    config = tiny_config(fixtures, tiny_model, trainable_model, tmp_path, data=str(tmp_path))
     with pytest.raises(FileNotFoundError, match="corpus.jsonl"):
         Experiment(config, progress_bar=False)
 
@@ -311,7 +301,7 @@ def test_a_model_folder_replaced_in_place_is_refused_where_a_recorded_stage_used
     base, member = tmp_path / "base", tmp_path / "member"
     shutil.copytree(trainable_model, base)
     shutil.copytree(tiny_model, member)
-    config = _config(fixtures, str(member), str(base), tmp_path, strategies=["random"])
+    config = tiny_config(fixtures, str(member), str(base), tmp_path, strategies=["random"])
     experiment = Experiment(config, progress_bar=False)
     experiment.index()
     experiment.close()

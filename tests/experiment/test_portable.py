@@ -15,17 +15,11 @@ from haystack_hardneg.experiment.config import ExperimentConfig
 from haystack_hardneg.experiment.portable import StateError, export_state, import_state
 from haystack_hardneg.experiment.runner import Experiment
 
+from experiment.tiny_experiment import tiny_config
+
 
 def _config(fixtures, tiny_model, trainable_model, tmp_path, **changes) -> ExperimentConfig:
-    config = ExperimentConfig(
-        data=str(fixtures / "scifact-tiny"), out=str(tmp_path / "run"), members=[{"model": tiny_model}],
-        cache_dir=str(tmp_path / "cache"), retrieve_k=20, rerank_k=10, strategies=["random"],
-        mining={"num_negatives": 2, "rank_window": [0, 20], "guard_ratio": None},
-        lexical={"language": "english", "weight": "auto"},
-        training={"base_model": trainable_model, "epochs": 1, "batch_size": 4, "max_length": 64,
-                  "validation_fraction": 0.3},
-    )
-    return replace(config, **changes)
+    return tiny_config(fixtures, tiny_model, trainable_model, tmp_path, **{"strategies": ["random"], **changes})
 
 
 def _corpus_texts(fixtures) -> list[str]:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from haystack_hardneg.experiment.config import ExperimentConfig
-from haystack_hardneg.files import atomic_write_text
+from haystack_hardneg.files import atomic_write_bytes, atomic_write_text, jsonl_text
 
 FORMAT = 1
 STATE_FILE = "state.json"
@@ -38,8 +38,6 @@ def _sha256(data: bytes) -> str:
 
 
 def _jsonl(records: list[dict[str, Any]]) -> bytes:
-    from haystack_hardneg.files import jsonl_text
-
     return jsonl_text(records).encode("utf-8")
 
 
@@ -76,8 +74,8 @@ class Texts:
         return self._queries
 
 
-# Each kind: (strip the original file's bytes to what is stored, rebuild the original from the stored bytes).
-def _strip_lists(data: bytes, texts: Texts) -> bytes:
+# A file is stored without its texts where a rebuild from the data set gives back its original bytes.
+def _strip_lists(data: bytes) -> bytes:
     records = _records(data)
     for record in records:
         for kind in ("dense", "lexical"):
@@ -161,7 +159,7 @@ def export_state(config: ExperimentConfig, dest: str | Path) -> dict[str, Any]:
                 how, stored = "copy", original
                 # Texts are left out only where the data set gives them back byte for byte.
                 if name == "first_stage":
-                    stripped = _strip_lists(original, texts)
+                    stripped = _strip_lists(original)
                     if _rebuilds(_rebuild_lists, stripped, texts, original):
                         how, stored = "lists", stripped
                 elif rel.endswith("/triplets.jsonl") and (out / name / "provenance.jsonl").is_file():
@@ -233,11 +231,7 @@ def import_state(config: ExperimentConfig, source: str | Path) -> dict[str, list
             pending[name] = (record, _rebuilt_files(source, entry["files"], texts))
         for name, (record, files) in pending.items():
             for rel, data in files.items():
-                path = out / rel
-                path.parent.mkdir(parents=True, exist_ok=True)
-                temporary = path.with_name(f".{path.name}.import")
-                temporary.write_bytes(data)
-                temporary.replace(path)
+                atomic_write_bytes(out / rel, data)
             cache.records[name] = {**record, "imported_from": str(source)}
             summary["imported"].append(name)
         if pending:
