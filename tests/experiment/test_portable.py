@@ -4,6 +4,7 @@ the texts: the experiment resumes there without redoing them."""
 import gzip
 import json
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import asdict, replace
@@ -11,15 +12,10 @@ from dataclasses import asdict, replace
 import pytest
 import yaml
 
-from haystack_hardneg.experiment.config import ExperimentConfig
 from haystack_hardneg.experiment.portable import StateError, export_state, import_state
 from haystack_hardneg.experiment.runner import Experiment
 
 from experiment.tiny_experiment import tiny_config
-
-
-def _config(fixtures, tiny_model, trainable_model, tmp_path, **changes) -> ExperimentConfig:
-    return tiny_config(fixtures, tiny_model, trainable_model, tmp_path, **{"strategies": ["random"], **changes})
 
 
 def _corpus_texts(fixtures) -> list[str]:
@@ -27,27 +23,31 @@ def _corpus_texts(fixtures) -> list[str]:
     return [json.loads(line)["text"] for line in lines if line.strip()]
 
 
-def test_an_exported_run_resumes_in_another_folder_without_redoing_its_work(fixtures, tiny_model, trainable_model,
-                                                                            tmp_path):
+@pytest.fixture(scope="module")
+def exported(fixtures, tiny_model, trainable_model, tmp_path_factory):
+    """One finished tiny run and its exported state, shared by the tests below (each only reads them)."""
+    root = tmp_path_factory.mktemp("exported")
     # Texts as people's data has them, with runs of whitespace the indexing pipeline's cleaner collapses: the texts
     # left out must be rebuilt as the store holds them, not as the file does.
-    import shutil
-
-    data = tmp_path / "data"
+    data = root / "data"
     shutil.copytree(fixtures / "scifact-tiny", data)
     corpus = [json.loads(line) for line in (data / "corpus.jsonl").read_text().splitlines() if line.strip()]
     for record in corpus:
         record["text"] = record["text"].replace(" ", "   ", 3)
     (data / "corpus.jsonl").write_text("".join(json.dumps(r) + "\n" for r in corpus))
-    config = _config(fixtures, tiny_model, trainable_model, tmp_path, data=str(data))
+    config = tiny_config(fixtures, tiny_model, trainable_model, root, strategies=["random"], data=str(data))
     first = Experiment(config, progress_bar=False).run()
-    run = tmp_path / "run"
+    summary = export_state(config, root / "state")
+    return config, first, summary, root
 
-    summary = export_state(config, tmp_path / "state")
+
+def test_an_exported_run_resumes_in_another_folder_without_redoing_its_work(fixtures, exported, tmp_path):
+    config, first, summary, root = exported
+    run = root / "run"
     # The fusion of the lists is left to be redone (seconds); the index and BM25 stages travel as records only.
     assert set(summary["stages"]) == {"index", "lexical_index", "first_stage", "mine/random", "train/random",
                                       "rerank/random"}
-    state = tmp_path / "state"
+    state = root / "state"
     stored = {p.relative_to(state).as_posix(): p for p in state.rglob("*") if p.is_file()}
     # No re-ranker, store or BM25 index travels, and the texts the data set holds are left out.
     assert not any("/model/" in name or "qdrant" in name or "bm25" in name for name in stored)
@@ -90,10 +90,9 @@ def test_an_exported_run_resumes_in_another_folder_without_redoing_its_work(fixt
     assert set(partial["left_out"]) == {"train/random", "rerank/random"}
 
 
-def test_a_damaged_state_is_refused_and_nothing_is_imported(fixtures, tiny_model, trainable_model, tmp_path):
-    config = _config(fixtures, tiny_model, trainable_model, tmp_path)
-    Experiment(config, progress_bar=False).run()
-    export_state(config, tmp_path / "state")
+def test_a_damaged_state_is_refused_and_nothing_is_imported(exported, tmp_path):
+    config, _, _, root = exported
+    shutil.copytree(root / "state", tmp_path / "state")
     scores = tmp_path / "state" / "files" / "rerank" / "random.json.gz"
     values = json.loads(gzip.decompress(scores.read_bytes()))
     query = next(iter(values["test"]))
@@ -108,7 +107,7 @@ def test_a_damaged_state_is_refused_and_nothing_is_imported(fixtures, tiny_model
     with pytest.raises(StateError, match="no exported experiment state"):
         import_state(target, tmp_path / "nowhere")
     with pytest.raises(StateError, match="outside the run folder"):
-        export_state(config, tmp_path / "run" / "state")
+        export_state(config, root / "run" / "state")
 
     # From the command line, in a fresh process: export, then import and run into another folder.
     (tmp_path / "config.yml").write_text(yaml.safe_dump(asdict(config)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ import numpy as np
 from haystack_hardneg.evaluate.metrics import DEFAULT_METRICS, evaluate_run
 from haystack_hardneg.evaluate.significance import bootstrap_ci, holm_adjusted, paired_test_on_values
 from haystack_hardneg.evaluate.subsets import split_by_document_length
-from haystack_hardneg.files import atomic_write_text, read_jsonl
+from haystack_hardneg.files import atomic_write_bytes, atomic_write_text, read_jsonl
 from haystack_hardneg.rank.fusion import fuse_scores
 
 TESTED_METRICS = ("ndcg@10", "mrr@10")
@@ -299,9 +300,9 @@ def charts(results: dict[str, Any], out: Path) -> list[Path]:
 
 
 def _save(figure, path: Path) -> Path:
-    temporary = path.with_name(f".{path.name}.tmp.png")
-    figure.savefig(temporary, dpi=110)
-    temporary.replace(path)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110)
+    atomic_write_bytes(path, buffer.getvalue())
     return path
 
 

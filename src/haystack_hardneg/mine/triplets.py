@@ -8,12 +8,11 @@ Every file is written to a temporary name and renamed, so an interrupted run nev
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from haystack_hardneg.files import atomic_write_text, jsonl_text
+from haystack_hardneg.files import atomic_write_bytes, atomic_write_text, jsonl_text
 from haystack_hardneg.mine.negatives import MinedPair, MiningResult
 
 
@@ -50,9 +49,9 @@ def write_triplets(
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        temporary = paths["triplets"].with_name(f".{paths['triplets'].name}.tmp")
-        pq.write_table(pa.Table.from_pylist(rows), temporary)
-        os.replace(temporary, paths["triplets"])
+        buffer = pa.BufferOutputStream()
+        pq.write_table(pa.Table.from_pylist(rows), buffer)
+        atomic_write_bytes(paths["triplets"], buffer.getvalue().to_pybytes())
     else:
         raise ValueError(f"file_format must be 'jsonl' or 'parquet', got {file_format!r}.")
     atomic_write_text(paths["provenance"], jsonl_text(provenance_rows(result)))

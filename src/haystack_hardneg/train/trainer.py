@@ -18,6 +18,7 @@ Built on sentence-transformers' CrossEncoderTrainer. What it adds for a few hund
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import shutil
@@ -28,7 +29,7 @@ from typing import Any, Literal
 import numpy as np
 
 from haystack_hardneg.mine.candidates import load_candidates
-from haystack_hardneg.files import atomic_directory, atomic_write_text
+from haystack_hardneg.files import atomic_directory, atomic_write_bytes, atomic_write_text
 from haystack_hardneg.train.heads import (HEADS, HeadName, build_cross_encoder, head_parameters, resolve_head,
                                           saved_head)
 from haystack_hardneg.train.losses import LOSSES, LossName, build_loss, to_labelled_pairs
@@ -458,7 +459,7 @@ def _plot_curves(history: list[dict], path: Path) -> None:
         right.legend()
     right.set(title="validation (held-out training queries)", xlabel="step", ylabel="score")
     figure.tight_layout()
-    temporary = path.with_name(f".{path.name}.tmp.png")
-    figure.savefig(temporary, dpi=100)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
     plt.close(figure)
-    temporary.replace(path)
+    atomic_write_bytes(path, buffer.getvalue())
