@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -33,6 +34,14 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def atomic_save_figure(figure, path: str | Path, dpi: int = 100) -> Path:
+    """A matplotlib figure as a PNG at ``path``, rendered into memory first so that no reader sees half a chart."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi)
+    atomic_write_bytes(path, buffer.getvalue())
+    return Path(path)
 
 
 def _previous(path: Path) -> Path:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,7 @@ import numpy as np
 from haystack_hardneg.evaluate.metrics import DEFAULT_METRICS, evaluate_run
 from haystack_hardneg.evaluate.significance import bootstrap_ci, holm_adjusted, paired_test_on_values
 from haystack_hardneg.evaluate.subsets import split_by_document_length
-from haystack_hardneg.files import atomic_write_bytes, atomic_write_text, read_jsonl
+from haystack_hardneg.files import atomic_save_figure, atomic_write_text, read_jsonl
 from haystack_hardneg.rank.fusion import fuse_scores
 
 TESTED_METRICS = ("ndcg@10", "mrr@10")
@@ -278,7 +277,7 @@ def charts(results: dict[str, Any], out: Path) -> list[Path]:
     axes[0].invert_yaxis()
     figure.suptitle(f"{results['data']}: {results['test_queries']} test queries")
     figure.tight_layout()
-    paths.append(_save(figure, out / "chart_ndcg.png"))
+    paths.append(atomic_save_figure(figure, out / "chart_ndcg.png", dpi=110))
     plt.close(figure)
 
     groups = list(results["subsets"])
@@ -294,16 +293,9 @@ def charts(results: dict[str, Any], out: Path) -> list[Path]:
     axis.set(ylabel="nDCG@10 (95% bootstrap CI)", title="Short and long relevant documents")
     axis.legend()
     figure.tight_layout()
-    paths.append(_save(figure, out / "chart_long_short.png"))
+    paths.append(atomic_save_figure(figure, out / "chart_long_short.png", dpi=110))
     plt.close(figure)
     return paths
-
-
-def _save(figure, path: Path) -> Path:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=110)
-    atomic_write_bytes(path, buffer.getvalue())
-    return path
 
 
 def write_report(out: Path, config, test_split, stage_records: dict[str, dict], dest: Path | None = None

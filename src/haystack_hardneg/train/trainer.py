@@ -18,7 +18,6 @@ Built on sentence-transformers' CrossEncoderTrainer. What it adds for a few hund
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 import shutil
@@ -29,7 +28,7 @@ from typing import Any, Literal
 import numpy as np
 
 from haystack_hardneg.mine.candidates import load_candidates
-from haystack_hardneg.files import atomic_directory, atomic_write_bytes, atomic_write_text
+from haystack_hardneg.files import atomic_directory, atomic_save_figure, atomic_write_text
 from haystack_hardneg.train.heads import (HEADS, HeadName, build_cross_encoder, head_parameters, resolve_head,
                                           saved_head)
 from haystack_hardneg.train.losses import LOSSES, LossName, build_loss, to_labelled_pairs
@@ -459,7 +458,5 @@ def _plot_curves(history: list[dict], path: Path) -> None:
         right.legend()
     right.set(title="validation (held-out training queries)", xlabel="step", ylabel="score")
     figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100)
+    atomic_save_figure(figure, path, dpi=100)
     plt.close(figure)
-    atomic_write_bytes(path, buffer.getvalue())
