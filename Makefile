@@ -9,6 +9,14 @@ TORCH_INDEX ?=
 MODELS ?= $(or $(HARDNEG_MODELS),$(HOME)/.cache/hardneg-models)
 OFFLINE_MODELS ?= ../shared/tools/offline-models
 BIN := $(VENV)/bin
+# Keep large freed blocks in glibc's heap: a training step frees and re-allocates attention tensors of about 150 MB,
+# above glibc's largest mmap threshold (32 MB), so by default each is mapped afresh and its pages faulted in and
+# zeroed by the kernel again. On 2 cores one step of the SciFact experiment's shape took 11-15 s with glibc's defaults,
+# 7-10 s with these (17-18 s with jemalloc; its full training 17 s and 7 s per step with jemalloc and with these:
+# benchmarks/scifact/experiment/README.md, session 12). Other allocators and systems ignore them.
+export MALLOC_MMAP_THRESHOLD_ ?= 4294967296
+export MALLOC_TRIM_THRESHOLD_ ?= 68719476736
+export MALLOC_TOP_PAD_ ?= 1073741824
 
 .PHONY: setup models demo test clean
 

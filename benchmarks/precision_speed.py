@@ -3,11 +3,18 @@
 One step = forward and backward over 48 (query, document) pairs of 256 tokens (batch 8 x (1 positive +
 5 negatives), the SciFact experiment's shape). Alternating rounds, median of 5 per precision.
 
-    python benchmarks/precision_speed.py [--model ~/.cache/hardneg-models/all-MiniLM-L6-v2]
+The memory allocator matters as much as the precision on CPU: each step frees and re-allocates attention tensors
+of about 150 MB, above glibc's largest mmap threshold (32 MB), so with glibc's defaults every one is a fresh mmap
+whose pages the kernel faults in and zeroes again (a third of the time went to the kernel). The allocator
+settings of the process (LD_PRELOAD, MALLOC_*) are recorded; compare them with --out:
+
+    python benchmarks/precision_speed.py [--model ~/.cache/hardneg-models/all-MiniLM-L6-v2] [--out FILE]
+    MALLOC_MMAP_THRESHOLD_=4294967296 python benchmarks/precision_speed.py --out benchmarks/precision_speed_mmap.json
 """
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import time
@@ -21,6 +28,7 @@ from haystack_hardneg.train.heads import build_cross_encoder
 parser = argparse.ArgumentParser()
 parser.add_argument("--model", default=str(Path("~/.cache/hardneg-models/all-MiniLM-L6-v2").expanduser()))
 parser.add_argument("--rounds", type=int, default=5)
+parser.add_argument("--out", default="benchmarks/precision_speed.json")
 args = parser.parse_args()
 
 model = build_cross_encoder(args.model, max_length=256)
@@ -49,9 +57,10 @@ for _ in range(args.rounds):
 result = {
     "what": "one training step (forward + backward), 48 pairs x 256 tokens, all-MiniLM-L6-v2 + mean head",
     "device": device, "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+    "allocator": {k: v for k, v in sorted(os.environ.items()) if k == "LD_PRELOAD" or k.startswith("MALLOC_")},
     "median_seconds": {k: round(statistics.median(v), 3) for k, v in times.items()},
     "all_seconds": {k: [round(t, 3) for t in v] for k, v in times.items()},
 }
 result["speedup"] = round(result["median_seconds"]["fp32"] / result["median_seconds"]["bf16"], 2)
-atomic_write_text(Path("benchmarks/precision_speed.json"), json.dumps(result, indent=2))
+atomic_write_text(Path(args.out), json.dumps(result, indent=2))
 print(json.dumps(result, indent=2))
