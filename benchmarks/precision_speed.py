@@ -3,13 +3,13 @@
 One step = forward and backward over 48 (query, document) pairs of 256 tokens (batch 8 x (1 positive +
 5 negatives), the SciFact experiment's shape). Alternating rounds, median of 5 per precision.
 
-The memory allocator matters as much as the precision on CPU: each step frees and re-allocates attention tensors
-of about 150 MB, above glibc's largest mmap threshold (32 MB), so with glibc's defaults every one is a fresh mmap
-whose pages the kernel faults in and zeroes again (a third of the time went to the kernel). The allocator
-settings of the process (LD_PRELOAD, MALLOC_*) are recorded; compare them with --out:
+On CPU the memory allocator matters as much as the precision (why: the Makefile's MALLOC_* settings and
+benchmarks/scifact/experiment/README.md, session 12), so the process's LD_PRELOAD and MALLOC_* settings are
+recorded; compare them with --out (`make` exports the settings, so run the script outside make for glibc's defaults):
 
     python benchmarks/precision_speed.py [--model ~/.cache/hardneg-models/all-MiniLM-L6-v2] [--out FILE]
-    MALLOC_MMAP_THRESHOLD_=4294967296 python benchmarks/precision_speed.py --out benchmarks/precision_speed_mmap.json
+    MALLOC_MMAP_THRESHOLD_=4294967296 MALLOC_TRIM_THRESHOLD_=68719476736 MALLOC_TOP_PAD_=1073741824 \\
+        python benchmarks/precision_speed.py --out benchmarks/precision_speed_malloc.json
 """
 
 import argparse
