@@ -14,7 +14,8 @@ from pathlib import Path
 
 from haystack_hardneg.mine.candidates import load_candidates
 from haystack_hardneg.mine.triplets import load_triplets
-from haystack_hardneg.train.trainer import TrainingConfig, train_cross_encoder
+from haystack_hardneg.train.config import TrainingConfig
+from haystack_hardneg.train.trainer import train_cross_encoder
 
 RUN = Path("runs/experiment-scifact")
 PROBE = Path("runs/probe-4epochs")

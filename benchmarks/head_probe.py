@@ -16,7 +16,8 @@ from pathlib import Path
 from haystack_hardneg.files import atomic_write_text
 from haystack_hardneg.mine.candidates import load_candidates
 from haystack_hardneg.mine.triplets import load_triplets
-from haystack_hardneg.train.trainer import TrainingConfig, train_cross_encoder
+from haystack_hardneg.train.config import TrainingConfig
+from haystack_hardneg.train.trainer import train_cross_encoder
 
 RUN = Path("runs/experiment-scifact")
 

@@ -22,7 +22,8 @@ from sentence_transformers.util import mine_hard_negatives
 
 from haystack_hardneg import ClusterNegativeMiner, EnsembleTextEmbedder
 from haystack_hardneg.ingest.beir import load_beir
-from haystack_hardneg.mine.negatives import STRATEGIES, mine_negatives
+from haystack_hardneg.mine.config import STRATEGIES
+from haystack_hardneg.mine.negatives import mine_negatives
 
 NUM_NEGATIVES = 5
 REPEATS = 5  # best of: sub-second timings are noisy

@@ -159,8 +159,8 @@ def cmd_mine(args: argparse.Namespace) -> int:
     from haystack_hardneg.embed.components import EnsembleTextEmbedder
     from haystack_hardneg.ingest.beir import load_beir
     from haystack_hardneg.mine.component import ClusterNegativeMiner, skipped_when_loading
-    from haystack_hardneg.mine.negatives import (LEXICAL_FUSION_STRATEGIES, STRATEGIES, check_fits_ensemble,
-                                                 mine_negatives)
+    from haystack_hardneg.mine.config import LEXICAL_FUSION_STRATEGIES, STRATEGIES, check_fits_ensemble
+    from haystack_hardneg.mine.negatives import mine_negatives
     from haystack_hardneg.mine.report import format_report, mining_report
     from haystack_hardneg.mine.candidates import first_stage_candidates, write_candidates
     from haystack_hardneg.mine.triplets import write_triplets

@@ -8,7 +8,8 @@ from haystack import Document
 from haystack_hardneg import ClusterNegativeMiner, EnsembleDocumentEmbedder, EnsembleDocumentWriter, EnsembleTextEmbedder
 from haystack_hardneg import open_document_store
 from haystack_hardneg.ingest.beir import DataError, load_beir
-from haystack_hardneg.mine.negatives import MiningConfig, mine_negatives
+from haystack_hardneg.mine.config import MiningConfig
+from haystack_hardneg.mine.negatives import mine_negatives
 from haystack_hardneg.mine.candidates import load_candidates
 from haystack_hardneg.mine.triplets import load_triplets, write_triplets
 

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from haystack_hardneg.mine.cluster import cluster_documents
-from haystack_hardneg.mine.negatives import STRATEGIES, MiningConfig, mine_negatives
+from haystack_hardneg.mine.config import STRATEGIES, MiningConfig
+from haystack_hardneg.mine.negatives import mine_negatives
 from haystack_hardneg.mine.report import mining_report
 from haystack_hardneg.mine.search import top_k
 

@@ -14,7 +14,8 @@ from transformers import TrainerCallback
 from haystack_hardneg import CrossEncoderRanker, TripletTrainer
 from haystack_hardneg.embed.encoder import ModelNotFoundError
 from haystack_hardneg.train.heads import build_cross_encoder, head_parameters, resolve_head
-from haystack_hardneg.train.trainer import TrainingConfig, split_by_query, train_cross_encoder
+from haystack_hardneg.train.config import TrainingConfig
+from haystack_hardneg.train.trainer import split_by_query, train_cross_encoder
 
 TOPICS = ["heart", "liver", "virus", "tumor", "brain", "blood", "vaccine", "kidney"]
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from haystack_hardneg.evaluate.selection import FUSION_RULES
-from haystack_hardneg.mine.negatives import STRATEGIES, MiningConfig, check_fits_ensemble
+from haystack_hardneg.mine.config import STRATEGIES, MiningConfig, check_fits_ensemble
 
 DEFAULT_MODELS_DIR = "~/.cache/hardneg-models"
 # What a variant may set: every MiningConfig option but the strategy (its own key) and the seed (the experiment's).

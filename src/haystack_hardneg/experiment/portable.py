@@ -190,7 +190,7 @@ def import_state(config: ExperimentConfig, source: str | Path) -> dict[str, list
     from haystack_hardneg.experiment.runner import MODELS_FILE, expected_keys, model_fingerprints
     from haystack_hardneg.experiment.stages import StageCache
     from haystack_hardneg.ingest.beir import load_beir
-    from haystack_hardneg.mine.negatives import STRATEGIES
+    from haystack_hardneg.mine.config import STRATEGIES
 
     config = config.resolved()
     source = Path(source)

@@ -128,7 +128,7 @@ def training_options(c: ExperimentConfig) -> dict[str, Any]:
     """Every training option with its default filled in, so that a changed default retrains too (the stage sets
     the output folder, strategy and description itself; the seed is keyed apart)."""
     from haystack_hardneg.train.heads import resolve_head
-    from haystack_hardneg.train.trainer import TrainingConfig
+    from haystack_hardneg.train.config import TrainingConfig
 
     options = {k: v for k, v in asdict(TrainingConfig(output_dir="", **c.training)).items() if k != "output_dir"}
     head = resolve_head(options["base_model"], options["head"])
@@ -404,7 +404,8 @@ class Experiment:
         """One cross-encoder on the strategy's triplets, validated on its held-out queries' top rerank_k from the
         experiment's own first stage (the candidates it will re-rank at test time)."""
         from haystack_hardneg.mine.triplets import load_triplets
-        from haystack_hardneg.train.trainer import TrainingConfig, train_cross_encoder
+        from haystack_hardneg.train.config import TrainingConfig
+        from haystack_hardneg.train.trainer import train_cross_encoder
 
         c = self.config
         key = train_key(c, mine, hybrid)

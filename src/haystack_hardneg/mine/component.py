@@ -14,7 +14,8 @@ from haystack_hardneg.embed.ensemble import normalized_weights
 from haystack_hardneg.ingest.text import document_text
 from haystack_hardneg.ingest.beir import DataError, LoadStats, OnMissing, validate_qrels
 from haystack_hardneg.mine.candidates import first_stage_candidates
-from haystack_hardneg.mine.negatives import STRATEGIES, MiningConfig, MiningData, check_fits_ensemble, mine_negatives
+from haystack_hardneg.mine.config import STRATEGIES, MiningConfig, check_fits_ensemble
+from haystack_hardneg.mine.negatives import MiningData, mine_negatives
 from haystack_hardneg.mine.report import mining_report
 from haystack_hardneg.mine.triplets import provenance_rows, triplet_rows
 from haystack_hardneg.store.vectors import read_stored_vectors

@@ -21,17 +21,13 @@ from typing import Literal, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from haystack_hardneg.mine.cluster import ClusterAlgorithm, Clustering, cluster_documents
+from haystack_hardneg.mine.cluster import Clustering, cluster_documents
+from haystack_hardneg.mine.config import MiningConfig
 from haystack_hardneg.mine.guard import suspected_false_negatives
 from haystack_hardneg.mine.search import top_k
 from haystack_hardneg.rank.fusion import fuse_rankings, min_max
 
 logger = logging.getLogger(__name__)
-
-Strategy = Literal["ensemble_cluster", "ensemble", "dense", "bm25", "random"]
-STRATEGIES: tuple[str, ...] = ("ensemble_cluster", "ensemble", "dense", "bm25", "random")
-LEXICAL_FUSION_STRATEGIES: tuple[str, ...] = ("ensemble_cluster", "ensemble")
-
 
 @dataclass
 class MiningData:
@@ -86,76 +82,6 @@ class MiningData:
         start, end = self.member_slices[member]
         vectors = (self.doc_vectors if which == "doc" else self.query_vectors)[:, start:end]
         return vectors / np.sqrt(self.member_weights[member])
-
-
-@dataclass
-class MiningConfig:
-    """How to mine.
-
-    :param strategy: one of ``STRATEGIES``.
-    :param num_negatives: negatives per (query, positive) pair.
-    :param rank_window: ``(lo, hi)``: candidates ranked ``lo`` .. ``hi - 1`` (0-based, positives removed) by the
-        strategy's own score are eligible; skipping the very top (``lo > 0``) avoids likely false negatives.
-    :param sampling: ``"top"`` takes the best eligible candidates, ``"random"`` samples among them.
-    :param member: the member used by the ``dense`` strategy.
-    :param n_clusters: clusters for ``ensemble_cluster`` (default about sqrt(n/2)).
-    :param cluster_algorithm: ``auto``, ``kmeans``, ``minibatch_kmeans``, ``gmm`` or ``agglomerative``.
-    :param guard_ratio: hold back candidates scoring above this fraction of the positive's ensemble score;
-        ``None`` disables it.
-    :param guard_member_agreement: also hold back candidates every member scores above the positive.
-    :param lexical_weight: ``ensemble`` and ``ensemble_cluster`` only: rank candidates by
-        ``w * BM25 + (1 - w) * ensemble`` instead of the ensemble alone, so that the negatives lean towards what a
-        hybrid first stage puts in front of the re-ranker. ``None``: the ensemble alone (the paper). Both scores
-        are min-max normalised as the hybrid first stage normalises its lists, but over the mining candidates
-        (``ensemble``: each ranking's top ``rank_window[1]``, positives removed; ``ensemble_cluster``: the pair's
-        cluster pool), and BM25 here is bm25s with English stopwords and no stemmer, so a weight chosen for the
-        first stage is a starting point, not the same setting. Clustering, the guard, the cluster strategy's
-        fallback and the recorded scores stay on the ensemble; ``negative_ranks`` are ranks in the fused order.
-    :param seed: seeds clustering and sampling; the same seed gives the same output.
-    """
-
-    strategy: Strategy = "ensemble_cluster"
-    num_negatives: int = 5
-    rank_window: tuple[int, int] = (0, 100)
-    sampling: Literal["top", "random"] = "top"
-    member: int = 0
-    n_clusters: int | None = None
-    cluster_algorithm: ClusterAlgorithm = "auto"
-    guard_ratio: float | None = 0.95
-    guard_member_agreement: bool = True
-    lexical_weight: float | None = None
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.strategy not in STRATEGIES:
-            raise ValueError(f"Unknown strategy {self.strategy!r}; choose one of {STRATEGIES}.")
-        if self.num_negatives < 1:
-            raise ValueError("num_negatives must be >= 1.")
-        lo, hi = self.rank_window
-        if not 0 <= lo < hi:
-            raise ValueError(f"rank_window must be (lo, hi) with 0 <= lo < hi, got {self.rank_window}.")
-        if hi - lo < self.num_negatives:
-            raise ValueError(f"rank_window {self.rank_window} holds fewer than num_negatives={self.num_negatives}.")
-        if self.sampling not in ("top", "random"):
-            raise ValueError("sampling must be 'top' or 'random'.")
-        if self.lexical_weight is not None:
-            if self.strategy not in LEXICAL_FUSION_STRATEGIES:
-                raise ValueError(f"lexical_weight applies to the strategies {LEXICAL_FUSION_STRATEGIES}, not "
-                                 f"{self.strategy!r}.")
-            if not 0.0 <= self.lexical_weight <= 1.0:
-                raise ValueError(f"lexical_weight must be in [0, 1], got {self.lexical_weight}.")
-        self.rank_window = (int(lo), int(hi))
-
-
-def check_fits_ensemble(config: MiningConfig, members: int, combine: str) -> None:
-    """The ``dense`` strategy reads one member's slice of a concatenated ensemble vector: it needs that member and
-    that layout. Checked where the ensemble is known, before anything is embedded."""
-    if config.strategy != "dense":
-        return
-    if not 0 <= config.member < members:
-        raise ValueError(f"member={config.member} but the ensemble has {members} member(s).")
-    if combine != "concat" and members > 1:
-        raise ValueError("The dense strategy reads one member out of a combine='concat' ensemble.")
 
 
 @dataclass

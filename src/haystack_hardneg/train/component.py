@@ -9,7 +9,8 @@ from typing import Any
 from haystack import component, default_from_dict, default_to_dict
 
 from haystack_hardneg.embed.encoder import check_model_source
-from haystack_hardneg.train.trainer import TrainingConfig, train_cross_encoder
+from haystack_hardneg.train.config import TrainingConfig
+from haystack_hardneg.train.trainer import train_cross_encoder
 
 
 @component

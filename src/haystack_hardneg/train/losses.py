@@ -10,13 +10,10 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 from torch import Tensor, nn
 
-LossName = Literal["triplet", "listwise", "bce"]
-LOSSES: tuple[str, ...] = ("triplet", "listwise", "bce")
+from haystack_hardneg.train.config import LOSSES, LossName
 
 
 class _RowLoss(nn.Module):

@@ -21,86 +21,19 @@ import hashlib
 import json
 import logging
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from haystack_hardneg.mine.candidates import load_candidates
 from haystack_hardneg.files import atomic_directory, atomic_save_figure, atomic_write_text
-from haystack_hardneg.train.heads import (HEADS, HeadName, build_cross_encoder, head_parameters, resolve_head,
-                                          saved_head)
-from haystack_hardneg.train.losses import LOSSES, LossName, build_loss, to_labelled_pairs
+from haystack_hardneg.train.heads import build_cross_encoder, head_parameters, resolve_head, saved_head
+from haystack_hardneg.train.config import TrainingConfig
+from haystack_hardneg.train.losses import build_loss, to_labelled_pairs
 
 logger = logging.getLogger(__name__)
-
-PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
-
-
-@dataclass
-class TrainingConfig:
-    """How to train.
-
-    :param base_model: a pre-trained re-ranker or any encoder (a new one-logit head is added), hub id or folder.
-    :param head: the new head of an encoder base: ``mean`` / ``cls`` (the mean of the token embeddings / the
-        [CLS] embedding -> one logit), ``classifier`` (transformers' classification head) or ``auto`` (the base's
-        own sentence-transformers pooling, else mean); a re-ranker base keeps its own head.
-    :param output_dir: where checkpoints, the final model (``output_dir/model``) and the report go.
-    :param loss: ``triplet`` (default, the paper), ``listwise`` or ``bce``.
-    :param epochs: passes over the triplets. 3 by default: on SciFact's held-out training queries the mean-head
-        re-ranker alone read 0.616 / 0.786 / 0.799 nDCG@10 after epochs 1 / 2 / 3 (the [CLS] head 0.459 / 0.706 /
-        0.786 / 0.795 over 4), and the best epoch on validation is the one kept.
-    :param batch_size: rows per step (each row scores 1 + negatives pairs).
-    :param encoder_lr: learning rate of the pre-trained weights.
-    :param head_lr: learning rate of a newly added head (``None``: same as the encoder).
-    :param margin: margin of the triplet loss.
-    :param warmup_ratio: share of steps with a rising learning rate.
-    :param validation_fraction: share of the training queries held out for validation (0 disables it).
-    :param eval_steps: evaluate (and checkpoint) every this many steps; ``None``: once per epoch.
-    :param max_length: truncation length of (query, document) pairs in tokens.
-    :param precision: ``fp32``, or ``bf16``: mixed precision (bfloat16 compute, float32 weights), faster on CPUs
-        with bfloat16 instructions (1.84x per step on an AMD EPYC with AVX512-BF16) and on recent GPUs; the saved
-        model is float32 either way.
-    :param seed: seeds the split, the order of rows and the new head.
-    :param validation_candidates: the miner's ``candidates.jsonl``: validate by re-ranking the held-out queries'
-        first-stage candidates and choose the fusion weight there (``None``: mined negatives, no fusion weight).
-    :param strategy: the negative strategy the triplets came from (for the model card).
-    :param data_description: what the triplets are (for the model card).
-    """
-
-    base_model: str
-    output_dir: str
-    head: HeadName = "auto"
-    loss: LossName = "triplet"
-    epochs: float = 3.0
-    batch_size: int = 8
-    encoder_lr: float = 5e-5
-    head_lr: float | None = 2e-3
-    margin: float = 1.0
-    warmup_ratio: float = 0.1
-    validation_fraction: float = 0.1
-    eval_steps: int | None = None
-    max_length: int = 256
-    precision: Literal["fp32", "bf16"] = "fp32"
-    seed: int = 0
-    validation_candidates: str | None = None
-    strategy: str = "unknown"
-    data_description: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.head not in HEADS:
-            raise ValueError(f"Unknown head {self.head!r}; choose one of {HEADS}.")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"Unknown precision {self.precision!r}; choose one of {PRECISIONS}.")
-        if self.loss not in LOSSES:
-            raise ValueError(f"Unknown loss {self.loss!r}; choose one of {LOSSES}.")
-        if not 0 <= self.validation_fraction < 1:
-            raise ValueError("validation_fraction must be in [0, 1).")
-        if self.epochs <= 0 or self.batch_size < 1:
-            raise ValueError("epochs must be > 0 and batch_size >= 1.")
-
 
 # How split_by_query draws the held-out queries; the experiment keys its trainings on it, so a change retrains.
 VALIDATION_SPLIT = "seeded-hash-order"

@@ -1,0 +1,157 @@
+"""Options declared once: a config dataclass field carries its type, default, choices and help text.
+
+A config class (``MiningConfig``, ``TrainingConfig``) subclasses :class:`Options`; its fields are made with
+:func:`option`. From that one declaration come the checks of a mapping read from YAML or a component's
+``init_parameters`` (:func:`from_mapping`: unknown keys and wrong types are named), the command-line flags
+(:func:`add_arguments`, :func:`from_arguments`) and the component's ``to_dict`` (:func:`to_mapping`). Plain
+Python, no Haystack.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import typing
+from typing import Any, Literal, Mapping, Sequence, TypeVar, get_args, get_origin
+
+T = TypeVar("T", bound="Options")
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used: the message names the section, the key and what is accepted."""
+
+
+def option(default: Any = dataclasses.MISSING, *, help: str, choices: Sequence[Any] | None = None,
+           flag: str | None = None, negative_flag: str | None = None, cli: bool = True,
+           default_factory: Any = dataclasses.MISSING) -> Any:
+    """A config field. ``choices``: the accepted values (else read from a ``Literal`` type); ``flag``: the
+    command-line flag when it is not ``--field-name``; ``negative_flag``: for a boolean that defaults to true,
+    the flag that turns it off (default ``--no-field-name``); ``cli=False``: no flag is generated."""
+    metadata = {"help": help, "choices": tuple(choices) if choices is not None else None, "flag": flag,
+                "negative_flag": negative_flag, "cli": cli}
+    return dataclasses.field(default=default, default_factory=default_factory, metadata=metadata)
+
+
+class Options:
+    """Base of the typed configs: values are checked against the field types, then by ``validate``."""
+
+    def __post_init__(self) -> None:
+        hints = typing.get_type_hints(type(self))
+        for item in dataclasses.fields(self):
+            value = _coerce(item.name, getattr(self, item.name), hints[item.name], item.metadata.get("choices"))
+            object.__setattr__(self, item.name, value)
+        self.validate()
+
+    def validate(self) -> None:
+        """Checks that span several fields; a subclass raises ``ValueError`` naming the fields."""
+
+
+def names(cls: type[Options]) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+def from_mapping(cls: type[T], mapping: Mapping[str, Any] | None, *, where: str, **fixed: Any) -> T:
+    """``cls`` built from a mapping (a YAML section, ``init_parameters``); ``fixed`` values are set by the caller.
+    Unknown keys, wrong types and values that do not fit together are one ``ConfigError`` naming ``where``."""
+    mapping = dict(mapping or {})
+    if not isinstance(mapping, dict):
+        raise ConfigError(f"{where}: expected a mapping of options, got {type(mapping).__name__}.")
+    known = [n for n in names(cls) if n not in fixed]
+    unknown = sorted(set(mapping) - set(known))
+    if unknown:
+        raise ConfigError(f"{where}: unknown option(s) {unknown}; known: {sorted(known)}.")
+    try:
+        return cls(**mapping, **fixed)
+    except TypeError as error:  # a required option is missing
+        raise ConfigError(f"{where}: {error}") from None
+    except ValueError as error:
+        raise ConfigError(f"{where}: {error}") from None
+
+
+def to_mapping(config: Options) -> dict[str, Any]:
+    """The config as plain values (tuples as lists), as YAML and ``to_dict`` hold them."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
+
+
+def _coerce(name: str, value: Any, hint: Any, choices: Sequence[Any] | None) -> Any:
+    """``value`` checked against the field's type; YAML's lists become tuples where a tuple is declared."""
+    origin, args = get_origin(hint), get_args(hint)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(name, value, inner[0] if len(inner) == 1 else Any, choices)
+    if origin is Literal or choices:
+        allowed = tuple(choices) if choices else args
+        if value not in allowed:
+            raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}.")
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"{name} must be true or false, got {value!r}.")
+        return value
+    if hint in (int, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (hint is int and value != int(value)):
+            raise ValueError(f"{name} must be {'an integer' if hint is int else 'a number'}, got {value!r}.")
+        # Kept as given (an int stays an int): recorded experiment keys hash these values as they were written.
+        return int(value) if hint is int else value
+    if hint is str:
+        if not isinstance(value, str):
+            raise ValueError(f"{name} must be a string, got {value!r}.")
+        return value
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)) or len(value) != len(args):
+            raise ValueError(f"{name} must be a list of {len(args)} values, got {value!r}.")
+        return tuple(_coerce(name, v, a, None) for v, a in zip(value, args))
+    if origin is list and not isinstance(value, list):
+        raise ValueError(f"{name} must be a list, got {value!r}.")
+    if origin is dict and not isinstance(value, dict):
+        raise ValueError(f"{name} must be a mapping, got {value!r}.")
+    return value
+
+
+# -- command-line flags ---------------------------------------------------------------------------------------
+def _parse(hint: Any) -> Any:
+    """The argparse ``type`` of a field: a number, or ``none`` where the field accepts None."""
+    args = [a for a in get_args(hint) if a is not type(None)]
+    base = args[0] if get_origin(hint) is not None and len(args) == 1 else hint
+    optional = type(None) in get_args(hint)
+
+    def parse(text: str) -> Any:
+        if optional and text.lower() == "none":
+            return None
+        return base(text) if base in (int, float) else text
+
+    parse.__name__ = getattr(base, "__name__", "value")  # argparse names the type in its errors
+    return parse
+
+
+def add_arguments(parser: argparse._ActionsContainer, cls: type[Options], *, skip: Sequence[str] = ()) -> None:
+    """One flag per field of ``cls`` (but ``skip``), with the field's help, choices and default."""
+    hints = typing.get_type_hints(cls)
+    for item in dataclasses.fields(cls):
+        meta = item.metadata
+        if item.name in skip or not meta.get("cli", True):
+            continue
+        flag = meta.get("flag") or "--" + item.name.replace("_", "-")
+        hint = hints[item.name]
+        default = item.default if item.default is not dataclasses.MISSING else None
+        help_text = f"{meta.get('help', '')} (default: {default})"
+        common = {"dest": item.name, "default": argparse.SUPPRESS, "help": help_text}
+        if hint is bool:
+            negative = meta.get("negative_flag") or "--no-" + item.name.replace("_", "-")
+            parser.add_argument(flag, action="store_true", **common)
+            parser.add_argument(negative, action="store_false", dest=item.name, default=argparse.SUPPRESS,
+                                help=f"turn {item.name} off")
+        elif get_origin(hint) is tuple:
+            parser.add_argument(flag, nargs=len(get_args(hint)), type=get_args(hint)[0],
+                                metavar=tuple(f"V{i}" for i in range(len(get_args(hint)))), **common)
+        else:
+            choices = meta.get("choices") or (get_args(hint) if get_origin(hint) is Literal else None)
+            parser.add_argument(flag, type=_parse(hint), choices=choices, **common)
+
+
+def from_arguments(cls: type[T], args: argparse.Namespace, *, where: str = "command line", **fixed: Any) -> T:
+    """``cls`` from the flags given on the command line (the others keep the field defaults) and ``fixed``."""
+    given = {n: getattr(args, n) for n in names(cls) if hasattr(args, n) and n not in fixed}
+    return from_mapping(cls, given, where=where, **fixed)

@@ -1,0 +1,58 @@
+"""How to train: every training option, declared once (type, default, choices, help).
+
+``TripletTrainer(training=...)``, the ``train`` command's flags and an experiment's ``training:`` section all read
+this class. The defaults are set for a few hundred labelled queries and an encoder base; the measurements behind
+them are in ``benchmarks/``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from haystack_hardneg.options import Options, option
+from haystack_hardneg.train.heads import HEADS, HeadName
+
+LossName = Literal["triplet", "listwise", "bce"]
+LOSSES: tuple[str, ...] = ("triplet", "listwise", "bce")
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
+
+
+@dataclass
+class TrainingConfig(Options):
+    """How to train a cross-encoder on mined triplets."""
+
+    base_model: str = option(help=(
+        "a pre-trained re-ranker (keeps its head) or any encoder (gets a new one-logit head): hub id or folder"))
+    output_dir: str = option(flag="--out", help="where checkpoints, the model (OUT/model) and the report go")
+    head: HeadName = option("auto", choices=HEADS, help=(
+        "new scoring head of an encoder base: mean / cls (mean of the token embeddings / [CLS] -> one logit), "
+        "classifier (transformers' head on BERT's pooler) or auto (the base's own pooling, else mean)"))
+    loss: LossName = option("triplet", choices=LOSSES, help=(
+        "triplet (margin ranking, the paper), listwise (softmax over positive and negatives) or bce"))
+    epochs: float = option(3.0, help="passes over the triplets; the best epoch on validation is kept")
+    batch_size: int = option(8, help="rows per step (each row scores 1 + negatives pairs)")
+    encoder_lr: float = option(5e-5, help="learning rate of the pre-trained weights")
+    head_lr: float | None = option(2e-3, help="learning rate of a new head (none: the encoder's)")
+    margin: float = option(1.0, help="margin of the triplet loss")
+    warmup_ratio: float = option(0.1, help="share of steps with a rising learning rate")
+    validation_fraction: float = option(0.1, help="share of the training queries held out for validation")
+    eval_steps: int | None = option(None, help="validate and checkpoint every this many steps (none: each epoch)")
+    max_length: int = option(256, help="truncation length of (query, document) pairs in tokens")
+    precision: Literal["fp32", "bf16"] = option("fp32", choices=PRECISIONS, help=(
+        "bf16: mixed precision (bfloat16 compute, float32 weights), faster on CPUs with bfloat16 instructions "
+        "and on recent GPUs; the saved model is float32 either way"))
+    seed: int = option(0, help="seeds the split, the order of rows and the new head")
+    validation_candidates: str | None = option(None, cli=False, help=(
+        "the miner's candidates.jsonl: validate by re-ranking the held-out queries' first-stage candidates and "
+        "choose the fusion weight there (none: mined negatives, no fusion weight)"))
+    strategy: str = option("unknown", help="the negative strategy of the triplets (for the model card)")
+    data_description: str = option("", cli=False, help="what the triplets are (for the model card)")
+    # Free-form notes; part of an experiment's training key, so it stays while recorded runs use it.
+    extra: dict[str, Any] = option(default_factory=dict, cli=False, help="free-form notes kept with the config")
+
+    def validate(self) -> None:
+        if not 0 <= self.validation_fraction < 1:
+            raise ValueError("validation_fraction must be in [0, 1).")
+        if self.epochs <= 0 or self.batch_size < 1:
+            raise ValueError("epochs must be > 0 and batch_size >= 1.")
