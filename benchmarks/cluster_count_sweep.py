@@ -58,7 +58,7 @@ def main() -> None:
     queries, qrels = experiment.training_queries(load_beir(config.data, config.train_split))
     miner = ClusterNegativeMiner(text_embedder=experiment.text_embedder(), document_store=experiment.store(),
                                  meta_fields_to_embed=config.meta_fields, embedding_separator=config.separator,
-                                 progress_bar=False, **{"seed": config.seed, **config.mining})
+                                 progress_bar=False, mining=config.mining_config("ensemble_cluster"))
     miner.warm_up()
     data, _ = miner.mining_data(queries, qrels)
     candidates = read_jsonl(args.run / "first_stage" / "train_candidates.jsonl")

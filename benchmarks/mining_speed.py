@@ -46,9 +46,9 @@ def main() -> None:
 
     model = SentenceTransformer(model_path)
     miner = ClusterNegativeMiner(
-        text_embedder=EnsembleTextEmbedder(members=[model_path], cache_dir=args.cache_dir), num_negatives=NUM_NEGATIVES,
-        rank_window=(0, 100), strategy="ensemble", meta_fields_to_embed=["title"], embedding_separator=" ",
-        progress_bar=False,
+        text_embedder=EnsembleTextEmbedder(members=[model_path], cache_dir=args.cache_dir),
+        mining={"num_negatives": NUM_NEGATIVES, "rank_window": (0, 100), "strategy": "ensemble"},
+        meta_fields_to_embed=["title"], embedding_separator=" ", progress_bar=False,
     )
     miner.warm_up()
     miner.mining_data(split.queries, split.qrels, split.corpus)  # untimed: fills our cache with the train queries

@@ -143,17 +143,4 @@ def test_a_query_embedder_of_another_ensemble_is_refused_before_querying(tiny_mo
     plain = open_document_store(location=":memory:", embedding_dim=32, progress_bar=False)
     plain.write_documents([Document(id="x", content="written elsewhere", embedding=[0.1] * 32)])
     check_query_embedder_matches_store(build_query_pipeline(EnsembleTextEmbedder(members=[tiny_model]), plain))
-    # Collections indexed before 0.1.1 carry the older id of the same ensemble (prompts included): still its own.
-    from haystack_hardneg.store.vectors import read_stored_vectors
-
-    embedder = EnsembleTextEmbedder(members=[tiny_model])
-    embedder.warm_up()
-    identity = embedder.encoder.identity
-    assert identity.legacy_key != identity.key
-    legacy = open_document_store(location=":memory:", embedding_dim=32, progress_bar=False)
-    legacy.write_documents([Document(id="old", content="indexed earlier", embedding=[0.1] * 32,
-                                     meta={"ensemble_id": identity.legacy_key})])
-    check_query_embedder_matches_store(build_query_pipeline(embedder, legacy))
-    documents, _ = read_stored_vectors(legacy, expected_ensemble_ids=identity.accepted_keys, progress_bar=False)
-    assert [d.id for d in documents] == ["old"]
     assert EnsembleDocumentWriter  # the writer that labels documents with their ensemble (used by _index)

@@ -22,13 +22,14 @@ class ConfigError(ValueError):
 
 
 def option(default: Any = dataclasses.MISSING, *, help: str, choices: Sequence[Any] | None = None,
-           flag: str | None = None, negative_flag: str | None = None, cli: bool = True,
+           flag: str | None = None, negative_flag: str | None = None, metavar: Any = None, cli: bool = True,
            default_factory: Any = dataclasses.MISSING) -> Any:
     """A config field. ``choices``: the accepted values (else read from a ``Literal`` type); ``flag``: the
     command-line flag when it is not ``--field-name``; ``negative_flag``: for a boolean that defaults to true,
-    the flag that turns it off (default ``--no-field-name``); ``cli=False``: no flag is generated."""
+    the flag that turns it off (default ``--no-field-name``); ``metavar``: the value's name in the help;
+    ``cli=False``: no flag is generated."""
     metadata = {"help": help, "choices": tuple(choices) if choices is not None else None, "flag": flag,
-                "negative_flag": negative_flag, "cli": cli}
+                "negative_flag": negative_flag, "metavar": metavar, "cli": cli}
     return dataclasses.field(default=default, default_factory=default_factory, metadata=metadata)
 
 
@@ -50,16 +51,18 @@ def names(cls: type[Options]) -> list[str]:
     return [f.name for f in dataclasses.fields(cls)]
 
 
-def from_mapping(cls: type[T], mapping: Mapping[str, Any] | None, *, where: str, **fixed: Any) -> T:
+def from_mapping(cls: type[T], mapping: Mapping[str, Any] | None, *, where: str, what: str = "option",
+                 **fixed: Any) -> T:
     """``cls`` built from a mapping (a YAML section, ``init_parameters``); ``fixed`` values are set by the caller.
-    Unknown keys, wrong types and values that do not fit together are one ``ConfigError`` naming ``where``."""
+    Unknown keys (called ``what``), wrong types and values that do not fit together are one ``ConfigError``
+    naming ``where``."""
     mapping = dict(mapping or {})
     if not isinstance(mapping, dict):
         raise ConfigError(f"{where}: expected a mapping of options, got {type(mapping).__name__}.")
     known = [n for n in names(cls) if n not in fixed]
     unknown = sorted(set(mapping) - set(known))
     if unknown:
-        raise ConfigError(f"{where}: unknown option(s) {unknown}; known: {sorted(known)}.")
+        raise ConfigError(f"{where}: unknown {what}(s) {unknown}; known: {sorted(known)}.")
     try:
         return cls(**mapping, **fixed)
     except TypeError as error:  # a required option is missing
@@ -84,7 +87,7 @@ def _coerce(name: str, value: Any, hint: Any, choices: Sequence[Any] | None) -> 
     if origin is Literal or choices:
         allowed = tuple(choices) if choices else args
         if value not in allowed:
-            raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}.")
+            raise ValueError(f"Unknown {name} {value!r}; choose one of {list(allowed)}.")
         return value
     if hint is bool:
         if not isinstance(value, bool):
@@ -126,29 +129,35 @@ def _parse(hint: Any) -> Any:
     return parse
 
 
-def add_arguments(parser: argparse._ActionsContainer, cls: type[Options], *, skip: Sequence[str] = ()) -> None:
-    """One flag per field of ``cls`` (but ``skip``), with the field's help, choices and default."""
+def add_arguments(parser: argparse._ActionsContainer, cls: type[Options], *, skip: Sequence[str] = (),
+                  defaults: Mapping[str, Any] | None = None) -> None:
+    """One flag per field of ``cls`` (but ``skip`` and fields declared ``cli=False``), with the field's help and
+    choices. A flag not given leaves the field's default, unless ``defaults`` sets one for the command line."""
     hints = typing.get_type_hints(cls)
     for item in dataclasses.fields(cls):
-        meta = item.metadata
-        if item.name in skip or not meta.get("cli", True):
+        if item.name in skip or not item.metadata.get("cli", True):
             continue
-        flag = meta.get("flag") or "--" + item.name.replace("_", "-")
-        hint = hints[item.name]
-        default = item.default if item.default is not dataclasses.MISSING else None
-        help_text = f"{meta.get('help', '')} (default: {default})"
-        common = {"dest": item.name, "default": argparse.SUPPRESS, "help": help_text}
-        if hint is bool:
-            negative = meta.get("negative_flag") or "--no-" + item.name.replace("_", "-")
-            parser.add_argument(flag, action="store_true", **common)
-            parser.add_argument(negative, action="store_false", dest=item.name, default=argparse.SUPPRESS,
-                                help=f"turn {item.name} off")
-        elif get_origin(hint) is tuple:
-            parser.add_argument(flag, nargs=len(get_args(hint)), type=get_args(hint)[0],
-                                metavar=tuple(f"V{i}" for i in range(len(get_args(hint)))), **common)
-        else:
-            choices = meta.get("choices") or (get_args(hint) if get_origin(hint) is Literal else None)
-            parser.add_argument(flag, type=_parse(hint), choices=choices, **common)
+        _add_flag(parser, item, hints[item.name], (defaults or {}).get(item.name, argparse.SUPPRESS))
+
+
+def _add_flag(parser: argparse._ActionsContainer, item: dataclasses.Field, hint: Any, default: Any) -> None:
+    meta = item.metadata
+    flag = meta.get("flag") or "--" + item.name.replace("_", "-")
+    shown = default if default is not argparse.SUPPRESS else item.default
+    help_text = meta.get("help", "") + ("" if shown is dataclasses.MISSING else f" (default: {shown})")
+    common = {"dest": item.name, "default": default, "help": help_text}
+    if hint is bool:
+        negative = meta.get("negative_flag") or "--no-" + item.name.replace("_", "-")
+        parser.add_argument(flag, action="store_true", **common)
+        parser.add_argument(negative, action="store_false", dest=item.name, default=default,
+                            help=f"turn {item.name} off")
+    elif get_origin(hint) is tuple:
+        parser.add_argument(flag, nargs=len(get_args(hint)), type=get_args(hint)[0],
+                            metavar=meta.get("metavar") or tuple(f"V{i}" for i in range(len(get_args(hint)))),
+                            **common)
+    else:
+        choices = meta.get("choices") or (get_args(hint) if get_origin(hint) is Literal else None)
+        parser.add_argument(flag, type=_parse(hint), choices=choices, **common)
 
 
 def from_arguments(cls: type[T], args: argparse.Namespace, *, where: str = "command line", **fixed: Any) -> T:

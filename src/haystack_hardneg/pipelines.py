@@ -24,6 +24,11 @@ from haystack_hardneg.store.qdrant import EnsembleDocumentWriter
 ALLOWED_MODULES = ["haystack_hardneg"]
 
 
+def whole_document_chunker() -> DocumentChunker:
+    """No chunking: labelled data judges whole documents, so the indexed unit must be the judged one."""
+    return DocumentChunker(split_by="word", split_length=1_000_000, split_overlap=0)
+
+
 def _preparation(converter: CorpusConverter | None, chunker: DocumentChunker | None) -> Pipeline:
     """converter -> cleaner -> chunker: the start every indexing pipeline shares, so that whatever reads the
     documents again (the experiment's portable state) sees them exactly as the stores were given them."""
@@ -152,8 +157,8 @@ def check_query_embedder_matches_store(pipeline: Pipeline) -> None:
     embedder.warm_up()
     identity = embedder.encoder.identity
     expected = identity.key
-    if store.count_documents_by_filter({"field": f"meta.{ENSEMBLE_META_KEY}", "operator": "in",
-                                        "value": list(identity.accepted_keys)}):
+    if store.count_documents_by_filter({"field": f"meta.{ENSEMBLE_META_KEY}", "operator": "==",
+                                        "value": identity.key}):
         return
     # None of ours: look at a few stored points (payload only) for the ensemble that wrote them, if any.
     store._initialize_client()  # noqa: SLF001

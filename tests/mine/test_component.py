@@ -9,6 +9,9 @@ from haystack_hardneg import ClusterNegativeMiner, EnsembleDocumentEmbedder, Ens
 from haystack_hardneg import open_document_store
 from haystack_hardneg.ingest.beir import DataError, load_beir
 from haystack_hardneg.mine.config import MiningConfig
+from haystack_hardneg.options import names
+
+MINING_OPTIONS = set(names(MiningConfig))
 from haystack_hardneg.mine.negatives import mine_negatives
 from haystack_hardneg.mine.candidates import load_candidates
 from haystack_hardneg.mine.triplets import load_triplets, write_triplets
@@ -22,8 +25,10 @@ def split(fixtures):
 
 
 def _miner(members, **kwargs):
+    """A warmed-up miner; keyword arguments that are MiningConfig options go into ``mining``."""
     kwargs.setdefault("progress_bar", False)
-    miner = ClusterNegativeMiner(text_embedder=EnsembleTextEmbedder(members=members), **kwargs)
+    mining = {k: kwargs.pop(k) for k in list(kwargs) if k in MINING_OPTIONS}
+    miner = ClusterNegativeMiner(text_embedder=EnsembleTextEmbedder(members=members), mining=mining, **kwargs)
     miner.warm_up()
     return miner
 
@@ -92,8 +97,9 @@ def test_documents_given_to_run_are_embedded_when_they_carry_no_vectors(tiny_mod
 def test_miner_round_trips_to_dict(tiny_model, tmp_path):
     store = open_document_store(path=str(tmp_path / "q"), embedding_dim=32, progress_bar=False)
     miner = ClusterNegativeMiner(text_embedder=EnsembleTextEmbedder(members=[tiny_model]), document_store=store,
-                                 strategy="ensemble", num_negatives=7, rank_window=(2, 40), guard_ratio=None, seed=4,
-                                 lexical_weight=0.3, meta_fields_to_embed=["title"], on_missing="skip")
+                                 mining={"strategy": "ensemble", "num_negatives": 7, "rank_window": (2, 40),
+                                         "guard_ratio": None, "seed": 4, "lexical_weight": 0.3},
+                                 meta_fields_to_embed=["title"], on_missing="skip")
     data = miner.to_dict()
     restored = ClusterNegativeMiner.from_dict(data)
     assert restored.to_dict() == data
@@ -102,7 +108,8 @@ def test_miner_round_trips_to_dict(tiny_model, tmp_path):
 
 def test_dense_strategy_needs_a_real_member(tiny_model):
     with pytest.raises(ValueError, match="member=2"):
-        ClusterNegativeMiner(text_embedder=EnsembleTextEmbedder(members=[tiny_model]), strategy="dense", member=2)
+        ClusterNegativeMiner(text_embedder=EnsembleTextEmbedder(members=[tiny_model]),
+                             mining={"strategy": "dense", "member": 2})
 
 
 @pytest.mark.parametrize("file_format", ["jsonl", "parquet"])

@@ -15,7 +15,8 @@ from haystack_hardneg import CrossEncoderRanker, TripletTrainer
 from haystack_hardneg.embed.encoder import ModelNotFoundError
 from haystack_hardneg.train.heads import build_cross_encoder, head_parameters, resolve_head
 from haystack_hardneg.train.config import TrainingConfig
-from haystack_hardneg.train.trainer import split_by_query, train_cross_encoder
+from haystack_hardneg.train.trainer import train_cross_encoder
+from haystack_hardneg.train.validation import split_by_query
 
 TOPICS = ["heart", "liver", "virus", "tumor", "brain", "blood", "vaccine", "kidney"]
 
@@ -111,8 +112,9 @@ def test_a_resumed_run_ends_where_an_uninterrupted_one_does(trainable_model, tmp
 
 
 def test_saved_model_scores_the_same_everywhere_and_has_a_card(trainable_model, tmp_path):
-    trainer = TripletTrainer(base_model=trainable_model, output_dir=str(tmp_path / "run"), epochs=1, batch_size=8,
-                             strategy="ensemble_cluster", data_description="synthetic topics", progress_bar=False)
+    trainer = TripletTrainer(training={"base_model": trainable_model, "output_dir": str(tmp_path / "run"), "epochs": 1,
+                                       "batch_size": 8, "strategy": "ensemble_cluster",
+                                       "data_description": "synthetic topics"}, progress_bar=False)
     result = trainer.run(triplets=separable_rows().to_list())
     model_path = result["model_path"]
     docs = [Document(id=str(i), content=t) for i, t in enumerate(["heart heart study", "liver cells", "virus"])]
@@ -235,8 +237,9 @@ def test_checkpoints_of_a_version_without_a_manifest_are_resumed_with_a_warning(
 
 def test_bad_input_is_refused_before_training(trainable_model, tmp_path):
     with pytest.raises(ModelNotFoundError):
-        TripletTrainer(base_model=str(tmp_path / "missing"), output_dir=str(tmp_path / "x"))
-    trainer = TripletTrainer(base_model=trainable_model, output_dir=str(tmp_path / "x"), progress_bar=False)
+        TripletTrainer(training={"base_model": str(tmp_path / "missing"), "output_dir": str(tmp_path / "x")})
+    trainer = TripletTrainer(training={"base_model": trainable_model, "output_dir": str(tmp_path / "x")},
+                             progress_bar=False)
     with pytest.raises(ValueError, match="nothing to train"):
         trainer.run(triplets=[])
     empty_file = tmp_path / "empty.jsonl"
@@ -245,13 +248,14 @@ def test_bad_input_is_refused_before_training(trainable_model, tmp_path):
         trainer.run(triplets=str(empty_file))
     with pytest.raises(ValueError, match="empty text"):
         trainer.run(triplets=[{"query": "q", "positive": "p", "negative_1": " "}])
-    with pytest.raises(ValueError, match="Unknown training option"):
-        TripletTrainer(base_model=trainable_model, output_dir="x", learning_rate=1)
+    with pytest.raises(ValueError, match=r"training: unknown option\(s\) \['learning_rate'\]"):
+        TripletTrainer(training={"base_model": trainable_model, "output_dir": "x", "learning_rate": 1})
     assert not (tmp_path / "x" / "model").exists()
 
 
 def test_trainer_round_trips_to_dict(trainable_model):
-    trainer = TripletTrainer(base_model=trainable_model, output_dir="runs/t", loss="listwise", epochs=1.5, head_lr=None)
+    trainer = TripletTrainer(training={"base_model": trainable_model, "output_dir": "runs/t", "loss": "listwise",
+                                       "epochs": 1.5, "head_lr": None})
     restored = TripletTrainer.from_dict(trainer.to_dict())
     assert restored.to_dict() == trainer.to_dict() and restored.config == trainer.config
 
@@ -285,8 +289,9 @@ def first_stage_records(rows: Dataset) -> list[dict]:
 
 def test_validation_on_first_stage_candidates_chooses_and_stores_the_fusion_weight(trainable_model, tmp_path):
     rows = separable_rows()
-    trainer = TripletTrainer(base_model=trainable_model, output_dir=str(tmp_path / "run"), epochs=4, batch_size=8,
-                             encoder_lr=3e-3, head_lr=3e-2, validation_fraction=0.25, progress_bar=False)
+    trainer = TripletTrainer(training={"base_model": trainable_model, "output_dir": str(tmp_path / "run"), "epochs": 4,
+                                       "batch_size": 8, "encoder_lr": 3e-3, "head_lr": 3e-2,
+                                       "validation_fraction": 0.25}, progress_bar=False)
     report = trainer.run(triplets=rows.to_list(), candidates=first_stage_records(rows))["report"]
     assert report["validation_on"].startswith("first-stage candidates")
     fusion = report["fusion"]
@@ -300,7 +305,7 @@ def test_validation_on_first_stage_candidates_chooses_and_stores_the_fusion_weig
     assert "first stage 0.5" in (tmp_path / "run" / "model" / "README.md").read_text()
     # The one-standard-error rule, on the same scores: among the fusions as good as the re-ranker alone (all
     # perfect here), the one nearest equal weighting.
-    from haystack_hardneg.train.trainer import choose_fusion_alpha
+    from haystack_hardneg.evaluate.selection import choose_fusion_alpha
 
     records = first_stage_records(rows)
     kept = [r for r in records if r["query"] in set(report["validation_query_texts"])]
@@ -329,8 +334,8 @@ def test_validation_on_first_stage_candidates_chooses_and_stores_the_fusion_weig
 
     # Retrained into the same folder without first-stage candidates: no fusion weight is chosen, and the earlier
     # model's must not survive beside the new weights.
-    trainer = TripletTrainer(base_model=trainable_model, output_dir=str(tmp_path / "run"), epochs=1, batch_size=8,
-                             validation_fraction=0.25, progress_bar=False)
+    trainer = TripletTrainer(training={"base_model": trainable_model, "output_dir": str(tmp_path / "run"), "epochs": 1,
+                                       "batch_size": 8, "validation_fraction": 0.25}, progress_bar=False)
     assert trainer.run(triplets=rows.to_list())["report"]["fusion"] is None
     assert not (tmp_path / "run" / "model" / "hardneg.json").exists()
     retrained = CrossEncoderRanker(model=str(tmp_path / "run" / "model"))

@@ -145,17 +145,6 @@ class EnsembleIdentity:
         # moved to another folder (or named by hub id) must keep the same identity.
         return self._hash([{"model": src, "weight": m["weight"]} for m, src in zip(self.members, self._sources())])
 
-    @property
-    def legacy_key(self) -> str:
-        """The key as versions before 0.1.1 computed it, prompts and max length included: collections they indexed
-        carry it, and are this ensemble's when it matches."""
-        return self._hash([{**m, "model": src} for m, src in zip(self.members, self._sources())])
-
-    @property
-    def accepted_keys(self) -> tuple[str, str]:
-        """The ids that stored vectors of this ensemble may carry."""
-        return (self.key, self.legacy_key)
-
     def _sources(self) -> list[str]:
         return list(self.fingerprints) or [m["model"] for m in self.members]
 

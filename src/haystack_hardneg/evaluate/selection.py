@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Hashable
+from typing import Any, Hashable
 
 from haystack_hardneg.evaluate.metrics import evaluate_run
+from haystack_hardneg.rank.fusion import fuse_scores
 
 # How a fusion weight is chosen on a validation slice: "argmax" (the best weight there) or "one_se" (within one
-# standard error of the best, the weight closest to 0.5). benchmarks/fusion_weight_selection.py compares them on
-# validation queries only: on SciFact's re-rankers (~80 held-out queries, re-ranker alone near the first stage)
-# one_se chosen on one half scored 0.8269 nDCG@10 on the other half against argmax's 0.8208, better for all six;
-# on the quick mode's weak re-rankers (12 held-out queries, 0.2-0.4 alone) pulling towards 0.5 cost 0.026. So the
-# plain best stays the default and one_se is an option for slices and re-rankers like SciFact's.
+# standard error of the best, the weight closest to 0.5). Pulling towards 0.5 helps re-rankers about as good
+# alone as the first stage and costs far weaker ones, so the plain best stays the default and one_se is an
+# option; benchmarks/fusion_weight_selection.py compares the two on validation queries only.
 FUSION_RULES: tuple[str, ...] = ("argmax", "one_se")
+# Fusion weights tried on the validation slice: 0 is the first stage alone, 1 the re-ranker alone.
+FUSION_ALPHAS: tuple[float, ...] = tuple(round(0.1 * i, 1) for i in range(11))
 
 
 def choose_setting(qrels: dict[str, dict[str, int]], runs: dict[Hashable, dict[str, dict[str, float]]], *,
@@ -31,9 +32,9 @@ def choose_setting_within_one_se(qrels: dict[str, dict[str, int]], runs: dict[fl
                                  ) -> tuple[float, float, dict[float, dict[str, float]]]:
     """The one-standard-error rule for a numeric setting chosen on few queries: among the settings whose mean
     ``metric`` is within one standard error of the best (the error of their paired per-query differences from
-    the best), the one closest to ``towards`` (ties: the better mean). On a validation slice of ~80 queries the
-    plain best moves by noise; this keeps a setting the slice cannot tell apart from the best but that is
-    a priori safer. Returns the chosen setting, the plain best, and every setting's metrics."""
+    the best), the one closest to ``towards`` (ties: the better mean). On a small validation slice the plain
+    best moves by noise; this keeps a setting the slice cannot tell apart from the best but that is a priori
+    safer. Returns the chosen setting, the plain best, and every setting's metrics."""
     import numpy as np
 
     best, measured = choose_setting(qrels, runs, metric=metric, report=report)
@@ -49,3 +50,30 @@ def choose_setting_within_one_se(qrels: dict[str, dict[str, int]], runs: dict[fl
             within.append(setting)
     chosen = min(within, key=lambda s: (abs(s - towards), -measured[s][metric], s))
     return chosen, best, measured
+
+
+def choose_fusion_alpha(qrels, first_stage: dict[str, dict[str, float]], ranker_scores: dict[str, dict[str, float]],
+                        alphas=FUSION_ALPHAS, rule: str = "argmax") -> dict[str, Any]:
+    """Fusion of the re-ranker's scores with the first stage's at every ``alpha``, measured on ``qrels``;
+    ``first_stage`` and ``ranker_scores`` map query id -> {document id: score} over the same candidates.
+    ``rule``: ``argmax`` (default: the best weight on the slice) or ``one_se`` (see ``FUSION_RULES``)."""
+    if rule not in FUSION_RULES:
+        raise ValueError(f"Unknown fusion rule {rule!r}; choose one of {FUSION_RULES}.")
+    runs = {alpha: {q: fuse_scores(ranked, first_stage[q], alpha) for q, ranked in ranker_scores.items() if ranked}
+            for alpha in alphas}
+    qrels = {q: qrels[q] for q in ranker_scores}
+    if rule == "argmax":
+        chosen, by_alpha = choose_setting(qrels, runs)
+        top = chosen
+    else:
+        chosen, top, by_alpha = choose_setting_within_one_se(qrels, runs, towards=0.5)
+    return {
+        "queries": len(ranker_scores),
+        "first_stage": by_alpha.get(0.0),
+        "reranker_alone": by_alpha.get(1.0),
+        "by_alpha": {str(a): m for a, m in by_alpha.items()},
+        "rule": rule,
+        "best_alpha": chosen,
+        "best": by_alpha[chosen],
+        "argmax_alpha": top,
+    }

@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from haystack_hardneg.defaults import DEFAULT_CACHE_DIR, expand
+from haystack_hardneg.embed.ensemble import MemberSpec
 from haystack_hardneg.evaluate.selection import FUSION_RULES
 from haystack_hardneg.mine.config import STRATEGIES, MiningConfig, check_fits_ensemble
+from haystack_hardneg.options import ConfigError, from_mapping
+from haystack_hardneg.train.config import TrainingConfig
 
-DEFAULT_MODELS_DIR = "~/.cache/hardneg-models"
-# What a variant may set: every MiningConfig option but the strategy (its own key) and the seed (the experiment's).
-MINING_OPTIONS = frozenset(f.name for f in fields(MiningConfig)) - {"strategy", "seed"}
-
-
-def expand(value: str) -> str:
-    """``~`` and ``$VARS`` expanded; ``$HARDNEG_MODELS`` defaults to the local models folder."""
-    models = os.environ.get("HARDNEG_MODELS", DEFAULT_MODELS_DIR)
-    value = value.replace("${HARDNEG_MODELS}", models).replace("$HARDNEG_MODELS", models)
-    return os.path.expanduser(os.path.expandvars(value))
 
 
 @dataclass
@@ -58,7 +51,7 @@ class ExperimentConfig:
     out: str = "runs/experiment"
     members: list[dict[str, Any]] = field(default_factory=lambda: [{"model": "$HARDNEG_MODELS/all-MiniLM-L6-v2"}])
     combine: str = "concat"
-    cache_dir: str | None = "~/.cache/haystack-hardneg/embeddings"
+    cache_dir: str | None = DEFAULT_CACHE_DIR
     meta_fields: list[str] = field(default_factory=lambda: ["title"])
     separator: str = " "
     store: dict[str, Any] = field(default_factory=dict)
@@ -76,56 +69,76 @@ class ExperimentConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        self._check_variants()
+        """The whole config is checked here, before any stage runs: every error names the key at fault."""
+        if not self.strategies:
+            raise ConfigError("Name at least one negative strategy.")
+        if len(set(self.strategies)) != len(self.strategies):
+            raise ConfigError(f"A strategy is named twice in {self.strategies}.")
         unknown = [s for s in self.strategies if s not in STRATEGIES and s not in self.variants]
         if unknown:
-            raise ValueError(f"Unknown strategies {unknown}; choose among {STRATEGIES} or define them in variants.")
-        unknown_options = sorted(set(self.mining) - MINING_OPTIONS)
-        if unknown_options:
-            raise ValueError(f"mining: unknown option(s) {unknown_options}; known: {sorted(MINING_OPTIONS)}.")
-        for name in self.strategies:
-            if name not in self.variants:
-                self._check_mining(name, f"Strategy {name!r} with the mining settings")
-        if len(set(self.strategies)) != len(self.strategies):
-            raise ValueError(f"A strategy is named twice in {self.strategies}.")
-        if not self.strategies:
-            raise ValueError("Name at least one negative strategy.")
-        if "base_model" not in self.training:
-            raise ValueError("training.base_model is required (a hub id or a local folder).")
-        if self.significance not in ("student", "fisher"):
-            raise ValueError("significance must be 'student' or 'fisher'.")
-        if self.fusion_rule not in FUSION_RULES:
-            raise ValueError(f"fusion_rule must be one of {FUSION_RULES}, got {self.fusion_rule!r}.")
-        if not 0 < self.rerank_k <= self.retrieve_k:
-            raise ValueError("rerank_k must be in 1 .. retrieve_k.")
-        if not self.members:
-            raise ValueError("The ensemble needs at least one member.")
-        if self.lexical is not None:
-            unknown = set(self.lexical) - {"language", "weight"}
-            weight = self.lexical.get("weight", "auto")
-            if unknown or not (weight == "auto" or 0.0 <= float(weight) <= 1.0):
-                raise ValueError("lexical takes language (a Snowball stemmer language or null) and weight "
-                                 "('auto' or 0..1).")
+            raise ConfigError(f"Unknown strategies {unknown}; choose among {STRATEGIES} or define them in variants.")
+        self._check_variants()
+        for name in [*self.strategies, *self.variants]:
+            self.mining_config(name)
+        self._check_training()
+        self._check_settings()
 
     def _check_variants(self) -> None:
         for name, variant in self.variants.items():
             if name in STRATEGIES or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
-                raise ValueError(f"Variant name {name!r} must be a new folder-safe name, not one of {STRATEGIES}.")
+                raise ConfigError(f"Variant name {name!r} must be a new folder-safe name, not one of {STRATEGIES}.")
             if not isinstance(variant, dict) or variant.get("strategy") not in STRATEGIES:
-                raise ValueError(f"Variant {name!r} needs strategy: one of {STRATEGIES}.")
-            unknown = sorted(set(variant) - MINING_OPTIONS - {"strategy"})
-            if unknown:
-                raise ValueError(f"Variant {name!r}: unknown mining option(s) {unknown}; known: {sorted(MINING_OPTIONS)}.")
-            self._check_mining(name, f"Variant {name!r}")
+                raise ConfigError(f"Variant {name!r} needs strategy: one of {STRATEGIES}.")
 
-    def _check_mining(self, name: str, who: str) -> None:
-        """Values that do not fit together (e.g. lexical_weight on bm25) fail here, not after indexing."""
+    def _check_training(self) -> None:
+        if not isinstance(self.training, dict) or "base_model" not in self.training:
+            raise ConfigError("training.base_model is required (a hub id or a local folder).")
+        self.training_config(output_dir="", strategy="", data_description="")
+
+    def _check_settings(self) -> None:
+        if self.significance not in ("student", "fisher"):
+            raise ConfigError("significance must be 'student' or 'fisher'.")
+        if self.fusion_rule not in FUSION_RULES:
+            raise ConfigError(f"fusion_rule must be one of {FUSION_RULES}, got {self.fusion_rule!r}.")
+        if not 0 < self.rerank_k <= self.retrieve_k:
+            raise ConfigError("rerank_k must be in 1 .. retrieve_k.")
+        if not self.members:
+            raise ConfigError("The ensemble needs at least one member.")
+        for i, member in enumerate(self.members):
+            try:
+                MemberSpec.coerce(member)
+            except (TypeError, ValueError) as error:
+                raise ConfigError(f"members[{i}]: {error}") from None
+        if self.lexical is not None:
+            unknown = set(self.lexical) - {"language", "weight"}
+            weight = self.lexical.get("weight", "auto")
+            if unknown or not (weight == "auto" or 0.0 <= float(weight) <= 1.0):
+                raise ConfigError("lexical takes language (a Snowball stemmer language or null) and weight "
+                                  "('auto' or 0..1).")
+
+    def mining_config(self, name: str) -> MiningConfig:
+        """The typed mining settings of a strategy or variant: ``mining:``, the variant's own options, the seed."""
         strategy, overrides = self.mining_for(name)
-        settings = {k: v for k, v in {**self.mining, **overrides}.items() if k in MINING_OPTIONS}
+        # The section alone first, so that an unknown key is named where it was written (with a strategy that
+        # takes every option; the strategies' own combinations are checked next).
+        from_mapping(MiningConfig, self.mining, where="mining", strategy=STRATEGIES[0], seed=self.seed)
+        if name in self.variants:
+            where = f"Variant {name!r}"
+            from_mapping(MiningConfig, overrides, where=where, what="mining option", strategy=strategy, seed=self.seed)
+        else:
+            where = f"Strategy {name!r} with the mining settings"
+        config = from_mapping(MiningConfig, {**self.mining, **overrides}, where=where, strategy=strategy,
+                              seed=self.seed)
         try:
-            check_fits_ensemble(MiningConfig(**{**settings, "strategy": strategy}), len(self.members), self.combine)
-        except (TypeError, ValueError) as error:
-            raise ValueError(f"{who}: {error}") from None
+            check_fits_ensemble(config, len(self.members), self.combine)
+        except ValueError as error:
+            raise ConfigError(f"{where}: {error}") from None
+        return config
+
+    def training_config(self, *, output_dir: str, strategy: str, data_description: str) -> TrainingConfig:
+        """The typed training settings of one re-ranker: ``training:`` plus what the experiment sets itself."""
+        return from_mapping(TrainingConfig, self.training, where="training", output_dir=output_dir,
+                            strategy=strategy, seed=self.seed, data_description=data_description)
 
     def mining_for(self, strategy: str) -> tuple[str, dict[str, Any]]:
         """The built-in strategy a name mines with, and the mining options that differ from ``mining``."""
@@ -151,7 +164,7 @@ class ExperimentConfig:
         path = Path(path)
         settings = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         if not isinstance(settings, dict):
-            raise ValueError(f"{path}: an experiment config is a mapping of settings.")
+            raise ConfigError(f"{path}: an experiment config is a mapping of settings.")
         data = settings.get("data")
         if isinstance(data, str) and not Path(expand(data)).is_absolute():
             settings["data"] = str((path.parent / expand(data)).resolve())
@@ -159,5 +172,10 @@ class ExperimentConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(settings) - known)
         if unknown:
-            raise ValueError(f"{path}: unknown setting(s) {unknown}; known: {sorted(known)}.")
-        return cls(**settings)
+            raise ConfigError(f"{path}: unknown setting(s) {unknown}; known: {sorted(known)}.")
+        try:
+            return cls(**settings)
+        except ConfigError as error:
+            raise ConfigError(f"{path}: {error}") from None
+        except TypeError as error:  # a required setting (data, training) is missing
+            raise ConfigError(f"{path}: {error}") from None

@@ -56,12 +56,11 @@ class Texts:
     @property
     def documents(self) -> dict[str, str]:
         if self._documents is None:
-            from haystack_hardneg.experiment.runner import _whole_documents
             from haystack_hardneg.ingest.text import document_text
-            from haystack_hardneg.pipelines import prepared_documents
+            from haystack_hardneg.pipelines import prepared_documents, whole_document_chunker
 
             c = self.config
-            documents = prepared_documents([c.data], chunker=_whole_documents())
+            documents = prepared_documents([c.data], chunker=whole_document_chunker())
             self._documents = {d.id: document_text(d, c.meta_fields, c.separator) for d in documents}
         return self._documents
 
@@ -187,7 +186,7 @@ def import_state(config: ExperimentConfig, source: str | Path) -> dict[str, list
     ``config`` gives that stage (same data, settings and upstream stages); the others are left out. Every file is
     rebuilt and checked against the original's hash before any is written. A stage the run folder already has
     finished under that key is kept as it is. Returns what was imported, already there, and left out."""
-    from haystack_hardneg.experiment.runner import MODELS_FILE, expected_keys, model_fingerprints
+    from haystack_hardneg.experiment.keys import MODELS_FILE, expected_keys, model_fingerprints
     from haystack_hardneg.experiment.stages import StageCache
     from haystack_hardneg.ingest.beir import load_beir
     from haystack_hardneg.mine.config import STRATEGIES

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from haystack_hardneg.evaluate.metrics import DEFAULT_METRICS, evaluate_run
+from haystack_hardneg.evaluate.selection import choose_fusion_alpha
 from haystack_hardneg.evaluate.significance import bootstrap_ci, holm_adjusted, paired_test_on_values
 from haystack_hardneg.evaluate.subsets import split_by_document_length
 from haystack_hardneg.files import atomic_save_figure, atomic_write_text, read_jsonl
@@ -41,8 +42,6 @@ def system_runs(out: Path, strategies: list[str], fusion_rule: str = "argmax"
     ``fusion_rule``) on its held-out training queries, re-ranked from the same first stage, and what its training
     reported; and the re-rankers' runs on those held-out queries with the training qrels (``{"qrels", "runs"}``,
     runs named as the test ones)."""
-    from haystack_hardneg.train.trainer import choose_fusion_alpha
-
     test_records = read_jsonl(out / "first_stage" / "test_candidates.jsonl")
     train_records = read_jsonl(out / "first_stage" / "train_candidates.jsonl")
     first = _scores(test_records)

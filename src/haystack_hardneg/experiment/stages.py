@@ -34,17 +34,15 @@ def file_fingerprint(*paths: str | Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def folder_fingerprint(folder: str | Path, *, hidden_folders: bool = False) -> str:
+def folder_fingerprint(folder: str | Path) -> str:
     """Hash of a folder's file names and bytes (a model folder: weights, configs, tokenizer).
 
-    Files inside hidden folders are left out unless ``hidden_folders`` (how versions before 0.1.1 hashed): a model
-    folder cloned with git or filled by the hub client keeps bookkeeping there (``.git/index``,
-    ``.cache/huggingface``) that changes while the model does not."""
+    Files inside hidden folders are left out: a model folder cloned with git or filled by the hub client keeps
+    bookkeeping there (``.git/index``, ``.cache/huggingface``) that changes while the model does not."""
     folder = Path(folder)
     digest = hashlib.sha256()
-    files = [p for p in folder.rglob("*") if p.is_file()]
-    if not hidden_folders:
-        files = [p for p in files if not any(part.startswith(".") for part in p.relative_to(folder).parts[:-1])]
+    files = [p for p in folder.rglob("*") if p.is_file()
+             and not any(part.startswith(".") for part in p.relative_to(folder).parts[:-1])]
     for path in sorted(files):
         digest.update(str(path.relative_to(folder)).encode() + b"\0")
         with open(path, "rb") as handle:

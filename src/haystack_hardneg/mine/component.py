@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import numpy as np
@@ -15,8 +14,9 @@ from haystack_hardneg.ingest.text import document_text
 from haystack_hardneg.ingest.beir import DataError, LoadStats, OnMissing, validate_qrels
 from haystack_hardneg.mine.candidates import first_stage_candidates
 from haystack_hardneg.mine.config import STRATEGIES, MiningConfig, check_fits_ensemble
-from haystack_hardneg.mine.negatives import MiningData, mine_negatives
-from haystack_hardneg.mine.report import mining_report
+from haystack_hardneg.mine.job import mine
+from haystack_hardneg.mine.negatives import MiningData
+from haystack_hardneg.options import from_mapping, to_mapping
 from haystack_hardneg.mine.triplets import provenance_rows, triplet_rows
 from haystack_hardneg.store.vectors import read_stored_vectors
 
@@ -74,7 +74,7 @@ class ClusterNegativeMiner:
     from haystack_hardneg import ClusterNegativeMiner, EnsembleTextEmbedder
 
     miner = ClusterNegativeMiner(text_embedder=EnsembleTextEmbedder(members=["all-MiniLM-L6-v2"]),
-                                 document_store=store, num_negatives=5)
+                                 document_store=store, mining={"strategy": "ensemble_cluster", "num_negatives": 5})
     miner.warm_up()
     result = miner.run(queries={"q1": "does vitamin D help bones?"}, positives={"q1": ["doc-17"]})
     result["triplets"][0]  # {"query": ..., "positive": ..., "negative_1": ..., ...}
@@ -86,17 +86,7 @@ class ClusterNegativeMiner:
         *,
         text_embedder: EnsembleTextEmbedder,
         document_store: QdrantDocumentStore | None = None,
-        strategy: str = "ensemble_cluster",
-        num_negatives: int = 5,
-        rank_window: tuple[int, int] | list[int] = (0, 100),
-        sampling: str = "top",
-        member: int = 0,
-        n_clusters: int | None = None,
-        cluster_algorithm: str = "auto",
-        guard_ratio: float | None = 0.95,
-        guard_member_agreement: bool = True,
-        lexical_weight: float | None = None,
-        seed: int = 0,
+        mining: MiningConfig | dict[str, Any] | None = None,
         meta_fields_to_embed: list[str] | None = None,
         embedding_separator: str = "\n",
         on_missing: OnMissing = "error",
@@ -106,19 +96,9 @@ class ClusterNegativeMiner:
         """
         :param text_embedder: the ensemble (its query side); documents must have been embedded by the same one.
         :param document_store: a Qdrant store indexed by the ensemble, read when ``run`` gets no documents.
-        :param strategy: ``ensemble_cluster`` (default), ``ensemble``, ``dense``, ``bm25`` or ``random``.
-        :param num_negatives: negatives per (query, positive) pair.
-        :param rank_window: ``[lo, hi)``: only candidates ranked lo .. hi-1 (0-based, positives removed) are used.
-        :param sampling: ``top`` (best eligible candidates) or ``random`` (sampled among them).
-        :param member: the ensemble member used by the ``dense`` strategy.
-        :param n_clusters: number of clusters (default about sqrt(documents / 2)).
-        :param cluster_algorithm: ``auto`` (KMeans, MiniBatchKMeans above 50k documents), ``kmeans``,
-            ``minibatch_kmeans``, ``gmm`` or ``agglomerative``.
-        :param guard_ratio: hold back candidates scoring above this fraction of the positive's score (None: off).
-        :param guard_member_agreement: hold back candidates that every member scores above the positive.
-        :param lexical_weight: ``ensemble_cluster`` and ``ensemble``: rank candidates by the ensemble fused with
-            BM25 over the same texts, ``w * BM25 + (1 - w) * ensemble`` (None: the ensemble alone).
-        :param seed: the same seed gives the same output.
+        :param mining: how to mine: a ``MiningConfig`` or a mapping of its options (``strategy``,
+            ``num_negatives``, ``rank_window``, ``sampling``, ``member``, ``n_clusters``, ``cluster_algorithm``,
+            ``guard_ratio``, ``guard_member_agreement``, ``lexical_weight``, ``seed``); ``None``: the defaults.
         :param meta_fields_to_embed: meta fields put before the content in triplet texts (and when embedding).
         :param embedding_separator: separator between those meta fields and the content.
         :param on_missing: ``error`` (default) or ``skip`` for judgements naming unknown queries or documents.
@@ -126,11 +106,8 @@ class ClusterNegativeMiner:
             trainer re-ranks to validate; 0 returns none.
         :param progress_bar: show progress bars.
         """
-        self.config = MiningConfig(
-            strategy=strategy, num_negatives=num_negatives, rank_window=tuple(rank_window), sampling=sampling,
-            member=member, n_clusters=n_clusters, cluster_algorithm=cluster_algorithm, guard_ratio=guard_ratio,
-            guard_member_agreement=guard_member_agreement, lexical_weight=lexical_weight, seed=seed,
-        )
+        self.config = mining if isinstance(mining, MiningConfig) else \
+            from_mapping(MiningConfig, mining, where="ClusterNegativeMiner mining")
         if on_missing not in ("error", "skip"):
             raise ValueError("on_missing must be 'error' or 'skip'.")
         check_fits_ensemble(self.config, len(text_embedder.members), text_embedder.combine)
@@ -149,17 +126,13 @@ class ClusterNegativeMiner:
         self.text_embedder.warm_up()
 
     def to_dict(self) -> dict[str, Any]:
-        c = self.config
         return default_to_dict(
             self,
             text_embedder=self.text_embedder.to_dict(),
             document_store=self.document_store.to_dict() if self.document_store is not None else None,
-            strategy=c.strategy, num_negatives=c.num_negatives, rank_window=list(c.rank_window), sampling=c.sampling,
-            member=c.member, n_clusters=c.n_clusters, cluster_algorithm=c.cluster_algorithm,
-            guard_ratio=c.guard_ratio, guard_member_agreement=c.guard_member_agreement,
-            lexical_weight=c.lexical_weight, seed=c.seed,
-            meta_fields_to_embed=self.meta_fields_to_embed, embedding_separator=self.embedding_separator,
-            on_missing=self.on_missing, candidates_k=self.candidates_k, progress_bar=self.progress_bar,
+            mining=to_mapping(self.config), meta_fields_to_embed=self.meta_fields_to_embed,
+            embedding_separator=self.embedding_separator, on_missing=self.on_missing,
+            candidates_k=self.candidates_k, progress_bar=self.progress_bar,
         )
 
     @classmethod
@@ -176,7 +149,7 @@ class ClusterNegativeMiner:
     def _document_vectors(self, documents: list[Document] | None) -> tuple[list[Document], list[str], np.ndarray]:
         """The documents, their texts and their ensemble vectors (read back, reused, or embedded)."""
         encoder = self.text_embedder.encoder
-        accepted = encoder.identity.accepted_keys
+        accepted = {encoder.identity.key}
         if documents is None:
             if self.document_store is None:
                 raise ValueError("Give documents to run() or a document_store to the miner.")
@@ -247,11 +220,9 @@ class ClusterNegativeMiner:
             clusters per row), ``suspected_positives`` (query id -> held-back candidates), ``report`` and
             ``candidates`` (per query, the ensemble's top ``candidates_k`` documents, for validation).
         """
-        started = time.perf_counter()
         data, stats = self.mining_data(queries, positives, documents)
-        result = mine_negatives(data, self.config, progress_bar=self.progress_bar)
-        report = mining_report(data, result, seconds=time.perf_counter() - started,
-                               skipped_when_loading=skipped_when_loading(stats))
+        result, report = mine(data, self.config, skipped_when_loading=skipped_when_loading(stats),
+                              progress_bar=self.progress_bar)
         query_texts = dict(zip(data.query_ids, data.query_texts))
         doc_texts = dict(zip(data.doc_ids, data.doc_texts))
         return {

@@ -27,7 +27,7 @@ class MiningConfig(Options):
         "ensemble_cluster (the paper: the clusters of the query and of its positive, ranked by the ensemble), "
         "ensemble (without clustering), dense (one member), bm25 or random"))
     num_negatives: int = option(5, help="negatives per (query, positive) pair")
-    rank_window: tuple[int, int] = option((0, 100), help=(
+    rank_window: tuple[int, int] = option((0, 100), metavar=("LO", "HI"), help=(
         "LO HI: candidates ranked LO .. HI-1 (0-based, positives removed) by the strategy's own score are "
         "eligible; LO > 0 skips the very top, where false negatives are likeliest"))
     sampling: Literal["top", "random"] = option("top", choices=SAMPLINGS, help=(

@@ -71,3 +71,14 @@ def format_report(report: dict) -> str:
         lines.append(f"  clusters: {c['count']} by {c['algorithm']}, size {fmt(c['size'])}, "
                      f"{c['negatives_from_fallback']} negatives from the fallback")
     return "\n".join(lines)
+
+
+def comparison_table(reports: dict[str, dict]) -> str:
+    """The strategies side by side, as a Markdown table (``mining_report.md``)."""
+    lines = ["| strategy | pairs | rank in ensemble (mean) | score gap to positive (mean) | suspected positives | seconds |",
+             "|---|---|---|---|---|---|"]
+    for strategy, r in reports.items():
+        rank = r["negative_rank_in_ensemble"]["mean"] if r["negative_rank_in_ensemble"] else float("nan")
+        gap = r["score_gap_to_positive"]["mean"] if r["score_gap_to_positive"] else float("nan")
+        lines.append(f"| {strategy} | {r['pairs']} | {rank:.1f} | {gap:.3f} | {r['suspected_positives']} | {r['seconds']} |")
+    return "\n".join(lines) + "\n"

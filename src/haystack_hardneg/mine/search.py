@@ -43,29 +43,39 @@ def top_k(
     # torch's matmul and topk use every core and select in one pass; numpy's argpartition is single-threaded.
     query_tensor = torch.from_numpy(queries)
     document_tensor = torch.from_numpy(documents)
+    banned = None
     for q0 in range(0, n_queries, query_block):
         q1 = min(q0 + query_block, n_queries)
-        best_score = torch.full((q1 - q0, 0), -torch.inf)
-        best_idx = torch.full((q1 - q0, 0), -1, dtype=torch.int64)
         if exclude is not None:
             in_block = (banned_rows >= q0) & (banned_rows < q1)
-            block_rows, block_cols = banned_rows[in_block] - q0, banned_cols[in_block]
-        for d0 in range(0, n_docs, document_block):
-            d1 = min(d0 + document_block, n_docs)
-            scores = query_tensor[q0:q1] @ document_tensor[d0:d1].T
-            if exclude is not None:
-                hit = (block_cols >= d0) & (block_cols < d1)
-                scores[torch.from_numpy(block_rows[hit]), torch.from_numpy(block_cols[hit] - d0)] = -torch.inf
-            part_score, part_idx = torch.topk(scores, min(k, d1 - d0), dim=1)
-            if d0 == 0:
-                best_score, best_idx = part_score, part_idx
-                continue
-            cand_score = torch.cat([best_score, part_score], dim=1)
-            cand_idx = torch.cat([best_idx, part_idx + d0], dim=1)
-            best_score, keep = torch.topk(cand_score, min(k, cand_score.shape[1]), dim=1)
-            best_idx = torch.gather(cand_idx, 1, keep)
+            banned = (banned_rows[in_block] - q0, banned_cols[in_block])
+        best_score, best_idx = _block_top_k(query_tensor[q0:q1], document_tensor, k, document_block, banned)
         best_score, best_idx = best_score.numpy(), best_idx.numpy().copy()
         best_idx[~np.isfinite(best_score)] = -1
         out_idx[q0:q1, : best_idx.shape[1]] = best_idx
         out_score[q0:q1, : best_score.shape[1]] = best_score
     return out_idx, out_score
+
+
+def _block_top_k(queries, documents, k: int, document_block: int, banned: tuple[np.ndarray, np.ndarray] | None):
+    """One block of queries against every document, ``document_block`` documents at a time, keeping the best
+    ``k`` (torch tensors); ``banned``: (row, column) pairs never returned."""
+    import torch
+
+    best_score, best_idx = None, None
+    for d0 in range(0, len(documents), document_block):
+        d1 = min(d0 + document_block, len(documents))
+        scores = queries @ documents[d0:d1].T
+        if banned is not None:
+            rows, cols = banned
+            hit = (cols >= d0) & (cols < d1)
+            scores[torch.from_numpy(rows[hit]), torch.from_numpy(cols[hit] - d0)] = -torch.inf
+        part_score, part_idx = torch.topk(scores, min(k, d1 - d0), dim=1)
+        if d0 == 0:
+            best_score, best_idx = part_score, part_idx
+            continue
+        cand_score = torch.cat([best_score, part_score], dim=1)
+        cand_idx = torch.cat([best_idx, part_idx + d0], dim=1)
+        best_score, keep = torch.topk(cand_score, min(k, cand_score.shape[1]), dim=1)
+        best_idx = torch.gather(cand_idx, 1, keep)
+    return best_score, best_idx

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import json
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
@@ -17,6 +16,7 @@ from haystack_hardneg.embed.encoder import check_model_source, looks_like_path
 from haystack_hardneg.ingest.text import document_text
 from haystack_hardneg.rank.fusion import fuse
 from haystack_hardneg.rank.passages import AGGREGATIONS, Aggregation, aggregate, passages
+from haystack_hardneg.rank.settings import read_fusion_alpha
 
 logger = logging.getLogger(__name__)
 
@@ -136,13 +136,7 @@ class CrossEncoderRanker:
 
     def _stored_fusion_alpha(self) -> float | None:
         """The fusion weight TripletTrainer chose on validation, when the model is a folder it wrote."""
-        from haystack_hardneg.train.trainer import RANKER_SETTINGS_FILE
-
-        settings = Path(self.model).expanduser() / RANKER_SETTINGS_FILE
-        if not looks_like_path(self.model) or not settings.is_file():
-            return None
-        alpha = json.loads(settings.read_text(encoding="utf-8")).get("fusion_alpha")
-        return None if alpha is None or float(alpha) >= 1.0 else float(alpha)
+        return read_fusion_alpha(self.model) if looks_like_path(self.model) else None
 
     @property
     def effective_fusion_alpha(self) -> float | None:

@@ -100,9 +100,8 @@ def check_store_matches(store: QdrantDocumentStore, ensemble_id: str, dimension:
     named = ", ".join(map(str, found)) or "vectors from an embedder that records no ensemble"
     raise StoreMismatchError(
         f"Collection '{store.index}' already holds vectors of another ensemble ({named}); this ensemble is "
-        f"{ensemble_id}. Vectors of two ensembles are not comparable: use another index, or recreate it. (A "
-        f"collection indexed by haystack-hardneg before 0.1.1 carries an older id, which also covered prompts, even "
-        f"for this ensemble: recreate it; the embedding cache makes re-indexing fast.)"
+        f"{ensemble_id}. Vectors of two ensembles are not comparable: use another index, or recreate it (the "
+        f"embedding cache makes re-indexing fast)."
     )
 
 

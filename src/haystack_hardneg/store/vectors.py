@@ -27,7 +27,7 @@ def read_stored_vectors(
     """The collection's documents (without their vectors) and their vectors as one float32 matrix.
 
     :param expected_ensemble_ids: when given, every stored vector must carry one of these ids (an ensemble's
-        ``accepted_keys``).
+        ``identity.key``).
     """
     total = store.count_documents()
     vectors = np.empty((total, store.embedding_dim), dtype=np.float32)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
 from haystack import component, default_from_dict, default_to_dict
 
 from haystack_hardneg.embed.encoder import check_model_source
+from haystack_hardneg.options import from_mapping, to_mapping
 from haystack_hardneg.train.config import TrainingConfig
 from haystack_hardneg.train.trainer import train_cross_encoder
 
@@ -25,37 +25,31 @@ class TripletTrainer:
     ```python
     from haystack_hardneg import TripletTrainer
 
-    trainer = TripletTrainer(base_model="~/.cache/hardneg-models/all-MiniLM-L6-v2", output_dir="runs/train",
-                             loss="triplet", epochs=3)
+    trainer = TripletTrainer(training={"base_model": "~/.cache/hardneg-models/all-MiniLM-L6-v2",
+                                       "output_dir": "runs/train", "loss": "triplet", "epochs": 3})
     result = trainer.run(triplets="runs/mine/ensemble_cluster/triplets.jsonl")
     print(result["model_path"], result["report"]["validation"])
     ```
     """
 
-    def __init__(self, *, base_model: str, output_dir: str, resume: bool = False, progress_bar: bool = True,
-                 **training: Any):
+    def __init__(self, *, training: TrainingConfig | dict[str, Any], resume: bool = False, progress_bar: bool = True):
         """
-        :param base_model: a pre-trained re-ranker or any encoder (hub id or local folder); checked now.
-        :param output_dir: where checkpoints, the model and the training report go.
+        :param training: how to train: a ``TrainingConfig`` or a mapping of its options; ``base_model`` (a
+            pre-trained re-ranker or any encoder, hub id or local folder, checked now) and ``output_dir`` (where
+            checkpoints, the model and the training report go) are required, the others (``head``, ``loss``,
+            ``epochs``, ``batch_size``, ``encoder_lr``, ``head_lr``, ...) have defaults.
         :param resume: continue from the last checkpoint in ``output_dir`` if there is one.
         :param progress_bar: show progress bars.
-        :param training: the other TrainingConfig fields: ``head``, ``loss``, ``epochs``, ``batch_size``,
-            ``encoder_lr``, ``head_lr``, ``margin``, ``warmup_ratio``, ``validation_fraction``, ``eval_steps``,
-            ``max_length``, ``precision``, ``seed``, ``validation_candidates``, ``strategy``, ``data_description``.
         """
-        known = {f.name for f in fields(TrainingConfig)} - {"base_model", "output_dir"}
-        unknown = set(training) - known
-        if unknown:
-            raise ValueError(f"Unknown training option(s) {sorted(unknown)}; known: {sorted(known)}.")
-        check_model_source(base_model)
-        self.config = TrainingConfig(base_model=base_model, output_dir=output_dir, **training)
+        self.config = training if isinstance(training, TrainingConfig) else \
+            from_mapping(TrainingConfig, training, where="TripletTrainer training")
+        check_model_source(self.config.base_model)
         self.resume = resume
         self.progress_bar = progress_bar
 
     def to_dict(self) -> dict[str, Any]:
-        options = {k: v for k, v in asdict(self.config).items() if k not in ("base_model", "output_dir")}
-        return default_to_dict(self, base_model=self.config.base_model, output_dir=self.config.output_dir,
-                               resume=self.resume, progress_bar=self.progress_bar, **options)
+        return default_to_dict(self, training=to_mapping(self.config), resume=self.resume,
+                               progress_bar=self.progress_bar)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TripletTrainer":

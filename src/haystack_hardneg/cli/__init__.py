@@ -1,0 +1,41 @@
+"""The ``haystack-hardneg`` command line: thin argument parsing over the same jobs the components call.
+
+One module per group of commands: ``retrieval`` (index, query, demo), ``learning`` (mine, train; their flags are
+generated from ``MiningConfig`` and ``TrainingConfig``), ``experiment``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from haystack_hardneg.cli.experiment import add_experiment_parser
+from haystack_hardneg.cli.learning import add_mine_parser, add_train_parser
+from haystack_hardneg.cli.retrieval import add_demo_parser, add_index_parser, add_query_parser
+from haystack_hardneg.options import ConfigError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="haystack-hardneg", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    for add in (add_index_parser, add_query_parser, add_mine_parser, add_train_parser, add_experiment_parser,
+                add_demo_parser):
+        add(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as error:
+        print(f"haystack-hardneg {args.command}: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\nInterrupted: everything embedded so far is in the cache; run the same command again to resume.",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,5 @@
+import sys
+
+from haystack_hardneg.cli import main
+
+sys.exit(main())

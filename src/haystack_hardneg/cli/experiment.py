@@ -1,0 +1,93 @@
+"""``experiment``: every negative strategy end to end, with significance, report and charts."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from haystack_hardneg.cli.retrieval import EXAMPLES
+
+QUICK_EXPERIMENT = EXAMPLES / "experiment_quick.yml"
+
+
+def add_experiment_parser(commands) -> None:
+    experiment = commands.add_parser(
+        "experiment", help="every negative strategy end to end, with significance, report and charts")
+    experiment.add_argument("config", nargs="?",
+                            help=f"experiment YAML (default: the quick mode, {QUICK_EXPERIMENT.name})")
+    experiment.add_argument("--out", help="run folder (overrides the config's out)")
+    experiment.add_argument("--seed", type=int,
+                            help="overrides the config's seed (mining, training, validation split): repeat a run "
+                                 "with another seed into another --out to see how much of a difference is noise")
+    experiment.add_argument("--strategies", nargs="+", metavar="NAME",
+                            help="overrides the config's strategies (built-in names or the config's variants)")
+    experiment.add_argument("--interim-report", metavar="DIR",
+                            help="only write the report of the strategies finished so far into DIR (works while "
+                                 "the experiment runs; strategies run with other settings than the config's are "
+                                 "left out and named)")
+    experiment.add_argument("--export-state", metavar="DIR",
+                            help="only write the run folder's finished stages, without their bulk (store, BM25 "
+                                 "index, re-rankers, texts the data set holds), into DIR: a few MB to carry to "
+                                 "another machine (works while the experiment runs)")
+    experiment.add_argument("--import-state", metavar="DIR",
+                            help="first put the stages exported into DIR that match this config into the run "
+                                 "folder (each file checked against the original's hash), then run the rest")
+    experiment.set_defaults(func=cmd_experiment)
+
+
+def _own_numba_cache(folder: Path) -> None:
+    """ranx compiles its metrics with numba, whose on-disk cache (beside the installed package by default) is not
+    safe for processes writing it at once. A run's cache goes in the folder it writes, which it holds alone;
+    NUMBA_CACHE_DIR, when set, wins."""
+    if "NUMBA_CACHE_DIR" not in os.environ and "numba" not in sys.modules:
+        os.environ["NUMBA_CACHE_DIR"] = str((folder / ".numba-cache").resolve())
+
+
+def _interim_report(config, dest: str) -> int:
+    from haystack_hardneg.experiment.interim import interim_report
+
+    results = interim_report(config, dest)
+    print((Path(dest) / "results.md").read_text(encoding="utf-8"))
+    print(f"Strategies finished so far: {results['finished_strategies']}")
+    if results["stale_strategies"]:
+        print(f"Left out, run with other settings than this config's: {results['stale_strategies']}")
+    return 0
+
+
+def _export_state(config, dest: str) -> int:
+    from haystack_hardneg.experiment.portable import export_state
+
+    summary = export_state(config, dest)
+    print(f"Exported {len(summary['stages'])} stages ({summary['bytes'] / 1e6:.1f} MB) into {dest}: "
+          f"{', '.join(summary['stages'])}")
+    return 0
+
+
+def cmd_experiment(args: argparse.Namespace) -> int:
+    """Index, first stage, mining with every strategy, one re-ranker each, re-ranking, evaluation; cached."""
+    from haystack_hardneg.experiment.config import ExperimentConfig
+    from haystack_hardneg.experiment.runner import Experiment
+
+    source = Path(args.config) if args.config else QUICK_EXPERIMENT
+    config = ExperimentConfig.from_yaml(source, out=args.out, seed=args.seed, strategies=args.strategies)
+    _own_numba_cache(Path(args.interim_report) if args.interim_report else Path(config.resolved().out))
+    if args.interim_report:
+        return _interim_report(config, args.interim_report)
+    if args.export_state:
+        return _export_state(config, args.export_state)
+    if args.import_state:
+        from haystack_hardneg.experiment.portable import import_state
+
+        for what, names in import_state(config, args.import_state).items():
+            print(f"{what.replace('_', ' ').capitalize()}: {', '.join(names) or 'none'}")
+    print(f"Experiment {source} -> {config.resolved().out}")
+    experiment = Experiment(config)
+    results = experiment.run()
+    out = experiment.out
+    print("\n" + (out / "results.md").read_text(encoding="utf-8"))
+    print(f"Stages run: {results['stages_ran'] or 'none'}; reused from cache: {results['stages_reused'] or 'none'}")
+    print(f"Wall time: {results['wall_seconds_this_run']:.0f} s. Results: {out / 'results.json'}, "
+          f"{out / 'results.md'}; charts: {out / 'chart_ndcg.png'}, {out / 'chart_long_short.png'}")
+    return 0

@@ -1,0 +1,109 @@
+"""What each stage of an experiment depends on, as a key: pure functions of the config, the data and the upstream
+keys (no store, no models, no lock), so that a run folder can be checked against a config without running it."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from haystack_hardneg.experiment.config import ExperimentConfig
+from haystack_hardneg.experiment.stages import file_fingerprint, folder_fingerprint, stage_key
+from haystack_hardneg.train.config import TrainingConfig
+from haystack_hardneg.train.heads import resolve_head
+from haystack_hardneg.train.validation import VALIDATION_SPLIT
+
+
+def data_fingerprint(config: ExperimentConfig) -> str:
+    data = Path(config.data)
+    for needed in ("corpus.jsonl", "queries.jsonl", f"qrels/{config.train_split}.tsv",
+                   f"qrels/{config.test_split}.tsv"):
+        if not (data / needed).is_file():
+            raise FileNotFoundError(f"The experiment needs {data / needed} (BEIR layout).")
+    return file_fingerprint(data / "corpus.jsonl", data / "queries.jsonl",
+                            data / "qrels" / f"{config.train_split}.tsv", data / "qrels" / f"{config.test_split}.tsv")
+
+
+def training_query_ids(config: ExperimentConfig, train_split) -> list[str]:
+    """The training queries, cut to ``max_train_queries`` (a fixed, seeded sample) when set."""
+    query_ids = sorted(train_split.qrels)
+    limit = config.max_train_queries
+    if limit is not None and limit < len(query_ids):
+        query_ids = sorted(random.Random(config.seed).sample(query_ids, limit))
+    return query_ids
+
+
+MODELS_FILE = "models.json"
+
+
+def model_fingerprints(config: ExperimentConfig) -> dict[str, str]:
+    """Every local model folder the run uses (ensemble members, the re-rankers' base) by a hash of its files. Stage
+    keys name models by path; this catches a folder whose model was replaced in place (a hub id is not checked)."""
+    paths = [m["model"] for m in config.members] + [config.training["base_model"]]
+    return {path: folder_fingerprint(path) for path in dict.fromkeys(paths) if Path(path).expanduser().is_dir()}
+
+
+def ensemble_settings(c: ExperimentConfig) -> dict[str, Any]:
+    return {"members": c.members, "combine": c.combine, "meta_fields": c.meta_fields, "separator": c.separator}
+
+
+def index_key(c: ExperimentConfig, data_key: str) -> str:
+    return stage_key(data=data_key, ensemble=ensemble_settings(c), store=c.store)
+
+
+def lexical_index_key(c: ExperimentConfig, data_key: str) -> str | None:
+    if c.lexical is None:
+        return None
+    return stage_key(data=data_key, meta_fields=c.meta_fields, separator=c.separator,
+                     language=c.lexical.get("language", "english"))
+
+
+def first_stage_key(c: ExperimentConfig, index: str, lexical: str | None, splits: dict[str, Any]) -> str:
+    return stage_key(index=index, lexical=lexical, retrieve_k=c.retrieve_k, splits=sorted(splits),
+                     queries={name: sorted(split.qrels) for name, split in splits.items()})
+
+
+def hybrid_key(c: ExperimentConfig, first_stage: str, train_split) -> str:
+    return stage_key(first_stage=first_stage, lexical=c.lexical is not None,
+                     weight=(c.lexical or {}).get("weight", "auto"), budget=training_query_ids(c, train_split))
+
+
+def mine_key(c: ExperimentConfig, index: str, name: str, train_split) -> str:
+    strategy, overrides = c.mining_for(name)
+    # A built-in strategy has no overrides: its key is the one it always had.
+    return stage_key(index=index, mining={"seed": c.seed, **c.mining, **overrides}, strategy=strategy,
+                     queries=training_query_ids(c, train_split))
+
+
+def training_options(c: ExperimentConfig) -> dict[str, Any]:
+    """Every training option with its default filled in, so that a changed default retrains too (the stage sets
+    the output folder, strategy and description itself; the seed is keyed apart)."""
+    options = {k: v for k, v in asdict(TrainingConfig(output_dir="", **c.training)).items() if k != "output_dir"}
+    head = resolve_head(options["base_model"], options["head"])
+    if head != "mean":  # what head "auto" became; keys written while it always meant "mean" stay valid
+        options["resolved_head"] = head
+    return options
+
+
+def train_key(c: ExperimentConfig, mine: str, hybrid: str) -> str:
+    return stage_key(mine=mine, training=training_options(c), seed=c.seed, validation=hybrid, rerank_k=c.rerank_k,
+                     validation_split=VALIDATION_SPLIT)
+
+
+def rerank_key(c: ExperimentConfig, hybrid: str, train: str) -> str:
+    return stage_key(first_stage=hybrid, train=train, rerank_k=c.rerank_k)
+
+
+def expected_keys(c: ExperimentConfig, test_split, train_split) -> dict[str, str | None]:
+    """The key every stage of ``c`` would be recorded under, without running any."""
+    data_key = data_fingerprint(c)
+    keys: dict[str, str | None] = {"index": index_key(c, data_key), "lexical_index": lexical_index_key(c, data_key)}
+    keys["first_stage"] = first_stage_key(c, keys["index"], keys["lexical_index"],
+                                          {"test": test_split, "train": train_split})
+    keys["hybrid"] = hybrid_key(c, keys["first_stage"], train_split)
+    for name in c.strategies:
+        keys[f"mine/{name}"] = mine_key(c, keys["index"], name, train_split)
+        keys[f"train/{name}"] = train_key(c, keys[f"mine/{name}"], keys["hybrid"])
+        keys[f"rerank/{name}"] = rerank_key(c, keys["hybrid"], keys[f"train/{name}"])
+    return keys

@@ -1,0 +1,36 @@
+"""``hardneg.json``: the settings a training run stores beside its model for ``CrossEncoderRanker``.
+
+Training writes it (the fusion weight chosen on its validation slice, and what that choice rested on); the ranker
+reads the weight back for ``fusion_alpha="auto"``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from haystack_hardneg.files import atomic_write_text
+
+RANKER_SETTINGS_FILE = "hardneg.json"
+
+
+def write_ranker_settings(model_dir: str | Path, fusion: dict[str, Any], chosen_on: str) -> None:
+    """Store the fusion weight of ``fusion`` (a ``choose_fusion_alpha`` result) in ``model_dir``, with the rule
+    that chose it, the plain best weight and the scores behind it; ``chosen_on`` says which queries they were
+    measured on."""
+    settings = {"fusion_alpha": fusion["best_alpha"], "chosen_on": chosen_on,
+                "rule": fusion["rule"], "argmax_alpha": fusion["argmax_alpha"],
+                "validation": fusion["best"], "reranker_alone": fusion["reranker_alone"],
+                "first_stage": fusion["first_stage"]}
+    atomic_write_text(Path(model_dir) / RANKER_SETTINGS_FILE, json.dumps(settings, indent=2))
+
+
+def read_fusion_alpha(model_dir: str | Path) -> float | None:
+    """The fusion weight stored in ``model_dir``; ``None`` without a settings file, without a weight, or for a
+    weight of 1 or more (the re-ranker alone: nothing to fuse)."""
+    settings = Path(model_dir).expanduser() / RANKER_SETTINGS_FILE
+    if not settings.is_file():
+        return None
+    alpha = json.loads(settings.read_text(encoding="utf-8")).get("fusion_alpha")
+    return None if alpha is None or float(alpha) >= 1.0 else float(alpha)

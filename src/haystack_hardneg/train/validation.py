@@ -1,0 +1,113 @@
+"""The validation slice of a training run: held-out training queries (never the test queries), re-ranked after
+every evaluation to keep the best checkpoint, and the fusion weight chosen on them.
+
+Given first-stage candidates (the miner's ``candidates.jsonl``), the held-out queries' first-stage top-k is
+re-ranked, as at query time; without them, their positives among mined negatives, an optimistic yardstick that
+the training report names as such.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import numpy as np
+
+from haystack_hardneg.evaluate.selection import FUSION_ALPHAS, choose_fusion_alpha
+
+# How split_by_query draws the held-out queries; the experiment keys its trainings on it, so a change retrains.
+VALIDATION_SPLIT = "seeded-hash-order"
+
+
+def split_by_query(dataset, fraction: float, seed: int):
+    """Rows of a held-out ``fraction`` of the distinct queries, and the rest (no query in both).
+
+    The queries are ordered by a seeded hash of their text rather than shuffled, so a query's fate does not depend
+    on which other queries are present: re-rankers trained on different negative strategies, whose triplets
+    cover slightly different queries, are validated on (almost) the same held-out queries and their validation
+    numbers can be compared."""
+    queries = sorted(set(dataset["query"]), key=lambda q: hashlib.sha256(f"{seed}\x1f{q}".encode()).hexdigest())
+    held_out = set(queries[: int(round(len(queries) * fraction))])
+    train_rows = [i for i, q in enumerate(dataset["query"]) if q not in held_out]
+    validation_rows = [i for i, q in enumerate(dataset["query"]) if q in held_out]
+    return dataset.select(train_rows), dataset.select(validation_rows)
+
+
+def reranking_samples(rows) -> list[dict[str, Any]]:
+    """CrossEncoderRerankingEvaluator samples: each held-out query's positives against its mined negatives."""
+    by_query: dict[str, dict[str, list[str]]] = {}
+    negative_columns = [c for c in rows.column_names if c.startswith("negative_")]
+    for row in rows:
+        sample = by_query.setdefault(row["query"], {"positive": [], "negative": []})
+        sample["positive"].append(row["positive"])
+        sample["negative"].extend(row[c] for c in negative_columns)
+    return [{"query": q, "positive": s["positive"], "negative": [n for n in dict.fromkeys(s["negative"])
+                                                                 if n not in s["positive"]]}
+            for q, s in by_query.items()]
+
+
+def candidate_samples(records: list[dict[str, Any]], queries: set[str]) -> list[dict[str, Any]]:
+    """CrossEncoderRerankingEvaluator samples from first-stage candidates: each held-out query's ranked
+    documents (``documents``), of which those with a relevant id are its ``positive``."""
+    samples = []
+    for record in records:
+        if record["query"] not in queries or not record["candidates"]:
+            continue
+        relevant = set(record["positive_ids"])
+        samples.append({
+            "query": record["query"],
+            "positive": [c["text"] for c in record["candidates"] if c["id"] in relevant],
+            "documents": [c["text"] for c in record["candidates"]],
+        })
+    return samples
+
+
+def validation_evaluator(validation_rows, candidates: list[dict[str, Any]] | None
+                         ) -> tuple[Any | None, list[dict[str, Any]]]:
+    """The evaluator of the held-out queries in ``validation_rows`` (MRR@10 / nDCG@10; ``None`` when none is held
+    out) and their records among the first-stage ``candidates``. With candidates it re-ranks each query's
+    first-stage top-k; without, its positives among its mined negatives."""
+    from sentence_transformers.cross_encoder.evaluation import CrossEncoderRerankingEvaluator
+
+    if len(validation_rows) and candidates:
+        held_out = set(validation_rows["query"])
+        held_out_candidates = [r for r in candidates if r["query"] in held_out]
+        if not held_out_candidates:
+            raise ValueError(f"None of the {len(held_out)} held-out queries is among the first-stage candidates "
+                             f"given: give the candidates mined with these triplets.")
+        evaluator = CrossEncoderRerankingEvaluator(
+            samples=candidate_samples(held_out_candidates, held_out), at_k=10, always_rerank_positives=False,
+            name="validation", write_csv=False, batch_size=32)
+        return evaluator, held_out_candidates
+    if len(validation_rows):
+        evaluator = CrossEncoderRerankingEvaluator(samples=reranking_samples(validation_rows), at_k=10,
+                                                   name="validation", write_csv=False, batch_size=32)
+        return evaluator, []
+    return None, []
+
+
+def validation_on(evaluator, held_out_candidates: list[dict[str, Any]]) -> str:
+    """What the validation numbers were measured on, as the training report and ``hardneg.json`` name it."""
+    if held_out_candidates:
+        return "first-stage candidates of held-out training queries"
+    if evaluator:
+        return "positives among mined negatives of held-out training queries (optimistic)"
+    return "none"
+
+
+def fusion_sweep(model, records: list[dict[str, Any]], alphas=FUSION_ALPHAS, batch_size: int = 32) -> dict[str, Any]:
+    """nDCG@10 / MRR@10 of the first stage, the re-ranker alone and their fusion at every ``alpha`` on
+    ``records`` (first-stage candidates with relevant ids), and the weight chosen by ``choose_fusion_alpha``."""
+    records = [r for r in records if r["candidates"] and r["positive_ids"]]
+    if not records:
+        raise ValueError("No validation query has first-stage candidates and relevant documents.")
+    pairs = [(r["query"], c["text"]) for r in records for c in r["candidates"]]
+    import torch
+
+    # Sigmoid scores, as CrossEncoderRanker fuses them (scale_score=True), whatever the model's own activation.
+    scores = iter(np.asarray(model.predict(pairs, batch_size=batch_size, show_progress_bar=False,
+                                           activation_fn=torch.nn.Sigmoid()), dtype=np.float64))
+    ranker_scores = {str(i): {c["id"]: float(next(scores)) for c in r["candidates"]} for i, r in enumerate(records)}
+    first_stage = {str(i): {c["id"]: c["score"] for c in r["candidates"]} for i, r in enumerate(records)}
+    qrels = {str(i): {d: 1 for d in r["positive_ids"]} for i, r in enumerate(records)}
+    return choose_fusion_alpha(qrels, first_stage, ranker_scores, alphas)
