@@ -6,8 +6,10 @@ import pytest
 from haystack_hardneg.mine.cluster import cluster_documents
 from haystack_hardneg.mine.config import STRATEGIES, MiningConfig
 from haystack_hardneg.mine.negatives import mine_negatives
+from haystack_hardneg.mine.providers import bm25_ranking
 from haystack_hardneg.mine.report import mining_report
 from haystack_hardneg.mine.search import top_k
+from haystack_hardneg.store.lexical import LexicalIndex
 
 from mine.synthetic import TOPIC_WORDS, synthetic_data
 
@@ -82,6 +84,26 @@ def test_member_agreement_rule_alone_catches_the_twin(data):
     assert {s["doc_id"]: s["reason"] for s in result.suspected_positives["q0"]}["twin"] == "all_members_above"
 
 
+def test_suspects_are_the_held_back_candidates_the_scan_reaches(data):
+    """With sampling="top" the scan stops at the last negative: documents held back beyond it would never have been
+    trained on and are not reported. Random sampling could have taken any eligible candidate: all are reported."""
+    base = dict(strategy="dense", member=1, num_negatives=3, rank_window=(0, 40), guard_ratio=0.9,
+                guard_member_agreement=False)  # ranked by one member, guarded by the ensemble: suspects lie anywhere
+    top = mine_negatives(data, MiningConfig(**base), progress_bar=False)
+    sampled = mine_negatives(data, MiningConfig(**base, sampling="random"), progress_bar=False)
+    member = data.member_vectors(1, "doc") @ data.member_vectors(1, "query").T
+    index = {d: i for i, d in enumerate(data.doc_ids)}
+    beyond = 0
+    for pair in top.pairs:
+        row = data.query_ids.index(pair.query_id)
+        reached = {s["doc_id"] for s in top.suspected_positives.get(pair.query_id, [])}
+        assert all(member[index[d], row] > member[index[pair.negative_ids[-1]], row] for d in reached)
+        every = {s["doc_id"] for s in sampled.suspected_positives.get(pair.query_id, [])}
+        assert reached <= every
+        beyond += len(every - reached)
+    assert beyond > 0
+
+
 @pytest.mark.parametrize("strategy, sampling", [("random", "top"), ("ensemble_cluster", "random"),
                                                 ("ensemble", "random")])
 def test_same_seed_same_output_other_seed_other_output(data, strategy, sampling):
@@ -149,6 +171,17 @@ def test_bm25_negatives_share_words_with_the_query(data):
     for pair in result.pairs:
         topic = next(w for w in TOPIC_WORDS if w in data.query_texts[data.query_ids.index(pair.query_id)])
         assert all(topic in texts[d] for d in pair.negative_ids)
+
+
+def test_bm25_ranking_leaves_out_positives_and_documents_sharing_no_term():
+    index = LexicalIndex.build(["a", "b", "c", "d"], ["heart heart study", "heart study", "liver study", "the of"],
+                               language=None, stopwords="en")
+    positives = [np.array([0]), np.array([], dtype=np.int64), np.array([1])]
+    indices, scores = bm25_ranking(index, ["heart", "kidney", "study"], 3, positives)
+    # "study" scores the shorter documents higher; "kidney" is in no document; the padding is -1 / -inf.
+    assert indices.tolist() == [[1, -1, -1], [-1, -1, -1], [2, 0, -1]]
+    assert np.isfinite(scores[indices >= 0]).all() and (scores[indices >= 0] > 0).all()
+    assert np.isneginf(scores[indices < 0]).all()
 
 
 def test_too_few_candidates_are_skipped_and_counted():

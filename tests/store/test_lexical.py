@@ -44,6 +44,31 @@ def test_bm25_finds_the_document_sharing_stemmed_terms_and_nothing_for_unknown_w
         LexicalIndex.build(["a", "a"], ["x", "y"])
 
 
+def test_an_unstemmed_index_with_english_stop_words_scores_every_document(tmp_path):
+    index = LexicalIndex.build(list(DOCS), list(DOCS.values()), language=None, stopwords="en")
+    assert index.search(["warranties"], k=3) == [[]]  # unstemmed, "warranties" is not "warranty"
+    query = "warranty repair for the kidney"
+    found, scores = index.search([query], k=3)[0], index.scores(query)
+    assert scores.shape == (len(DOCS),)
+    assert dict(found) == {i: float(s) for i, s in enumerate(scores) if s > 0} and len(found) == 2
+    for silent in ("the of and a", "zebra quasar"):  # stop words only; no known term
+        assert scores.dtype == index.scores(silent).dtype and not index.scores(silent).any()
+    reloaded = LexicalIndex.load(index.save(tmp_path / "bm25"))
+    assert (reloaded.language, reloaded.stopwords) == (None, "en")
+    assert reloaded.search([query], k=3) == [found]
+
+
+@pytest.mark.parametrize("language, stopwords", [("english", "en"), (None, None)])
+def test_an_index_saved_before_stop_words_were_a_setting_loads_as_it_was_built(tmp_path, language, stopwords):
+    built = LexicalIndex.build(list(DOCS), list(DOCS.values()), language=language)
+    built.save(tmp_path / "bm25")
+    (tmp_path / "bm25" / "lexical.json").write_text(json.dumps({"language": language, "documents": len(DOCS)}))
+    index = LexicalIndex.load(tmp_path / "bm25")
+    assert index.stopwords == built.stopwords == stopwords
+    queries = ["vaccine for the elderly admitted to hospital", "the warranty of a kidney"]
+    assert index.search(queries, k=3) == built.search(queries, k=3)
+
+
 def test_a_rebuilt_index_replaces_the_old_one_whole(tmp_path):
     LexicalIndex.build(list(DOCS), list(DOCS.values())).save(tmp_path / "bm25")
     LexicalIndex.build(["z"], ["zebra quasar"]).save(tmp_path / "bm25")
