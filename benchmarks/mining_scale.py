@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from haystack_hardneg.mine.config import MiningConfig
-from haystack_hardneg.mine.negatives import MiningData, mine_negatives
+from haystack_hardneg.mine.data import MiningData
+from haystack_hardneg.mine.negatives import mine_negatives
 
 
 def _peak_gib() -> float:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from haystack_hardneg.mine.negatives import MiningData
+from haystack_hardneg.mine.data import MiningData
 
 TOPIC_WORDS = ["heart", "liver", "virus", "tumor", "brain", "blood", "vaccine", "kidney"]
 

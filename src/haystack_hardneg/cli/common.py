@@ -8,7 +8,10 @@ from typing import Any
 
 import yaml
 
+from haystack.utils import Secret
+
 from haystack_hardneg.defaults import DEFAULT_CACHE_DIR, default_model
+from haystack_hardneg.store.qdrant import open_document_store
 
 
 def add_ensemble_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,9 +55,7 @@ def ensemble_settings(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def open_store(args: argparse.Namespace, embedding_dim: int, recreate: bool = False):
-    from haystack.utils import Secret
 
-    from haystack_hardneg.store.qdrant import open_document_store
 
     if args.url:
         key = Secret.from_env_var(args.api_key_env, strict=False)

@@ -8,6 +8,10 @@ import sys
 from pathlib import Path
 
 from haystack_hardneg.cli.retrieval import EXAMPLES
+from haystack_hardneg.experiment.config import ExperimentConfig
+from haystack_hardneg.experiment.interim import interim_report
+from haystack_hardneg.experiment.portable import export_state, import_state
+from haystack_hardneg.experiment.runner import Experiment
 
 QUICK_EXPERIMENT = EXAMPLES / "experiment_quick.yml"
 
@@ -46,8 +50,6 @@ def _own_numba_cache(folder: Path) -> None:
 
 
 def _interim_report(config, dest: str) -> int:
-    from haystack_hardneg.experiment.interim import interim_report
-
     results = interim_report(config, dest)
     print((Path(dest) / "results.md").read_text(encoding="utf-8"))
     print(f"Strategies finished so far: {results['finished_strategies']}")
@@ -57,8 +59,6 @@ def _interim_report(config, dest: str) -> int:
 
 
 def _export_state(config, dest: str) -> int:
-    from haystack_hardneg.experiment.portable import export_state
-
     summary = export_state(config, dest)
     print(f"Exported {len(summary['stages'])} stages ({summary['bytes'] / 1e6:.1f} MB) into {dest}: "
           f"{', '.join(summary['stages'])}")
@@ -67,9 +67,6 @@ def _export_state(config, dest: str) -> int:
 
 def cmd_experiment(args: argparse.Namespace) -> int:
     """Index, first stage, mining with every strategy, one re-ranker each, re-ranking, evaluation; cached."""
-    from haystack_hardneg.experiment.config import ExperimentConfig
-    from haystack_hardneg.experiment.runner import Experiment
-
     source = Path(args.config) if args.config else QUICK_EXPERIMENT
     config = ExperimentConfig.from_yaml(source, out=args.out, seed=args.seed, strategies=args.strategies)
     _own_numba_cache(Path(args.interim_report) if args.interim_report else Path(config.resolved().out))
@@ -78,8 +75,6 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     if args.export_state:
         return _export_state(config, args.export_state)
     if args.import_state:
-        from haystack_hardneg.experiment.portable import import_state
-
         for what, names in import_state(config, args.import_state).items():
             print(f"{what.replace('_', ' ').capitalize()}: {', '.join(names) or 'none'}")
     print(f"Experiment {source} -> {config.resolved().out}")

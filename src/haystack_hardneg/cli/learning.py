@@ -11,9 +11,16 @@ from pathlib import Path
 from haystack_hardneg.cli.common import (add_ensemble_arguments, add_store_arguments, embedder_dimension,
                                          ensemble_settings, open_store)
 from haystack_hardneg.defaults import default_model
+from haystack_hardneg.embed.components import EnsembleTextEmbedder
 from haystack_hardneg.files import atomic_write_text
+from haystack_hardneg.ingest.beir import load_beir
+from haystack_hardneg.mine.candidates import first_stage_candidates, write_candidates
+from haystack_hardneg.mine.component import ClusterNegativeMiner, skipped_when_loading
 from haystack_hardneg.mine.config import LEXICAL_FUSION_STRATEGIES, STRATEGIES, MiningConfig, check_fits_ensemble
+from haystack_hardneg.mine.job import mine_into
+from haystack_hardneg.mine.report import comparison_table, format_report
 from haystack_hardneg.options import add_arguments, from_arguments
+from haystack_hardneg.train.component import TripletTrainer
 from haystack_hardneg.train.config import TrainingConfig
 
 
@@ -54,13 +61,6 @@ def mining_configs(args: argparse.Namespace, members: int, combine: str) -> dict
 
 def cmd_mine(args: argparse.Namespace) -> int:
     """Mine negatives for a BEIR split with one or more strategies; one folder of files per strategy."""
-    from haystack_hardneg.embed.components import EnsembleTextEmbedder
-    from haystack_hardneg.ingest.beir import load_beir
-    from haystack_hardneg.mine.candidates import first_stage_candidates, write_candidates
-    from haystack_hardneg.mine.component import ClusterNegativeMiner, skipped_when_loading
-    from haystack_hardneg.mine.job import mine_into
-    from haystack_hardneg.mine.report import comparison_table, format_report
-
     on_missing = "skip" if args.skip_missing else "error"
     settings = ensemble_settings(args)
     embedder = EnsembleTextEmbedder(members=settings["members"], combine=settings["combine"],
@@ -129,8 +129,6 @@ def training_config(args: argparse.Namespace) -> TrainingConfig:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Fine-tune a cross-encoder on a triplet file."""
-    from haystack_hardneg.train.component import TripletTrainer
-
     config = training_config(args)
     result = TripletTrainer(training=config, resume=args.resume).run(triplets=args.triplets)
     report = result["report"]

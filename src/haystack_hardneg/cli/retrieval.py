@@ -10,7 +10,16 @@ from pathlib import Path
 from haystack_hardneg.cli.common import (add_ensemble_arguments, add_store_arguments, embedder_dimension,
                                          ensemble_settings, open_store)
 from haystack_hardneg.defaults import default_model
+from haystack_hardneg.embed.components import EnsembleDocumentEmbedder, EnsembleTextEmbedder
+from haystack_hardneg.evaluate.metrics import evaluate_run
 from haystack_hardneg.files import atomic_write_text
+from haystack_hardneg.ingest.beir import load_beir
+from haystack_hardneg.ingest.components import CorpusConverter, DocumentChunker
+from haystack_hardneg.pipelines import (build_indexing_pipeline, build_query_pipeline,
+                                       check_query_embedder_matches_store, load_pipeline, query_documents,
+                                       run_queries)
+from haystack_hardneg.rank.ranker import CrossEncoderRanker
+from haystack_hardneg.store.qdrant import open_document_store
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 
@@ -31,10 +40,6 @@ def add_index_parser(commands) -> None:
 
 
 def _indexing_pipeline(args: argparse.Namespace):
-    from haystack_hardneg.embed.components import EnsembleDocumentEmbedder
-    from haystack_hardneg.ingest.components import CorpusConverter, DocumentChunker
-    from haystack_hardneg.pipelines import build_indexing_pipeline, load_pipeline
-
     if args.pipeline:
         return load_pipeline(args.pipeline)
     settings = ensemble_settings(args)
@@ -83,9 +88,6 @@ def add_query_parser(commands) -> None:
 
 
 def _query_pipeline(args: argparse.Namespace):
-    from haystack_hardneg.embed.components import EnsembleTextEmbedder
-    from haystack_hardneg.pipelines import build_query_pipeline, load_pipeline
-
     if args.pipeline:
         return load_pipeline(args.pipeline)
     settings = ensemble_settings(args)
@@ -93,8 +95,6 @@ def _query_pipeline(args: argparse.Namespace):
                                     cache_dir=settings["cache_dir"])
     store = open_store(args, embedder_dimension(embedder))
     if args.ranker:
-        from haystack_hardneg.rank.ranker import CrossEncoderRanker
-
         ranker = CrossEncoderRanker(model=args.ranker, top_k=args.top_k, fusion_alpha=args.fusion_alpha,
                                     meta_fields_to_embed=["title"])
         return build_query_pipeline(embedder, store, top_k=args.retrieve_k, ranker=ranker)
@@ -102,8 +102,6 @@ def _query_pipeline(args: argparse.Namespace):
 
 
 def cmd_query(args: argparse.Namespace) -> int:
-    from haystack_hardneg.pipelines import check_query_embedder_matches_store, query_documents
-
     pipeline = _query_pipeline(args)
     check_query_embedder_matches_store(pipeline)
     for text in args.text:
@@ -126,10 +124,6 @@ def add_demo_parser(commands) -> None:
 
 def _index_demo(data: Path, members: list[dict], out: Path) -> tuple[int, int]:
     """The slice into an on-disk local store; returns its dimension and the chunks written."""
-    from haystack_hardneg.embed.components import EnsembleDocumentEmbedder
-    from haystack_hardneg.pipelines import build_indexing_pipeline
-    from haystack_hardneg.store.qdrant import open_document_store
-
     doc_embedder = EnsembleDocumentEmbedder(members=members, cache_dir=str(out / "embedding-cache"),
                                             meta_fields_to_embed=["title"], embedding_separator=" ")
     dim = embedder_dimension(doc_embedder)
@@ -142,12 +136,6 @@ def _index_demo(data: Path, members: list[dict], out: Path) -> tuple[int, int]:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Index the shipped SciFact slice into an on-disk local Qdrant store and evaluate retrieval."""
-    from haystack_hardneg.embed.components import EnsembleTextEmbedder
-    from haystack_hardneg.evaluate.metrics import evaluate_run
-    from haystack_hardneg.ingest.beir import load_beir
-    from haystack_hardneg.pipelines import build_query_pipeline, run_queries
-    from haystack_hardneg.store.qdrant import open_document_store
-
     data, out = Path(args.data), Path(args.out)
     split = load_beir(data, "test")
     members = [{"model": m} for m in (args.model or [default_model()])]

@@ -10,7 +10,9 @@ from typing import Any
 
 from haystack_hardneg.experiment.config import ExperimentConfig
 from haystack_hardneg.experiment.keys import expected_keys
+from haystack_hardneg.experiment.report import write_report
 from haystack_hardneg.files import atomic_write_text
+from haystack_hardneg.ingest.beir import load_beir
 
 logger = logging.getLogger(__name__)
 
@@ -20,9 +22,6 @@ def interim_report(config: ExperimentConfig, dest: str | Path) -> dict[str, Any]
     the running experiment keeps its own). Reads the run folder only, so it works while the experiment runs.
     A strategy whose recorded stages do not match ``config`` (settings changed since it ran) is left out and
     named in ``stale_strategies``: run the experiment again to bring it up to date."""
-    from haystack_hardneg.experiment.report import write_report
-    from haystack_hardneg.ingest.beir import load_beir
-
     config = config.resolved()
     out = Path(config.out)
     records = json.loads((out / "stages.json").read_text(encoding="utf-8")) if (out / "stages.json").is_file() else {}

@@ -19,7 +19,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 from haystack_hardneg.experiment.config import ExperimentConfig
-from haystack_hardneg.files import atomic_write_bytes, atomic_write_text, jsonl_text
+from haystack_hardneg.experiment.keys import MODELS_FILE, expected_keys, model_fingerprints
+from haystack_hardneg.experiment.stages import StageCache
+from haystack_hardneg.files import atomic_directory, atomic_write_bytes, atomic_write_text, jsonl_text
+from haystack_hardneg.ingest.beir import load_beir, load_queries
+from haystack_hardneg.ingest.text import document_text
+from haystack_hardneg.mine.config import STRATEGIES
+from haystack_hardneg.pipelines import prepared_documents, whole_document_chunker
 
 FORMAT = 1
 STATE_FILE = "state.json"
@@ -56,9 +62,6 @@ class Texts:
     @property
     def documents(self) -> dict[str, str]:
         if self._documents is None:
-            from haystack_hardneg.ingest.text import document_text
-            from haystack_hardneg.pipelines import prepared_documents, whole_document_chunker
-
             c = self.config
             documents = prepared_documents([c.data], chunker=whole_document_chunker())
             self._documents = {d.id: document_text(d, c.meta_fields, c.separator) for d in documents}
@@ -67,8 +70,6 @@ class Texts:
     @property
     def queries(self) -> dict[str, str]:
         if self._queries is None:
-            from haystack_hardneg.ingest.beir import load_queries
-
             self._queries = load_queries(Path(self.config.data) / "queries.jsonl")
         return self._queries
 
@@ -130,8 +131,6 @@ def export_state(config: ExperimentConfig, dest: str | Path) -> dict[str, Any]:
     """Write the finished stages of ``config``'s run folder, without their bulk, into ``dest`` (a new folder,
     replaced whole). Reads the run folder only, so it works while the experiment runs. A training is carried only
     with its re-ranker's scores (the re-ranker itself stays behind). Returns the state's summary."""
-    from haystack_hardneg.files import atomic_directory
-
     config = config.resolved()
     out, dest = Path(config.out), Path(dest)
     if dest.resolve() == out.resolve() or out.resolve() in dest.resolve().parents:
@@ -186,11 +185,6 @@ def import_state(config: ExperimentConfig, source: str | Path) -> dict[str, list
     ``config`` gives that stage (same data, settings and upstream stages); the others are left out. Every file is
     rebuilt and checked against the original's hash before any is written. A stage the run folder already has
     finished under that key is kept as it is. Returns what was imported, already there, and left out."""
-    from haystack_hardneg.experiment.keys import MODELS_FILE, expected_keys, model_fingerprints
-    from haystack_hardneg.experiment.stages import StageCache
-    from haystack_hardneg.ingest.beir import load_beir
-    from haystack_hardneg.mine.config import STRATEGIES
-
     config = config.resolved()
     source = Path(source)
     state_path = source / STATE_FILE

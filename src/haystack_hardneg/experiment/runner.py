@@ -21,11 +21,25 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from haystack.utils import Secret
+
+from haystack_hardneg import (CrossEncoderRanker, EnsembleDocumentEmbedder, EnsembleTextEmbedder, LexicalIndexWriter,
+                              LexicalRetriever, build_indexing_pipeline, open_document_store)
 from haystack_hardneg.experiment import keys as K
 from haystack_hardneg.experiment.config import ExperimentConfig
 from haystack_hardneg.experiment.environment import machine, versions
+from haystack_hardneg.experiment.first_stage import choose_lexical_weight, hybrid_candidates, retrieve_lists
+from haystack_hardneg.experiment.report import write_report
 from haystack_hardneg.experiment.stages import StageCache
 from haystack_hardneg.files import atomic_write_text, jsonl_text, read_jsonl
+from haystack_hardneg.ingest.beir import load_beir
+from haystack_hardneg.mine.component import ClusterNegativeMiner, skipped_when_loading
+from haystack_hardneg.mine.job import mine_into
+from haystack_hardneg.mine.triplets import load_triplets
+from haystack_hardneg.pipelines import (build_lexical_indexing_pipeline, build_query_pipeline,
+                                       whole_document_chunker)
+from haystack_hardneg.rank.job import rerank_records
+from haystack_hardneg.train.trainer import train_cross_encoder
 
 COLLECTION = "experiment"
 
@@ -68,8 +82,6 @@ class Experiment:
 
     # -- shared pieces ---------------------------------------------------------------------------------------
     def text_embedder(self):
-        from haystack_hardneg import EnsembleTextEmbedder
-
         if self._text_embedder is None:
             self._text_embedder = EnsembleTextEmbedder(members=self.config.members, combine=self.config.combine,
                                                        cache_dir=self.config.cache_dir)
@@ -77,8 +89,6 @@ class Experiment:
         return self._text_embedder
 
     def store(self, *, recreate: bool = False):
-        from haystack_hardneg import open_document_store
-
         if self._store is not None and not recreate:
             return self._store
         self._close_store()
@@ -87,8 +97,6 @@ class Experiment:
         if not any(k in settings for k in ("url", "path", "location")):
             settings["path"] = str(self.out / "qdrant")
         if "api_key_env" in settings:
-            from haystack.utils import Secret
-
             settings["api_key"] = Secret.from_env_var(settings.pop("api_key_env"))
         self._store = open_document_store(index=index, embedding_dim=self.text_embedder().encoder.dimension,
                                           recreate_index=recreate, progress_bar=False, **settings)
@@ -99,9 +107,6 @@ class Experiment:
         key = K.index_key(self.config, self.data_key)
 
         def compute() -> None:
-            from haystack_hardneg import EnsembleDocumentEmbedder, build_indexing_pipeline
-            from haystack_hardneg.pipelines import whole_document_chunker
-
             c = self.config
             embedder = EnsembleDocumentEmbedder(members=c.members, combine=c.combine, cache_dir=c.cache_dir,
                                                 meta_fields_to_embed=c.meta_fields, embedding_separator=c.separator,
@@ -122,11 +127,8 @@ class Experiment:
         c = self.config
 
         def compute() -> None:
-            from haystack_hardneg import LexicalIndexWriter
-            from haystack_hardneg.pipelines import build_lexical_indexing_pipeline, whole_document_chunker
-
-            writer = LexicalIndexWriter(index_path=str(self.out / "bm25"), language=c.lexical.get("language",
-                                                                                                   "english"),
+            language = c.lexical.get("language", "english")
+            writer = LexicalIndexWriter(index_path=str(self.out / "bm25"), language=language,
                                         meta_fields_to_index=c.meta_fields, separator=c.separator)
             build_lexical_indexing_pipeline(writer, chunker=whole_document_chunker()).run(
                 {"converter": {"sources": [c.data]}})
@@ -141,10 +143,6 @@ class Experiment:
         c = self.config
 
         def compute() -> None:
-            from haystack_hardneg import LexicalRetriever
-            from haystack_hardneg.experiment.first_stage import retrieve_lists
-            from haystack_hardneg.pipelines import build_query_pipeline
-
             dense = build_query_pipeline(self.text_embedder(), self.store(), top_k=c.retrieve_k)
             lexical = None
             if lexical_key is not None:
@@ -162,8 +160,6 @@ class Experiment:
     def hybrid(self, first_stage: str, train_split) -> str:
         """The first stage's candidates: the dense list alone, or fused with BM25 at a weight chosen on the
         *training* queries (``lexical.weight: auto``) or given. ``first_stage/<split>_candidates.jsonl``."""
-        from haystack_hardneg.experiment.first_stage import choose_lexical_weight, hybrid_candidates
-
         c = self.config
         budget = set(K.training_query_ids(c, train_split))
 
@@ -191,9 +187,6 @@ class Experiment:
 
     def mine(self, index: str, train_split) -> dict[str, str]:
         """Triplets per strategy; the mining data (store vectors, query vectors) is built once for all."""
-        from haystack_hardneg.mine.component import ClusterNegativeMiner, skipped_when_loading
-        from haystack_hardneg.mine.job import mine_into
-
         c = self.config
         keys = {name: K.mine_key(c, index, name, train_split) for name in c.strategies}
         if all(self.cache.is_done(f"mine/{s}", keys[s]) for s in c.strategies):
@@ -220,9 +213,6 @@ class Experiment:
     def train(self, strategy: str, mine: str, hybrid: str) -> str:
         """One cross-encoder on the strategy's triplets, validated on its held-out queries' top rerank_k from the
         experiment's own first stage (the candidates it will re-rank at test time)."""
-        from haystack_hardneg.mine.triplets import load_triplets
-        from haystack_hardneg.train.trainer import train_cross_encoder
-
         c = self.config
         key = K.train_key(c, mine, hybrid)
         folder = self.out / "train" / strategy
@@ -251,9 +241,6 @@ class Experiment:
         c = self.config
 
         def compute() -> None:
-            from haystack_hardneg import CrossEncoderRanker
-            from haystack_hardneg.rank.job import rerank_records
-
             ranker = CrossEncoderRanker(model=str(self.out / "train" / strategy / "model"), fusion_alpha=None,
                                         batch_size=32)
             ranker.warm_up()
@@ -296,9 +283,6 @@ class Experiment:
         return hybrid, self.mine(index, train_split)
 
     def _run(self) -> dict[str, Any]:
-        from haystack_hardneg.experiment.report import write_report
-        from haystack_hardneg.ingest.beir import load_beir
-
         c = self.config
         started = time.perf_counter()
         atomic_write_text(self.out / "config.json", json.dumps(asdict(c), indent=2))

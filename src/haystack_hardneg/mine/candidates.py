@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from haystack_hardneg.mine.negatives import MiningData
+from haystack_hardneg.mine.data import MiningData
 from haystack_hardneg.mine.search import top_k
 from haystack_hardneg.files import atomic_write_text, jsonl_text, read_jsonl
 

@@ -15,7 +15,7 @@ from haystack_hardneg.ingest.beir import DataError, LoadStats, OnMissing, valida
 from haystack_hardneg.mine.candidates import first_stage_candidates
 from haystack_hardneg.mine.config import STRATEGIES, MiningConfig, check_fits_ensemble
 from haystack_hardneg.mine.job import mine
-from haystack_hardneg.mine.negatives import MiningData
+from haystack_hardneg.mine.data import MiningData
 from haystack_hardneg.options import from_mapping, to_mapping
 from haystack_hardneg.mine.triplets import provenance_rows, triplet_rows
 from haystack_hardneg.store.vectors import read_stored_vectors

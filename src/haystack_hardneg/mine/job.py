@@ -13,7 +13,8 @@ from typing import Any
 
 from haystack_hardneg.files import atomic_write_text
 from haystack_hardneg.mine.config import MiningConfig
-from haystack_hardneg.mine.negatives import MiningData, MiningResult, mine_negatives
+from haystack_hardneg.mine.data import MiningData
+from haystack_hardneg.mine.negatives import MiningResult, mine_negatives
 from haystack_hardneg.mine.report import mining_report
 from haystack_hardneg.mine.triplets import write_triplets
 

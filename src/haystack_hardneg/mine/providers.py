@@ -11,18 +11,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property, partial
-from typing import TYPE_CHECKING, Callable, Iterator, Protocol, Sequence
+from typing import Callable, Iterator, Protocol, Sequence
 
 import numpy as np
 
 from haystack_hardneg.mine.cluster import Clustering, cluster_documents
 from haystack_hardneg.mine.config import MiningConfig
+from haystack_hardneg.mine.data import MiningData, Pairs
 from haystack_hardneg.mine.search import top_k
 from haystack_hardneg.rank.fusion import fuse_rankings, min_max
 from haystack_hardneg.store.lexical import LexicalIndex
 
-if TYPE_CHECKING:
-    from haystack_hardneg.mine.negatives import MiningData, Pairs
 
 Ranking = tuple[np.ndarray, np.ndarray]  # per query: document indices best first and their scores (-1 / -inf padding)
 

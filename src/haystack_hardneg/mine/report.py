@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from haystack_hardneg.mine.negatives import MiningData, MiningResult, ensemble_ranks
+from haystack_hardneg.mine.data import MiningData
+from haystack_hardneg.mine.negatives import MiningResult, ensemble_ranks
 
 
 def _stats(values) -> dict[str, float] | None:
