@@ -168,6 +168,25 @@ def test_mine_command_writes_every_strategy(tiny_model, fixtures, split, tmp_pat
     assert all(len(r["candidates"]) == 30 for r in candidates)  # --candidates-k default; the corpus has 40
 
 
+def test_the_command_and_the_component_mine_the_same_negatives(tiny_model, fixtures, split, tmp_path):
+    """One path per step: the mine command and ClusterNegativeMiner.run go through the same mining job."""
+    from haystack_hardneg.cli import main
+    from haystack_hardneg.files import read_jsonl
+
+    options = {"strategy": "ensemble_cluster", "num_negatives": 2, "n_clusters": 4, "rank_window": (1, 30),
+               "lexical_weight": 0.3, "seed": 3}
+    assert main(["mine", "--data", str(fixtures / "scifact-tiny"), "--model", tiny_model, "--strategy",
+                 "ensemble_cluster", "--num-negatives", "2", "--n-clusters", "4", "--rank-window", "1", "30",
+                 "--lexical-weight", "0.3", "--seed", "3", "--cache-dir", "none", "--out", str(tmp_path / "m")]) == 0
+    result = _miner([tiny_model], meta_fields_to_embed=["title"], embedding_separator=" ", **options).run(
+        queries=split.queries, positives=split.qrels, documents=split.corpus)
+    folder = tmp_path / "m" / "ensemble_cluster"
+    assert read_jsonl(folder / "triplets.jsonl") == result["triplets"]
+    assert read_jsonl(folder / "provenance.jsonl") == result["provenance"]
+    written, returned = json.loads((folder / "report.json").read_text()), json.loads(json.dumps(result["report"]))
+    assert {k: v for k, v in written.items() if k != "seconds"} == {k: v for k, v in returned.items() if k != "seconds"}
+
+
 def test_candidates_are_each_query_ranked_first_stage_with_its_positives(tiny_model, split):
     result = _miner([tiny_model], guard_ratio=None, num_negatives=2, candidates_k=5).run(
         queries=split.queries, positives=split.qrels, documents=split.corpus)
