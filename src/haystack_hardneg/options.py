@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import typing
 from typing import Any, Literal, Mapping, Sequence, TypeVar, get_args, get_origin
 
@@ -56,9 +57,9 @@ def from_mapping(cls: type[T], mapping: Mapping[str, Any] | None, *, where: str,
     """``cls`` built from a mapping (a YAML section, ``init_parameters``); ``fixed`` values are set by the caller.
     Unknown keys (called ``what``), wrong types and values that do not fit together are one ``ConfigError``
     naming ``where``."""
+    if mapping is not None and not isinstance(mapping, Mapping):
+        raise ConfigError(f"{where}: expected a mapping of options, got {type(mapping).__name__} {mapping!r}.")
     mapping = dict(mapping or {})
-    if not isinstance(mapping, dict):
-        raise ConfigError(f"{where}: expected a mapping of options, got {type(mapping).__name__}.")
     known = [n for n in names(cls) if n not in fixed]
     unknown = sorted(set(mapping) - set(known))
     if unknown:
@@ -94,10 +95,11 @@ def _coerce(name: str, value: Any, hint: Any, choices: Sequence[Any] | None) -> 
             raise ValueError(f"{name} must be true or false, got {value!r}.")
         return value
     if hint in (int, float):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (hint is int and value != int(value)):
+        number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        if not number or (hint is int and not float(value).is_integer()):
             raise ValueError(f"{name} must be {'an integer' if hint is int else 'a number'}, got {value!r}.")
-        # Kept as given (an int stays an int): recorded experiment keys hash these values as they were written.
-        return int(value) if hint is int else value
+        # Kept as written (8 and 8.0 alike): an experiment's stage keys hash the values as its YAML gives them.
+        return value
     if hint is str:
         if not isinstance(value, str):
             raise ValueError(f"{name} must be a string, got {value!r}.")

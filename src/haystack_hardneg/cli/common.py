@@ -55,8 +55,6 @@ def ensemble_settings(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def open_store(args: argparse.Namespace, embedding_dim: int, recreate: bool = False):
-
-
     if args.url:
         key = Secret.from_env_var(args.api_key_env, strict=False)
         return open_document_store(url=args.url, api_key=key, index=args.index, embedding_dim=embedding_dim,

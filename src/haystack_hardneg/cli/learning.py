@@ -95,7 +95,7 @@ def add_train_parser(commands) -> None:
     train = commands.add_parser("train", help="fine-tune a cross-encoder on mined triplets")
     train.add_argument("--triplets", required=True, help="triplets.jsonl or .parquet from `mine`")
     add_arguments(train.add_argument_group("training"), TrainingConfig, skip=("strategy",),
-                  defaults={"base_model": None, "output_dir": "runs/train"})
+                  defaults={"base_model": default_model(), "output_dir": "runs/train"})
     train.add_argument("--strategy", help="negative strategy of the triplets (default: their folder name)")
     train.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
     train.add_argument("--candidates", default="auto",

@@ -15,7 +15,6 @@ from haystack_hardneg.options import ConfigError, from_mapping
 from haystack_hardneg.train.config import TrainingConfig
 
 
-
 @dataclass
 class ExperimentConfig:
     """One experiment.
@@ -105,6 +104,9 @@ class ExperimentConfig:
         if not self.members:
             raise ConfigError("The ensemble needs at least one member.")
         for i, member in enumerate(self.members):
+            if not isinstance(member, dict):
+                raise ConfigError(f"members[{i}]: a member is a mapping with a model, e.g. {{model: all-MiniLM-L6-v2}}; "
+                                  f"got {member!r}.")
             try:
                 MemberSpec.coerce(member)
             except (TypeError, ValueError) as error:
@@ -175,7 +177,5 @@ class ExperimentConfig:
             raise ConfigError(f"{path}: unknown setting(s) {unknown}; known: {sorted(known)}.")
         try:
             return cls(**settings)
-        except ConfigError as error:
-            raise ConfigError(f"{path}: {error}") from None
-        except TypeError as error:  # a required setting (data, training) is missing
+        except (ConfigError, TypeError) as error:  # TypeError: a required setting (data, training) is missing
             raise ConfigError(f"{path}: {error}") from None

@@ -71,7 +71,8 @@ def hybrid_key(c: ExperimentConfig, first_stage: str, train_split) -> str:
 
 def mine_key(c: ExperimentConfig, index: str, name: str, train_split) -> str:
     strategy, overrides = c.mining_for(name)
-    # A built-in strategy has no overrides: its key is the one it always had.
+    # Only the options a variant sets differ from the mining section, so a built-in strategy's key does not
+    # depend on which variants the config also defines.
     return stage_key(index=index, mining={"seed": c.seed, **c.mining, **overrides}, strategy=strategy,
                      queries=training_query_ids(c, train_split))
 
@@ -81,7 +82,7 @@ def training_options(c: ExperimentConfig) -> dict[str, Any]:
     the output folder, strategy and description itself; the seed is keyed apart)."""
     options = {k: v for k, v in asdict(TrainingConfig(output_dir="", **c.training)).items() if k != "output_dir"}
     head = resolve_head(options["base_model"], options["head"])
-    if head != "mean":  # what head "auto" became; keys written while it always meant "mean" stay valid
+    if head != "mean":  # what head "auto" became; named only when it is not the default mean head
         options["resolved_head"] = head
     return options
 

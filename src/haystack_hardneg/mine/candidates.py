@@ -1,8 +1,9 @@
 """First-stage candidates of the training queries, for validating a re-ranker the way it will be used.
 
 A re-ranker meets the first stage's top-k at query time, not a positive beside five mined negatives: judged on
-the latter, a model looks far better than it is. ``candidates.jsonl`` keeps, per training query, the ensemble's top-k documents with
-their scores and which of them are relevant; the trainer re-ranks those of its held-out queries.
+the latter, a model looks far better than it is. ``candidates.jsonl`` keeps, per training query, the ensemble's
+top-k documents with their scores and which of them are relevant; the trainer re-ranks those of its held-out
+queries.
 """
 
 from __future__ import annotations

@@ -9,12 +9,12 @@ those are the documents that would have been trained on as negatives. Later ones
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import numpy as np
 
 from haystack_hardneg.mine.config import MiningConfig
 from haystack_hardneg.mine.data import MiningData, Pairs
 from haystack_hardneg.mine.guard import suspected_false_negatives
-
 
 
 @dataclass
