@@ -77,6 +77,19 @@ def to_mapping(config: Options) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+# Plain field types: what a value must be, and the test of it.
+_SIMPLE_TYPES: dict[Any, tuple[str, Any]] = {
+    bool: ("true or false", lambda v: isinstance(v, bool)),
+    int: ("an integer", lambda v: _is_number(v) and float(v).is_integer()),
+    float: ("a number", _is_number),
+    str: ("a string", lambda v: isinstance(v, str)),
+}
+
+
 def _coerce(name: str, value: Any, hint: Any, choices: Sequence[Any] | None) -> Any:
     """``value`` checked against the field's type; YAML's lists become tuples where a tuple is declared."""
     origin, args = get_origin(hint), get_args(hint)
@@ -90,19 +103,11 @@ def _coerce(name: str, value: Any, hint: Any, choices: Sequence[Any] | None) -> 
         if value not in allowed:
             raise ValueError(f"Unknown {name} {value!r}; choose one of {list(allowed)}.")
         return value
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise ValueError(f"{name} must be true or false, got {value!r}.")
-        return value
-    if hint in (int, float):
-        number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-        if not number or (hint is int and not float(value).is_integer()):
-            raise ValueError(f"{name} must be {'an integer' if hint is int else 'a number'}, got {value!r}.")
+    if hint in _SIMPLE_TYPES:
+        what, accepts = _SIMPLE_TYPES[hint]
+        if not accepts(value):
+            raise ValueError(f"{name} must be {what}, got {value!r}.")
         # Kept as written (8 and 8.0 alike): an experiment's stage keys hash the values as its YAML gives them.
-        return value
-    if hint is str:
-        if not isinstance(value, str):
-            raise ValueError(f"{name} must be a string, got {value!r}.")
         return value
     if origin is tuple:
         if not isinstance(value, (list, tuple)) or len(value) != len(args):
