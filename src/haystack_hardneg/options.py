@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import types
 import typing
 from typing import Any, Literal, Mapping, Sequence, TypeVar, get_args, get_origin
 
@@ -66,10 +67,14 @@ def from_mapping(cls: type[T], mapping: Mapping[str, Any] | None, *, where: str,
         raise ConfigError(f"{where}: unknown {what}(s) {unknown}; known: {sorted(known)}.")
     try:
         return cls(**mapping, **fixed)
-    except TypeError as error:  # a required option is missing
+    except (TypeError, ValueError) as error:  # TypeError: a required option is missing
         raise ConfigError(f"{where}: {error}") from None
-    except ValueError as error:
-        raise ConfigError(f"{where}: {error}") from None
+
+
+def as_config(cls: type[T], value: T | Mapping[str, Any] | None, *, where: str) -> T:
+    """``value`` as it is when it is a ``cls`` already, else :func:`from_mapping` of it (a component's parameter,
+    given in Python or read from YAML)."""
+    return value if isinstance(value, cls) else from_mapping(cls, value, where=where)
 
 
 def to_mapping(config: Options) -> dict[str, Any]:
@@ -93,7 +98,7 @@ _SIMPLE_TYPES: dict[Any, tuple[str, Any]] = {
 def _coerce(name: str, value: Any, hint: Any, choices: Sequence[Any] | None) -> Any:
     """``value`` checked against the field's type; YAML's lists become tuples where a tuple is declared."""
     origin, args = get_origin(hint), get_args(hint)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+    if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]

@@ -120,9 +120,9 @@ def _candidates_path(args: argparse.Namespace) -> str | None:
 
 
 def training_config(args: argparse.Namespace) -> TrainingConfig:
-    """The flags given, and what the command fills in: the base model, strategy, candidates, description."""
-    return from_arguments(TrainingConfig, args, base_model=args.base_model or default_model(),
-                          strategy=args.strategy or Path(args.triplets).parent.name,
+    """The flags given (``--base-model`` defaults to the local all-MiniLM-L6-v2), and what the command fills in:
+    the strategy, the validation candidates, the description."""
+    return from_arguments(TrainingConfig, args, strategy=args.strategy or Path(args.triplets).parent.name,
                           validation_candidates=_candidates_path(args),
                           data_description=f"triplets from {args.triplets}")
 

@@ -76,6 +76,9 @@ class ExperimentConfig:
         unknown = [s for s in self.strategies if s not in STRATEGIES and s not in self.variants]
         if unknown:
             raise ConfigError(f"Unknown strategies {unknown}; choose among {STRATEGIES} or define them in variants.")
+        # The mining section alone first, so that an unknown key is named where it was written (with a strategy
+        # that takes every option; each strategy's and variant's own combination is checked next).
+        from_mapping(MiningConfig, self.mining, where="mining", strategy=STRATEGIES[0], seed=self.seed)
         self._check_variants()
         for name in [*self.strategies, *self.variants]:
             self.mining_config(name)
@@ -88,6 +91,9 @@ class ExperimentConfig:
                 raise ConfigError(f"Variant name {name!r} must be a new folder-safe name, not one of {STRATEGIES}.")
             if not isinstance(variant, dict) or variant.get("strategy") not in STRATEGIES:
                 raise ConfigError(f"Variant {name!r} needs strategy: one of {STRATEGIES}.")
+            strategy, overrides = self.mining_for(name)
+            from_mapping(MiningConfig, overrides, where=f"Variant {name!r}", what="mining option", strategy=strategy,
+                         seed=self.seed)
 
     def _check_training(self) -> None:
         if not isinstance(self.training, dict) or "base_model" not in self.training:
@@ -121,14 +127,7 @@ class ExperimentConfig:
     def mining_config(self, name: str) -> MiningConfig:
         """The typed mining settings of a strategy or variant: ``mining:``, the variant's own options, the seed."""
         strategy, overrides = self.mining_for(name)
-        # The section alone first, so that an unknown key is named where it was written (with a strategy that
-        # takes every option; the strategies' own combinations are checked next).
-        from_mapping(MiningConfig, self.mining, where="mining", strategy=STRATEGIES[0], seed=self.seed)
-        if name in self.variants:
-            where = f"Variant {name!r}"
-            from_mapping(MiningConfig, overrides, where=where, what="mining option", strategy=strategy, seed=self.seed)
-        else:
-            where = f"Strategy {name!r} with the mining settings"
+        where = f"Variant {name!r}" if name in self.variants else f"Strategy {name!r} with the mining settings"
         config = from_mapping(MiningConfig, {**self.mining, **overrides}, where=where, strategy=strategy,
                               seed=self.seed)
         try:

@@ -16,7 +16,7 @@ from haystack_hardneg.mine.candidates import first_stage_candidates
 from haystack_hardneg.mine.config import STRATEGIES, MiningConfig, check_fits_ensemble
 from haystack_hardneg.mine.job import mine
 from haystack_hardneg.mine.data import MiningData
-from haystack_hardneg.options import from_mapping, to_mapping
+from haystack_hardneg.options import as_config, to_mapping
 from haystack_hardneg.mine.triplets import provenance_rows, triplet_rows
 from haystack_hardneg.store.vectors import read_stored_vectors
 
@@ -106,8 +106,7 @@ class ClusterNegativeMiner:
             trainer re-ranks to validate; 0 returns none.
         :param progress_bar: show progress bars.
         """
-        self.config = mining if isinstance(mining, MiningConfig) else \
-            from_mapping(MiningConfig, mining, where="ClusterNegativeMiner mining")
+        self.config = as_config(MiningConfig, mining, where="ClusterNegativeMiner mining")
         if on_missing not in ("error", "skip"):
             raise ValueError("on_missing must be 'error' or 'skip'.")
         check_fits_ensemble(self.config, len(text_embedder.members), text_embedder.combine)

@@ -80,9 +80,7 @@ class LexicalIndex:
         k = min(k, len(self.ids))
         if not queries or k <= 0:
             return [[] for _ in queries]
-        vocabulary = self._retriever.vocab_dict
-        known = [[t for t in tokens if t in vocabulary]
-                 for tokens in _tokenize(list(queries), self.language, self.stopwords)]
+        known = self._known_terms(queries)
         # bm25s refuses a query none of whose terms it knows; such a query has no lexical match at all.
         asked = [row for row, tokens in enumerate(known) if tokens]
         results: list[list[tuple[int, float]]] = [[] for _ in queries]
@@ -93,9 +91,15 @@ class LexicalIndex:
                 results[row] = [(int(i), float(s)) for i, s in zip(row_found, row_scores) if s > 0]
         return results
 
+    def _known_terms(self, queries: list[str]) -> list[list[str]]:
+        """Each query's terms as the index tokenizes them, those it does not know left out."""
+        vocabulary = self._retriever.vocab_dict
+        return [[t for t in tokens if t in vocabulary]
+                for tokens in _tokenize(list(queries), self.language, self.stopwords)]
+
     def scores(self, query: str) -> np.ndarray:
         """The query's BM25 score for every document, in index order (all 0 when it has no known term)."""
-        known = [t for t in _tokenize([query], self.language, self.stopwords)[0] if t in self._retriever.vocab_dict]
+        known = self._known_terms([query])[0]
         if not known:  # bm25s cannot score an empty query
             return np.zeros(len(self.ids), dtype=np.float32)
         return np.asarray(self._retriever.get_scores(known), dtype=np.float32)

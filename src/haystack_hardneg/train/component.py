@@ -8,7 +8,7 @@ from typing import Any
 from haystack import component, default_from_dict, default_to_dict
 
 from haystack_hardneg.embed.encoder import check_model_source
-from haystack_hardneg.options import from_mapping, to_mapping
+from haystack_hardneg.options import as_config, to_mapping
 from haystack_hardneg.train.config import TrainingConfig
 from haystack_hardneg.train.trainer import train_cross_encoder
 
@@ -41,8 +41,7 @@ class TripletTrainer:
         :param resume: continue from the last checkpoint in ``output_dir`` if there is one.
         :param progress_bar: show progress bars.
         """
-        self.config = training if isinstance(training, TrainingConfig) else \
-            from_mapping(TrainingConfig, training, where="TripletTrainer training")
+        self.config = as_config(TrainingConfig, training, where="TripletTrainer training")
         check_model_source(self.config.base_model)
         self.resume = resume
         self.progress_bar = progress_bar
