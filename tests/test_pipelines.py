@@ -144,3 +144,38 @@ def test_a_query_embedder_of_another_ensemble_is_refused_before_querying(tiny_mo
     plain.write_documents([Document(id="x", content="written elsewhere", embedding=[0.1] * 32)])
     check_query_embedder_matches_store(build_query_pipeline(EnsembleTextEmbedder(members=[tiny_model]), plain))
     assert EnsembleDocumentWriter  # the writer that labels documents with their ensemble (used by _index)
+
+
+def test_batched_first_stage_returns_what_the_query_pipeline_returns_one_query_at_a_time(tiny_model, fixtures,
+                                                                                        tmp_path):
+    from haystack_hardneg import LexicalIndexWriter, LexicalRetriever
+    from haystack_hardneg.experiment.first_stage import retrieve_lists
+    from haystack_hardneg.ingest.beir import load_beir
+    from haystack_hardneg.pipelines import build_lexical_indexing_pipeline, query_documents
+
+    store = open_document_store(location=":memory:", embedding_dim=32, progress_bar=False)
+    _index(tiny_model, store, fixtures)
+    build_lexical_indexing_pipeline(LexicalIndexWriter(index_path=str(tmp_path / "bm25"))).run(
+        {"converter": {"sources": [str(fixtures / "scifact-tiny")]}})
+    lexical = LexicalRetriever(index_path=str(tmp_path / "bm25"), top_k=7)
+    lexical.warm_up()
+    embedder = EnsembleTextEmbedder(members=[tiny_model])
+    embedder.warm_up()
+    split = load_beir(fixtures / "scifact-tiny", "test")
+    # A block smaller than the split: several batch queries, as a large split makes.
+    records = retrieve_lists(split, embedder, store, lexical, 7, meta_fields=["title"], separator=" ", desc="",
+                             progress_bar=False, block=3)
+    one_by_one = build_query_pipeline(embedder, store, top_k=7)
+    assert [r["query_id"] for r in records] == list(split.queries)
+    for record in records:
+        dense = query_documents(one_by_one, record["query"])
+        # The same ranking; a query embedded in a batch may differ in the last float digits, which can swap two
+        # documents whose scores tie to 1e-5 (the tiny random model has many).
+        assert [d["score"] for d in record["dense"]] == pytest.approx([d.score for d in dense], abs=1e-5)
+        batch, single = {d["id"]: d["score"] for d in record["dense"]}, {d.id: d.score for d in dense}
+        assert all(batch[i] == pytest.approx(single[i], abs=1e-5) for i in set(batch) & set(single))
+        assert all(abs(scores[i] - dense[-1].score) < 1e-5
+                   for scores in (batch, single) for i in set(batch) ^ set(single) if i in scores)
+        bm25 = lexical.run(query=record["query"])["documents"]
+        assert [(d["id"], d["score"]) for d in record["lexical"]] == [(d.id, d.score) for d in bm25]
+        assert record["positive_ids"] == [d for d, g in split.qrels[record["query_id"]].items() if g > 0]

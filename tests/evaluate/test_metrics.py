@@ -78,3 +78,21 @@ def test_holm_adjustment_on_a_known_family():
     assert holm_adjusted([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
     assert holm_adjusted([0.5, 0.9]) == pytest.approx([1.0, 1.0])
     assert holm_adjusted([]) == []
+
+
+def test_grades_change_ndcg_as_they_should():
+    # Two relevant documents; the run puts the grade-1 one first.
+    run = {"q": {"weak": 0.9, "strong": 0.8, "x": 0.1}}
+    graded = evaluate_run({"q": {"strong": 2, "weak": 1}}, run)["ndcg@10"]
+    flat = evaluate_run({"q": {"strong": 1, "weak": 1}}, run)["ndcg@10"]
+    swapped = evaluate_run({"q": {"strong": 2, "weak": 1}}, {"q": {"strong": 0.9, "weak": 0.8, "x": 0.1}})["ndcg@10"]
+    assert flat == pytest.approx(1.0) and swapped == pytest.approx(1.0)
+    assert graded < flat  # the stronger document below a weaker one costs only with grades
+    assert evaluate_run({"q": {"strong": 2, "weak": 1}}, run)["mrr@10"] == pytest.approx(1.0)
+
+
+def test_candidate_records_carry_grades_into_the_qrels():
+    from haystack_hardneg.mine.candidates import record_qrels
+
+    assert record_qrels({"positive_ids": ["a"], "relevance": {"a": 2, "b": 1}}) == {"a": 2, "b": 1}
+    assert record_qrels({"positive_ids": ["a", "b"]}) == {"a": 1, "b": 1}

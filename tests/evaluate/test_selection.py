@@ -32,3 +32,36 @@ def test_equal_settings_go_to_the_prior():
     same = _run(set(QUERIES[:10]))
     chosen, _, _ = choose_setting_within_one_se(QRELS, {0.2: same, 0.4: same, 0.9: same}, towards=0.5)
     assert chosen == 0.4
+
+
+def _fusion_inputs(queries: list[str], relevant_first_by_ranker: bool):
+    """First stage: the relevant document second. Re-ranker: first (or last) for every query."""
+    qrels = {q: {"rel": 1} for q in queries}
+    first = {q: {"top": 0.9, "rel": 0.8, "other": 0.1} for q in queries}
+    ranker = {q: ({"rel": 0.9, "top": 0.2, "other": 0.1} if relevant_first_by_ranker else
+                  {"rel": 0.0, "top": 0.9, "other": 0.8}) for q in queries}
+    return qrels, first, ranker
+
+
+def test_an_uninformative_validation_slice_keeps_the_first_stage_order():
+    from haystack_hardneg.evaluate.selection import choose_fusion_alpha
+
+    # One query scoring 0 everywhere: every weight ties; never the re-ranker alone.
+    qrels = {"q": {"elsewhere": 1}}
+    chosen = choose_fusion_alpha(qrels, {"q": {"a": 0.9, "b": 0.1}}, {"q": {"a": 0.2, "b": 0.8}})
+    assert chosen["best_alpha"] == 0.0 and chosen["informative_queries"] == 0
+    assert "first stage's order" in chosen["fallback"]
+    # A re-ranker that wins on too few queries is not trusted either ...
+    few = choose_fusion_alpha(*_fusion_inputs([f"q{i}" for i in range(3)], True), min_queries=10)
+    assert few["argmax_alpha"] > 0 and few["best_alpha"] == 0.0 and few["fallback"]
+    # ... but on enough it is, and the evidence is recorded.
+    enough = choose_fusion_alpha(*_fusion_inputs([f"q{i}" for i in range(12)], True), min_queries=10)
+    assert enough["best_alpha"] == enough["argmax_alpha"] > 0 and enough["fallback"] is None and enough["informative_queries"] == 12
+
+
+def test_tied_fusion_weights_go_to_the_first_stage_side():
+    from haystack_hardneg.evaluate.selection import choose_fusion_alpha
+
+    qrels, first, _ = _fusion_inputs([f"q{i}" for i in range(12)], True)
+    same_order = {q: dict(scores) for q, scores in first.items()}  # the re-ranker agrees: every weight ties
+    assert choose_fusion_alpha(qrels, first, same_order)["best_alpha"] == 0.0

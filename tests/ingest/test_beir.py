@@ -57,3 +57,29 @@ def test_malformed_qrels_lines_are_reported(tmp_path):
     (tmp_path / "q.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\n")
     with pytest.raises(DataError, match=r"q.tsv:2"):
         load_qrels(tmp_path / "q.tsv")
+
+
+@pytest.mark.parametrize("grade", ["inf", "-inf", "nan", "high", "1.5"])
+def test_a_grade_that_is_not_a_whole_finite_number_names_file_and_line(tmp_path, grade):
+    (tmp_path / "q.tsv").write_text(f"query-id\tcorpus-id\tscore\nq1\td1\t1\nq1\td2\t{grade}\n")
+    with pytest.raises(DataError, match=r"q.tsv:3: grade .* integer relevance grade"):
+        load_qrels(tmp_path / "q.tsv")
+
+
+def test_skipped_judgements_are_counted_one_by_one(tmp_path):
+    (tmp_path / "q.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\nq1\tghost\t1\nq9\td1\t1\nq9\td2\t2\n")
+    stats = LoadStats()
+    validate_qrels(load_qrels(tmp_path / "q.tsv"), {"q1": "one"}, {"d1", "d2"}, on_missing="skip", stats=stats)
+    assert stats.unknown_judgements == 3  # q1-ghost, and both judgements of the unknown query q9
+
+
+def test_min_relevance_decides_which_queries_have_a_positive_and_keeps_every_grade(tmp_path):
+    (tmp_path / "q.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t2\nq1\td2\t1\nq2\td2\t1\n")
+    qrels = load_qrels(tmp_path / "q.tsv")
+    queries = {"q1": "one", "q2": "two"}
+    assert validate_qrels(qrels, queries, {"d1", "d2"}) == {"q1": {"d1": 2, "d2": 1}, "q2": {"d2": 1}}
+    stats = LoadStats()
+    assert validate_qrels(qrels, queries, {"d1", "d2"}, min_relevance=2, stats=stats) == {"q1": {"d1": 2, "d2": 1}}
+    assert stats.queries_without_positives == ["q2"]
+    with pytest.raises(ValueError, match="min_relevance"):
+        validate_qrels(qrels, queries, {"d1", "d2"}, min_relevance=0)

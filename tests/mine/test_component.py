@@ -2,6 +2,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from haystack import Document
 
@@ -63,7 +64,7 @@ def test_stored_vectors_of_another_ensemble_are_refused(tiny_model, tiny_model_o
         miner.run(queries=split.queries, positives=split.qrels)
 
 
-def test_a_store_of_chunks_is_refused_for_mining_with_what_to_do(tiny_model, split):
+def test_a_store_of_chunks_is_mined_at_the_chunk_level_from_its_own_vectors(tiny_model, split):
     from haystack_hardneg import DocumentChunker
 
     embedder = EnsembleDocumentEmbedder(members=[tiny_model], progress_bar=False)
@@ -71,9 +72,23 @@ def test_a_store_of_chunks_is_refused_for_mining_with_what_to_do(tiny_model, spl
     chunks = DocumentChunker(split_by="word", split_length=20, split_overlap=0).run(split.corpus)["documents"]
     store = open_document_store(location=":memory:", embedding_dim=32, progress_bar=False)
     EnsembleDocumentWriter(document_store=store).run(embedder.run(chunks)["documents"])
-    miner = _miner([tiny_model], document_store=store, on_missing="skip")
-    with pytest.raises(DataError, match="stored only as chunks.*--from-store"):
-        miner.run(queries=split.queries, positives=split.qrels)
+    parent = {c.id: c.meta["parent_id"] for c in chunks}
+    result = _miner([tiny_model], document_store=store, strategy="ensemble", num_negatives=2, guard_ratio=None).run(
+        queries=split.queries, positives=split.qrels)
+    assert result["report"]["skipped"]["unknown_judgements"] == 0
+    query_of = {text: q for q, text in split.queries.items()}
+    stored = {d.id: np.array(d.embedding) for d in store.filter_documents()}
+    text_embedder = EnsembleTextEmbedder(members=[tiny_model])
+    text_embedder.warm_up()
+    for row, provenance in zip(result["triplets"], result["provenance"]):
+        judged = split.qrels[query_of[row["query"]]]
+        # The positive is a chunk of a judged document: the one the ensemble scores highest for the query.
+        assert parent[provenance["positive_id"]] in judged
+        own = [c.id for c in chunks if c.meta["parent_id"] == parent[provenance["positive_id"]]]
+        query = np.array(text_embedder.run(row["query"])["embedding"])
+        assert provenance["positive_id"] == max(own, key=lambda c: stored[c] @ query)
+        # No negative is any chunk of a document judged relevant.
+        assert not {parent[n] for n in provenance["negative_ids"]} & {d for d, g in judged.items() if g > 0}
 
 
 def test_unknown_judgements_are_an_error_or_skipped_and_counted(tiny_model, split):

@@ -84,6 +84,25 @@ def test_a_query_stays_held_out_when_other_queries_come_and_go():
     assert set(split_by_query(rows, 0.25, seed=1)[1]["query"]) != held_out
 
 
+def test_held_out_queries_are_capped():
+    train, validation = split_by_query(separable_rows(), 0.25, seed=0, limit=5)
+    assert len(set(validation["query"])) == 5 and len(train) == 96 - 5
+    assert set(validation["query"]) <= set(split_by_query(separable_rows(), 0.25, seed=0)[1]["query"])
+
+
+def test_max_steps_and_a_time_budget_end_training_with_the_best_checkpoint(trainable_model, tmp_path):
+    rows = separable_rows()
+    # 72 training rows at batch 8: 9 steps an epoch, 27 for 3 epochs; max_steps cuts that to 4, with one evaluation.
+    report = train_cross_encoder(rows, _config(tmp_path, trainable_model, max_steps=4), progress_bar=False)
+    assert report["steps"] == 4 and report["best_checkpoint"] is not None
+    assert [h["step"] for h in report["history"] if "eval_validation_ndcg@10" in h] == [4]
+    # A budget of a few milliseconds ends the run after its first step, validated and saved.
+    timed = train_cross_encoder(rows, _config(tmp_path / "timed", trainable_model, max_minutes=1e-5),
+                                progress_bar=False)
+    assert timed["steps"] == 1 and timed["best_checkpoint"] is not None
+    assert (tmp_path / "timed" / "run" / "model" / "model.safetensors").is_file()
+
+
 class StopAfter(TrainerCallback):
     def __init__(self, step):
         self.step = step
@@ -299,9 +318,13 @@ def test_validation_on_first_stage_candidates_chooses_and_stores_the_fusion_weig
     # The first stage puts every positive third of three; the trained ranker puts it first.
     assert fusion["first_stage"]["mrr@10"] == pytest.approx(1 / 3)
     assert fusion["reranker_alone"]["ndcg@10"] == pytest.approx(1.0)
-    assert fusion["rule"] == "argmax" and fusion["best_alpha"] == fusion["argmax_alpha"] == 1.0
+    # Every weight that ranks all positives first ties; the tie goes to the smallest (nearest the first stage).
+    perfect_alphas = [float(a) for a, m in fusion["by_alpha"].items() if m["ndcg@10"] == pytest.approx(1.0)]
+    assert fusion["rule"] == "argmax" and fusion["best_alpha"] == fusion["argmax_alpha"] == min(perfect_alphas) > 0
+    assert fusion["fallback"] is None and fusion["informative_queries"] == 24
     stored = json.loads((tmp_path / "run" / "model" / "hardneg.json").read_text())
-    assert stored["fusion_alpha"] == 1.0 and stored["validation"]["ndcg@10"] == pytest.approx(1.0)
+    assert stored["fusion_alpha"] == fusion["best_alpha"] and stored["validation"]["ndcg@10"] == pytest.approx(1.0)
+    assert stored["informative_queries"] == 24 and stored["fallback"] is None
     assert "first stage 0.5" in (tmp_path / "run" / "model" / "README.md").read_text()
     # The one-standard-error rule, on the same scores: among the fusions as good as the re-ranker alone (all
     # perfect here), the one nearest equal weighting.
@@ -321,6 +344,11 @@ def test_validation_on_first_stage_candidates_chooses_and_stores_the_fusion_weig
         choose_fusion_alpha(qrels, first, ranker_scores, rule="best")
 
     ranker = CrossEncoderRanker(model=str(tmp_path / "run" / "model"))  # fusion_alpha="auto"
+    ranker.warm_up()
+    assert ranker.effective_fusion_alpha == fusion["best_alpha"]
+    stored["fusion_alpha"] = 1.0
+    (tmp_path / "run" / "model" / "hardneg.json").write_text(json.dumps(stored))
+    ranker = CrossEncoderRanker(model=str(tmp_path / "run" / "model"))
     ranker.warm_up()
     assert ranker.effective_fusion_alpha is None  # alpha 1.0 is the re-ranker alone
     stored["fusion_alpha"] = 0.3

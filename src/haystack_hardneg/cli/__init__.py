@@ -1,7 +1,8 @@
 """The ``haystack-hardneg`` command line: thin argument parsing over the same jobs the components call.
 
-One module per group of commands: ``retrieval`` (index, query, demo), ``learning`` (mine, train; their flags are
-generated from ``MiningConfig`` and ``TrainingConfig``), ``experiment``.
+One module per group of commands: ``retrieval`` (index, query, demo), ``prepare`` (documents and labels into a
+BEIR folder), ``learning`` (mine, train; their flags are generated from ``MiningConfig`` and ``TrainingConfig``),
+``experiment``.
 """
 
 from __future__ import annotations
@@ -11,15 +12,18 @@ import sys
 
 from haystack_hardneg.cli.experiment import add_experiment_parser
 from haystack_hardneg.cli.learning import add_mine_parser, add_train_parser
+from haystack_hardneg.cli.prepare import add_prepare_parser
 from haystack_hardneg.cli.retrieval import add_demo_parser, add_index_parser, add_query_parser
+from haystack_hardneg.ingest.beir import DataError
 from haystack_hardneg.options import ConfigError
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="haystack-hardneg", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     commands = parser.add_subparsers(dest="command", required=True)
-    for add in (add_index_parser, add_query_parser, add_mine_parser, add_train_parser, add_experiment_parser,
-                add_demo_parser):
+    for add in (add_index_parser, add_query_parser, add_prepare_parser, add_mine_parser, add_train_parser,
+                add_experiment_parser, add_demo_parser):
         add(commands)
     return parser
 
@@ -28,7 +32,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except ConfigError as error:
+    except (ConfigError, DataError, FileNotFoundError, ValueError) as error:
+        # Bad input (config, data, a missing file or model): one line saying what and where, exit code 2.
+        if args.debug:
+            raise
         print(f"haystack-hardneg {args.command}: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

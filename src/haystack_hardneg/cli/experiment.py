@@ -10,6 +10,7 @@ from pathlib import Path
 from haystack_hardneg.cli.retrieval import EXAMPLES
 from haystack_hardneg.experiment.config import ExperimentConfig
 from haystack_hardneg.experiment.interim import interim_report
+from haystack_hardneg.experiment.plan import format_plan
 from haystack_hardneg.experiment.portable import export_state, import_state
 from haystack_hardneg.experiment.runner import Experiment
 
@@ -27,6 +28,9 @@ def add_experiment_parser(commands) -> None:
                                  "with another seed into another --out to see how much of a difference is noise")
     experiment.add_argument("--strategies", nargs="+", metavar="NAME",
                             help="overrides the config's strategies (built-in names or the config's variants)")
+    experiment.add_argument("--plan", action="store_true",
+                            help="only print the plan: counts per stage and strategy, and each stage's estimated "
+                                 "time from a short warm-up of the models on this machine")
     experiment.add_argument("--interim-report", metavar="DIR",
                             help="only write the report of the strategies finished so far into DIR (works while "
                                  "the experiment runs; strategies run with other settings than the config's are "
@@ -79,6 +83,12 @@ def cmd_experiment(args: argparse.Namespace) -> int:
             print(f"{what.replace('_', ' ').capitalize()}: {', '.join(names) or 'none'}")
     print(f"Experiment {source} -> {config.resolved().out}")
     experiment = Experiment(config)
+    if args.plan:
+        try:
+            print(format_plan(experiment.plan()))
+        finally:
+            experiment.close()
+        return 0
     results = experiment.run()
     out = experiment.out
     print("\n" + (out / "results.md").read_text(encoding="utf-8"))

@@ -33,6 +33,9 @@ def add_mine_parser(commands) -> None:
     add_arguments(mine.add_argument_group("mining"), MiningConfig)
     mine.add_argument("--from-store", action="store_true", help="read document vectors from the Qdrant store")
     mine.add_argument("--skip-missing", action="store_true", help="drop and count judgements of unknown ids")
+    mine.add_argument("--min-relevance", type=int, default=1,
+                      help="the lowest grade that makes a judged document a positive (documents of any grade above 0 "
+                           "are never negatives)")
     mine.add_argument("--meta-field", action="append", help="meta fields before the text (default: title)")
     mine.add_argument("--separator", default=" ")
     mine.add_argument("--format", choices=["jsonl", "parquet"], default="jsonl")
@@ -66,16 +69,17 @@ def cmd_mine(args: argparse.Namespace) -> int:
     embedder = EnsembleTextEmbedder(members=settings["members"], combine=settings["combine"],
                                     cache_dir=settings["cache_dir"], progress_bar=True)
     configs = mining_configs(args, len(embedder.members), embedder.combine)
-    split = load_beir(args.data, args.split, on_missing=on_missing)
+    split = load_beir(args.data, args.split, on_missing=on_missing, min_relevance=args.min_relevance)
     store = open_store(args, embedder_dimension(embedder)) if args.from_store else None
     miner = ClusterNegativeMiner(text_embedder=embedder, document_store=store, mining=next(iter(configs.values())),
                                  meta_fields_to_embed=args.meta_field or ["title"],
-                                 embedding_separator=args.separator, on_missing=on_missing)
+                                 embedding_separator=args.separator, on_missing=on_missing,
+                                 min_relevance=args.min_relevance)
     miner.warm_up()
     data, stats = miner.mining_data(split.queries, split.qrels, None if args.from_store else split.corpus)
     # load_beir already validated the split; count what it and the miner's own validation left out.
+    stats.add(split.stats)
     skipped = skipped_when_loading(stats)
-    skipped["queries_without_positives"] += len(split.stats.queries_without_positives)
     out = Path(args.out)
     if args.candidates_k:
         write_candidates(out / "candidates.jsonl", first_stage_candidates(data, args.candidates_k))

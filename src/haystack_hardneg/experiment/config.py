@@ -10,6 +10,7 @@ from typing import Any
 from haystack_hardneg.defaults import DEFAULT_CACHE_DIR, expand
 from haystack_hardneg.embed.ensemble import MemberSpec
 from haystack_hardneg.evaluate.selection import FUSION_RULES
+from haystack_hardneg.ingest.beir import BeirSplit, load_beir
 from haystack_hardneg.mine.config import STRATEGIES, MiningConfig, check_fits_ensemble
 from haystack_hardneg.options import ConfigError, from_mapping
 from haystack_hardneg.train.config import TrainingConfig
@@ -38,6 +39,11 @@ class ExperimentConfig:
         None}}``; each is mined, trained and reported like a built-in strategy.
     :param training: TrainingConfig options; ``base_model`` is required.
     :param max_train_queries: train on at most this many training queries (a budget; ``None``: all).
+    :param min_relevance: the lowest grade that makes a judged document a positive to train on (graded data sets:
+        e.g. 2 to train on the clearly relevant only); every grade counts in nDCG, and no document judged relevant
+        at any grade is ever a negative.
+    :param on_missing: judgements naming a query or document the data lacks: ``error`` (stop and list them) or
+        ``skip`` (drop them; the report counts them).
     :param significance: ``student`` (paired t-test) or ``fisher`` (randomisation test).
     :param fusion_rule: how each re-ranker's fusion weight is chosen on its validation slice: ``argmax`` (the best
         weight) or ``one_se`` (within one standard error of the best, the closest to 0.5; see
@@ -63,6 +69,8 @@ class ExperimentConfig:
     mining: dict[str, Any] = field(default_factory=dict)
     variants: dict[str, dict[str, Any]] = field(default_factory=dict)
     max_train_queries: int | None = None
+    min_relevance: int = 1
+    on_missing: str = "error"
     significance: str = "student"
     fusion_rule: str = "argmax"
     seed: int = 0
@@ -101,6 +109,10 @@ class ExperimentConfig:
         self.training_config(output_dir="", strategy="", data_description="")
 
     def _check_settings(self) -> None:
+        if self.on_missing not in ("error", "skip"):
+            raise ConfigError(f"on_missing must be 'error' or 'skip', got {self.on_missing!r}.")
+        if not isinstance(self.min_relevance, int) or isinstance(self.min_relevance, bool) or self.min_relevance < 1:
+            raise ConfigError(f"min_relevance must be a whole number >= 1, got {self.min_relevance!r}.")
         if self.significance not in ("student", "fisher"):
             raise ConfigError("significance must be 'student' or 'fisher'.")
         if self.fusion_rule not in FUSION_RULES:
@@ -123,6 +135,13 @@ class ExperimentConfig:
             if unknown or not (weight == "auto" or 0.0 <= float(weight) <= 1.0):
                 raise ConfigError("lexical takes language (a Snowball stemmer language or null) and weight "
                                   "('auto' or 0..1).")
+
+    def load_splits(self) -> dict[str, BeirSplit]:
+        """The test and the training split, validated with the config's on-missing policy; a training query needs a
+        judgement of at least ``min_relevance``, a test query any relevant one (test metrics use every grade)."""
+        return {"test": load_beir(self.data, self.test_split, on_missing=self.on_missing),
+                "train": load_beir(self.data, self.train_split, on_missing=self.on_missing,
+                                   min_relevance=self.min_relevance)}
 
     def mining_config(self, name: str) -> MiningConfig:
         """The typed mining settings of a strategy or variant: ``mining:``, the variant's own options, the seed."""

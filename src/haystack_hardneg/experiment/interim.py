@@ -12,7 +12,6 @@ from haystack_hardneg.experiment.config import ExperimentConfig
 from haystack_hardneg.experiment.keys import expected_keys
 from haystack_hardneg.experiment.report import write_report
 from haystack_hardneg.files import atomic_write_text
-from haystack_hardneg.ingest.beir import load_beir
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +30,8 @@ def interim_report(config: ExperimentConfig, dest: str | Path) -> dict[str, Any]
     dest = Path(dest)
     if dest.resolve() == out.resolve():
         raise ValueError("Write an interim report into another folder than the running experiment's.")
-    test_split, train_split = load_beir(config.data, config.test_split), load_beir(config.data, config.train_split)
+    splits = config.load_splits()
+    test_split, train_split = splits["test"], splits["train"]
     # The re-ranking key chains every upstream key, but the report also reads the first stage's and the trainings'
     # own files, which a later run with other settings may have rewritten without reaching the downstream records.
     keys = expected_keys(replace(config, strategies=finished), test_split, train_split)
@@ -51,7 +51,7 @@ def interim_report(config: ExperimentConfig, dest: str | Path) -> dict[str, Any]
         raise ValueError(f"Every finished strategy of {out} ({', '.join(stale)}) was run with other settings than "
                          f"this config's: run the experiment again first.")
     dest.mkdir(parents=True, exist_ok=True)
-    results = write_report(out, replace(config, strategies=current), test_split, records, dest=dest)
+    results = write_report(out, replace(config, strategies=current), splits, records, dest=dest)
     results["finished_strategies"] = current
     results["stale_strategies"] = stale
     atomic_write_text(dest / "results.json", json.dumps(results, indent=2))

@@ -10,7 +10,7 @@ from typing import Any
 
 from haystack_hardneg.experiment.config import ExperimentConfig
 from haystack_hardneg.experiment.stages import file_fingerprint, folder_fingerprint, stage_key
-from haystack_hardneg.train.config import TrainingConfig
+from haystack_hardneg.train.config import KEYED_WHEN_SET, TrainingConfig
 from haystack_hardneg.train.heads import resolve_head
 from haystack_hardneg.train.validation import VALIDATION_SPLIT
 
@@ -59,9 +59,14 @@ def lexical_index_key(c: ExperimentConfig, data_key: str) -> str | None:
                      language=c.lexical.get("language", "english"))
 
 
+def _graded(c: ExperimentConfig) -> dict[str, Any]:
+    """``min_relevance`` where it is not the default, so that the keys of runs made before it existed still hold."""
+    return {"min_relevance": c.min_relevance} if c.min_relevance != 1 else {}
+
+
 def first_stage_key(c: ExperimentConfig, index: str, lexical: str | None, splits: dict[str, Any]) -> str:
     return stage_key(index=index, lexical=lexical, retrieve_k=c.retrieve_k, splits=sorted(splits),
-                     queries={name: sorted(split.qrels) for name, split in splits.items()})
+                     queries={name: sorted(split.qrels) for name, split in splits.items()}, **_graded(c))
 
 
 def hybrid_key(c: ExperimentConfig, first_stage: str, train_split) -> str:
@@ -74,13 +79,15 @@ def mine_key(c: ExperimentConfig, index: str, name: str, train_split) -> str:
     # Only the options a variant sets differ from the mining section, so a built-in strategy's key does not
     # depend on which variants the config also defines.
     return stage_key(index=index, mining={"seed": c.seed, **c.mining, **overrides}, strategy=strategy,
-                     queries=training_query_ids(c, train_split))
+                     queries=training_query_ids(c, train_split), **_graded(c))
 
 
 def training_options(c: ExperimentConfig) -> dict[str, Any]:
     """Every training option with its default filled in, so that a changed default retrains too (the stage sets
     the output folder, strategy and description itself; the seed is keyed apart)."""
-    options = {k: v for k, v in asdict(TrainingConfig(output_dir="", **c.training)).items() if k != "output_dir"}
+    defaults = asdict(TrainingConfig(base_model="", output_dir=""))
+    options = {k: v for k, v in asdict(TrainingConfig(output_dir="", **c.training)).items()
+               if k != "output_dir" and not (k in KEYED_WHEN_SET and v == defaults[k])}
     head = resolve_head(options["base_model"], options["head"])
     if head != "mean":  # what head "auto" became; named only when it is not the default mean head
         options["resolved_head"] = head

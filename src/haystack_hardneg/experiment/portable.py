@@ -22,7 +22,7 @@ from haystack_hardneg.experiment.config import ExperimentConfig
 from haystack_hardneg.experiment.keys import MODELS_FILE, expected_keys, model_fingerprints
 from haystack_hardneg.experiment.stages import StageCache
 from haystack_hardneg.files import atomic_directory, atomic_write_bytes, atomic_write_text, jsonl_text
-from haystack_hardneg.ingest.beir import load_beir, load_queries
+from haystack_hardneg.ingest.beir import load_queries
 from haystack_hardneg.ingest.text import document_text
 from haystack_hardneg.mine.config import STRATEGIES
 from haystack_hardneg.pipelines import prepared_documents, whole_document_chunker
@@ -196,7 +196,8 @@ def import_state(config: ExperimentConfig, source: str | Path) -> dict[str, list
     # Every strategy the state has that this config can name: --strategies decides what runs, not what is imported.
     names = [n.split("/", 1)[1] for n in state["stages"] if n.startswith(("mine/", "train/", "rerank/"))]
     known = [n for n in dict.fromkeys(names) if n in STRATEGIES or n in config.variants]
-    test_split, train_split = load_beir(config.data, config.test_split), load_beir(config.data, config.train_split)
+    splits = config.load_splits()
+    test_split, train_split = splits["test"], splits["train"]
     keys = expected_keys(replace(config, strategies=list(dict.fromkeys([*config.strategies, *known]))),
                          test_split, train_split)
     changed = {p: (state["models"][p], now) for p, now in model_fingerprints(config).items()

@@ -9,10 +9,12 @@ from typing import Any
 import numpy as np
 
 from haystack_hardneg.evaluate.metrics import DEFAULT_METRICS, evaluate_run
-from haystack_hardneg.evaluate.selection import choose_fusion_alpha
+from haystack_hardneg.evaluate.selection import MIN_INFORMATIVE_QUERIES, choose_fusion_alpha
 from haystack_hardneg.evaluate.significance import bootstrap_ci, holm_adjusted, paired_test_on_values
 from haystack_hardneg.evaluate.subsets import split_by_document_length
+from haystack_hardneg.experiment.plan import PLAN_ESTIMATES
 from haystack_hardneg.files import atomic_save_figure, atomic_write_text, read_jsonl
+from haystack_hardneg.mine.candidates import record_qrels
 from haystack_hardneg.rank.fusion import fuse_scores
 
 TESTED_METRICS = ("ndcg@10", "mrr@10")
@@ -36,7 +38,8 @@ def _scores(records: list[dict[str, Any]], field: str = "candidates") -> dict[st
     return {r["query_id"]: {c["id"]: c["score"] for c in r.get(field, [])} for r in records}
 
 
-def system_runs(out: Path, strategies: list[str], fusion_rule: str = "argmax"
+def system_runs(out: Path, strategies: list[str], fusion_rule: str = "argmax",
+                min_queries: int = MIN_INFORMATIVE_QUERIES
                 ) -> tuple[dict[str, dict], dict[str, dict[str, Any]], dict[str, Any]]:
     """Every system's run (query id -> {doc id: score}); per strategy, the fusion weight chosen (by
     ``fusion_rule``) on its held-out training queries, re-ranked from the same first stage, and what its training
@@ -51,13 +54,14 @@ def system_runs(out: Path, strategies: list[str], fusion_rule: str = "argmax"
         runs[DENSE_ONLY] = _scores(lists, "dense")
         runs[LEXICAL_ONLY] = _scores(lists, "lexical")
     train_first = _scores(train_records)
-    train_qrels = {r["query_id"]: {d: 1 for d in r["positive_ids"]} for r in train_records}
+    train_qrels = {r["query_id"]: record_qrels(r) for r in train_records}
     chosen: dict[str, dict[str, Any]] = {}
     validation_runs: dict[str, dict] = {}
     for strategy in strategies:
         scores = json.loads((out / "rerank" / f"{strategy}.json").read_text())
         training = json.loads((out / "train" / strategy / "training_report.json").read_text())
-        sweep = (choose_fusion_alpha(train_qrels, train_first, scores["validation"], rule=fusion_rule)
+        sweep = (choose_fusion_alpha(train_qrels, train_first, scores["validation"], rule=fusion_rule,
+                                     min_queries=min_queries)
                  if scores["validation"] else None)
         alpha = sweep["best_alpha"] if sweep else None
         chosen[strategy] = {"fusion_alpha": alpha, "validation": sweep or {}, "ms_per_query": scores["ms_per_query"],
@@ -187,6 +191,20 @@ def _p(comparison: dict[str, float]) -> str:
     return f"{comparison['difference']:+.3f} (p={comparison['p_value']:.2g}{holm})"
 
 
+def _plan_estimates(out: Path) -> dict[str, float]:
+    """Each stage's estimate, from the plan made before it ran (experiment/plan.py)."""
+    path = Path(out) / PLAN_ESTIMATES
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+def _left_out_line(results: dict[str, Any]) -> list[str]:
+    """One sentence on the judgements and queries loading left out, when it left any."""
+    parts = [f"{split}: {counts['unknown_judgements']} judgement(s) of unknown queries or documents, "
+             f"{counts['queries_without_positives']} query(ies) without a positive"
+             for split, counts in results.get("left_out_when_loading", {}).items() if any(counts.values())]
+    return ["", "Left out when loading the data: " + "; ".join(parts) + "."] if parts else []
+
+
 def markdown(results: dict[str, Any]) -> str:
     systems = results["systems"]
     recall = f"recall@{results['retrieve_k']}"
@@ -194,7 +212,7 @@ def markdown(results: dict[str, Any]) -> str:
              f"{results['test_queries']} test queries; first stage: {results['first_stage']}; re-rankers re-score "
              f"its top {results['rerank_k']}. 95% bootstrap intervals in brackets; {results['test']} "
              f"(two-sided) on nDCG@10, with the p-value adjusted by Holm's method over the table's "
-             f"{_tests_in(systems)} tests.", "",
+             f"{_tests_in(systems)} tests.", *_left_out_line(results), "",
              f"| system | nDCG@10 | MRR@10 | P@1 | P@5 | P@10 | R@{results['retrieve_k']} | vs first stage "
              f"| vs random negatives | vs BM25 negatives |",
              "|---|---|---|---|---|---|---|---|---|---|"]
@@ -241,9 +259,13 @@ def markdown(results: dict[str, Any]) -> str:
                      f"{first if first is None else f'{first:.4f}'} | {alone if alone is None else f'{alone:.4f}'} | "
                      f"{chosen['fusion_alpha']} | {best if best is None else f'{best:.4f}'} | "
                      f"{chosen['ms_per_query']:.0f} |")
-    lines += ["", "## Stages", "", "| stage | seconds |", "|---|---|"]
+    lines += [f"\n**Warning ({strategy})**: {chosen['validation']['fallback']}; its fused row is the first stage."
+              for strategy, chosen in results["rerankers"].items() if (chosen["validation"] or {}).get("fallback")]
+    estimates = results.get("plan_estimate_seconds") or {}
+    lines += ["", "## Stages (measured; the plan's estimate from its warm-up before the run)", "",
+              "| stage | seconds | estimated |", "|---|---|---|"]
     imported = set(results.get("stages_imported", []))
-    lines += [f"| {name} | {seconds}{' (imported)' if name in imported else ''} |"
+    lines += [f"| {name} | {seconds}{' (imported)' if name in imported else ''} | {estimates.get(name, '')} |"
               for name, seconds in results["stage_seconds"].items()]
     lines += ["", "Charts: `chart_ndcg.png`, `chart_long_short.png`. Per-query values: `per_query.json`."]
     return "\n".join(lines) + "\n"
@@ -297,11 +319,14 @@ def charts(results: dict[str, Any], out: Path) -> list[Path]:
     return paths
 
 
-def write_report(out: Path, config, test_split, stage_records: dict[str, dict], dest: Path | None = None
+def write_report(out: Path, config, splits: dict[str, Any], stage_records: dict[str, dict], dest: Path | None = None
                  ) -> dict[str, Any]:
-    """Evaluate the systems whose stages are in ``out`` and write the report files into ``dest`` (``out``)."""
+    """Evaluate the systems whose stages are in ``out`` on the test split of ``splits`` and write the report files
+    into ``dest`` (``out``); what loading each split left out is counted in it."""
+    test_split = splits["test"]
     dest = Path(dest or out)
-    runs, chosen, validation = system_runs(out, config.strategies, config.fusion_rule)
+    min_queries = config.training_config(output_dir="", strategy="", data_description="").min_validation_queries
+    runs, chosen, validation = system_runs(out, config.strategies, config.fusion_rule, min_queries)
     systems = evaluate_systems(test_split.qrels, runs, test=config.significance, depth=config.retrieve_k)
     groups, median = split_by_document_length(test_split.qrels, document_lengths(test_split))
     members = " + ".join(Path(m["model"]).name for m in config.members)
@@ -331,6 +356,10 @@ def write_report(out: Path, config, test_split, stage_records: dict[str, dict], 
                           or name.split("/", 1)[1] in config.strategies},
         # Stages computed elsewhere and carried here (portable.py): their seconds are the other machine's.
         "stages_imported": sorted(name for name, record in stage_records.items() if "imported_from" in record),
+        "plan_estimate_seconds": _plan_estimates(out),
+        "left_out_when_loading": {name: {"queries_without_positives": len(split.stats.queries_without_positives),
+                                         "unknown_judgements": split.stats.unknown_judgements}
+                                  for name, split in splits.items()},
     }
     atomic_write_text(dest / "per_query.json", json.dumps({n: e["per_query"] for n, e in systems.items()}))
     atomic_write_text(dest / "results.md", markdown(results))

@@ -29,14 +29,14 @@ from haystack_hardneg.experiment import keys as K
 from haystack_hardneg.experiment.config import ExperimentConfig
 from haystack_hardneg.experiment.environment import machine, versions
 from haystack_hardneg.experiment.first_stage import choose_lexical_weight, hybrid_candidates, retrieve_lists
+from haystack_hardneg.experiment.plan import PLAN_ESTIMATES, format_plan, make_plan
 from haystack_hardneg.experiment.report import write_report
 from haystack_hardneg.experiment.stages import StageCache
 from haystack_hardneg.files import atomic_write_text, jsonl_text, read_jsonl
-from haystack_hardneg.ingest.beir import load_beir
 from haystack_hardneg.mine.component import ClusterNegativeMiner, skipped_when_loading
 from haystack_hardneg.mine.job import mine_into
 from haystack_hardneg.mine.triplets import load_triplets
-from haystack_hardneg.pipelines import (build_lexical_indexing_pipeline, build_query_pipeline,
+from haystack_hardneg.pipelines import (build_lexical_indexing_pipeline,
                                        whole_document_chunker)
 from haystack_hardneg.rank.job import rerank_records
 from haystack_hardneg.train.trainer import train_cross_encoder
@@ -143,13 +143,14 @@ class Experiment:
         c = self.config
 
         def compute() -> None:
-            dense = build_query_pipeline(self.text_embedder(), self.store(), top_k=c.retrieve_k)
             lexical = None
             if lexical_key is not None:
                 lexical = LexicalRetriever(index_path=str(self.out / "bm25"), top_k=c.retrieve_k)
                 lexical.warm_up()
             for name, split in splits.items():
-                records = retrieve_lists(split, dense, lexical, meta_fields=c.meta_fields, separator=c.separator,
+                records = retrieve_lists(split, self.text_embedder(), self.store(), lexical, c.retrieve_k,
+                                         meta_fields=c.meta_fields, separator=c.separator,
+                                         min_relevance=c.min_relevance if name == "train" else 1,
                                          desc=f"First stage ({name})", progress_bar=self.progress_bar)
                 atomic_write_text(self.out / "first_stage" / f"{name}_lists.jsonl", jsonl_text(records))
 
@@ -194,9 +195,11 @@ class Experiment:
             return keys
         miner = ClusterNegativeMiner(text_embedder=self.text_embedder(), document_store=self.store(),
                                      mining=c.mining_config(c.strategies[0]), meta_fields_to_embed=c.meta_fields,
+                                     on_missing=c.on_missing, min_relevance=c.min_relevance,
                                      embedding_separator=c.separator, progress_bar=self.progress_bar)
         miner.warm_up()
         data, stats = miner.mining_data(*self.training_queries(train_split))
+        stats.add(train_split.stats)  # what loading the split left out, before the miner saw it
         for name in c.strategies:
             strategy, overrides = c.mining_for(name)
             extra = {"variant": name, "variant_options": overrides} if name != strategy else None
@@ -282,13 +285,30 @@ class Experiment:
         hybrid = self.hybrid(self.first_stage(index, lexical, splits), train_split)
         return hybrid, self.mine(index, train_split)
 
+    def plan(self, splits: dict[str, Any] | None = None, *, measured: bool = True) -> dict[str, Any]:
+        """The counts and, with ``measured``, each stage's estimated seconds (stages already done here: 0)."""
+        splits = splits or self.config.load_splits()
+        expected = K.expected_keys(self.config, splits["test"], splits["train"])
+        done = {name for name, key in expected.items() if key is not None and self.cache.is_done(name, key)}
+        done |= {name for name in expected if name.startswith("lexical") and expected[name] is None}
+        return make_plan(self.config, splits, done, measured=measured)
+
     def _run(self) -> dict[str, Any]:
         c = self.config
         started = time.perf_counter()
         atomic_write_text(self.out / "config.json", json.dumps(asdict(c), indent=2))
         atomic_write_text(self.out / "environment.json", json.dumps({"versions": versions(), "machine": machine()},
                                                                     indent=2))
-        splits = {"test": load_beir(c.data, c.test_split), "train": load_beir(c.data, c.train_split)}
+        splits = c.load_splits()
+        plan = self.plan(splits)
+        atomic_write_text(self.out / "plan.json", json.dumps(plan, indent=2))
+        # Each stage's estimate from the run that computed it, for the report to set beside its measured time.
+        estimates = self.out / PLAN_ESTIMATES
+        known = json.loads(estimates.read_text(encoding="utf-8")) if estimates.is_file() else {}
+        known.update({k: v for k, v in plan["estimate_seconds"].items() if k not in plan["done"]})
+        atomic_write_text(estimates, json.dumps(known, indent=2))
+        if self.progress_bar:
+            print(format_plan(plan), flush=True)
         hybrid, mine_keys = self._upstream(splits)
         # Training and re-ranking need neither the store (local mode holds a lock) nor the embedding models.
         self._close_store()
@@ -302,7 +322,7 @@ class Experiment:
                 self.cache.reused.extend([f"train/{strategy}", f"rerank/{strategy}"])
                 continue
             self.rerank(strategy, hybrid, self.train(strategy, mine_keys[strategy], hybrid))
-        results = write_report(self.out, c, splits["test"], self.cache.records)
+        results = write_report(self.out, c, splits, self.cache.records)
         results["wall_seconds_this_run"] = round(time.perf_counter() - started, 1)
         results["stages_ran"], results["stages_reused"] = self.cache.ran, self.cache.reused
         atomic_write_text(self.out / "results.json", json.dumps(results, indent=2))

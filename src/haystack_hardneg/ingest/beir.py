@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +58,13 @@ class LoadStats:
     queries_without_positives: list[str] = field(default_factory=list)
     missing_documents: list[tuple[str, str]] = field(default_factory=list)
     missing_queries: list[str] = field(default_factory=list)
+    unknown_judgements: int = 0  # judgements dropped because their query or document is unknown
+
+    def add(self, other: "LoadStats") -> None:
+        """Count what another validation of the same data left out too (e.g. the CLI's, then the miner's)."""
+        for name in ("empty_documents", "queries_without_positives", "missing_documents", "missing_queries"):
+            getattr(self, name).extend(getattr(other, name))
+        self.unknown_judgements += other.unknown_judgements
 
 
 def load_corpus(path: str | Path, stats: LoadStats | None = None) -> list[Document]:
@@ -122,11 +130,21 @@ def load_qrels(path: str | Path) -> Qrels:
             query_id, doc_id, score = row[0].strip(), row[1].strip(), row[-1].strip()
             if not query_id or not doc_id:
                 raise DataError(f"{path}:{number}: empty query or document id.")
-            try:
-                qrels.setdefault(query_id, {})[doc_id] = int(float(score))
-            except ValueError as error:
-                raise DataError(f"{path}:{number}: score {score!r} is not a number.") from error
+            qrels.setdefault(query_id, {})[doc_id] = parse_grade(score, f"{path}:{number}")
     return qrels
+
+
+def parse_grade(value: object, where: str) -> int:
+    """A relevance grade as an integer (``2``, ``"1"``, ``"1.0"``); anything else is a DataError naming ``where``."""
+    try:
+        grade = float(value)
+    except (TypeError, ValueError):
+        raise DataError(f"{where}: grade {value!r} is not a number; give an integer relevance grade "
+                        f"(0 = not relevant, 1, 2, ... = more relevant).") from None
+    if not math.isfinite(grade) or grade != int(grade):
+        raise DataError(f"{where}: grade {value!r} is not a whole finite number; give an integer relevance grade "
+                        f"(0 = not relevant, 1, 2, ... = more relevant).")
+    return int(grade)
 
 
 def validate_qrels(
@@ -136,13 +154,17 @@ def validate_qrels(
     *,
     on_missing: OnMissing = "error",
     stats: LoadStats | None = None,
+    min_relevance: int = 1,
 ) -> Qrels:
-    """Qrels restricted to known queries and documents, with only queries that have a positive (score > 0).
+    """Qrels restricted to known queries and documents, with only queries that have a positive (a grade of at
+    least ``min_relevance``); the grades are kept as they are.
 
     With ``on_missing="error"`` a judgement naming an unknown query or document is an error listing
     examples; with ``"skip"`` it is dropped and counted. Queries without any positive are always
     dropped and counted: there is nothing to learn or measure from them.
     """
+    if min_relevance < 1:
+        raise ValueError(f"min_relevance must be >= 1 (a grade of 0 means not relevant), got {min_relevance}.")
     stats = stats if stats is not None else LoadStats()
     missing_queries = sorted(q for q in qrels if q not in queries)
     missing_docs = sorted((q, d) for q, judged in qrels.items() for d in judged if d not in document_ids)
@@ -154,16 +176,19 @@ def validate_qrels(
             parts.append(f"{len(missing_docs)} judgement(s) of unknown documents, e.g. {missing_docs[:5]}")
         raise DataError(
             "The relevance judgements name data that is not loaded: " + "; ".join(parts)
-            + ". Fix the data, or pass on_missing='skip' (CLI: --skip-missing) to drop and count them."
+            + ". Fix the data, or drop and count them: on_missing='skip' (mine: --skip-missing; experiment "
+            "config: on_missing: skip)."
         )
     stats.missing_queries.extend(missing_queries)
     stats.missing_documents.extend(missing_docs)
     cleaned: Qrels = {}
     for query_id, judged in qrels.items():
         if query_id not in queries:
+            stats.unknown_judgements += len(judged)
             continue
         kept = {d: s for d, s in judged.items() if d in document_ids}
-        if not any(s > 0 for s in kept.values()):
+        stats.unknown_judgements += len(judged) - len(kept)
+        if not any(s >= min_relevance for s in kept.values()):
             stats.queries_without_positives.append(query_id)
             continue
         cleaned[query_id] = kept
@@ -183,13 +208,16 @@ class BeirSplit:
     stats: LoadStats
 
 
-def load_beir(folder: str | Path, split: str = "test", *, on_missing: OnMissing = "error") -> BeirSplit:
-    """Corpus, the split's queries (only those judged in ``qrels/<split>.tsv``) and validated qrels."""
+def load_beir(folder: str | Path, split: str = "test", *, on_missing: OnMissing = "error",
+              min_relevance: int = 1) -> BeirSplit:
+    """Corpus, the split's queries (only those with a judgement of at least ``min_relevance`` in
+    ``qrels/<split>.tsv``) and validated qrels (every grade kept)."""
     folder = Path(folder)
     stats = LoadStats()
     corpus = load_corpus(folder / "corpus.jsonl", stats)
     all_queries = load_queries(folder / "queries.jsonl")
     raw_qrels = load_qrels(folder / "qrels" / f"{split}.tsv")
-    qrels = validate_qrels(raw_qrels, all_queries, {d.id for d in corpus}, on_missing=on_missing, stats=stats)
+    qrels = validate_qrels(raw_qrels, all_queries, {d.id for d in corpus}, on_missing=on_missing, stats=stats,
+                           min_relevance=min_relevance)
     queries = {q: all_queries[q] for q in qrels}
     return BeirSplit(corpus=corpus, queries=queries, qrels=qrels, stats=stats)

@@ -17,18 +17,37 @@ from haystack_hardneg.ingest.split import SPLIT_UNITS, SplitUnit, split_text, to
 logger = logging.getLogger(__name__)
 
 
+# Files a folder is read for; a BEIR folder (with corpus.jsonl) is read as one corpus.
+FOLDER_SUFFIXES = (".html", ".htm", ".xhtml", ".jsonl")
+
+
 def _is_url(source: Any) -> bool:
     return isinstance(source, str) and source.startswith(("http://", "https://"))
+
+
+def expand_folders(sources: list[Any]) -> list[Any]:
+    """Each folder (other than a BEIR folder) replaced by the files in it and below it, sorted; other sources kept."""
+    expanded: list[Any] = []
+    for source in sources:
+        path = Path(source) if isinstance(source, (str, Path)) and not _is_url(source) else None
+        if path is not None and path.is_dir() and not (path / "corpus.jsonl").is_file():
+            expanded.extend(str(p) for p in sorted(path.rglob("*")) if p.is_file() and not p.name.startswith("."))
+        else:
+            expanded.append(source)
+    return expanded
 
 
 @component
 class CorpusConverter:
     """
-    Turns sources into Documents: web pages by URL, HTML files, and JSONL / BEIR corpora.
+    Turns sources into Documents: web pages by URL, HTML files, folders of them, and JSONL / BEIR corpora.
 
-    HTML is reduced to its main text by trafilatura (navigation, footers and other boilerplate removed).
-    A source that fails (unreachable URL, binary content, a page without main text, a missing file) is
-    reported in ``failures`` with the reason, and every other source is still converted.
+    HTML is reduced to its main text by trafilatura (navigation, footers and other boilerplate removed). A page's
+    Document id is its URL or its file path as given (a folder's files: the folder path joined with the file's
+    path inside it), so that labels can name it; JSONL and BEIR documents keep their own ids.
+    A source that fails (unreachable URL, binary content, a page without main text, a missing file, a file of
+    a folder that is neither HTML nor JSONL) is reported in ``failures`` with the reason, and every other source
+    is still converted.
 
     Usage example:
     ```python
@@ -52,6 +71,7 @@ class CorpusConverter:
         self.timeout = timeout
         self.retry_attempts = retry_attempts
         self._fetcher = LinkContentFetcher(raise_on_failure=True, timeout=timeout, retry_attempts=retry_attempts)
+        self._folder_files: set[str] = set()
 
     def to_dict(self) -> dict[str, Any]:
         return default_to_dict(self, min_words=self.min_words, timeout=self.timeout, retry_attempts=self.retry_attempts)
@@ -65,7 +85,10 @@ class CorpusConverter:
         page_meta = {"source": source, **meta}
         if page.title:
             page_meta.setdefault("title", page.title)
-        return Document(content=page.text, meta=page_meta)
+        # The source names the page for people (labels, results); bytes without a name get a content hash.
+        if source == "<bytes>":
+            return Document(content=page.text, meta=page_meta)
+        return Document(id=source, content=page.text, meta=page_meta)
 
     def _convert(self, source: str | Path | ByteStream) -> list[Document]:
         if isinstance(source, ByteStream):
@@ -74,24 +97,34 @@ class CorpusConverter:
         if _is_url(source):
             stream = self._fetcher.run(urls=[str(source)])["streams"][0]
             return [self._page_document(stream.data, str(source), {"content_type": stream.mime_type})]
+        if isinstance(source, str) and "://" in source:
+            raise ValueError(f"unsupported URL scheme in {source}: give http(s) URLs, or download the page and "
+                             f"give its file")
         path = Path(source)
         if path.is_dir() and (path / "corpus.jsonl").is_file():
             path = path / "corpus.jsonl"
         if path.suffix == ".jsonl":
             return [replace(d, meta={"source": str(path), **d.meta}) for d in load_corpus(path)]
         if not path.is_file():
-            raise FileNotFoundError(f"no such file: {path}")
+            raise FileNotFoundError(f"no such file or folder: {path}")
+        if self._from_folder(path) and path.suffix.lower() not in FOLDER_SUFFIXES:
+            raise ValueError(f"not read from its folder: only {', '.join(FOLDER_SUFFIXES)} files are")
         return [self._page_document(path.read_bytes(), str(path), {"file_path": str(path)})]
+
+    def _from_folder(self, path: Path) -> bool:
+        return str(path) in self._folder_files
 
     @component.output_types(documents=list[Document], failures=list[dict[str, str]])
     def run(self, sources: list[str | Path | ByteStream]) -> dict[str, Any]:
         """
-        :param sources: URLs, paths of HTML or JSONL files, BEIR folders, or ByteStreams of HTML.
+        :param sources: URLs, paths of HTML or JSONL files, folders of them, BEIR folders, or ByteStreams of HTML.
         :returns: ``documents``: the converted Documents; ``failures``: ``{"source", "error"}`` per failed source.
         """
         documents: list[Document] = []
         failures: list[dict[str, str]] = []
-        for source in sources:
+        expanded = expand_folders(list(sources))
+        self._folder_files = {str(s) for s in expanded} - {str(s) for s in sources}
+        for source in expanded:
             try:
                 documents.extend(self._convert(source))
             except Exception as error:  # one bad source must not stop the others; each failure is reported

@@ -17,7 +17,8 @@ from haystack_hardneg.files import atomic_write_text, jsonl_text, read_jsonl
 
 
 def first_stage_candidates(data: MiningData, k: int = 30) -> list[dict[str, Any]]:
-    """Per query: its text, relevant ids and the ensemble's top-``k`` documents (id, text, score), best first."""
+    """Per query: its text, its positives' ids, every judged document's grade (``relevance``) and the ensemble's
+    top-``k`` documents (id, text, score), best first."""
     indices, scores = top_k(data.query_vectors, data.doc_vectors, k)
     records = []
     for row, query_id in enumerate(data.query_ids):
@@ -26,9 +27,16 @@ def first_stage_candidates(data: MiningData, k: int = 30) -> list[dict[str, Any]
             "query_id": query_id,
             "query": data.query_texts[row],
             "positive_ids": list(data.positives.get(query_id, [])),
+            "relevance": dict((data.relevant or {}).get(query_id) or dict.fromkeys(data.positives.get(query_id, []), 1)),
             "candidates": [{"id": data.doc_ids[i], "text": data.doc_texts[i], "score": s} for i, s in found],
         })
     return records
+
+
+def record_qrels(record: dict[str, Any]) -> dict[str, int]:
+    """A candidate record's judgements as {document id: grade}: its graded ``relevance`` where it has one, else its
+    ``positive_ids`` at grade 1 (files written before grades were kept)."""
+    return dict(record.get("relevance") or dict.fromkeys(record["positive_ids"], 1))
 
 
 def write_candidates(path: str | Path, records: list[dict[str, Any]]) -> Path:

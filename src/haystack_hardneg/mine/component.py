@@ -11,11 +11,11 @@ from haystack_integrations.document_stores.qdrant import QdrantDocumentStore
 from haystack_hardneg.embed.components import ENSEMBLE_META_KEY, EnsembleTextEmbedder
 from haystack_hardneg.embed.ensemble import normalized_weights
 from haystack_hardneg.ingest.text import document_text
-from haystack_hardneg.ingest.beir import DataError, LoadStats, OnMissing, validate_qrels
+from haystack_hardneg.ingest.beir import DataError, LoadStats, OnMissing, parse_grade, validate_qrels
 from haystack_hardneg.mine.candidates import first_stage_candidates
 from haystack_hardneg.mine.config import STRATEGIES, MiningConfig, check_fits_ensemble
 from haystack_hardneg.mine.job import mine
-from haystack_hardneg.mine.data import MiningData
+from haystack_hardneg.mine.data import MiningData, positives_by_chunk
 from haystack_hardneg.options import as_config, to_mapping
 from haystack_hardneg.mine.triplets import provenance_rows, triplet_rows
 from haystack_hardneg.store.vectors import read_stored_vectors
@@ -26,21 +26,7 @@ logger = logging.getLogger(__name__)
 def skipped_when_loading(stats: LoadStats) -> dict[str, int]:
     """What judgement validation left out, in the mining report's terms."""
     return {"queries_without_positives": len(stats.queries_without_positives),
-            "unknown_judgements": len(stats.missing_documents) + len(stats.missing_queries)}
-
-
-def _refuse_chunks_of_judged_documents(documents: list[Document], ids: set[str],
-                                       qrels: dict[str, dict[str, int]]) -> None:
-    """Judgements name whole documents; a store indexed with splitting holds the long ones only as chunks (their
-    ``parent_id``). Mining there would call them unknown (or skip them) and could take a positive's own chunks
-    as its negatives: refuse, and say how to get whole documents."""
-    parents = {str(d.meta["parent_id"]) for d in documents if d.meta.get("parent_id") is not None}
-    chunked = sorted({doc for judged in qrels.values() for doc in judged if doc not in ids and doc in parents})
-    if chunked:
-        raise DataError(
-            f"{len(chunked)} judged document(s) (e.g. {chunked[:3]}) are stored only as chunks (meta parent_id): "
-            f"negatives are mined among whole documents, as they are judged. Mine from the corpus instead of the "
-            f"store (without --from-store / document_store), or index it unsplit (e.g. --split-length 1000000).")
+            "unknown_judgements": stats.unknown_judgements}
 
 
 def _as_qrels(positives: dict[str, Any]) -> dict[str, dict[str, int]]:
@@ -48,7 +34,8 @@ def _as_qrels(positives: dict[str, Any]) -> dict[str, dict[str, int]]:
     qrels: dict[str, dict[str, int]] = {}
     for query_id, judged in positives.items():
         if isinstance(judged, dict):
-            qrels[str(query_id)] = {str(d): int(g) for d, g in judged.items()}
+            qrels[str(query_id)] = {str(d): parse_grade(g, f"positives[{query_id!r}][{d!r}]")
+                                    for d, g in judged.items()}
         else:
             qrels[str(query_id)] = {str(d): 1 for d in judged}
     return qrels
@@ -90,6 +77,7 @@ class ClusterNegativeMiner:
         meta_fields_to_embed: list[str] | None = None,
         embedding_separator: str = "\n",
         on_missing: OnMissing = "error",
+        min_relevance: int = 1,
         candidates_k: int = 30,
         progress_bar: bool = True,
     ):
@@ -102,6 +90,8 @@ class ClusterNegativeMiner:
         :param meta_fields_to_embed: meta fields put before the content in triplet texts (and when embedding).
         :param embedding_separator: separator between those meta fields and the content.
         :param on_missing: ``error`` (default) or ``skip`` for judgements naming unknown queries or documents.
+        :param min_relevance: the lowest grade that makes a document a positive to mine for; documents of a lower
+            grade above 0 are still never negatives.
         :param candidates_k: also return each query's top-k ensemble candidates (``candidates``), which the
             trainer re-ranks to validate; 0 returns none.
         :param progress_bar: show progress bars.
@@ -115,6 +105,9 @@ class ClusterNegativeMiner:
         self.meta_fields_to_embed = list(meta_fields_to_embed or [])
         self.embedding_separator = embedding_separator
         self.on_missing = on_missing
+        if min_relevance < 1:
+            raise ValueError("min_relevance must be >= 1 (a grade of 0 means not relevant).")
+        self.min_relevance = min_relevance
         if candidates_k < 0:
             raise ValueError("candidates_k must be >= 0.")
         self.candidates_k = candidates_k
@@ -131,7 +124,7 @@ class ClusterNegativeMiner:
             document_store=self.document_store.to_dict() if self.document_store is not None else None,
             mining=to_mapping(self.config), meta_fields_to_embed=self.meta_fields_to_embed,
             embedding_separator=self.embedding_separator, on_missing=self.on_missing,
-            candidates_k=self.candidates_k, progress_bar=self.progress_bar,
+            min_relevance=self.min_relevance, candidates_k=self.candidates_k, progress_bar=self.progress_bar,
         )
 
     @classmethod
@@ -178,14 +171,17 @@ class ClusterNegativeMiner:
         if len(set(ids)) != len(ids):
             raise ValueError("Document ids must be unique to mine negatives.")
         stats = LoadStats()
-        judged = _as_qrels(positives)
-        _refuse_chunks_of_judged_documents(documents, set(ids), judged)
-        qrels = validate_qrels(judged, queries, set(ids), on_missing=self.on_missing, stats=stats)
+        # Judgements name whole documents; a store indexed for RAG may hold them as chunks (meta parent_id).
+        parents = [str(d.meta.get("parent_id") or d.id) for d in documents]
+        qrels = validate_qrels(_as_qrels(positives), queries, {*parents, *ids}, on_missing=self.on_missing, stats=stats,
+                               min_relevance=self.min_relevance)
         if not qrels:
             raise DataError("No query has a relevant document among the given documents: nothing to mine.")
         query_ids = list(qrels)
         encoder = self.text_embedder.encoder
         query_vectors = encoder.encode([queries[q] for q in query_ids], kind="query")
+        chosen, relevant = positives_by_chunk(qrels, query_ids, query_vectors, ids, parents, vectors,
+                                              self.min_relevance)
         slices = None
         if encoder.combine_mode == "concat":
             bounds = np.cumsum([0, *encoder.member_dimensions])
@@ -197,7 +193,8 @@ class ClusterNegativeMiner:
             query_ids=query_ids,
             query_texts=[queries[q] for q in query_ids],
             query_vectors=query_vectors,
-            positives={q: [d for d, grade in judged.items() if grade > 0] for q, judged in qrels.items()},
+            positives=chosen,
+            relevant=relevant,
             member_slices=slices,
             member_weights=normalized_weights(encoder.members).tolist() if slices else None,
         )

@@ -17,6 +17,7 @@ STRATEGIES: tuple[str, ...] = ("ensemble_cluster", "ensemble", "dense", "bm25", 
 # The strategies that can rank their candidates by the ensemble fused with BM25 (``lexical_weight``).
 LEXICAL_FUSION_STRATEGIES: tuple[str, ...] = ("ensemble_cluster", "ensemble")
 SAMPLINGS: tuple[str, ...] = ("top", "random")
+GUARD_REFERENCES: tuple[str, ...] = ("pair", "lowest")
 
 
 @dataclass
@@ -38,6 +39,9 @@ class MiningConfig(Options):
         "auto (KMeans, MiniBatchKMeans above 50,000 documents), kmeans, minibatch_kmeans, gmm or agglomerative"))
     guard_ratio: float | None = option(0.95, help=(
         "hold back candidates scoring above this fraction of the positive's ensemble score (none: off)"))
+    guard_reference: Literal["pair", "lowest"] = option("pair", choices=GUARD_REFERENCES, help=(
+        "the positive whose score guard_ratio scales when a query has several: pair (the pair's own positive) or "
+        "lowest (the query's lowest-scoring positive, as NV-Retriever: stricter, holds back more)"))
     guard_member_agreement: bool = option(True, negative_flag="--no-member-agreement", help=(
         "also hold back candidates that every ensemble member scores above the positive"))
     lexical_weight: float | None = option(None, help=(
@@ -45,11 +49,16 @@ class MiningConfig(Options):
         "candidates, so that negatives lean towards what a hybrid first stage shows the re-ranker; BM25 here has "
         "English stopwords and no stemmer. Clusters, guard, fallback and recorded scores stay on the ensemble "
         "(none: the ensemble alone, the paper)"))
+    max_positives_per_query: int | None = option(5, help=(
+        "mine for at most this many positives per query (a seeded sample of them), so that a query's rows in the "
+        "training set stay bounded however many documents are judged relevant to it (none: every positive)"))
     seed: int = option(0, help="seeds clustering and sampling")
 
     def validate(self) -> None:
         if self.num_negatives < 1:
             raise ValueError("num_negatives must be >= 1.")
+        if self.max_positives_per_query is not None and self.max_positives_per_query < 1:
+            raise ValueError("max_positives_per_query must be >= 1 (none: every positive).")
         lo, hi = self.rank_window
         if not 0 <= lo < hi:
             raise ValueError(f"rank_window must be (lo, hi) with 0 <= lo < hi, got {self.rank_window}.")

@@ -4,6 +4,11 @@ Beyond the paper; the rule follows NV-Retriever's positive-aware mining (Moreira
 a candidate whose ensemble score exceeds ``ratio`` x the positive's score is likely an unlabelled positive.
 A second, ensemble-specific rule: a candidate that *every* member ranks above the positive is suspect too.
 Suspects are reported per query for a person to review (the paper's "identify additional positives").
+
+Which positive, when a query has several: by default each (query, positive) pair's own, so a pair is screened
+against the document it trains beside (``MiningConfig.guard_reference="pair"``); ``"lowest"`` takes the query's
+lowest-scoring positive for all its pairs, NV-Retriever's choice, which holds back more. Documents judged
+relevant are never candidates at all, whatever their grade.
 """
 
 from __future__ import annotations

@@ -56,32 +56,50 @@ class MiningResult:
     suspected_positives: dict[str, list[dict]]
     skipped: dict[str, list]
     clustering: Clustering | None = None
+    positives_not_sampled: int = 0  # positives left out by max_positives_per_query
 
 
-def _known_positives(data: MiningData) -> tuple[list[np.ndarray], dict[str, list]]:
-    """Per query, the document indices of its positives; and what was skipped on the way."""
+def _known_positives(data: MiningData) -> tuple[list[np.ndarray], list[np.ndarray], dict[str, list]]:
+    """Per query, the document indices of its positives and of every document judged relevant to it (never a
+    negative); and what was skipped on the way."""
     index_of = {d: i for i, d in enumerate(data.doc_ids)}
     skipped: dict[str, list] = {"queries_without_positives": [], "unknown_positive_ids": [], "too_few_candidates": []}
     positives: list[np.ndarray] = []
+    excluded: list[np.ndarray] = []
+    relevant = data.relevant or {}
     for query_id in data.query_ids:
         ids = data.positives.get(query_id, [])
         skipped["unknown_positive_ids"].extend((query_id, d) for d in ids if d not in index_of)
         positives.append(np.array([index_of[d] for d in ids if d in index_of], dtype=np.int64))
+        others = [index_of[d] for d in relevant.get(query_id, []) if d in index_of]
+        excluded.append(np.union1d(positives[-1], np.array(others, dtype=np.int64)))
         if len(positives[-1]) == 0:
             skipped["queries_without_positives"].append(query_id)
-    return positives, skipped
+    return positives, excluded, skipped
+
+
+def _at_most(positives: list[np.ndarray], limit: int | None, seed: int) -> list[np.ndarray]:
+    """Each query's positives, a seeded sample of ``limit`` of them where it has more (kept in their order).
+    A generator of its own, so that the other draws of a run stay as they are whatever the limit."""
+    if limit is None or all(len(p) <= limit for p in positives):
+        return positives
+    rng = np.random.default_rng([seed, 1])
+    return [p if len(p) <= limit else p[np.sort(rng.choice(len(p), size=limit, replace=False))] for p in positives]
 
 
 def mine_negatives(data: MiningData, config: MiningConfig, *, progress_bar: bool = True) -> MiningResult:
-    """Mine ``config.num_negatives`` negatives for every (query, positive) pair with ``config.strategy``.
+    """Mine ``config.num_negatives`` negatives for every (query, positive) pair with ``config.strategy``, for at
+    most ``config.max_positives_per_query`` positives of each query.
 
+    No document judged relevant to a query (``data.relevant``, its positives) is ever among its negatives.
     Pairs that end with fewer negatives than asked (a tiny corpus, a narrow window, many suspects) are left
     out and counted in ``skipped["too_few_candidates"]``: the output has a fixed number of negative columns.
     """
     rng = np.random.default_rng(config.seed)
-    positives, skipped = _known_positives(data)
-    pairs = Pairs.of(data, positives)
-    provider = candidate_provider(data, config, positives, rng, progress_bar=progress_bar)
+    every_positive, excluded, skipped = _known_positives(data)
+    positives = _at_most(every_positive, config.max_positives_per_query, config.seed)
+    pairs = Pairs.of(data, positives, reference=config.guard_reference, every_positive=every_positive)
+    provider = candidate_provider(data, config, excluded, rng, progress_bar=progress_bar)
     guard = Guard(data, config, pairs)
     mined = _mine_pairs(data, config, pairs, provider, guard, rng, progress_bar)
     skipped["too_few_candidates"] = [pairs.ids(data, pair) for pair, found in enumerate(mined) if found is None]
@@ -95,6 +113,7 @@ def mine_negatives(data: MiningData, config: MiningConfig, *, progress_bar: bool
         suspected_positives=guard.suspected_positives(),
         skipped=skipped,
         clustering=provider.clustering,
+        positives_not_sampled=sum(len(a) - len(b) for a, b in zip(every_positive, positives)),
     )
 
 
@@ -168,7 +187,7 @@ def _mine_window(data: MiningData, config: MiningConfig, pairs: Pairs, window: W
 
 
 def ensemble_ranks(data: MiningData, pairs: Sequence[MinedPair], *, max_queries: int = 500, seed: int = 0) -> list[int]:
-    """Each negative's rank in the ensemble's ranking of the whole corpus (positives removed), on a sample of
+    """Each negative's rank in the ensemble's ranking of the whole corpus (relevant documents removed), on a sample of
     at most ``max_queries`` queries: one yardstick to compare how hard every strategy's negatives are."""
     index_of = {d: i for i, d in enumerate(data.doc_ids)}
     row_of = {q: i for i, q in enumerate(data.query_ids)}
@@ -184,6 +203,7 @@ def ensemble_ranks(data: MiningData, pairs: Sequence[MinedPair], *, max_queries:
         if pair.query_id != scored_query:
             scored_query = pair.query_id
             scores = data.doc_vectors @ data.query_vectors[row_of[pair.query_id]]
-            scores[[index_of[d] for d in data.positives.get(pair.query_id, []) if d in index_of]] = -np.inf
+            judged = {*data.positives.get(pair.query_id, []), *(data.relevant or {}).get(pair.query_id, [])}
+            scores[[index_of[d] for d in judged if d in index_of]] = -np.inf
         ranks.extend(int(np.sum(scores > scores[index_of[d]])) for d in pair.negative_ids)
     return ranks

@@ -65,7 +65,7 @@ class CandidateProvider(Protocol):
 
 
 def bm25_ranking(index: LexicalIndex, queries: Sequence[str], hi: int, exclude: Sequence[np.ndarray]) -> Ranking:
-    """Per query, the ``hi`` best BM25 documents outside ``exclude`` (its positives) that share a term with it."""
+    """Per query, the ``hi`` best BM25 documents outside ``exclude`` (the documents judged relevant to it) that share a term with it."""
     extra = max((len(e) for e in exclude), default=0)
     indices = np.full((len(queries), hi), -1, dtype=np.int64)
     scores = np.full((len(queries), hi), -np.inf, dtype=np.float32)
@@ -96,7 +96,7 @@ def fuse_ranked(dense: Ranking, lexical: Ranking, lexical_weight: float, hi: int
 
 
 class RankedProvider:
-    """The windows ``lo .. hi - 1`` of a ranking of the whole corpus per query (positives removed)."""
+    """The windows ``lo .. hi - 1`` of a ranking of the whole corpus per query (documents judged relevant removed)."""
 
     clustering = None
     presampled = False
@@ -110,37 +110,37 @@ class RankedProvider:
                              scores[pairs.rows, lo:hi] if self.scores_are_ensemble else None)
 
 
-def ranked_provider(data: MiningData, config: MiningConfig, positives: list[np.ndarray],
+def ranked_provider(data: MiningData, config: MiningConfig, excluded: list[np.ndarray],
                     lexical: LexicalIndex | None) -> RankedProvider:
     """The ranking of ``config.strategy``: the ensemble's (fused with BM25 when ``lexical_weight`` is set), one
     member's, or BM25's."""
     hi = config.rank_window[1]
     if config.strategy == "dense":
         ranking = top_k(data.member_vectors(config.member, "query"), data.member_vectors(config.member, "doc"), hi,
-                        exclude=positives)
+                        exclude=excluded)
     elif config.strategy == "bm25":
-        ranking = bm25_ranking(lexical, data.query_texts, hi, positives)
+        ranking = bm25_ranking(lexical, data.query_texts, hi, excluded)
     else:
-        ranking = top_k(data.query_vectors, data.doc_vectors, hi, exclude=positives)
+        ranking = top_k(data.query_vectors, data.doc_vectors, hi, exclude=excluded)
         if lexical is not None:
-            ranking = fuse_ranked(ranking, bm25_ranking(lexical, data.query_texts, hi, positives),
+            ranking = fuse_ranked(ranking, bm25_ranking(lexical, data.query_texts, hi, excluded),
                                   config.lexical_weight, hi)
     scores_are_ensemble = config.strategy == "ensemble" and lexical is None
     return RankedProvider(ranking, config.rank_window, scores_are_ensemble=scores_are_ensemble)
 
 
 class RandomProvider:
-    """Documents drawn uniformly at random, positives left out."""
+    """Documents drawn uniformly at random, those judged relevant left out."""
 
     clustering = None
     presampled = True
 
-    def __init__(self, n_docs: int, positives: list[np.ndarray], num_negatives: int, rng: np.random.Generator):
-        self.n_docs, self.positives, self.num_negatives, self.rng = n_docs, positives, num_negatives, rng
+    def __init__(self, n_docs: int, excluded: list[np.ndarray], num_negatives: int, rng: np.random.Generator):
+        self.n_docs, self.excluded, self.num_negatives, self.rng = n_docs, excluded, num_negatives, rng
 
     def windows(self, pairs: Pairs) -> Iterator[Window]:
         for pair, row in enumerate(pairs.rows.tolist()):
-            own = self.positives[row]
+            own = self.excluded[row]
             # Enough draws that the guard holding some back still leaves num_negatives.
             size = min(self.n_docs, max(100, 20 * self.num_negatives) + len(own))
             draw = self.rng.choice(self.n_docs, size=size, replace=False)
@@ -154,9 +154,9 @@ class ClusterProvider:
 
     presampled = False
 
-    def __init__(self, data: MiningData, config: MiningConfig, positives: list[np.ndarray],
+    def __init__(self, data: MiningData, config: MiningConfig, excluded: list[np.ndarray],
                  lexical: LexicalIndex | None):
-        self.data, self.config, self.positives, self.lexical = data, config, positives, lexical
+        self.data, self.config, self.excluded, self.lexical = data, config, excluded, lexical
         self.clustering = cluster_documents(data.doc_vectors, n_clusters=config.n_clusters,
                                             algorithm=config.cluster_algorithm, seed=config.seed)
         by_cluster = np.argsort(self.clustering.labels, kind="stable")
@@ -175,7 +175,7 @@ class ClusterProvider:
         lo, hi = self.config.rank_window
         q_cluster, p_cluster = int(self.query_clusters[row]), int(self.clustering.labels[positive])
         pool = np.unique(np.concatenate([self.members_of[q_cluster], self.members_of[p_cluster]]))
-        pool = pool[~np.isin(pool, self.positives[row])]
+        pool = pool[~np.isin(pool, self.excluded[row])]
         pool_scores = self.data.doc_vectors[pool] @ self.data.query_vectors[row]
         if lexical_scores is not None and len(pool):
             # Normalised over the pool: the documents this pair's negatives are drawn from.
@@ -197,19 +197,20 @@ class ClusterProvider:
         # Deep enough that num_negatives remain past the window's end; computed only if some pair falls back.
         hi = self.config.rank_window[1]
         return top_k(self.data.query_vectors, self.data.doc_vectors, hi + self.config.num_negatives,
-                     exclude=self.positives)[0]
+                     exclude=self.excluded)[0]
 
 
-def candidate_provider(data: MiningData, config: MiningConfig, positives: list[np.ndarray],
+def candidate_provider(data: MiningData, config: MiningConfig, excluded: list[np.ndarray],
                        rng: np.random.Generator, *, progress_bar: bool = False) -> CandidateProvider:
-    """The provider of ``config.strategy``; ``positives``: per query, the indices of its positives."""
+    """The provider of ``config.strategy``; ``excluded``: per query, the indices of the documents judged relevant
+    to it (never candidates)."""
     lexical = None
     if config.strategy == "bm25" or config.lexical_weight is not None:
         # The BM25 that MiningConfig.lexical_weight describes: English stop words, no stemmer.
         lexical = LexicalIndex.build(data.doc_ids, data.doc_texts, language=None, stopwords="en",
                                      show_progress=progress_bar)
     if config.strategy == "random":
-        return RandomProvider(len(data.doc_ids), positives, config.num_negatives, rng)
+        return RandomProvider(len(data.doc_ids), excluded, config.num_negatives, rng)
     if config.strategy == "ensemble_cluster":
-        return ClusterProvider(data, config, positives, lexical)
-    return ranked_provider(data, config, positives, lexical)
+        return ClusterProvider(data, config, excluded, lexical)
+    return ranked_provider(data, config, excluded, lexical)

@@ -26,6 +26,7 @@ def mining_report(data: MiningData, result: MiningResult, *, seconds: float | No
         "config": result.config,
         "queries": len(data.query_ids),
         "pairs": len(pairs),
+        "positives_not_sampled": result.positives_not_sampled,
         "negatives_per_pair": result.config["num_negatives"],
         "negative_rank_in_strategy": _stats(r for p in pairs for r in p.negative_ranks),
         "negative_rank_in_ensemble": _stats(ensemble_ranks(data, pairs, seed=result.config["seed"])),

@@ -47,9 +47,9 @@ def screen_candidates(data: MiningData, guard_ratio: float | None, use_members: 
             block_scores = np.matmul(data.doc_vectors[safe], queries[:, :, None])[:, :, 0]
         member_scores = member_positive = None
         if use_members:
-            member_scores, member_positive = _member_scores(data, safe, queries, pairs.positives[ids])
+            member_scores, member_positive = _member_scores(data, safe, queries, pairs.guard_positives[ids])
         block_mask, block_reasons = suspected_false_negatives(
-            block_scores, pairs.scores[ids][:, None], ratio=guard_ratio,
+            block_scores, pairs.guard_scores[ids][:, None], ratio=guard_ratio,
             member_candidate_scores=member_scores, member_positive_scores=member_positive,
         )
         scores[block] = np.where(valid, block_scores, -np.inf)
@@ -103,8 +103,8 @@ class Guard:
         query_ids, doc_ids, suspects = self.data.query_ids, self.data.doc_ids, self._suspects
         for query, doc, score, positive, positive_score, reason in zip(
                 self.pairs.rows[found].tolist(), candidates[rows, columns].tolist(),
-                verdict.scores[rows, columns].tolist(), self.pairs.positives[found].tolist(),
-                self.pairs.scores[found].tolist(), verdict.reasons[rows, columns].tolist()):
+                verdict.scores[rows, columns].tolist(), self.pairs.guard_positives[found].tolist(),
+                self.pairs.guard_scores[found].tolist(), verdict.reasons[rows, columns].tolist()):
             # A document held back for several of a query's positives is reported once, for the first.
             suspects.setdefault(query_ids[query], {}).setdefault(doc_ids[doc], {
                 "doc_id": doc_ids[doc], "score": score, "positive_id": doc_ids[positive],

@@ -22,7 +22,12 @@ def write_ranker_settings(model_dir: str | Path, fusion: dict[str, Any], chosen_
     settings = {"fusion_alpha": fusion["best_alpha"], "chosen_on": chosen_on,
                 "rule": fusion["rule"], "argmax_alpha": fusion["argmax_alpha"],
                 "validation": fusion["best"], "reranker_alone": fusion["reranker_alone"],
-                "first_stage": fusion["first_stage"]}
+                "first_stage": fusion["first_stage"],
+                # How much evidence chose the weight: queries with a relevant candidate, and the fallback if too few.
+                "validation_queries": fusion["queries"],
+                "informative_queries": fusion.get("informative_queries"),
+                "min_informative_queries": fusion.get("min_informative_queries"),
+                "fallback": fusion.get("fallback")}
     atomic_write_text(Path(model_dir) / RANKER_SETTINGS_FILE, json.dumps(settings, indent=2))
 
 

@@ -99,12 +99,16 @@ class LexicalRetriever:
 
     @component.output_types(documents=list[Document])
     def run(self, query: str, top_k: int | None = None) -> dict[str, list[Document]]:
+        return {"documents": self.retrieve_many([query], top_k)[0]}
+
+    def retrieve_many(self, queries: list[str], top_k: int | None = None) -> list[list[Document]]:
+        """``run`` for many queries at once (bm25s scores them together): each query's documents."""
         if self._index is None:
             raise RuntimeError("LexicalRetriever was not warmed up: call warm_up() before run().")
-        found = self._index.search([query], top_k or self.top_k)[0]
-        return {"documents": [Document(id=self._index.documents[i]["id"], content=self._index.documents[i]["content"],
-                                       meta=dict(self._index.documents[i].get("meta") or {}), score=score)
-                              for i, score in found]}
+        stored = self._index.documents
+        return [[Document(id=stored[i]["id"], content=stored[i]["content"], meta=dict(stored[i].get("meta") or {}),
+                          score=score) for i, score in found]
+                for found in self._index.search(list(queries), top_k or self.top_k)]
 
 
 @component

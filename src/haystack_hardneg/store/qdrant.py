@@ -195,3 +195,22 @@ class EnsembleDocumentWriter:
         unique = drop_identical_duplicates(documents)
         written = self.document_store.write_documents(unique, policy=self.policy)
         return {"documents_written": written}
+
+
+def search_many(store: QdrantDocumentStore, vectors, top_k: int, *, batch_size: int = 64) -> list[list[Document]]:
+    """Each query vector's ``top_k`` documents, as ``QdrantEmbeddingRetriever`` returns them one query at a time, but
+    through Qdrant's batch query: one request per ``batch_size`` queries (local mode and server alike)."""
+    from haystack_integrations.document_stores.qdrant.converters import (DENSE_VECTORS_NAME,
+                                                                          convert_qdrant_point_to_haystack_document)
+    from qdrant_client.http import models as rest
+
+    store._initialize_client()  # noqa: SLF001 - qdrant-haystack has no public batch query
+    using = DENSE_VECTORS_NAME if store.use_sparse_embeddings else None
+    found: list[list[Document]] = []
+    for start in range(0, len(vectors), batch_size):
+        requests = [rest.QueryRequest(query=[float(x) for x in vector], using=using, limit=top_k, with_payload=True)
+                    for vector in vectors[start:start + batch_size]]
+        for response in store._client.query_batch_points(collection_name=store.index, requests=requests):  # noqa: SLF001
+            found.append([convert_qdrant_point_to_haystack_document(point, use_sparse_embeddings=store.use_sparse_embeddings)
+                          for point in response.points])
+    return found

@@ -10,12 +10,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from haystack_hardneg.evaluate.selection import MIN_INFORMATIVE_QUERIES
 from haystack_hardneg.options import Options, option
 from haystack_hardneg.train.heads import HEADS, HeadName
 
 LossName = Literal["triplet", "listwise", "bce"]
 LOSSES: tuple[str, ...] = ("triplet", "listwise", "bce")
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
+# Options added after experiments were recorded: an experiment's training key names them only when they differ
+# from their default, so that recorded runs keep their keys (experiment/keys.py).
+KEYED_WHEN_SET: tuple[str, ...] = ("max_steps", "max_minutes", "max_validation_queries", "min_validation_queries")
 
 
 @dataclass
@@ -31,12 +35,22 @@ class TrainingConfig(Options):
     loss: LossName = option("triplet", choices=LOSSES, help=(
         "triplet (margin ranking, the paper), listwise (softmax over positive and negatives) or bce"))
     epochs: float = option(3.0, help="passes over the triplets; the best epoch on validation is kept")
+    max_steps: int | None = option(None, help="stop after this many steps, whatever epochs says (none: no limit)")
+    max_minutes: float | None = option(None, help=(
+        "stop training after this many minutes (validated and saved first); the best checkpoint so far is kept "
+        "(none: no limit)"))
     batch_size: int = option(8, help="rows per step (each row scores 1 + negatives pairs)")
     encoder_lr: float = option(5e-5, help="learning rate of the pre-trained weights")
     head_lr: float | None = option(2e-3, help="learning rate of a new head (none: the encoder's)")
     margin: float = option(1.0, help="margin of the triplet loss")
     warmup_ratio: float = option(0.1, help="share of steps with a rising learning rate")
     validation_fraction: float = option(0.1, help="share of the training queries held out for validation")
+    max_validation_queries: int | None = option(200, help=(
+        "hold out at most this many queries (validation re-ranks each one's candidates at every evaluation; "
+        "none: no limit)"))
+    min_validation_queries: int = option(MIN_INFORMATIVE_QUERIES, help=(
+        "held-out queries with a relevant document among their candidates needed to trust the fusion weight "
+        "chosen on them; with fewer the stored weight is 0 (the first stage's order) and the run warns"))
     eval_steps: int | None = option(None, help="validate and checkpoint every this many steps (none: each epoch)")
     max_length: int = option(256, help="truncation length of (query, document) pairs in tokens")
     precision: Literal["fp32", "bf16"] = option("fp32", choices=PRECISIONS, help=(
@@ -56,3 +70,10 @@ class TrainingConfig(Options):
             raise ValueError("validation_fraction must be in [0, 1).")
         if self.epochs <= 0 or self.batch_size < 1:
             raise ValueError("epochs must be > 0 and batch_size >= 1.")
+        if (self.max_steps is not None and self.max_steps < 1) or (self.max_minutes is not None and
+                                                                  self.max_minutes <= 0):
+            raise ValueError("max_steps must be >= 1 and max_minutes > 0 (none: no limit).")
+        if self.max_validation_queries is not None and self.max_validation_queries < 1:
+            raise ValueError("max_validation_queries must be >= 1 (none: no limit).")
+        if self.min_validation_queries < 1:
+            raise ValueError("min_validation_queries must be >= 1.")

@@ -9,6 +9,9 @@ weight (``rank.settings``) and model card, the training report and its curves (`
 from __future__ import annotations
 
 import json
+import logging
+import math
+import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -22,6 +25,8 @@ from haystack_hardneg.train.heads import build_cross_encoder, head_parameters, r
 from haystack_hardneg.train.losses import build_loss, to_labelled_pairs
 from haystack_hardneg.train.manifest import checkpoint_to_resume, run_manifest, save_or_check_manifest
 from haystack_hardneg.train.validation import fusion_sweep, split_by_query, validation_evaluator, validation_on
+
+logger = logging.getLogger(__name__)
 
 
 def train_cross_encoder(triplets, config: TrainingConfig, *, resume: bool = False, progress_bar: bool = True,
@@ -49,8 +54,9 @@ def train_cross_encoder(triplets, config: TrainingConfig, *, resume: bool = Fals
     model = build_cross_encoder(base, head, max_length=config.max_length)
 
     triplets = triplets.select_columns(text_columns)
-    train_rows, validation_rows = (split_by_query(triplets, config.validation_fraction, config.seed)
-                                   if config.validation_fraction > 0 else (triplets, triplets.select([])))
+    train_rows, validation_rows = (
+        split_by_query(triplets, config.validation_fraction, config.seed, config.max_validation_queries)
+        if config.validation_fraction > 0 else (triplets, triplets.select([])))
     if candidates is None and config.validation_candidates:
         candidates = load_candidates(config.validation_candidates)
     evaluator, held_out_candidates = validation_evaluator(validation_rows, candidates)
@@ -63,8 +69,14 @@ def train_cross_encoder(triplets, config: TrainingConfig, *, resume: bool = Fals
                            resuming=resume_from is not None)
     trainer.train(resume_from_checkpoint=resume_from)
 
-    validation = evaluator(model) if evaluator else {}
-    fusion = fusion_sweep(model, held_out_candidates) if held_out_candidates else None
+    # One scoring pass of the held-out candidates at the end: the fusion sweep gives the re-ranker's own figures.
+    fusion = (fusion_sweep(model, held_out_candidates, min_queries=config.min_validation_queries,
+                           progress_bar=progress_bar) if held_out_candidates else None)
+    validation = ({f"validation_{k}": v for k, v in fusion["reranker_alone"].items()} if fusion
+                  else evaluator(model) if evaluator else {})
+    if fusion and fusion["fallback"]:
+        logger.warning("Fusion weight not trusted: %s. Give more training queries (or a larger "
+                       "validation_fraction) for a weight chosen on evidence.", fusion["fallback"])
     held_out = sorted(set(validation_rows["query"])) if len(validation_rows) else []
     report = _report(config, trainer.state, head=head, head_lr=head_lr, train_rows=len(train_rows), held_out=held_out,
                      validation_on=validation_on(evaluator, held_out_candidates), validation=validation, fusion=fusion,
@@ -106,11 +118,14 @@ def _trainer(model, train_rows, evaluator, config: TrainingConfig, head_lr: floa
     train_data = to_labelled_pairs(train_rows) if config.loss == "bce" else train_rows
     loss = build_loss(config.loss, model, margin=config.margin)
     steps_per_epoch = max(1, -(-len(train_data) // config.batch_size))
-    eval_steps = config.eval_steps or steps_per_epoch
+    total_steps = config.max_steps or max(1, math.ceil(config.epochs * steps_per_epoch))
+    # At least one evaluation and checkpoint before the end, however short the run.
+    eval_steps = min(config.eval_steps or steps_per_epoch, total_steps)
     metric = "eval_validation_ndcg@10"
     args = CrossEncoderTrainingArguments(
         output_dir=str(Path(config.output_dir) / "checkpoints"),
         num_train_epochs=config.epochs,
+        max_steps=config.max_steps or -1,
         per_device_train_batch_size=config.batch_size,
         learning_rate=config.encoder_lr,
         warmup_steps=float(config.warmup_ratio),  # a float below 1 is a share of all steps (transformers 5)
@@ -131,8 +146,32 @@ def _trainer(model, train_rows, evaluator, config: TrainingConfig, head_lr: floa
         bf16=config.precision == "bf16",
     )
     optimizer = torch.optim.AdamW(_param_groups(model, config.encoder_lr, head_lr))
+    callbacks = list(callbacks or [])
+    if config.max_minutes is not None:
+        callbacks.append(time_budget(config.max_minutes))
     return CrossEncoderTrainer(model=model, args=args, train_dataset=train_data, loss=loss, evaluator=evaluator,
                                optimizers=(optimizer, None), callbacks=callbacks)
+
+
+def time_budget(minutes: float):
+    """A callback that ends training once ``minutes`` have passed, with an evaluation and a checkpoint at that
+    step, so that the best checkpoint so far is what the run keeps."""
+    from transformers import TrainerCallback
+
+    class TimeBudget(TrainerCallback):
+        def __init__(self) -> None:
+            self.deadline = time.monotonic() + 60 * minutes
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if time.monotonic() >= self.deadline and not control.should_training_stop:
+                logger.warning("Time budget of %s minute(s) spent at step %d: validating, saving and stopping.",
+                               minutes, state.global_step)
+                control.should_training_stop = True
+                control.should_evaluate = args.eval_strategy != "no"
+                control.should_save = True
+            return control
+
+    return TimeBudget()
 
 
 def _report(config: TrainingConfig, state, *, head: str, head_lr: float, train_rows: int, held_out: list[str],

@@ -13,24 +13,33 @@ from typing import Any
 
 import numpy as np
 
-from haystack_hardneg.evaluate.selection import FUSION_ALPHAS, choose_fusion_alpha
+from haystack_hardneg.evaluate.selection import FUSION_ALPHAS, MIN_INFORMATIVE_QUERIES, choose_fusion_alpha
+from haystack_hardneg.mine.candidates import record_qrels
 
 # How split_by_query draws the held-out queries; the experiment keys its trainings on it, so a change retrains.
 VALIDATION_SPLIT = "seeded-hash-order"
 
 
-def split_by_query(dataset, fraction: float, seed: int):
-    """Rows of a held-out ``fraction`` of the distinct queries, and the rest (no query in both).
+def split_by_query(dataset, fraction: float, seed: int, limit: int | None = None):
+    """Rows of a held-out ``fraction`` of the distinct queries (at most ``limit`` of them), and the rest (no query
+    in both).
 
     The queries are ordered by a seeded hash of their text rather than shuffled, so a query's fate does not depend
     on which other queries are present: re-rankers trained on different negative strategies, whose triplets
     cover slightly different queries, are validated on (almost) the same held-out queries and their validation
     numbers can be compared."""
-    queries = sorted(set(dataset["query"]), key=lambda q: hashlib.sha256(f"{seed}\x1f{q}".encode()).hexdigest())
-    held_out = set(queries[: int(round(len(queries) * fraction))])
+    held_out = held_out_queries(set(dataset["query"]), fraction, seed, limit)
     train_rows = [i for i, q in enumerate(dataset["query"]) if q not in held_out]
     validation_rows = [i for i, q in enumerate(dataset["query"]) if q in held_out]
     return dataset.select(train_rows), dataset.select(validation_rows)
+
+
+def held_out_queries(queries, fraction: float, seed: int, limit: int | None = None) -> set[str]:
+    """The query texts ``split_by_query`` holds out of ``queries``: the first ``fraction`` (at most ``limit``) in the
+    order of a seeded hash of their text."""
+    ordered = sorted(set(queries), key=lambda q: hashlib.sha256(f"{seed}\x1f{q}".encode()).hexdigest())
+    size = int(round(len(ordered) * fraction))
+    return set(ordered[: size if limit is None else min(size, limit)])
 
 
 def reranking_samples(rows) -> list[dict[str, Any]]:
@@ -95,9 +104,11 @@ def validation_on(evaluator, held_out_candidates: list[dict[str, Any]]) -> str:
     return "none"
 
 
-def fusion_sweep(model, records: list[dict[str, Any]], alphas=FUSION_ALPHAS, batch_size: int = 32) -> dict[str, Any]:
-    """nDCG@10 / MRR@10 of the first stage, the re-ranker alone and their fusion at every ``alpha`` on
-    ``records`` (first-stage candidates with relevant ids), and the weight chosen by ``choose_fusion_alpha``."""
+def fusion_sweep(model, records: list[dict[str, Any]], alphas=FUSION_ALPHAS, batch_size: int = 32, *,
+                 min_queries: int = MIN_INFORMATIVE_QUERIES, progress_bar: bool = False) -> dict[str, Any]:
+    """nDCG@10 / MRR@10 (graded) of the first stage, the re-ranker alone and their fusion at every ``alpha`` on
+    ``records`` (first-stage candidates with relevant ids), and the weight chosen by ``choose_fusion_alpha`` (the
+    first stage's order when fewer than ``min_queries`` records have a relevant candidate). One scoring pass."""
     records = [r for r in records if r["candidates"] and r["positive_ids"]]
     if not records:
         raise ValueError("No validation query has first-stage candidates and relevant documents.")
@@ -105,9 +116,9 @@ def fusion_sweep(model, records: list[dict[str, Any]], alphas=FUSION_ALPHAS, bat
     import torch
 
     # Sigmoid scores, as CrossEncoderRanker fuses them (scale_score=True), whatever the model's own activation.
-    scores = iter(np.asarray(model.predict(pairs, batch_size=batch_size, show_progress_bar=False,
+    scores = iter(np.asarray(model.predict(pairs, batch_size=batch_size, show_progress_bar=progress_bar,
                                            activation_fn=torch.nn.Sigmoid()), dtype=np.float64))
     ranker_scores = {str(i): {c["id"]: float(next(scores)) for c in r["candidates"]} for i, r in enumerate(records)}
     first_stage = {str(i): {c["id"]: c["score"] for c in r["candidates"]} for i, r in enumerate(records)}
-    qrels = {str(i): {d: 1 for d in r["positive_ids"]} for i, r in enumerate(records)}
-    return choose_fusion_alpha(qrels, first_stage, ranker_scores, alphas)
+    qrels = {str(i): record_qrels(r) for i, r in enumerate(records)}
+    return choose_fusion_alpha(qrels, first_stage, ranker_scores, alphas, min_queries=min_queries)

@@ -1,0 +1,41 @@
+"""``prepare``: your documents (HTML folders, URLs, JSONL) and your labels file into the BEIR folder that ``mine``,
+``train`` and ``experiment`` read."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import Counter
+from pathlib import Path
+
+from haystack_hardneg.ingest.beir import LoadStats
+from haystack_hardneg.ingest.labels import join_labels, load_labels, split_queries, write_beir_folder
+from haystack_hardneg.pipelines import prepared_documents, whole_document_chunker
+
+
+def add_prepare_parser(commands) -> None:
+    prepare = commands.add_parser("prepare", help="your documents and a labels file into a BEIR folder")
+    prepare.add_argument("sources", nargs="+", help="URLs, HTML files, folders of them, JSONL files or BEIR folders")
+    prepare.add_argument("--labels", type=Path, required=True,
+                         help="CSV, TSV or JSONL with columns query, document (id, URL or path) and optional grade")
+    prepare.add_argument("--out", type=Path, required=True, help="the BEIR folder to write")
+    prepare.add_argument("--test-fraction", type=float, default=0.2,
+                         help="share of the labelled queries kept for testing (qrels/test.tsv)")
+    prepare.add_argument("--seed", type=int, default=0, help="seeds the train/test split")
+    prepare.add_argument("--skip-missing", action="store_true", help="drop and count labels naming no document")
+    prepare.set_defaults(func=cmd_prepare)
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    labels = load_labels(args.labels)  # first: a bad labels file fails before any page is converted
+    documents = prepared_documents(args.sources, chunker=whole_document_chunker())
+    stats = LoadStats()
+    queries, qrels = join_labels(labels, documents, on_missing="skip" if args.skip_missing else "error", stats=stats)
+    train, test = split_queries(list(qrels), args.test_fraction, args.seed)
+    write_beir_folder(args.out, documents, {q: queries[q] for q in qrels},
+                      {"train": {q: qrels[q] for q in train}, "test": {q: qrels[q] for q in test}})
+    grades = Counter(g for judged in qrels.values() for g in judged.values())
+    print(json.dumps({"documents": len(documents), "train_queries": len(train), "test_queries": len(test),
+                      "judgements": sum(grades.values()), "grades": dict(sorted(grades.items())),
+                      "unknown_judgements": stats.unknown_judgements, "out": str(args.out)}, indent=2))
+    return 0

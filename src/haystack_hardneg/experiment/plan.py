@@ -1,0 +1,205 @@
+"""The plan of an experiment before any heavy work: what it will count (documents, queries, pairs, steps per
+strategy) and how long each stage should take on this machine, from a short measured warm-up of the real models.
+
+Counts are exact where they follow from the data and the config (pairs assume every positive finds its
+negatives; the mining report counts those that did not). Times are the warm-up's rates times the counts: the
+models encode a sample of the documents and queries, the re-ranker runs a few real training steps and scores a
+sample of pairs. Stages already done in the run folder are planned at 0.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import tempfile
+import time
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from haystack_hardneg.experiment import keys as K
+from haystack_hardneg.experiment.config import ExperimentConfig
+from haystack_hardneg.ingest.text import document_text
+from haystack_hardneg.train.config import TrainingConfig
+from haystack_hardneg.train.validation import held_out_queries
+
+SAMPLE = 32  # texts per measurement: a few seconds per model on 2 CPU cores
+PLAN_ESTIMATES = "plan_estimates.json"  # in a run folder: each stage's estimate, made before it ran
+
+
+def training_counts(c: ExperimentConfig, train_split, strategy: str) -> dict[str, int]:
+    """What one strategy's mining and training will handle: pairs, training rows, held-out queries, steps and
+    validation passes, as the mining job and the trainer count them."""
+    mining, training = c.mining_config(strategy), _training(c)
+    query_ids = K.training_query_ids(c, train_split)
+    pairs = {q: min(sum(g >= c.min_relevance for g in train_split.qrels[q].values()),
+                    mining.max_positives_per_query or math.inf) for q in query_ids}
+    texts = {q: train_split.queries[q] for q in query_ids}
+    held_out = (held_out_queries(set(texts.values()), training.validation_fraction, training.seed,
+                                 training.max_validation_queries) if training.validation_fraction > 0 else set())
+    rows = sum(n for q, n in pairs.items() if texts[q] not in held_out)
+    if training.loss == "bce":
+        rows *= 1 + mining.num_negatives  # one labelled pair per text of a row
+    steps_per_epoch = max(1, math.ceil(rows / training.batch_size))
+    steps = training.max_steps or max(1, math.ceil(training.epochs * steps_per_epoch))
+    eval_steps = min(training.eval_steps or steps_per_epoch, steps)
+    return {"pairs": int(sum(pairs.values())), "train_rows": int(rows), "validation_queries": len(held_out),
+            # An evaluation every eval_steps, and one at the last step when it falls between.
+            "steps": int(steps), "validations": math.ceil(steps / eval_steps) if held_out else 0}
+
+
+def _training(c: ExperimentConfig) -> TrainingConfig:
+    return c.training_config(output_dir="", strategy="", data_description="")
+
+
+def counts(c: ExperimentConfig, splits: dict[str, Any]) -> dict[str, Any]:
+    train_ids = K.training_query_ids(c, splits["train"])
+    return {
+        "documents": len(splits["test"].corpus),
+        "test_queries": len(splits["test"].queries),
+        "train_queries": len(splits["train"].queries),
+        "train_queries_used": len(train_ids),
+        "strategies": {name: training_counts(c, splits["train"], name) for name in c.strategies},
+    }
+
+
+def measure(c: ExperimentConfig, splits: dict[str, Any], *, sample: int = SAMPLE) -> dict[str, float]:
+    """Seconds per document and per query for the ensemble, per training step and per scored pair for the
+    re-ranker, measured here on a seeded sample of the data (models loaded once, first calls not timed)."""
+    rng = random.Random(c.seed)
+    corpus = [document_text(d, c.meta_fields, c.separator) for d in splits["test"].corpus]
+    documents = rng.sample(corpus, min(sample, len(corpus)))
+    queries = rng.sample(list(splits["train"].queries.values()) + list(splits["test"].queries.values()),
+                         min(sample, len(splits["train"].queries) + len(splits["test"].queries)))
+    rates = _ensemble_rates(c, corpus, documents, queries)
+    rates.update(_reranker_rates(c, queries, documents))
+    return rates
+
+
+def _timed(call) -> float:
+    started = time.perf_counter()
+    call()
+    return time.perf_counter() - started
+
+
+def _ensemble_rates(c: ExperimentConfig, corpus: list[str], documents: list[str],
+                    queries: list[str]) -> dict[str, float]:
+    """Per member, seconds per document (encoded afresh) times the corpus documents its cache lacks, as seconds
+    per corpus document; and seconds per query."""
+    from haystack_hardneg.embed.cache import cache_keys
+    from haystack_hardneg.embed.encoder import EnsembleEncoder
+
+    encoder = EnsembleEncoder(c.members, combine=c.combine, cache_dir=c.cache_dir, progress_bar=False)
+    encoder.load()
+    cache, encoder.cache = encoder.cache, None  # timed without the cache, which may hold the sample
+    encoder.encode(documents[:2], kind="document")
+    index_seconds = 0.0
+    for member, (spec, model) in enumerate(zip(encoder.members, encoder.models)):
+        per_document = _timed(lambda: encoder.encode_member(member, documents, "document")) / len(documents)
+        missing = len(corpus)
+        if cache is not None:
+            keys = cache_keys(encoder.fingerprints[member], spec.document_prompt, model.max_seq_length, corpus)
+            missing = sum(v is None for v in cache.get_many(keys))
+        index_seconds += per_document * missing
+    per_query = _timed(lambda: encoder.encode(queries, kind="query")) / len(queries)
+    return {"seconds_per_document": index_seconds / max(1, len(corpus)), "seconds_per_query": per_query,
+            "dimension": encoder.dimension}
+
+
+def _reranker_rates(c: ExperimentConfig, queries: list[str], documents: list[str]) -> dict[str, float]:
+    """A few real training steps of the re-ranker (as the trainer runs them) and its scoring speed."""
+    from datasets import Dataset
+    from transformers import TrainerCallback
+
+    from haystack_hardneg.train.heads import build_cross_encoder, resolve_head
+    from haystack_hardneg.train.trainer import _trainer
+
+    negatives = max(1, c.mining_config(c.strategies[0]).num_negatives)
+    rows = [{"query": q, "positive": documents[i % len(documents)],
+             **{f"negative_{n}": documents[(i + n) % len(documents)] for n in range(1, negatives + 1)}}
+            for i, q in enumerate(queries)]
+    training = _training(c)
+    head = resolve_head(training.base_model, training.head)
+    model = build_cross_encoder(training.base_model, head, max_length=training.max_length)
+    step_seconds: list[float] = []
+
+    class StepTimer(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kwargs):
+            self.started = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            step_seconds.append(time.perf_counter() - self.started)
+
+    with tempfile.TemporaryDirectory() as folder:
+        config = replace(training, output_dir=folder, max_steps=3, epochs=1.0, max_minutes=None)
+        head_lr = config.head_lr if head != "pretrained" and config.head_lr is not None else config.encoder_lr
+        trainer = _trainer(model, Dataset.from_list(rows), None, config, head_lr, progress_bar=False,
+                           callbacks=[StepTimer()])
+        trainer.args.save_strategy = "no"
+        trainer.train()
+    pairs = [(q, d) for q in queries[:8] for d in documents[:8]]
+    model.predict(pairs[:4], batch_size=32, show_progress_bar=False)
+    per_pair = _timed(lambda: model.predict(pairs, batch_size=32, show_progress_bar=False)) / len(pairs)
+    return {"seconds_per_step": float(np.median(step_seconds[1:] or step_seconds)), "seconds_per_pair": per_pair}
+
+
+def estimate(c: ExperimentConfig, numbers: dict[str, Any], rates: dict[str, float],
+             done: set[str] = frozenset()) -> dict[str, float]:
+    """Seconds per stage: the warm-up's rates times the counts (0 for stages in ``done``)."""
+    documents, queries = numbers["documents"], numbers["test_queries"] + numbers["train_queries"]
+    # Exact search in Qdrant's local mode: a product over every stored vector per query, plus the answer's payload.
+    search = documents * rates["dimension"] * 4 / 2e9 + c.retrieve_k * 2e-5
+    stages = {
+        "index": documents * rates["seconds_per_document"],
+        "lexical_index": documents * 2e-4 if c.lexical is not None else 0.0,
+        "first_stage": queries * (rates["seconds_per_query"] + search),
+        "hybrid": queries * c.retrieve_k * 5e-6 * 11,
+    }
+    used = numbers["train_queries_used"]
+    for name, count in numbers["strategies"].items():
+        # Mining: each training query against every document vector, plus clustering for ensemble_cluster.
+        stages[f"mine/{name}"] = used * documents * rates["dimension"] * 4 / 2e9 + count["pairs"] * 1e-3
+        scored_per_validation = count["validation_queries"] * c.rerank_k * rates["seconds_per_pair"]
+        stages[f"train/{name}"] = (count["steps"] * rates["seconds_per_step"]
+                                   + (count["validations"] + 1) * scored_per_validation)
+        stages[f"rerank/{name}"] = ((numbers["test_queries"] + count["validation_queries"]) * c.rerank_k
+                                    * rates["seconds_per_pair"])
+    return {stage: 0.0 if stage in done else round(seconds, 1) for stage, seconds in stages.items()}
+
+
+def make_plan(c: ExperimentConfig, splits: dict[str, Any], done: set[str] = frozenset(), *,
+              measured: bool = True) -> dict[str, Any]:
+    """The counts, and with ``measured`` the warm-up's rates and each stage's estimated seconds."""
+    plan: dict[str, Any] = {"counts": counts(c, splits)}
+    if measured:
+        plan["rates"] = measure(c, splits)
+        plan["estimate_seconds"] = estimate(c, plan["counts"], plan["rates"], done)
+        plan["done"] = sorted(done)
+    return plan
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def format_plan(plan: dict[str, Any]) -> str:
+    numbers = plan["counts"]
+    lines = [f"Plan: {numbers['documents']} documents, {numbers['test_queries']} test queries, "
+             f"{numbers['train_queries']} training queries ({numbers['train_queries_used']} used for training).",
+             "", "| strategy | pairs | training rows | held-out queries | steps | validations |", "|---|---|---|---|---|---|"]
+    lines += [f"| {name} | {n['pairs']} | {n['train_rows']} | {n['validation_queries']} | {n['steps']} | "
+              f"{n['validations']} |" for name, n in numbers["strategies"].items()]
+    if "estimate_seconds" in plan:
+        estimates = plan["estimate_seconds"]
+        lines += ["", "| stage | estimated time |", "|---|---|"]
+        lines += [f"| {stage} | {'done' if stage in plan['done'] else _duration(seconds)} |"
+                  for stage, seconds in estimates.items()]
+        lines += ["", f"About {_duration(sum(estimates.values()))} in all on this machine (from a warm-up of "
+                      f"{plan['rates']['seconds_per_step']:.2f} s per training step and "
+                      f"{1000 * plan['rates']['seconds_per_pair']:.1f} ms per scored pair)."]
+    return "\n".join(lines)

@@ -1,0 +1,46 @@
+"""The plan printed before an experiment's heavy work: its counts are what the run then does."""
+
+import json
+
+from haystack_hardneg.experiment.runner import Experiment
+
+from experiment.tiny_experiment import tiny_config
+
+
+def test_the_plans_counts_are_what_the_run_does_and_its_estimates_reach_the_report(fixtures, tiny_model,
+                                                                                  trainable_model, tmp_path):
+    config = tiny_config(fixtures, tiny_model, trainable_model, tmp_path,
+                         mining={"num_negatives": 2, "rank_window": [0, 20], "guard_ratio": None,
+                                 "max_positives_per_query": 1},
+                         training={"base_model": trainable_model, "epochs": 1.5, "batch_size": 3, "max_length": 64,
+                                   "validation_fraction": 0.3})
+    experiment = Experiment(config, progress_bar=False)
+    plan = experiment.plan()
+    experiment.close()
+    assert plan["done"] == []
+    assert set(plan["estimate_seconds"]) >= {"index", "first_stage", "train/random", "rerank/ensemble_cluster"}
+    assert all(seconds >= 0 for seconds in plan["estimate_seconds"].values())
+    assert plan["rates"]["seconds_per_step"] > 0 and plan["rates"]["seconds_per_pair"] > 0
+
+    results = Experiment(config, progress_bar=False).run()
+    out = tmp_path / "run"
+    for name, counted in plan["counts"]["strategies"].items():
+        mined = json.loads((out / "mine" / name / "report.json").read_text())
+        trained = json.loads((out / "train" / name / "training_report.json").read_text())
+        assert counted["pairs"] == mined["pairs"]
+        assert counted["train_rows"] == trained["train_rows"]
+        assert counted["validation_queries"] == trained["validation_queries"]
+        assert counted["steps"] == trained["steps"]
+        evaluations = [h for h in trained["history"] if "eval_validation_ndcg@10" in h]
+        assert counted["validations"] == len(evaluations)
+    assert plan["counts"]["test_queries"] == results["test_queries"]
+    # The run plans again before its first stage; the report sets that plan's estimates beside the stage times.
+    planned_by_run = json.loads((out / "plan.json").read_text())
+    assert results["plan_estimate_seconds"] == planned_by_run["estimate_seconds"]
+    assert planned_by_run["counts"] == plan["counts"]
+    assert "| estimated |" in (out / "results.md").read_text()
+    # Planned again, the finished stages are done and cost nothing.
+    again = Experiment(config, progress_bar=False)
+    replanned = again.plan(measured=False)
+    again.close()
+    assert "estimate_seconds" not in replanned and replanned["counts"] == plan["counts"]
