@@ -69,11 +69,13 @@ def measure(c: ExperimentConfig, splits: dict[str, Any], *, sample: int = SAMPLE
     re-ranker, measured here on a seeded sample of the data (models loaded once, first calls not timed)."""
     rng = random.Random(c.seed)
     corpus = [document_text(d, c.meta_fields, c.separator) for d in splits["test"].corpus]
-    documents = rng.sample(corpus, min(sample, len(corpus)))
+    # Evenly spread over the lengths: encoding time follows length, and a plain sample may miss the long tail.
+    by_length = sorted(corpus, key=len)
+    documents = [by_length[int(i * len(by_length) / 2 / sample)] for i in range(min(2 * sample, len(corpus)))]
     queries = rng.sample(list(splits["train"].queries.values()) + list(splits["test"].queries.values()),
                          min(sample, len(splits["train"].queries) + len(splits["test"].queries)))
     rates = _ensemble_rates(c, corpus, documents, queries)
-    rates.update(_reranker_rates(c, queries, documents))
+    rates.update(_reranker_rates(c, queries, rng.sample(documents, len(documents))))  # rows of mixed lengths
     return rates
 
 
@@ -96,7 +98,10 @@ def _ensemble_rates(c: ExperimentConfig, corpus: list[str], documents: list[str]
     encoder.encode(documents[:2], kind="document")
     index_seconds = 0.0
     for member, (spec, model) in enumerate(zip(encoder.members, encoder.models)):
-        per_document = _timed(lambda: encoder.encode_member(member, documents, "document")) / len(documents)
+        # Small batches of the length-spread sample pad about as little as the whole corpus, sorted by length
+        # into full batches, does.
+        per_document = _timed(lambda: model.encode(documents, prompt=spec.document_prompt or None, batch_size=8,
+                                                   show_progress_bar=False)) / len(documents)
         missing = len(corpus)
         if cache is not None:
             keys = cache_keys(encoder.fingerprints[member], spec.document_prompt, model.max_seq_length, corpus)
@@ -110,7 +115,7 @@ def _ensemble_rates(c: ExperimentConfig, corpus: list[str], documents: list[str]
 def _reranker_rates(c: ExperimentConfig, queries: list[str], documents: list[str]) -> dict[str, float]:
     """A few real training steps of the re-ranker (as the trainer runs them) and its scoring speed."""
     from datasets import Dataset
-    from transformers import TrainerCallback
+    from transformers import PrinterCallback, TrainerCallback
 
     from haystack_hardneg.train.heads import build_cross_encoder, resolve_head
     from haystack_hardneg.train.trainer import _trainer
@@ -137,6 +142,7 @@ def _reranker_rates(c: ExperimentConfig, queries: list[str], documents: list[str
         trainer = _trainer(model, Dataset.from_list(rows), None, config, head_lr, progress_bar=False,
                            callbacks=[StepTimer()])
         trainer.args.save_strategy = "no"
+        trainer.remove_callback(PrinterCallback)  # the warm-up's loss lines are not the run's
         trainer.train()
     pairs = [(q, d) for q in queries[:8] for d in documents[:8]]
     model.predict(pairs[:4], batch_size=32, show_progress_bar=False)

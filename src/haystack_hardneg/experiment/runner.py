@@ -289,8 +289,11 @@ class Experiment:
         """The counts and, with ``measured``, each stage's estimated seconds (stages already done here: 0)."""
         splits = splits or self.config.load_splits()
         expected = K.expected_keys(self.config, splits["test"], splits["train"])
-        done = {name for name, key in expected.items() if key is not None and self.cache.is_done(name, key)}
-        done |= {name for name in expected if name.startswith("lexical") and expected[name] is None}
+        done = {name for name, key in expected.items() if key is None or self.cache.is_done(name, key)}
+        # As run() skips them: the stores only feed the first stage and mining, a finished re-ranking its training.
+        if {"first_stage", *(f"mine/{s}" for s in self.config.strategies)} <= done:
+            done |= {"index", "lexical_index"}
+        done |= {f"train/{s}" for s in self.config.strategies if f"rerank/{s}" in done}
         return make_plan(self.config, splits, done, measured=measured)
 
     def _run(self) -> dict[str, Any]:
