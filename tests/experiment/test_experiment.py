@@ -333,3 +333,29 @@ def test_a_model_folder_replaced_in_place_is_refused_where_a_recorded_stage_used
         handle.write("\n")
     with pytest.raises(ValueError, match=r"model folder\(s\) \[.*base.*\] changed since"):
         Experiment(other, progress_bar=False)
+
+
+@pytest.mark.parametrize("setting, message", [
+    ({"on_missing": "maybe"}, "on_missing must be 'error' or 'skip'"),
+    ({"min_relevance": 0}, "min_relevance must be a whole number >= 1"),
+    ({"lexical": {"weight": "auto", "tuning_queries": 0}}, "tuning_queries"),
+])
+def test_data_settings_are_checked(setting, message):
+    from haystack_hardneg.options import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        ExperimentConfig(data="d", training={"base_model": "x"}, **setting)
+
+
+def test_the_hybrid_weight_can_be_chosen_on_a_seeded_sample_of_training_queries(fixtures):
+    from haystack_hardneg.experiment import keys as K
+    from haystack_hardneg.ingest.beir import load_beir
+
+    split = load_beir(fixtures / "scifact-tiny", "test")
+    config = ExperimentConfig(data=str(fixtures / "scifact-tiny"), training={"base_model": "x"},
+                              lexical={"weight": "auto", "tuning_queries": 3})
+    sample = K.tuning_query_ids(config, split)
+    assert len(sample) == 3 and set(sample) <= set(split.qrels) and sample == K.tuning_query_ids(config, split)
+    every = replace(config, lexical={"weight": "auto"})
+    assert K.tuning_query_ids(every, split) == sorted(split.qrels)
+    assert K.hybrid_key(config, "fs", split) != K.hybrid_key(every, "fs", split)

@@ -89,3 +89,17 @@ def test_bad_labels_name_file_and_line(site, tmp_path, capsys):
     jsonl.write_text(json.dumps({"query": "q", "document": "d", "grade": 1, "note": "x"}) + "\n")
     with pytest.raises(DataError, match=r"labels.jsonl:1: unknown column\(s\) \['note'\]"):
         load_labels(jsonl)
+
+
+def test_labels_name_web_pages_by_url(tmp_path):
+    from haystack import Document
+
+    pages = [Document(id="https://example.com/warranty", content="warranty text",
+                      meta={"source": "https://example.com/warranty"}),
+             Document(id="abc", content="manual", meta={"source": "https://example.com/manual.html"})]
+    # A URL that is a document's id, and one that is only its source.
+    labels = load_labels(_labels(tmp_path / "labels.csv", ["warranty?,https://example.com/warranty,2",
+                                                            "manual?,https://example.com/manual.html,1"]))
+    queries, qrels = join_labels(labels, pages)
+    assert qrels == {"q1": {"https://example.com/warranty": 2}, "q2": {"abc": 1}}
+    assert queries == {"q1": "warranty?", "q2": "manual?"}

@@ -233,3 +233,22 @@ def test_mine_command_refuses_a_lexical_weight_nothing_would_use(tiny_model, fix
     )
     assert done.returncode != 0 and "member=3 but the ensemble has 1 member(s)" in done.stderr
     assert "Embedding" not in done.stderr and not (tmp_path / "mined").exists()
+
+
+def test_mine_skip_missing_counts_every_dropped_judgement(tiny_model, fixtures, tmp_path):
+    import shutil
+
+    from haystack_hardneg.cli import main
+
+    data = tmp_path / "data"
+    shutil.copytree(fixtures / "scifact-tiny", data)
+    with (data / "qrels" / "test.tsv").open("a") as qrels:
+        qrels.write("no-such-query\tghost\t1\n")  # an unknown query and document
+        first = (fixtures / "scifact-tiny" / "qrels" / "test.tsv").read_text().splitlines()[1].split("\t")[0]
+        qrels.write(f"{first}\tno-such-document\t1\n")
+    common = ["mine", "--data", str(data), "--split", "test", "--model", tiny_model, "--strategy", "random",
+              "--num-negatives", "2", "--cache-dir", "none"]
+    assert main([*common, "--out", str(tmp_path / "strict")]) == 2  # one line, exit 2: the data names unknown ids
+    assert main([*common, "--skip-missing", "--out", str(tmp_path / "m")]) == 0
+    report = json.loads((tmp_path / "m" / "random" / "report.json").read_text())
+    assert report["skipped"]["unknown_judgements"] == 2

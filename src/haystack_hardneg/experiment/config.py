@@ -29,7 +29,8 @@ class ExperimentConfig:
     :param separator: between those fields and the text.
     :param store: Qdrant settings: ``{}`` for local mode in ``out/qdrant``, or ``{"url": ..., "index": ...}``.
     :param lexical: a BM25 member for a hybrid first stage, e.g. ``{"language": "english", "weight": "auto"}``
-        (``auto``: the weight is chosen on the training queries); ``None``: the dense ensemble alone.
+        (``auto``: the weight is chosen on the training queries, or on a seeded sample of ``tuning_queries`` of
+        them); ``None``: the dense ensemble alone.
     :param retrieve_k: first-stage depth (Recall@retrieve_k is reported).
     :param rerank_k: first-stage candidates the re-rankers re-score (and the validation candidates per query).
     :param strategies: negative strategies, one re-ranker each: built-in names or names defined in ``variants``.
@@ -130,11 +131,14 @@ class ExperimentConfig:
             except (TypeError, ValueError) as error:
                 raise ConfigError(f"members[{i}]: {error}") from None
         if self.lexical is not None:
-            unknown = set(self.lexical) - {"language", "weight"}
+            unknown = set(self.lexical) - {"language", "weight", "tuning_queries"}
             weight = self.lexical.get("weight", "auto")
-            if unknown or not (weight == "auto" or 0.0 <= float(weight) <= 1.0):
-                raise ConfigError("lexical takes language (a Snowball stemmer language or null) and weight "
-                                  "('auto' or 0..1).")
+            tuning = self.lexical.get("tuning_queries")
+            if unknown or not (weight == "auto" or 0.0 <= float(weight) <= 1.0) or not (
+                    tuning is None or (isinstance(tuning, int) and not isinstance(tuning, bool) and tuning >= 1)):
+                raise ConfigError("lexical takes language (a Snowball stemmer language or null), weight ('auto' or "
+                                  "0..1) and tuning_queries (auto's weight chosen on a seeded sample of this many "
+                                  "training queries; none: all).")
 
     def load_splits(self) -> dict[str, BeirSplit]:
         """The test and the training split, validated with the config's on-missing policy; a training query needs a

@@ -69,9 +69,19 @@ def first_stage_key(c: ExperimentConfig, index: str, lexical: str | None, splits
                      queries={name: sorted(split.qrels) for name, split in splits.items()}, **_graded(c))
 
 
+def tuning_query_ids(c: ExperimentConfig, train_split) -> list[str]:
+    """The training queries ``lexical.weight: auto`` is chosen on: those within the budget, or a seeded sample of
+    ``lexical.tuning_queries`` of them."""
+    query_ids = training_query_ids(c, train_split)
+    size = (c.lexical or {}).get("tuning_queries")
+    if size is not None and size < len(query_ids):
+        query_ids = sorted(random.Random(c.seed).sample(query_ids, size))
+    return query_ids
+
+
 def hybrid_key(c: ExperimentConfig, first_stage: str, train_split) -> str:
     return stage_key(first_stage=first_stage, lexical=c.lexical is not None,
-                     weight=(c.lexical or {}).get("weight", "auto"), budget=training_query_ids(c, train_split))
+                     weight=(c.lexical or {}).get("weight", "auto"), budget=tuning_query_ids(c, train_split))
 
 
 def mine_key(c: ExperimentConfig, index: str, name: str, train_split) -> str:

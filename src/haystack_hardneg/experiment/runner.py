@@ -162,7 +162,7 @@ class Experiment:
         """The first stage's candidates: the dense list alone, or fused with BM25 at a weight chosen on the
         *training* queries (``lexical.weight: auto``) or given. ``first_stage/<split>_candidates.jsonl``."""
         c = self.config
-        budget = set(K.training_query_ids(c, train_split))
+        budget = set(K.tuning_query_ids(c, train_split))
 
         def compute() -> None:
             lists = {name: read_jsonl(self.out / "first_stage" / f"{name}_lists.jsonl") for name in ("test", "train")}
@@ -171,7 +171,7 @@ class Experiment:
             if c.lexical is not None:
                 weight = c.lexical.get("weight", "auto")
                 if weight == "auto":
-                    # Only the training queries within the budget (max_train_queries) choose the weight.
+                    # Only the training queries within the budget (max_train_queries, tuning_queries) choose it.
                     tuning = [r for r in lists["train"] if r["query_id"] in budget]
                     weight, measured = choose_lexical_weight(tuning, c.retrieve_k)
                     choice.update(chosen_on=f"{len(tuning)} training queries", by_weight=measured)
