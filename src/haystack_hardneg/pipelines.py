@@ -29,7 +29,7 @@ def whole_document_chunker() -> DocumentChunker:
     return DocumentChunker(split_by="word", split_length=1_000_000, split_overlap=0)
 
 
-def _preparation(converter: CorpusConverter | None, chunker: DocumentChunker | None) -> Pipeline:
+def prepared_pipeline(converter: CorpusConverter | None = None, chunker: DocumentChunker | None = None) -> Pipeline:
     """converter -> cleaner -> chunker: the start every indexing pipeline shares, so that whatever reads the
     documents again (the experiment's portable state) sees them exactly as the stores were given them."""
     pipeline = Pipeline()
@@ -45,7 +45,7 @@ def _preparation(converter: CorpusConverter | None, chunker: DocumentChunker | N
 def prepared_documents(sources: list[Any], *, converter: CorpusConverter | None = None,
                        chunker: DocumentChunker | None = None) -> list[Document]:
     """The documents the indexing pipelines write, converted, cleaned and chunked exactly as they do them."""
-    return _preparation(converter, chunker).run({"converter": {"sources": sources}})["chunker"]["documents"]
+    return prepared_pipeline(converter, chunker).run({"converter": {"sources": sources}})["chunker"]["documents"]
 
 
 def build_indexing_pipeline(
@@ -61,7 +61,7 @@ def build_indexing_pipeline(
 
     Run it with ``pipeline.run({"converter": {"sources": [...]}})``.
     """
-    pipeline = _preparation(converter, chunker)
+    pipeline = prepared_pipeline(converter, chunker)
     pipeline.add_component("embedder", embedder)
     pipeline.add_component("writer", EnsembleDocumentWriter(document_store=document_store))
     pipeline.connect("chunker.documents", "embedder.documents")
@@ -79,7 +79,7 @@ def build_lexical_indexing_pipeline(
     chunker: DocumentChunker | None = None,
 ) -> Pipeline:
     """Sources -> main text -> clean -> chunk -> BM25 index only (a lexical member added to an existing index)."""
-    pipeline = _preparation(converter, chunker)
+    pipeline = prepared_pipeline(converter, chunker)
     pipeline.add_component("lexical_writer", lexical_writer)
     pipeline.connect("chunker.documents", "lexical_writer.documents")
     return pipeline

@@ -83,3 +83,33 @@ def test_the_guard_compares_with_the_pairs_own_positive_or_the_querys_lowest():
 def test_max_positives_per_query_is_checked():
     with pytest.raises(ValueError, match="max_positives_per_query"):
         MiningConfig(max_positives_per_query=0)
+
+
+def test_judgements_of_documents_reach_their_chunks():
+    from haystack_hardneg.mine.data import positives_by_chunk
+
+    query = np.array([[1.0, 0.0]])
+    vectors = np.array([[0.6, 0.8], [1.0, 0.0], [0.0, 1.0], [0.8, 0.6]])
+    ids, parents = ["a#0", "a#1", "b", "c"], ["a", "a", "b", "c"]
+    positives, relevant = positives_by_chunk({"q": {"a": 2, "b": 1, "c": 0}}, ["q"], query, ids, parents, vectors,
+                                             min_relevance=2)
+    # a's best chunk is its positive; every chunk of a and b (grade 1) is relevant; c (grade 0) is neither.
+    assert positives == {"q": ["a#1"]} and relevant == {"q": {"a#0": 2, "a#1": 2, "b": 1}}
+    # A judged id that is itself indexed is its own positive, even when other units name it as their parent.
+    positives, _ = positives_by_chunk({"q": {"a#0": 1}}, ["q"], query, ids, ["a#0", "a#0", "b", "c"], vectors)
+    assert positives == {"q": ["a#0"]}
+
+
+def test_the_default_budget_keys_mining_only_where_it_leaves_positives_out():
+    from types import SimpleNamespace
+
+    from haystack_hardneg.experiment import keys as K
+    from haystack_hardneg.experiment.config import ExperimentConfig
+
+    config = ExperimentConfig(data="d", training={"base_model": "x"})
+    few = SimpleNamespace(qrels={"q": {f"d{i}": 1 for i in range(5)}})
+    many = SimpleNamespace(qrels={"q": {f"d{i}": 1 for i in range(6)}})
+    assert "positives_limit" not in K._positives_limit(config, "ensemble", few, ["q"])
+    assert K._positives_limit(config, "ensemble", many, ["q"]) == {"positives_limit": 5}
+    explicit = ExperimentConfig(data="d", training={"base_model": "x"}, mining={"max_positives_per_query": 5})
+    assert K._positives_limit(explicit, "ensemble", many, ["q"]) == {}  # keyed with the mining section already

@@ -14,13 +14,15 @@ from haystack_hardneg.cli.experiment import add_experiment_parser
 from haystack_hardneg.cli.learning import add_mine_parser, add_train_parser
 from haystack_hardneg.cli.prepare import add_prepare_parser
 from haystack_hardneg.cli.retrieval import add_demo_parser, add_index_parser, add_query_parser
+from haystack_hardneg.experiment.stages import ExperimentBusyError
 from haystack_hardneg.ingest.beir import DataError
 from haystack_hardneg.options import ConfigError
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="haystack-hardneg", description=__doc__.splitlines()[0])
-    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error (anywhere in the "
+                                                             "command line)")
     commands = parser.add_subparsers(dest="command", required=True)
     for add in (add_index_parser, add_query_parser, add_prepare_parser, add_mine_parser, add_train_parser,
                 add_experiment_parser, add_demo_parser):
@@ -29,10 +31,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv  # taken wherever it stands, before or after the command
+    args = build_parser().parse_args([a for a in argv if a != "--debug"])
+    args.debug = debug
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, DataError, FileNotFoundError, ValueError) as error:
+    except (ConfigError, DataError, OSError, ValueError, ExperimentBusyError) as error:
         # Bad input (config, data, a missing file or model): one line saying what and where, exit code 2.
         if args.debug:
             raise

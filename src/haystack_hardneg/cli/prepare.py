@@ -8,9 +8,9 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from haystack_hardneg.ingest.beir import LoadStats
+from haystack_hardneg.ingest.beir import DataError, LoadStats
 from haystack_hardneg.ingest.labels import join_labels, load_labels, split_queries, write_beir_folder
-from haystack_hardneg.pipelines import prepared_documents, whole_document_chunker
+from haystack_hardneg.pipelines import prepared_pipeline, whole_document_chunker
 
 
 def add_prepare_parser(commands) -> None:
@@ -28,14 +28,29 @@ def add_prepare_parser(commands) -> None:
 
 def cmd_prepare(args: argparse.Namespace) -> int:
     labels = load_labels(args.labels)  # first: a bad labels file fails before any page is converted
-    documents = prepared_documents(args.sources, chunker=whole_document_chunker())
+    converted = _preparation_run(args.sources)
+    documents, failures = converted["chunker"]["documents"], converted["converter"]["failures"]
+    duplicates = sorted(d for d, n in Counter(d.id for d in documents).items() if n > 1)
+    if duplicates:
+        raise DataError(f"{len(duplicates)} document id(s) come from more than one source (a file given twice, or "
+                        f"both alone and in its folder?), e.g. {duplicates[:3]}.")
     stats = LoadStats()
     queries, qrels = join_labels(labels, documents, on_missing="skip" if args.skip_missing else "error", stats=stats)
-    train, test = split_queries(list(qrels), args.test_fraction, args.seed)
+    # A query judged only not relevant has nothing to learn or measure from: it is counted, not split.
+    judged = [q for q, grades in qrels.items() if any(g > 0 for g in grades.values())]
+    train, test = split_queries(judged, args.test_fraction, args.seed)
     write_beir_folder(args.out, documents, {q: queries[q] for q in qrels},
                       {"train": {q: qrels[q] for q in train}, "test": {q: qrels[q] for q in test}})
     grades = Counter(g for judged in qrels.values() for g in judged.values())
     print(json.dumps({"documents": len(documents), "train_queries": len(train), "test_queries": len(test),
                       "judgements": sum(grades.values()), "grades": dict(sorted(grades.items())),
-                      "unknown_judgements": stats.unknown_judgements, "out": str(args.out)}, indent=2))
+                      "unknown_judgements": stats.unknown_judgements,
+                      "queries_without_positives": len(qrels) - len(judged),
+                      "failed_sources": failures, "out": str(args.out)}, indent=2))
     return 0
+
+
+def _preparation_run(sources: list[str]) -> dict:
+    """The converter's documents and failures and the cleaned documents, as the indexing pipeline makes them."""
+    return prepared_pipeline(chunker=whole_document_chunker()).run(
+        {"converter": {"sources": sources}}, include_outputs_from={"converter"})

@@ -41,7 +41,7 @@ def choose_setting_within_one_se(qrels: dict[str, dict[str, int]], runs: dict[fl
     safer. Returns the chosen setting, the plain best, and every setting's metrics."""
     import numpy as np
 
-    best, measured = choose_setting(qrels, runs, metric=metric, report=report)
+    best, measured = choose_setting(qrels, runs, metric=metric, report=report, ties="smaller")
     queries = sorted(qrels)
     per_query = {setting: evaluate_run(qrels, run, (metric,), per_query=True)[metric]
                  for setting, run in runs.items()}

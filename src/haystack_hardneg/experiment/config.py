@@ -186,7 +186,10 @@ class ExperimentConfig:
         import yaml
 
         path = Path(path)
-        settings = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        try:
+            settings = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as error:
+            raise ConfigError(f"{path}: not valid YAML ({error}).") from None
         if not isinstance(settings, dict):
             raise ConfigError(f"{path}: an experiment config is a mapping of settings.")
         data = settings.get("data")

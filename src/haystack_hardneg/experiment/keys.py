@@ -88,25 +88,47 @@ def mine_key(c: ExperimentConfig, index: str, name: str, train_split) -> str:
     strategy, overrides = c.mining_for(name)
     # Only the options a variant sets differ from the mining section, so a built-in strategy's key does not
     # depend on which variants the config also defines.
+    query_ids = training_query_ids(c, train_split)
     return stage_key(index=index, mining={"seed": c.seed, **c.mining, **overrides}, strategy=strategy,
-                     queries=training_query_ids(c, train_split), **_graded(c))
+                     queries=query_ids, **_graded(c), **_positives_limit(c, name, train_split, query_ids))
 
 
-def training_options(c: ExperimentConfig) -> dict[str, Any]:
+def _positives_limit(c: ExperimentConfig, name: str, train_split, query_ids: list[str]) -> dict[str, Any]:
+    """The default ``max_positives_per_query`` where it leaves positives out (a query has more; set in the config,
+    it is keyed with the mining section): keys of runs it does not touch stay as they were before it existed."""
+    strategy, overrides = c.mining_for(name)
+    if "max_positives_per_query" in {**c.mining, **overrides}:
+        return {}
+    limit = c.mining_config(name).max_positives_per_query
+    if limit is None or all(sum(g >= c.min_relevance for g in train_split.qrels[q].values()) <= limit
+                            for q in query_ids):
+        return {}
+    return {"positives_limit": limit}
+
+
+def training_options(c: ExperimentConfig, train_split=None) -> dict[str, Any]:
     """Every training option with its default filled in, so that a changed default retrains too (the stage sets
-    the output folder, strategy and description itself; the seed is keyed apart)."""
+    the output folder, strategy and description itself; the seed is keyed apart). Options added since runs were
+    recorded are named only where they change something (``KEYED_WHEN_SET``): ``max_validation_queries`` where
+    it cuts the held-out queries of ``train_split``'s training queries, the others when set."""
+    config = TrainingConfig(output_dir="", **c.training)
     defaults = asdict(TrainingConfig(base_model="", output_dir=""))
-    options = {k: v for k, v in asdict(TrainingConfig(output_dir="", **c.training)).items()
+    options = {k: v for k, v in asdict(config).items()
                if k != "output_dir" and not (k in KEYED_WHEN_SET and v == defaults[k])}
+    options.pop("max_validation_queries", None)
+    limit = config.max_validation_queries
+    if limit is not None and train_split is not None and \
+            round(len(training_query_ids(c, train_split)) * config.validation_fraction) > limit:
+        options["max_validation_queries"] = limit
     head = resolve_head(options["base_model"], options["head"])
     if head != "mean":  # what head "auto" became; named only when it is not the default mean head
         options["resolved_head"] = head
     return options
 
 
-def train_key(c: ExperimentConfig, mine: str, hybrid: str) -> str:
-    return stage_key(mine=mine, training=training_options(c), seed=c.seed, validation=hybrid, rerank_k=c.rerank_k,
-                     validation_split=VALIDATION_SPLIT)
+def train_key(c: ExperimentConfig, mine: str, hybrid: str, train_split) -> str:
+    return stage_key(mine=mine, training=training_options(c, train_split), seed=c.seed, validation=hybrid,
+                     rerank_k=c.rerank_k, validation_split=VALIDATION_SPLIT)
 
 
 def rerank_key(c: ExperimentConfig, hybrid: str, train: str) -> str:
@@ -122,6 +144,6 @@ def expected_keys(c: ExperimentConfig, test_split, train_split) -> dict[str, str
     keys["hybrid"] = hybrid_key(c, keys["first_stage"], train_split)
     for name in c.strategies:
         keys[f"mine/{name}"] = mine_key(c, keys["index"], name, train_split)
-        keys[f"train/{name}"] = train_key(c, keys[f"mine/{name}"], keys["hybrid"])
+        keys[f"train/{name}"] = train_key(c, keys[f"mine/{name}"], keys["hybrid"], train_split)
         keys[f"rerank/{name}"] = rerank_key(c, keys["hybrid"], keys[f"train/{name}"])
     return keys

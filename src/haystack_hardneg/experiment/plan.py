@@ -22,6 +22,7 @@ from haystack_hardneg.experiment import keys as K
 from haystack_hardneg.experiment.config import ExperimentConfig
 from haystack_hardneg.ingest.text import document_text
 from haystack_hardneg.train.config import TrainingConfig
+from haystack_hardneg.train.trainer import total_training_steps
 from haystack_hardneg.train.validation import held_out_queries
 
 SAMPLE = 32  # texts per measurement: a few seconds per model on 2 CPU cores
@@ -42,7 +43,7 @@ def training_counts(c: ExperimentConfig, train_split, strategy: str) -> dict[str
     if training.loss == "bce":
         rows *= 1 + mining.num_negatives  # one labelled pair per text of a row
     steps_per_epoch = max(1, math.ceil(rows / training.batch_size))
-    steps = training.max_steps or max(1, math.ceil(training.epochs * steps_per_epoch))
+    steps = total_training_steps(training, steps_per_epoch)
     eval_steps = min(training.eval_steps or steps_per_epoch, steps)
     return {"pairs": int(sum(pairs.values())), "train_rows": int(rows), "validation_queries": len(held_out),
             # An evaluation every eval_steps, and one at the last step when it falls between.
@@ -71,7 +72,8 @@ def measure(c: ExperimentConfig, splits: dict[str, Any], *, sample: int = SAMPLE
     corpus = [document_text(d, c.meta_fields, c.separator) for d in splits["test"].corpus]
     # Evenly spread over the lengths: encoding time follows length, and a plain sample may miss the long tail.
     by_length = sorted(corpus, key=len)
-    documents = [by_length[int(i * len(by_length) / 2 / sample)] for i in range(min(2 * sample, len(corpus)))]
+    spread = min(2 * sample, len(corpus))
+    documents = [by_length[int(i * len(by_length) / spread)] for i in range(spread)]
     queries = rng.sample(list(splits["train"].queries.values()) + list(splits["test"].queries.values()),
                          min(sample, len(splits["train"].queries) + len(splits["test"].queries)))
     rates = _ensemble_rates(c, corpus, documents, queries)
@@ -85,10 +87,23 @@ def _timed(call) -> float:
     return time.perf_counter() - started
 
 
+def _padded_tokens(model, texts: list[str], batch_size: int) -> int:
+    """Tokens a sentence-transformers encode of ``texts`` computes: sorted by length into batches, each padded to
+    its longest text (truncated at the model's window)."""
+    if not texts:
+        return 0
+    window = model.max_seq_length or 512
+    lengths = sorted(len(ids) for ids in model.tokenizer(texts, truncation=True, max_length=window)["input_ids"])
+    return sum(max(lengths[i:i + batch_size]) * len(lengths[i:i + batch_size])
+               for i in range(0, len(lengths), batch_size))
+
+
 def _ensemble_rates(c: ExperimentConfig, corpus: list[str], documents: list[str],
-                    queries: list[str]) -> dict[str, float]:
-    """Per member, seconds per document (encoded afresh) times the corpus documents its cache lacks, as seconds
-    per corpus document; and seconds per query."""
+                    queries: list[str], *, most: int = 5000) -> dict[str, float]:
+    """Seconds to encode the corpus documents each member's cache lacks, per corpus document, and seconds per
+    query. Each member's speed is measured in padded tokens per second on a length-spread sample, and the corpus
+    is counted in the padded tokens its encode computes (on a seeded sample of ``most`` documents for a large one):
+    encoding time follows the padded length, which a document count hides."""
     from haystack_hardneg.embed.cache import cache_keys
     from haystack_hardneg.embed.encoder import EnsembleEncoder
 
@@ -98,15 +113,16 @@ def _ensemble_rates(c: ExperimentConfig, corpus: list[str], documents: list[str]
     encoder.encode(documents[:2], kind="document")
     index_seconds = 0.0
     for member, (spec, model) in enumerate(zip(encoder.members, encoder.models)):
-        # Small batches of the length-spread sample pad about as little as the whole corpus, sorted by length
-        # into full batches, does.
-        per_document = _timed(lambda: model.encode(documents, prompt=spec.document_prompt or None, batch_size=8,
-                                                   show_progress_bar=False)) / len(documents)
-        missing = len(corpus)
+        seconds = _timed(lambda: model.encode(documents, prompt=spec.document_prompt or None,
+                                              batch_size=spec.batch_size, show_progress_bar=False))
+        per_token = seconds / _padded_tokens(model, documents, spec.batch_size)
+        missing = corpus
         if cache is not None:
             keys = cache_keys(encoder.fingerprints[member], spec.document_prompt, model.max_seq_length, corpus)
-            missing = sum(v is None for v in cache.get_many(keys))
-        index_seconds += per_document * missing
+            missing = [t for t, v in zip(corpus, cache.get_many(keys)) if v is None]
+        counted = random.Random(c.seed).sample(missing, most) if len(missing) > most else missing
+        scale = len(missing) / max(1, len(counted))
+        index_seconds += per_token * _padded_tokens(model, counted, spec.batch_size) * scale
     per_query = _timed(lambda: encoder.encode(queries, kind="query")) / len(queries)
     return {"seconds_per_document": index_seconds / max(1, len(corpus)), "seconds_per_query": per_query,
             "dimension": encoder.dimension}
@@ -169,6 +185,9 @@ def estimate(c: ExperimentConfig, numbers: dict[str, Any], rates: dict[str, floa
         scored_per_validation = count["validation_queries"] * c.rerank_k * rates["seconds_per_pair"]
         stages[f"train/{name}"] = (count["steps"] * rates["seconds_per_step"]
                                    + (count["validations"] + 1) * scored_per_validation)
+        if _training(c).max_minutes is not None:
+            stages[f"train/{name}"] = min(stages[f"train/{name}"], 60 * _training(c).max_minutes
+                                          + scored_per_validation)
         stages[f"rerank/{name}"] = ((numbers["test_queries"] + count["validation_queries"]) * c.rerank_k
                                     * rates["seconds_per_pair"])
     return {stage: 0.0 if stage in done else round(seconds, 1) for stage, seconds in stages.items()}
@@ -177,11 +196,10 @@ def estimate(c: ExperimentConfig, numbers: dict[str, Any], rates: dict[str, floa
 def make_plan(c: ExperimentConfig, splits: dict[str, Any], done: set[str] = frozenset(), *,
               measured: bool = True) -> dict[str, Any]:
     """The counts, and with ``measured`` the warm-up's rates and each stage's estimated seconds."""
-    plan: dict[str, Any] = {"counts": counts(c, splits)}
+    plan: dict[str, Any] = {"counts": counts(c, splits), "done": sorted(done)}
     if measured:
         plan["rates"] = measure(c, splits)
         plan["estimate_seconds"] = estimate(c, plan["counts"], plan["rates"], done)
-        plan["done"] = sorted(done)
     return plan
 
 
@@ -197,7 +215,8 @@ def format_plan(plan: dict[str, Any]) -> str:
     numbers = plan["counts"]
     lines = [f"Plan: {numbers['documents']} documents, {numbers['test_queries']} test queries, "
              f"{numbers['train_queries']} training queries ({numbers['train_queries_used']} used for training).",
-             "", "| strategy | pairs | training rows | held-out queries | steps | validations |", "|---|---|---|---|---|---|"]
+             "", "| strategy | pairs | training rows | held-out queries | steps | validations |",
+             "|---|---|---|---|---|---|"]
     lines += [f"| {name} | {n['pairs']} | {n['train_rows']} | {n['validation_queries']} | {n['steps']} | "
               f"{n['validations']} |" for name, n in numbers["strategies"].items()]
     if "estimate_seconds" in plan:

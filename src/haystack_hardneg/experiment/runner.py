@@ -213,11 +213,11 @@ class Experiment:
         query_ids = K.training_query_ids(self.config, train_split)
         return ({q: train_split.queries[q] for q in query_ids}, {q: train_split.qrels[q] for q in query_ids})
 
-    def train(self, strategy: str, mine: str, hybrid: str) -> str:
+    def train(self, strategy: str, mine: str, hybrid: str, train_split) -> str:
         """One cross-encoder on the strategy's triplets, validated on its held-out queries' top rerank_k from the
         experiment's own first stage (the candidates it will re-rank at test time)."""
         c = self.config
-        key = K.train_key(c, mine, hybrid)
+        key = K.train_key(c, mine, hybrid, train_split)
         folder = self.out / "train" / strategy
 
         def compute() -> None:
@@ -292,9 +292,12 @@ class Experiment:
         done = {name for name, key in expected.items() if key is None or self.cache.is_done(name, key)}
         # As run() skips them: the stores only feed the first stage and mining, a finished re-ranking its training.
         if {"first_stage", *(f"mine/{s}" for s in self.config.strategies)} <= done:
-            done |= {"index", "lexical_index"}
+            done.add("index")
+        if "first_stage" in done:
+            done.add("lexical_index")
         done |= {f"train/{s}" for s in self.config.strategies if f"rerank/{s}" in done}
-        return make_plan(self.config, splits, done, measured=measured)
+        # Nothing left to run (a report rebuilt, say): no warm-up of the models.
+        return make_plan(self.config, splits, done, measured=measured and not set(expected) <= done)
 
     def _run(self) -> dict[str, Any]:
         c = self.config
@@ -308,9 +311,9 @@ class Experiment:
         # Each stage's estimate from the run that computed it, for the report to set beside its measured time.
         estimates = self.out / PLAN_ESTIMATES
         known = json.loads(estimates.read_text(encoding="utf-8")) if estimates.is_file() else {}
-        known.update({k: v for k, v in plan["estimate_seconds"].items() if k not in plan["done"]})
+        known.update({k: v for k, v in plan.get("estimate_seconds", {}).items() if k not in plan["done"]})
         atomic_write_text(estimates, json.dumps(known, indent=2))
-        if self.progress_bar:
+        if self.progress_bar and "estimate_seconds" in plan:
             print(format_plan(plan), flush=True)
         hybrid, mine_keys = self._upstream(splits)
         # Training and re-ranking need neither the store (local mode holds a lock) nor the embedding models.
@@ -318,13 +321,13 @@ class Experiment:
         self._text_embedder = None
         # Strategy by strategy, so that an interrupted run keeps every finished re-ranker and its scores.
         for strategy in c.strategies:
-            train = K.train_key(c, mine_keys[strategy], hybrid)
+            train = K.train_key(c, mine_keys[strategy], hybrid, splits["train"])
             if self.cache.is_done(f"rerank/{strategy}", K.rerank_key(c, hybrid, train)) and \
                     (self.out / "train" / strategy / "training_report.json").is_file():
                 # The report reads the scores and the training report, not the re-ranker (absent when imported).
                 self.cache.reused.extend([f"train/{strategy}", f"rerank/{strategy}"])
                 continue
-            self.rerank(strategy, hybrid, self.train(strategy, mine_keys[strategy], hybrid))
+            self.rerank(strategy, hybrid, self.train(strategy, mine_keys[strategy], hybrid, splits["train"]))
         results = write_report(self.out, c, splits, self.cache.records)
         results["wall_seconds_this_run"] = round(time.perf_counter() - started, 1)
         results["stages_ran"], results["stages_reused"] = self.cache.ran, self.cache.reused

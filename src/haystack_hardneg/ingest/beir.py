@@ -121,7 +121,7 @@ def load_qrels(path: str | Path) -> Qrels:
     with path.open(encoding="utf-8", newline="") as handle:
         rows = csv.reader(handle, delimiter="\t")
         for number, row in enumerate(rows, start=1):
-            if number == 1 and row and not row[-1].strip().lstrip("-").isdigit():
+            if number == 1 and row and not _is_grade(row[-1]):
                 continue  # header
             if not row or not "".join(row).strip():
                 continue
@@ -132,6 +132,14 @@ def load_qrels(path: str | Path) -> Qrels:
                 raise DataError(f"{path}:{number}: empty query or document id.")
             qrels.setdefault(query_id, {})[doc_id] = parse_grade(score, f"{path}:{number}")
     return qrels
+
+
+def _is_grade(value: str) -> bool:
+    try:
+        parse_grade(value, "")
+    except DataError:
+        return False
+    return True
 
 
 def parse_grade(value: object, where: str) -> int:

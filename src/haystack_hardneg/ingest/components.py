@@ -26,14 +26,23 @@ def _is_url(source: Any) -> bool:
 
 
 def expand_folders(sources: list[Any]) -> list[Any]:
-    """Each folder (other than a BEIR folder) replaced by the files in it and below it, sorted; other sources kept."""
+    """Each folder (other than a BEIR folder) replaced by the files in it and below it, sorted, hidden ones left
+    out; a BEIR folder inside it stays one source (its corpus). Other sources are kept."""
     expanded: list[Any] = []
     for source in sources:
         path = Path(source) if isinstance(source, (str, Path)) and not _is_url(source) else None
-        if path is not None and path.is_dir() and not (path / "corpus.jsonl").is_file():
-            expanded.extend(str(p) for p in sorted(path.rglob("*")) if p.is_file() and not p.name.startswith("."))
-        else:
+        if path is None or not path.is_dir() or (path / "corpus.jsonl").is_file():
             expanded.append(source)
+            continue
+        beir = [p for p in path.rglob("corpus.jsonl")]
+        for found in sorted(path.rglob("*")):
+            inside = found.relative_to(path).parts
+            if any(part.startswith(".") for part in inside) or any(b.parent in found.parents for b in beir):
+                continue
+            if found.is_file():
+                expanded.append(str(found))
+            elif (found / "corpus.jsonl").is_file():
+                expanded.append(str(found))
     return expanded
 
 
@@ -85,10 +94,11 @@ class CorpusConverter:
         page_meta = {"source": source, **meta}
         if page.title:
             page_meta.setdefault("title", page.title)
-        # The source names the page for people (labels, results); bytes without a name get a content hash.
+        # The source names the page for people (labels, results); bytes without a name get a content hash. A URL's
+        # fragment names a place in the page, not another page (and would read as a chunk's "#<n>").
         if source == "<bytes>":
             return Document(content=page.text, meta=page_meta)
-        return Document(id=source, content=page.text, meta=page_meta)
+        return Document(id=source.split("#", 1)[0] if _is_url(source) else source, content=page.text, meta=page_meta)
 
     def _convert(self, source: str | Path | ByteStream) -> list[Document]:
         if isinstance(source, ByteStream):
@@ -103,7 +113,7 @@ class CorpusConverter:
         path = Path(source)
         if path.is_dir() and (path / "corpus.jsonl").is_file():
             path = path / "corpus.jsonl"
-        if path.suffix == ".jsonl":
+        if path.suffix.lower() == ".jsonl":
             return [replace(d, meta={"source": str(path), **d.meta}) for d in load_corpus(path)]
         if not path.is_file():
             raise FileNotFoundError(f"no such file or folder: {path}")

@@ -14,6 +14,7 @@ CSV and TSV files need a header line naming the columns. Every problem names the
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import random
 from dataclasses import dataclass
@@ -53,13 +54,19 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
         return
     if path.suffix not in (".csv", ".tsv"):
         raise DataError(f"{path}: a labels file is .csv, .tsv or .jsonl, got '{path.suffix}'.")
-    with path.open(encoding="utf-8", newline="") as handle:
-        reader = csv.DictReader(handle, delimiter="\t" if path.suffix == ".tsv" else ",")
+    tsv = path.suffix == ".tsv"
+    # utf-8-sig: a spreadsheet's byte-order mark is not part of the first column's name. TSV fields are not quoted.
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        reader = csv.DictReader(handle, delimiter="\t" if tsv else ",",
+                                quoting=csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL)
         missing = {"query", "document"} - set(reader.fieldnames or [])
         if missing:
             raise DataError(f"{path}:1: the header must name the columns query and document (and optionally grade, "
                             f"query_id); got {reader.fieldnames}.")
         for row in reader:
+            if None in row:
+                raise DataError(f"{path}:{reader.line_num}: more fields than the header names"
+                                f"{'' if tsv else '; put a query or document that holds a comma in double quotes'}.")
             if any(str(v or "").strip() for v in row.values()):
                 yield reader.line_num, row
 
@@ -69,19 +76,23 @@ def load_labels(path: str | Path) -> list[Label]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"No labels file at {path}.")
+    rows = list(_rows(path))
+    explicit = {str(row["query_id"]).strip() for _, row in rows if row.get("query_id") not in (None, "")}
     labels: list[Label] = []
     ids: dict[str, str] = {}  # query text -> id
-    for number, row in _rows(path):
+    numbers = (f"q{n}" for n in itertools.count(1) if f"q{n}" not in explicit)
+    for number, row in rows:
         where = f"{path}:{number}"
         unknown = sorted(set(row) - set(LABEL_COLUMNS))
         if unknown:
             raise DataError(f"{where}: unknown column(s) {unknown}; the columns are {list(LABEL_COLUMNS)}.")
-        query, document = str(row.get("query") or "").strip(), str(row.get("document") or "").strip()
+        query, document = (str(row.get(k) if row.get(k) is not None else "").strip() for k in ("query", "document"))
         if not query or not document:
             raise DataError(f"{where}: every row needs a query and a document (an id, URL or file path).")
         grade = row.get("grade")
         grade = 1 if grade is None or str(grade).strip() == "" else parse_grade(grade, where)
-        query_id = str(row.get("query_id") or "").strip() or ids.get(query) or f"q{len(ids) + 1}"
+        given = str(row.get("query_id") if row.get("query_id") is not None else "").strip()
+        query_id = given or ids.get(query) or next(numbers)
         ids.setdefault(query, query_id)
         labels.append(Label(query_id, query, document, grade, where))
     if not labels:
@@ -146,9 +157,12 @@ def _resolved(name: str) -> str:
 
 
 def split_queries(query_ids: list[str], test_fraction: float, seed: int) -> tuple[list[str], list[str]]:
-    """A seeded split of the queries into train and test (no query in both)."""
+    """A seeded split of the queries into train and test (no query in both, at least one in each)."""
     if not 0 < test_fraction < 1:
         raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}.")
+    if len(query_ids) < 2:
+        raise DataError(f"{len(query_ids)} labelled query(ies) with a relevant document: a train and a test split "
+                        f"need at least two.")
     shuffled = sorted(query_ids)
     random.Random(seed).shuffle(shuffled)
     test = set(shuffled[: max(1, round(len(shuffled) * test_fraction))])

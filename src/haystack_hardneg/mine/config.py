@@ -29,8 +29,8 @@ class MiningConfig(Options):
         "ensemble (without clustering), dense (one member), bm25 or random"))
     num_negatives: int = option(5, help="negatives per (query, positive) pair")
     rank_window: tuple[int, int] = option((0, 100), metavar=("LO", "HI"), help=(
-        "LO HI: candidates ranked LO .. HI-1 (0-based, positives removed) by the strategy's own score are "
-        "eligible; LO > 0 skips the very top, where false negatives are likeliest"))
+        "LO HI: candidates ranked LO .. HI-1 (0-based, documents judged relevant removed) by the strategy's own "
+        "score are eligible; LO > 0 skips the very top, where false negatives are likeliest"))
     sampling: Literal["top", "random"] = option("top", choices=SAMPLINGS, help=(
         "top: the best eligible candidates; random: a seeded sample of them"))
     member: int = option(0, help="the ensemble member the dense strategy uses")

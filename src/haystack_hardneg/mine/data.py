@@ -137,11 +137,12 @@ def positives_by_chunk(qrels: dict[str, dict[str, int]], query_ids: list[str], q
         vector = query_vectors[row_of[query_id]]
         positives[query_id], relevant[query_id] = [], {}
         for document, grade in judged.items():
-            own = units.get(document) or ([index_of[document]] if document in index_of else [])
+            unit = index_of.get(document)  # a judged id that is itself indexed is its own positive
+            own = sorted({*units.get(document, []), *([unit] if unit is not None else [])})
             if grade <= 0 or not own:
                 continue
             relevant[query_id].update((doc_ids[i], grade) for i in own)
             if grade >= min_relevance:
-                best = own[int(np.argmax(doc_vectors[own] @ vector))] if len(own) > 1 else own[0]
+                best = unit if unit is not None else own[int(np.argmax(doc_vectors[own] @ vector))]
                 positives[query_id].append(doc_ids[best])
     return positives, relevant

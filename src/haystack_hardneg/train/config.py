@@ -35,7 +35,7 @@ class TrainingConfig(Options):
     loss: LossName = option("triplet", choices=LOSSES, help=(
         "triplet (margin ranking, the paper), listwise (softmax over positive and negatives) or bce"))
     epochs: float = option(3.0, help="passes over the triplets; the best epoch on validation is kept")
-    max_steps: int | None = option(None, help="stop after this many steps, whatever epochs says (none: no limit)")
+    max_steps: int | None = option(None, help="stop after at most this many steps (none: the epochs decide)")
     max_minutes: float | None = option(None, help=(
         "stop training after this many minutes (validated and saved first); the best checkpoint so far is kept "
         "(none: no limit)"))

@@ -59,7 +59,7 @@ def train_cross_encoder(triplets, config: TrainingConfig, *, resume: bool = Fals
         if config.validation_fraction > 0 else (triplets, triplets.select([])))
     if candidates is None and config.validation_candidates:
         candidates = load_candidates(config.validation_candidates)
-    evaluator, held_out_candidates = validation_evaluator(validation_rows, candidates)
+    evaluator, held_out_candidates = validation_evaluator(validation_rows, candidates, progress_bar=progress_bar)
     # A new head starts from random weights and needs a far larger rate than the pre-trained encoder; a
     # re-ranker's own head is trained already.
     head_lr = config.head_lr if head != "pretrained" and config.head_lr is not None else config.encoder_lr
@@ -118,14 +118,15 @@ def _trainer(model, train_rows, evaluator, config: TrainingConfig, head_lr: floa
     train_data = to_labelled_pairs(train_rows) if config.loss == "bce" else train_rows
     loss = build_loss(config.loss, model, margin=config.margin)
     steps_per_epoch = max(1, -(-len(train_data) // config.batch_size))
-    total_steps = config.max_steps or max(1, math.ceil(config.epochs * steps_per_epoch))
+    total_steps = total_training_steps(config, steps_per_epoch)
     # At least one evaluation and checkpoint before the end, however short the run.
     eval_steps = min(config.eval_steps or steps_per_epoch, total_steps)
     metric = "eval_validation_ndcg@10"
     args = CrossEncoderTrainingArguments(
         output_dir=str(Path(config.output_dir) / "checkpoints"),
         num_train_epochs=config.epochs,
-        max_steps=config.max_steps or -1,
+        # transformers lets max_steps override the epochs; here it only ever cuts them short.
+        max_steps=total_steps if config.max_steps is not None else -1,
         per_device_train_batch_size=config.batch_size,
         learning_rate=config.encoder_lr,
         warmup_steps=float(config.warmup_ratio),  # a float below 1 is a share of all steps (transformers 5)
@@ -151,6 +152,12 @@ def _trainer(model, train_rows, evaluator, config: TrainingConfig, head_lr: floa
         callbacks.append(time_budget(config.max_minutes))
     return CrossEncoderTrainer(model=model, args=args, train_dataset=train_data, loss=loss, evaluator=evaluator,
                                optimizers=(optimizer, None), callbacks=callbacks)
+
+
+def total_training_steps(config: TrainingConfig, steps_per_epoch: int) -> int:
+    """The epochs' steps, at most ``max_steps``."""
+    steps = max(1, math.ceil(config.epochs * steps_per_epoch))
+    return steps if config.max_steps is None else min(steps, config.max_steps)
 
 
 def time_budget(minutes: float):

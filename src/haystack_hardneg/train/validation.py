@@ -62,7 +62,8 @@ def candidate_samples(records: list[dict[str, Any]], queries: set[str]) -> list[
     for record in records:
         if record["query"] not in queries or not record["candidates"]:
             continue
-        relevant = set(record["positive_ids"])
+        # Every document judged relevant counts, whatever its grade (the evaluator's nDCG is binary).
+        relevant = {d for d, grade in record_qrels(record).items() if grade > 0}
         samples.append({
             "query": record["query"],
             "positive": [c["text"] for c in record["candidates"] if c["id"] in relevant],
@@ -71,7 +72,7 @@ def candidate_samples(records: list[dict[str, Any]], queries: set[str]) -> list[
     return samples
 
 
-def validation_evaluator(validation_rows, candidates: list[dict[str, Any]] | None
+def validation_evaluator(validation_rows, candidates: list[dict[str, Any]] | None, *, progress_bar: bool = False
                          ) -> tuple[Any | None, list[dict[str, Any]]]:
     """The evaluator of the held-out queries in ``validation_rows`` (MRR@10 / nDCG@10; ``None`` when none is held
     out) and their records among the first-stage ``candidates``. With candidates it re-ranks each query's
@@ -86,11 +87,12 @@ def validation_evaluator(validation_rows, candidates: list[dict[str, Any]] | Non
                              f"given: give the candidates mined with these triplets.")
         evaluator = CrossEncoderRerankingEvaluator(
             samples=candidate_samples(held_out_candidates, held_out), at_k=10, always_rerank_positives=False,
-            name="validation", write_csv=False, batch_size=32)
+            name="validation", write_csv=False, batch_size=32, show_progress_bar=progress_bar)
         return evaluator, held_out_candidates
     if len(validation_rows):
         evaluator = CrossEncoderRerankingEvaluator(samples=reranking_samples(validation_rows), at_k=10,
-                                                   name="validation", write_csv=False, batch_size=32)
+                                                   name="validation", write_csv=False, batch_size=32,
+                                                   show_progress_bar=progress_bar)
         return evaluator, []
     return None, []
 
