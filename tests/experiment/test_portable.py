@@ -73,6 +73,8 @@ def test_an_exported_run_resumes_in_another_folder_without_redoing_its_work(fixt
     assert not (tmp_path / "elsewhere" / "train" / "random" / "model").exists()
     assert resumed["systems"] == first["systems"]
     assert resumed["stage_seconds"]["train/random"] == first["stage_seconds"]["train/random"]
+    # The plan's estimates made before the stages ran travel with them.
+    assert resumed["plan_estimate_seconds"]["train/random"] == first["plan_estimate_seconds"]["train/random"]
     assert "rerank/random" in resumed["stages_imported"] and "hybrid" not in resumed["stages_imported"]
     assert "| rerank/random | " in (tmp_path / "elsewhere" / "results.md").read_text()
     assert " (imported) |" in (tmp_path / "elsewhere" / "results.md").read_text()
