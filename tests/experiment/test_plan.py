@@ -34,6 +34,13 @@ def test_the_plans_counts_are_what_the_run_does_and_its_estimates_reach_the_repo
         evaluations = [h for h in trained["history"] if "eval_validation_ndcg@10" in h]
         assert counted["validations"] == len(evaluations)
     assert plan["counts"]["test_queries"] == results["test_queries"]
+    # After mining, the counts come from the rows mining wrote (exact even when pairs find too few negatives).
+    from haystack_hardneg.experiment.plan import mined_counts
+
+    for name in config.strategies:
+        trained = json.loads((out / "train" / name / "training_report.json").read_text())
+        mined = mined_counts(config, name, out / "mine" / name / "triplets.jsonl")
+        assert (mined["train_rows"], mined["steps"]) == (trained["train_rows"], trained["steps"])
     # The run plans again before its first stage; the report sets that plan's estimates beside the stage times.
     planned_by_run = json.loads((out / "plan.json").read_text())
     assert results["plan_estimate_seconds"] == planned_by_run["estimate_seconds"]

@@ -9,11 +9,14 @@ sample of pairs. Stages already done in the run folder are planned at 0.
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import tempfile
 import time
+from collections import Counter
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,15 +34,27 @@ PLAN_ESTIMATES = "plan_estimates.json"  # in a run folder: each stage's estimate
 
 def training_counts(c: ExperimentConfig, train_split, strategy: str) -> dict[str, int]:
     """What one strategy's mining and training will handle: pairs, training rows, held-out queries, steps and
-    validation passes, as the mining job and the trainer count them."""
+    validation passes, as the mining job and the trainer count them (every positive finding its negatives)."""
+    limit = c.mining_config(strategy).max_positives_per_query or math.inf
+    rows: dict[str, int] = {}
+    for q in K.training_query_ids(c, train_split):
+        text = train_split.queries[q]
+        rows[text] = rows.get(text, 0) + min(sum(g >= c.min_relevance for g in train_split.qrels[q].values()), limit)
+    return _training_steps(c, strategy, rows)
+
+
+def mined_counts(c: ExperimentConfig, strategy: str, triplets: Path) -> dict[str, int]:
+    """``training_counts`` from the rows mining wrote: exact, pairs left without negatives left out."""
+    rows = Counter(json.loads(line)["query"] for line in triplets.read_text(encoding="utf-8").splitlines() if line)
+    return _training_steps(c, strategy, dict(rows))
+
+
+def _training_steps(c: ExperimentConfig, strategy: str, pairs: dict[str, int]) -> dict[str, int]:
+    """Rows, held-out queries, steps and validations of a training on ``pairs`` rows per query text."""
     mining, training = c.mining_config(strategy), _training(c)
-    query_ids = K.training_query_ids(c, train_split)
-    pairs = {q: min(sum(g >= c.min_relevance for g in train_split.qrels[q].values()),
-                    mining.max_positives_per_query or math.inf) for q in query_ids}
-    texts = {q: train_split.queries[q] for q in query_ids}
-    held_out = (held_out_queries(set(texts.values()), training.validation_fraction, training.seed,
+    held_out = (held_out_queries(set(pairs), training.validation_fraction, training.seed,
                                  training.max_validation_queries) if training.validation_fraction > 0 else set())
-    rows = sum(n for q, n in pairs.items() if texts[q] not in held_out)
+    rows = sum(n for q, n in pairs.items() if q not in held_out)
     if training.loss == "bce":
         rows *= 1 + mining.num_negatives  # one labelled pair per text of a row
     steps_per_epoch = max(1, math.ceil(rows / training.batch_size))

@@ -29,7 +29,7 @@ from haystack_hardneg.experiment import keys as K
 from haystack_hardneg.experiment.config import ExperimentConfig
 from haystack_hardneg.experiment.environment import machine, versions
 from haystack_hardneg.experiment.first_stage import choose_lexical_weight, hybrid_candidates, retrieve_lists
-from haystack_hardneg.experiment.plan import PLAN_ESTIMATES, format_plan, make_plan
+from haystack_hardneg.experiment.plan import PLAN_ESTIMATES, estimate, format_plan, make_plan, mined_counts
 from haystack_hardneg.experiment.report import write_report
 from haystack_hardneg.experiment.stages import StageCache
 from haystack_hardneg.files import atomic_write_text, jsonl_text, read_jsonl
@@ -299,6 +299,25 @@ class Experiment:
         # Nothing left to run (a report rebuilt, say): no warm-up of the models.
         return make_plan(self.config, splits, done, measured=measured and not set(expected) <= done)
 
+    def _replan_after_mining(self, plan: dict[str, Any]) -> None:
+        """Training's estimates again from the rows mining wrote (pairs left without negatives are not trained),
+        with the warm-up's rates; printed and kept for the report."""
+        c, pending = self.config, [s for s in self.config.strategies if f"train/{s}" not in plan["done"]]
+        if "rates" not in plan or not pending:
+            return
+        for strategy in pending:
+            plan["counts"]["strategies"][strategy] = mined_counts(c, strategy,
+                                                                  self.out / "mine" / strategy / "triplets.jsonl")
+        estimates = estimate(c, plan["counts"], plan["rates"], set(plan["done"]))
+        wanted = {f"{kind}/{s}" for s in pending for kind in ("train", "rerank")}
+        path = self.out / PLAN_ESTIMATES
+        known = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        atomic_write_text(path, json.dumps({**known, **{k: v for k, v in estimates.items() if k in wanted}}, indent=2))
+        if self.progress_bar:
+            print("After mining: " + "; ".join(
+                f"{s} {plan['counts']['strategies'][s]['steps']} steps, about {estimates[f'train/{s}'] / 60:.0f} min"
+                for s in pending), flush=True)
+
     def _run(self) -> dict[str, Any]:
         c = self.config
         started = time.perf_counter()
@@ -316,6 +335,7 @@ class Experiment:
         if self.progress_bar and "estimate_seconds" in plan:
             print(format_plan(plan), flush=True)
         hybrid, mine_keys = self._upstream(splits)
+        self._replan_after_mining(plan)
         # Training and re-ranking need neither the store (local mode holds a lock) nor the embedding models.
         self._close_store()
         self._text_embedder = None
