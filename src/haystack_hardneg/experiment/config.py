@@ -107,7 +107,7 @@ class ExperimentConfig:
     def _check_training(self) -> None:
         if not isinstance(self.training, dict) or "base_model" not in self.training:
             raise ConfigError("training.base_model is required (a hub id or a local folder).")
-        self.training_config(output_dir="", strategy="", data_description="")
+        self.training_config()
 
     def _check_settings(self) -> None:
         if self.on_missing not in ("error", "skip"):
@@ -159,8 +159,10 @@ class ExperimentConfig:
             raise ConfigError(f"{where}: {error}") from None
         return config
 
-    def training_config(self, *, output_dir: str, strategy: str, data_description: str) -> TrainingConfig:
-        """The typed training settings of one re-ranker: ``training:`` plus what the experiment sets itself."""
+    def training_config(self, *, output_dir: str = "", strategy: str = "", data_description: str = ""
+                        ) -> TrainingConfig:
+        """The typed training settings of one re-ranker: ``training:`` plus what the experiment sets itself (left
+        empty where only the settings are read)."""
         return from_mapping(TrainingConfig, self.training, where="training", output_dir=output_dir,
                             strategy=strategy, seed=self.seed, data_description=data_description)
 

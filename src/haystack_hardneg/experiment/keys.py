@@ -96,7 +96,7 @@ def mine_key(c: ExperimentConfig, index: str, name: str, train_split) -> str:
 def _positives_limit(c: ExperimentConfig, name: str, train_split, query_ids: list[str]) -> dict[str, Any]:
     """The default ``max_positives_per_query`` where it leaves positives out (a query has more; set in the config,
     it is keyed with the mining section): keys of runs it does not touch stay as they were before it existed."""
-    strategy, overrides = c.mining_for(name)
+    _, overrides = c.mining_for(name)
     if "max_positives_per_query" in {**c.mining, **overrides}:
         return {}
     limit = c.mining_config(name).max_positives_per_query

@@ -23,6 +23,7 @@ import numpy as np
 
 from haystack_hardneg.experiment import keys as K
 from haystack_hardneg.experiment.config import ExperimentConfig
+from haystack_hardneg.files import atomic_write_text
 from haystack_hardneg.ingest.text import document_text
 from haystack_hardneg.train.config import TrainingConfig
 from haystack_hardneg.train.trainer import total_training_steps
@@ -30,6 +31,18 @@ from haystack_hardneg.train.validation import held_out_queries
 
 SAMPLE = 32  # texts per measurement: a few seconds per model on 2 CPU cores
 PLAN_ESTIMATES = "plan_estimates.json"  # in a run folder: each stage's estimate, made before it ran
+
+
+def read_estimates(out: Path) -> dict[str, float]:
+    """Each stage's estimate recorded in the run folder ``out`` (the report sets it beside the measured time)."""
+    path = Path(out) / PLAN_ESTIMATES
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+def record_estimates(out: Path, estimates: dict[str, float]) -> None:
+    """Add ``estimates`` to those recorded in ``out``: a stage keeps the estimate made by the run that computed it."""
+    if estimates:
+        atomic_write_text(Path(out) / PLAN_ESTIMATES, json.dumps({**read_estimates(out), **estimates}, indent=2))
 
 
 def training_counts(c: ExperimentConfig, train_split, strategy: str) -> dict[str, int]:
@@ -66,7 +79,7 @@ def _training_steps(c: ExperimentConfig, strategy: str, pairs: dict[str, int]) -
 
 
 def _training(c: ExperimentConfig) -> TrainingConfig:
-    return c.training_config(output_dir="", strategy="", data_description="")
+    return c.training_config()
 
 
 def counts(c: ExperimentConfig, splits: dict[str, Any]) -> dict[str, Any]:

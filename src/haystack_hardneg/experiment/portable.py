@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 from haystack_hardneg.experiment.config import ExperimentConfig
 from haystack_hardneg.experiment.keys import MODELS_FILE, expected_keys, model_fingerprints
-from haystack_hardneg.experiment.plan import PLAN_ESTIMATES
+from haystack_hardneg.experiment.plan import read_estimates, record_estimates
 from haystack_hardneg.experiment.stages import StageCache
 from haystack_hardneg.files import atomic_directory, atomic_write_bytes, atomic_write_text, jsonl_text
 from haystack_hardneg.ingest.beir import load_queries
@@ -174,11 +174,10 @@ def export_state(config: ExperimentConfig, dest: str | Path) -> dict[str, Any]:
                 files[rel] = entry
             carried[name] = {"record": record, "files": files}
         models = out / "models.json"
-        estimates = out / PLAN_ESTIMATES
         state = {"format": FORMAT, "run_folder": str(out), "stages": carried,
                  "models": json.loads(models.read_text(encoding="utf-8")) if models.is_file() else {},
                  # The plan's estimate of each stage, for the report to set beside the stage's measured time.
-                 "plan_estimates": json.loads(estimates.read_text(encoding="utf-8")) if estimates.is_file() else {}}
+                 "plan_estimates": read_estimates(out)}
         atomic_write_text(staging / STATE_FILE, json.dumps(state, indent=2))
     size = sum(p.stat().st_size for p in dest.rglob("*") if p.is_file())
     return {"stages": sorted(carried), "bytes": size}
@@ -236,11 +235,7 @@ def import_state(config: ExperimentConfig, source: str | Path) -> dict[str, list
             atomic_write_text(cache.path, json.dumps(cache.records, indent=2))
             recorded = json.loads((out / MODELS_FILE).read_text()) if (out / MODELS_FILE).is_file() else {}
             atomic_write_text(out / MODELS_FILE, json.dumps({**state["models"], **recorded}, indent=2))
-            estimates = {k: v for k, v in state.get("plan_estimates", {}).items() if k in pending}
-            if estimates:
-                here = out / PLAN_ESTIMATES
-                known = json.loads(here.read_text(encoding="utf-8")) if here.is_file() else {}
-                atomic_write_text(here, json.dumps({**known, **estimates}, indent=2))
+            record_estimates(out, {k: v for k, v in state.get("plan_estimates", {}).items() if k in pending})
     finally:
         cache.close()
     return summary

@@ -12,7 +12,7 @@ from haystack_hardneg.evaluate.metrics import DEFAULT_METRICS, evaluate_run
 from haystack_hardneg.evaluate.selection import MIN_INFORMATIVE_QUERIES, choose_fusion_alpha
 from haystack_hardneg.evaluate.significance import bootstrap_ci, holm_adjusted, paired_test_on_values
 from haystack_hardneg.evaluate.subsets import split_by_document_length
-from haystack_hardneg.experiment.plan import PLAN_ESTIMATES
+from haystack_hardneg.experiment.plan import read_estimates
 from haystack_hardneg.files import atomic_save_figure, atomic_write_text, read_jsonl
 from haystack_hardneg.mine.candidates import record_qrels
 from haystack_hardneg.rank.fusion import fuse_scores
@@ -191,12 +191,6 @@ def _p(comparison: dict[str, float]) -> str:
     return f"{comparison['difference']:+.3f} (p={comparison['p_value']:.2g}{holm})"
 
 
-def _plan_estimates(out: Path) -> dict[str, float]:
-    """Each stage's estimate, from the plan made before it ran (experiment/plan.py)."""
-    path = Path(out) / PLAN_ESTIMATES
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-
-
 def _left_out_line(results: dict[str, Any]) -> list[str]:
     """One sentence on the judgements and queries loading left out, when it left any."""
     parts = [f"{split}: {counts['unknown_judgements']} judgement(s) of unknown queries or documents, "
@@ -325,7 +319,7 @@ def write_report(out: Path, config, splits: dict[str, Any], stage_records: dict[
     into ``dest`` (``out``); what loading each split left out is counted in it."""
     test_split = splits["test"]
     dest = Path(dest or out)
-    min_queries = config.training_config(output_dir="", strategy="", data_description="").min_validation_queries
+    min_queries = config.training_config().min_validation_queries
     runs, chosen, validation = system_runs(out, config.strategies, config.fusion_rule, min_queries)
     systems = evaluate_systems(test_split.qrels, runs, test=config.significance, depth=config.retrieve_k)
     groups, median = split_by_document_length(test_split.qrels, document_lengths(test_split))
@@ -356,7 +350,7 @@ def write_report(out: Path, config, splits: dict[str, Any], stage_records: dict[
                           or name.split("/", 1)[1] in config.strategies},
         # Stages computed elsewhere and carried here (portable.py): their seconds are the other machine's.
         "stages_imported": sorted(name for name, record in stage_records.items() if "imported_from" in record),
-        "plan_estimate_seconds": _plan_estimates(out),
+        "plan_estimate_seconds": read_estimates(out),
         "left_out_when_loading": {name: {"queries_without_positives": len(split.stats.queries_without_positives),
                                          "unknown_judgements": split.stats.unknown_judgements}
                                   for name, split in splits.items()},

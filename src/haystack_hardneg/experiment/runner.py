@@ -29,15 +29,14 @@ from haystack_hardneg.experiment import keys as K
 from haystack_hardneg.experiment.config import ExperimentConfig
 from haystack_hardneg.experiment.environment import machine, versions
 from haystack_hardneg.experiment.first_stage import choose_lexical_weight, hybrid_candidates, retrieve_lists
-from haystack_hardneg.experiment.plan import PLAN_ESTIMATES, estimate, format_plan, make_plan, mined_counts
+from haystack_hardneg.experiment.plan import estimate, format_plan, make_plan, mined_counts, record_estimates
 from haystack_hardneg.experiment.report import write_report
 from haystack_hardneg.experiment.stages import StageCache
 from haystack_hardneg.files import atomic_write_text, jsonl_text, read_jsonl
 from haystack_hardneg.mine.component import ClusterNegativeMiner, skipped_when_loading
 from haystack_hardneg.mine.job import mine_into
 from haystack_hardneg.mine.triplets import load_triplets
-from haystack_hardneg.pipelines import (build_lexical_indexing_pipeline,
-                                       whole_document_chunker)
+from haystack_hardneg.pipelines import build_lexical_indexing_pipeline, whole_document_chunker
 from haystack_hardneg.rank.job import rerank_records
 from haystack_hardneg.train.trainer import train_cross_encoder
 
@@ -310,9 +309,7 @@ class Experiment:
                                                                   self.out / "mine" / strategy / "triplets.jsonl")
         estimates = estimate(c, plan["counts"], plan["rates"], set(plan["done"]))
         wanted = {f"{kind}/{s}" for s in pending for kind in ("train", "rerank")}
-        path = self.out / PLAN_ESTIMATES
-        known = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-        atomic_write_text(path, json.dumps({**known, **{k: v for k, v in estimates.items() if k in wanted}}, indent=2))
+        record_estimates(self.out, {k: v for k, v in estimates.items() if k in wanted})
         if self.progress_bar:
             print("After mining: " + "; ".join(
                 f"{s} {plan['counts']['strategies'][s]['steps']} steps, about {estimates[f'train/{s}'] / 60:.0f} min"
@@ -327,11 +324,8 @@ class Experiment:
         splits = c.load_splits()
         plan = self.plan(splits)
         atomic_write_text(self.out / "plan.json", json.dumps(plan, indent=2))
-        # Each stage's estimate from the run that computed it, for the report to set beside its measured time.
-        estimates = self.out / PLAN_ESTIMATES
-        known = json.loads(estimates.read_text(encoding="utf-8")) if estimates.is_file() else {}
-        known.update({k: v for k, v in plan.get("estimate_seconds", {}).items() if k not in plan["done"]})
-        atomic_write_text(estimates, json.dumps(known, indent=2))
+        record_estimates(self.out, {k: v for k, v in plan.get("estimate_seconds", {}).items()
+                                    if k not in plan["done"]})
         if self.progress_bar and "estimate_seconds" in plan:
             print(format_plan(plan), flush=True)
         hybrid, mine_keys = self._upstream(splits)

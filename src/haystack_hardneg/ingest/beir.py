@@ -27,7 +27,8 @@ class DataError(ValueError):
     """The input data is malformed; the message names the file, line and id."""
 
 
-def _read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
+def read_jsonl_records(path: Path) -> Iterator[tuple[int, dict]]:
+    """(line number, object) of each non-empty line; a line that is not a JSON object names file and line."""
     if not path.is_file():
         raise FileNotFoundError(f"No such file: {path}")
     with path.open(encoding="utf-8") as handle:
@@ -77,7 +78,7 @@ def load_corpus(path: str | Path, stats: LoadStats | None = None) -> list[Docume
     stats = stats if stats is not None else LoadStats()
     documents: list[Document] = []
     first_line: dict[str, int] = {}
-    for number, record in _read_jsonl(path):
+    for number, record in read_jsonl_records(path):
         doc_id = _record_id(record, path, number)
         if doc_id in first_line:
             raise DataError(f"{path}:{number}: duplicate document id '{doc_id}' (first on line {first_line[doc_id]}).")
@@ -101,7 +102,7 @@ def load_queries(path: str | Path) -> dict[str, str]:
     """Query id -> text from a JSONL file of {"_id", "text"}; empty or duplicate ids and empty texts are errors."""
     path = Path(path)
     queries: dict[str, str] = {}
-    for number, record in _read_jsonl(path):
+    for number, record in read_jsonl_records(path):
         query_id = _record_id(record, path, number)
         if query_id in queries:
             raise DataError(f"{path}:{number}: duplicate query id '{query_id}'.")

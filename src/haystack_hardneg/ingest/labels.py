@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import csv
 import itertools
-import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ from typing import Any, Iterator
 from haystack import Document
 
 from haystack_hardneg.files import atomic_write_text, jsonl_text
-from haystack_hardneg.ingest.beir import DataError, LoadStats, OnMissing, Qrels, parse_grade
+from haystack_hardneg.ingest.beir import DataError, LoadStats, OnMissing, Qrels, parse_grade, read_jsonl_records
 
 LABEL_COLUMNS = ("query", "document", "grade", "query_id")
 
@@ -41,16 +40,7 @@ class Label:
 def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, row) of a CSV, TSV or JSONL labels file."""
     if path.suffix == ".jsonl":
-        with path.open(encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
-                if line.strip():
-                    try:
-                        row = json.loads(line)
-                    except json.JSONDecodeError as error:
-                        raise DataError(f"{path}:{number}: not valid JSON ({error.msg}).") from None
-                    if not isinstance(row, dict):
-                        raise DataError(f"{path}:{number}: expected a JSON object with query and document.")
-                    yield number, row
+        yield from read_jsonl_records(path)
         return
     if path.suffix not in (".csv", ".tsv"):
         raise DataError(f"{path}: a labels file is .csv, .tsv or .jsonl, got '{path.suffix}'.")

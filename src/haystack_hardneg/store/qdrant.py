@@ -205,12 +205,13 @@ def search_many(store: QdrantDocumentStore, vectors, top_k: int, *, batch_size: 
     from qdrant_client.http import models as rest
 
     store._initialize_client()  # noqa: SLF001 - qdrant-haystack has no public batch query
-    using = DENSE_VECTORS_NAME if store.use_sparse_embeddings else None
+    sparse = store.use_sparse_embeddings
+    using = DENSE_VECTORS_NAME if sparse else None
     found: list[list[Document]] = []
     for start in range(0, len(vectors), batch_size):
         requests = [rest.QueryRequest(query=[float(x) for x in vector], using=using, limit=top_k, with_payload=True)
                     for vector in vectors[start:start + batch_size]]
-        for response in store._client.query_batch_points(collection_name=store.index, requests=requests):  # noqa: SLF001
-            found.append([convert_qdrant_point_to_haystack_document(point, use_sparse_embeddings=store.use_sparse_embeddings)
-                          for point in response.points])
+        responses = store._client.query_batch_points(collection_name=store.index, requests=requests)  # noqa: SLF001
+        found.extend([convert_qdrant_point_to_haystack_document(point, use_sparse_embeddings=sparse)
+                      for point in response.points] for response in responses)
     return found
