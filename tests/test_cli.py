@@ -1,7 +1,12 @@
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
+
+from sentence_transformers import CrossEncoder
+
+from haystack_hardneg.rank.settings import RANKER_SETTINGS_FILE
 
 HTML = Path(__file__).parent / "fixtures" / "html"
 
@@ -27,6 +32,23 @@ def test_index_then_query_from_the_command_line(tiny_model, fixtures, tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.count("\n  1. ") + done.stdout.count("\n  2. ") + done.stdout.count("\n  3. ") == 3
 
+    # A ranker folder with a stored fusion weight: `auto` (the default) uses it and says so; grouped by
+    # document, no source document appears twice.
+    ranker = tmp_path / "ranker"
+    CrossEncoder(tiny_model, num_labels=1).save(str(ranker))
+    (ranker / RANKER_SETTINGS_FILE).write_text(json.dumps({"fusion_alpha": 0.3}))
+    done = _cli("query", "dishwasher warranty pump motor", *common, "--ranker", str(ranker), "--top-k", "8",
+                "--by-document")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "fused with the retriever's score at weight 0.30" in done.stdout
+    ids = re.findall(r"^ +\d+\. \S+  (\S+)", done.stdout, flags=re.M)
+    parents = [i.split("#")[0] for i in ids]
+    assert len(ids) == 8 and len(set(parents)) == 8
+    done = _cli("query", "pump", *common, "--ranker", str(ranker), "--fusion-alpha", "none")
+    assert done.returncode == 0 and "cross-encoder alone" in done.stdout
+    done = _cli("query", "pump", *common, "--ranker", str(ranker), "--fusion-alpha", "1.5")
+    assert done.returncode == 2 and "give auto, none or a number in [0, 1]" in done.stderr
+
 
 def test_missing_model_folder_fails_before_any_work(tmp_path, fixtures):
     done = _cli("index", str(fixtures / "scifact-tiny"), "--model", str(tmp_path / "nowhere"), "--store",
@@ -34,3 +56,13 @@ def test_missing_model_folder_fails_before_any_work(tmp_path, fixtures):
     assert done.returncode != 0
     assert "does not exist" in done.stderr
     assert not (tmp_path / "q").exists()
+
+
+def test_demo_runs_the_shipped_quick_experiment(tiny_model, tmp_path, capsys):
+    from haystack_hardneg.cli import main
+
+    assert main(["demo", "--model", tiny_model, "--out", str(tmp_path / "demo"), "--plan"]) == 0
+    out = capsys.readouterr().out
+    assert "Plan: 600 documents, 60 test queries, 120 training queries" in out
+    for strategy in ("random", "bm25", "dense", "ensemble", "ensemble_cluster"):
+        assert f"| train/{strategy} |" in out

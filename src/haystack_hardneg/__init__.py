@@ -6,17 +6,19 @@ Without the import, pass ``allowed_modules=["haystack_hardneg"]`` or set
 ``HAYSTACK_DESERIALIZATION_ALLOWLIST=haystack_hardneg``; see the README.
 """
 
+__version__ = "0.2.0.dev0"
+
 from haystack.core.serialization_security import allow_deserialization_module
 
 from haystack_hardneg.embed.components import EnsembleDocumentEmbedder, EnsembleTextEmbedder
 from haystack_hardneg.embed.ensemble import MemberSpec
 from haystack_hardneg.ingest.components import CorpusConverter, DocumentChunker
 from haystack_hardneg.mine.component import ClusterNegativeMiner
-from haystack_hardneg.rank.ranker import CrossEncoderRanker
-from haystack_hardneg.train.component import TripletTrainer
 from haystack_hardneg.pipelines import build_indexing_pipeline, build_query_pipeline, load_pipeline
+from haystack_hardneg.rank.ranker import CrossEncoderRanker
 from haystack_hardneg.store.lexical_components import HybridJoiner, LexicalIndexWriter, LexicalRetriever
 from haystack_hardneg.store.qdrant import EnsembleDocumentWriter, open_document_store
+from haystack_hardneg.train.component import TripletTrainer
 
 allow_deserialization_module("haystack_hardneg")
 

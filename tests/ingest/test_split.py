@@ -35,6 +35,17 @@ def test_sentences_are_not_cut_at_abbreviations():
     ]
 
 
+def test_a_sentence_longer_than_the_limit_is_cut_into_word_windows_and_counted():
+    log_line = " ".join(f"x{i}" for i in range(250))  # no sentence end: a table or log line
+    text = f"A short one. Log {log_line}. And the end."
+    chunker = DocumentChunker(split_by="sentence", split_length=1, split_overlap=0, max_sentence_words=100)
+    result = chunker.run([Document(id="d", content=text)])
+    assert result["long_sentences"] == 1
+    assert [len(d.content.split()) for d in result["documents"]] == [3, 100, 100, 51, 3]
+    assert all(text[d.meta["char_start"] : d.meta["char_end"]] == d.content for d in result["documents"])
+    assert DocumentChunker.from_dict(chunker.to_dict()).max_sentence_words == 100
+
+
 def test_token_chunks_respect_the_model_token_count(tiny_model):
     offsets = tokenizer_offsets(tiny_model)
     text = "the vaccine reduced infection risk in mice and tumor growth in patients " * 5

@@ -1,8 +1,8 @@
 """The ``haystack-hardneg`` command line: thin argument parsing over the same jobs the components call.
 
-One module per group of commands: ``retrieval`` (index, query, demo), ``prepare`` (documents and labels into a
+One module per group of commands: ``retrieval`` (index, query), ``prepare`` (documents and labels into a
 BEIR folder), ``learning`` (mine, train; their flags are generated from ``MiningConfig`` and ``TrainingConfig``),
-``experiment``.
+``experiment`` (experiment, demo).
 """
 
 from __future__ import annotations
@@ -10,17 +10,19 @@ from __future__ import annotations
 import argparse
 import sys
 
-from haystack_hardneg.cli.experiment import add_experiment_parser
+from haystack_hardneg.cli.experiment import add_demo_parser, add_experiment_parser
 from haystack_hardneg.cli.learning import add_mine_parser, add_train_parser
 from haystack_hardneg.cli.prepare import add_prepare_parser
-from haystack_hardneg.cli.retrieval import add_demo_parser, add_index_parser, add_query_parser
+from haystack_hardneg.cli.retrieval import add_index_parser, add_query_parser
 from haystack_hardneg.experiment.stages import ExperimentBusyError
+from haystack_hardneg.extras import MissingExtraError
 from haystack_hardneg.ingest.beir import DataError
 from haystack_hardneg.options import ConfigError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="haystack-hardneg", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="haystack-hardneg", description="Ensemble hard-negative mining and fine-tuned "
+                                     "cross-encoder re-rankers for Haystack, on Qdrant.")
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error (anywhere in the "
                                                              "command line)")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -37,8 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     args.debug = debug
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, DataError, OSError, ValueError, ExperimentBusyError) as error:
-        # Bad input (config, data, a missing file or model): one line saying what and where, exit code 2.
+    except (ConfigError, DataError, OSError, ValueError, ExperimentBusyError, MissingExtraError) as error:
+        # Bad input (config, data, a missing file, model or optional package): one line saying what and where, exit code 2.
         if args.debug:
             raise
         print(f"haystack-hardneg {args.command}: {error}", file=sys.stderr)

@@ -1,27 +1,31 @@
-"""``experiment``: every negative strategy end to end, with significance, report and charts."""
+"""``experiment`` and ``demo``: every negative strategy end to end, with significance, report and charts.
+
+``demo`` is the experiment's quick mode on the SciFact slice shipped in the package (``haystack_hardneg/demo``).
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from pathlib import Path
 
-from haystack_hardneg.cli.retrieval import EXAMPLES
+from haystack_hardneg.defaults import default_model
 from haystack_hardneg.experiment.config import ExperimentConfig
 from haystack_hardneg.experiment.interim import interim_report
 from haystack_hardneg.experiment.plan import format_plan
 from haystack_hardneg.experiment.portable import export_state, import_state
 from haystack_hardneg.experiment.runner import Experiment
+from haystack_hardneg.extras import EXPERIMENT_MODULES, require_all
 
-QUICK_EXPERIMENT = EXAMPLES / "experiment_quick.yml"
+DEMO_EXPERIMENT = Path(__file__).resolve().parents[1] / "demo" / "experiment_quick.yml"
 
 
 def add_experiment_parser(commands) -> None:
     experiment = commands.add_parser(
         "experiment", help="every negative strategy end to end, with significance, report and charts")
-    experiment.add_argument("config", nargs="?",
-                            help=f"experiment YAML (default: the quick mode, {QUICK_EXPERIMENT.name})")
+    experiment.add_argument("config", help="experiment YAML (`demo` runs the shipped quick one)")
     experiment.add_argument("--out", help="run folder (overrides the config's out)")
     experiment.add_argument("--seed", type=int,
                             help="overrides the config's seed (mining, training, validation split): repeat a run "
@@ -71,7 +75,7 @@ def _export_state(config, dest: str) -> int:
 
 def cmd_experiment(args: argparse.Namespace) -> int:
     """Index, first stage, mining with every strategy, one re-ranker each, re-ranking, evaluation; cached."""
-    source = Path(args.config) if args.config else QUICK_EXPERIMENT
+    source = Path(args.config)
     config = ExperimentConfig.from_yaml(source, out=args.out, seed=args.seed, strategies=args.strategies)
     _own_numba_cache(Path(args.interim_report) if args.interim_report else Path(config.resolved().out))
     if args.interim_report:
@@ -81,9 +85,14 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     if args.import_state:
         for what, names in import_state(config, args.import_state).items():
             print(f"{what.replace('_', ' ').capitalize()}: {', '.join(names) or 'none'}")
-    print(f"Experiment {source} -> {config.resolved().out}")
+    return _run(config, f"Experiment {source}", plan_only=args.plan)
+
+
+def _run(config: ExperimentConfig, title: str, *, plan_only: bool) -> int:
+    require_all(EXPERIMENT_MODULES, "The experiment")
+    print(f"{title} -> {config.resolved().out}")
     experiment = Experiment(config)
-    if args.plan:
+    if plan_only:
         try:
             print(format_plan(experiment.plan()))
         finally:
@@ -96,3 +105,23 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     print(f"Wall time: {results['wall_seconds_this_run']:.0f} s. Results: {out / 'results.json'}, "
           f"{out / 'results.md'}; charts: {out / 'chart_ndcg.png'}, {out / 'chart_long_short.png'}")
     return 0
+
+
+def add_demo_parser(commands) -> None:
+    demo = commands.add_parser(
+        "demo", help="the experiment's quick mode on the SciFact slice shipped in the package (minutes on a CPU)")
+    demo.add_argument("--model", help="embedding model and re-ranker base (a hub id or a local folder; default: "
+                                      "all-MiniLM-L6-v2, from $HARDNEG_MODELS when it is there)")
+    demo.add_argument("--out", default="runs/demo", help="run folder (default: runs/demo)")
+    demo.add_argument("--plan", action="store_true", help="only print the plan")
+    demo.set_defaults(func=cmd_demo)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """The quick experiment: every strategy, one small re-ranker each, on 600 SciFact documents."""
+    model = args.model or default_model()
+    config = ExperimentConfig.from_yaml(DEMO_EXPERIMENT, out=args.out)
+    config = dataclasses.replace(config, members=[{"model": model}],
+                                 training={**config.training, "base_model": model})
+    _own_numba_cache(Path(config.resolved().out))
+    return _run(config, f"Demo: {len(config.strategies)} negative strategies with {model}", plan_only=args.plan)

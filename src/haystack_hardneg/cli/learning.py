@@ -8,15 +8,27 @@ import argparse
 import json
 from pathlib import Path
 
-from haystack_hardneg.cli.common import (add_ensemble_arguments, add_store_arguments, embedder_dimension,
-                                         ensemble_settings, open_store)
+from haystack_hardneg.cli.common import (
+    add_ensemble_arguments,
+    add_store_arguments,
+    embedder_dimension,
+    ensemble_settings,
+    open_store,
+)
 from haystack_hardneg.defaults import default_model
 from haystack_hardneg.embed.components import EnsembleTextEmbedder
+from haystack_hardneg.extras import require
 from haystack_hardneg.files import atomic_write_text
 from haystack_hardneg.ingest.beir import load_beir
 from haystack_hardneg.mine.candidates import first_stage_candidates, write_candidates
 from haystack_hardneg.mine.component import ClusterNegativeMiner, skipped_when_loading
-from haystack_hardneg.mine.config import LEXICAL_FUSION_STRATEGIES, STRATEGIES, MiningConfig, check_fits_ensemble
+from haystack_hardneg.mine.config import (
+    LEXICAL_FUSION_STRATEGIES,
+    STRATEGIES,
+    MiningConfig,
+    check_fits_ensemble,
+    uses_bm25,
+)
 from haystack_hardneg.mine.job import mine_into
 from haystack_hardneg.mine.report import comparison_table, format_report
 from haystack_hardneg.options import add_arguments, from_arguments
@@ -59,6 +71,8 @@ def mining_configs(args: argparse.Namespace, members: int, combine: str) -> dict
                for s in strategies}
     for config in configs.values():
         check_fits_ensemble(config, members, combine)
+    if any(uses_bm25(config) for config in configs.values()):
+        require("bm25s", f"Mining with {strategies}")  # before anything is embedded
     return configs
 
 

@@ -35,7 +35,8 @@ ENCODE_CHUNK = 256
 
 
 class ModelNotFoundError(FileNotFoundError):
-    """A member names a local model folder that does not exist or holds no model."""
+    """A member's model cannot be had: a local folder that does not exist or holds no model, or a hub id that
+    cannot be loaded (no hub access, no such model)."""
 
 
 def looks_like_path(model: str) -> bool:
@@ -124,10 +125,10 @@ class EnsembleEncoder:
                 source = str(Path(member.model).expanduser()) if looks_like_path(member.model) else member.model
                 model = SentenceTransformer(source, device=self.device)
             except Exception as error:  # the library's own messages are long; name the member and the way out
-                raise RuntimeError(
-                    f"Could not load ensemble member '{member.model}': {error}\n"
-                    f"Without access to the Hugging Face hub, give a local model folder instead "
-                    f"(see ../shared/tools/offline-models or the README)."
+                first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+                raise ModelNotFoundError(
+                    f"Could not load ensemble member '{member.model}' ({first_line}). Without access to the "
+                    f"Hugging Face hub, give a local folder saved by sentence-transformers instead."
                 ) from error
             if member.max_seq_length is not None:
                 model.max_seq_length = member.max_seq_length

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from haystack_hardneg.extras import require
+
 DEFAULT_METRICS: tuple[str, ...] = ("ndcg@10", "mrr@10", "precision@1", "precision@5", "precision@10", "recall@100")
 
 
@@ -19,7 +21,8 @@ def evaluate_run(
     Queries judged in ``qrels`` but missing from ``run`` count as zero, as in BEIR/MTEB. With
     ``per_query=True`` returns ``{metric: {query id: value}}`` instead of means.
     """
-    from ranx import Qrels, Run, evaluate
+    ranx = require("ranx", "Evaluation")
+    Qrels, Run, evaluate = ranx.Qrels, ranx.Run, ranx.evaluate
 
     if not qrels:
         raise ValueError("No relevance judgements to evaluate against.")

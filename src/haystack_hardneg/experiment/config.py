@@ -27,10 +27,13 @@ class ExperimentConfig:
     :param cache_dir: embedding cache (shared between runs; ``None``: no cache).
     :param meta_fields: meta fields embedded and ranked before the text (BEIR: ``title``).
     :param separator: between those fields and the text.
-    :param store: Qdrant settings: ``{}`` for local mode in ``out/qdrant``, or ``{"url": ..., "index": ...}``.
+    :param store: Qdrant settings: ``{}`` for local mode in ``out/qdrant``, or ``{"url": ..., "index": ...,
+        "api_key_env": "QDRANT_API_KEY"}`` (the key is read from that environment variable, never written).
     :param lexical: a BM25 member for a hybrid first stage, e.g. ``{"language": "english", "weight": "auto"}``
         (``auto``: the weight is chosen on the training queries, or on a seeded sample of ``tuning_queries`` of
         them); ``None``: the dense ensemble alone.
+    :param train_split: the qrels file of the training queries (``qrels/<train_split>.tsv``).
+    :param test_split: the qrels file of the test queries, never used to choose a setting.
     :param retrieve_k: first-stage depth (Recall@retrieve_k is reported).
     :param rerank_k: first-stage candidates the re-rankers re-score (and the validation candidates per query).
     :param strategies: negative strategies, one re-ranker each: built-in names or names defined in ``variants``.
@@ -110,6 +113,12 @@ class ExperimentConfig:
         self.training_config()
 
     def _check_settings(self) -> None:
+        if not isinstance(self.store, dict):
+            raise ConfigError("store must be a mapping of Qdrant settings (url, index, api_key_env, ...).")
+        if "api_key" in self.store:
+            # A key written in the config would be copied into the run folder's config.json: refuse it unread.
+            raise ConfigError("store.api_key: a key is never written in a config; put it in an environment "
+                              "variable and name that variable with store.api_key_env (e.g. QDRANT_API_KEY).")
         if self.on_missing not in ("error", "skip"):
             raise ConfigError(f"on_missing must be 'error' or 'skip', got {self.on_missing!r}.")
         if not isinstance(self.min_relevance, int) or isinstance(self.min_relevance, bool) or self.min_relevance < 1:

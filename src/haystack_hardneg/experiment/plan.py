@@ -23,6 +23,7 @@ import numpy as np
 
 from haystack_hardneg.experiment import keys as K
 from haystack_hardneg.experiment.config import ExperimentConfig
+from haystack_hardneg.extras import require
 from haystack_hardneg.files import atomic_write_text
 from haystack_hardneg.ingest.text import document_text
 from haystack_hardneg.train.config import TrainingConfig
@@ -158,7 +159,7 @@ def _ensemble_rates(c: ExperimentConfig, corpus: list[str], documents: list[str]
 
 def _reranker_rates(c: ExperimentConfig, queries: list[str], documents: list[str]) -> dict[str, float]:
     """A few real training steps of the re-ranker (as the trainer runs them) and its scoring speed."""
-    from datasets import Dataset
+    Dataset = require("datasets", "The plan's training warm-up").Dataset
     from transformers import PrinterCallback, TrainerCallback
 
     from haystack_hardneg.train.heads import build_cross_encoder, resolve_head

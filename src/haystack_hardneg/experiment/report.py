@@ -13,6 +13,7 @@ from haystack_hardneg.evaluate.selection import MIN_INFORMATIVE_QUERIES, choose_
 from haystack_hardneg.evaluate.significance import bootstrap_ci, holm_adjusted, paired_test_on_values
 from haystack_hardneg.evaluate.subsets import split_by_document_length
 from haystack_hardneg.experiment.plan import read_estimates
+from haystack_hardneg.extras import require
 from haystack_hardneg.files import atomic_save_figure, atomic_write_text, read_jsonl
 from haystack_hardneg.mine.candidates import record_qrels
 from haystack_hardneg.rank.fusion import fuse_scores
@@ -270,8 +271,7 @@ def _tests_in(systems: dict[str, Any]) -> int:
 
 
 def charts(results: dict[str, Any], out: Path) -> list[Path]:
-    import matplotlib
-
+    matplotlib = require("matplotlib", "Charts")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

@@ -12,7 +12,7 @@ from haystack.dataclasses import ByteStream
 
 from haystack_hardneg.ingest.beir import load_corpus
 from haystack_hardneg.ingest.html import extract_main_text
-from haystack_hardneg.ingest.split import SPLIT_UNITS, SplitUnit, split_text, tokenizer_offsets
+from haystack_hardneg.ingest.split import SPLIT_UNITS, SplitUnit, split_text_counted, tokenizer_offsets
 
 logger = logging.getLogger(__name__)
 
@@ -151,7 +151,9 @@ class DocumentChunker:
 
     Each chunk keeps its parent's meta plus ``parent_id``, ``chunk_index``, ``chunk_count``, ``char_start``
     and ``char_end``. A Document that fits in one chunk keeps its id; chunks of a longer one get the id
-    ``"<parent id>#<chunk index>"``. Documents without text are dropped and counted in ``skipped``.
+    ``"<parent id>#<chunk index>"``. Documents without text are dropped and counted in ``skipped``. With
+    ``split_by="sentence"`` a sentence longer than ``max_sentence_words`` is cut into word windows of that size
+    and counted in ``long_sentences``.
 
     Usage example:
     ```python
@@ -170,22 +172,27 @@ class DocumentChunker:
         split_length: int = 200,
         split_overlap: int = 20,
         tokenizer: str | None = None,
+        max_sentence_words: int = 200,
     ):
         """
         :param split_by: ``"word"``, ``"sentence"`` or ``"token"``.
         :param split_length: units per chunk.
         :param split_overlap: units shared by consecutive chunks.
         :param tokenizer: for ``split_by="token"``: the model (hub id or local folder) whose tokens are counted.
+        :param max_sentence_words: for ``split_by="sentence"``: a longer sentence (or a text without sentence
+            ends) is cut into windows of this many words.
         """
         if split_by not in SPLIT_UNITS:
             raise ValueError(f"split_by must be one of {SPLIT_UNITS}, got {split_by!r}.")
         if split_by == "token" and not tokenizer:
             raise ValueError("split_by='token' needs tokenizer= (the model whose tokens are counted).")
-        split_text("", unit="word", length=split_length, overlap=split_overlap)  # validates length/overlap
+        split_text_counted("", length=split_length, overlap=split_overlap,  # validates the numbers
+                           max_sentence_words=max_sentence_words)
         self.split_by = split_by
         self.split_length = split_length
         self.split_overlap = split_overlap
         self.tokenizer = tokenizer
+        self.max_sentence_words = max_sentence_words
         self._token_offsets = None
 
     def warm_up(self) -> None:
@@ -200,30 +207,34 @@ class DocumentChunker:
             split_length=self.split_length,
             split_overlap=self.split_overlap,
             tokenizer=self.tokenizer,
+            max_sentence_words=self.max_sentence_words,
         )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "DocumentChunker":
         return default_from_dict(cls, data)
 
-    @component.output_types(documents=list[Document], skipped=int)
+    @component.output_types(documents=list[Document], skipped=int, long_sentences=int)
     def run(self, documents: list[Document]) -> dict[str, Any]:
         """
         :param documents: the Documents to split; they are not modified.
-        :returns: ``documents``: the chunks; ``skipped``: Documents without text that were dropped.
+        :returns: ``documents``: the chunks; ``skipped``: Documents without text that were dropped;
+            ``long_sentences``: sentences longer than ``max_sentence_words``, cut into word windows.
         """
         if self.split_by == "token":
             self.warm_up()
         chunks: list[Document] = []
-        skipped = 0
+        skipped = long_sentences = 0
         for doc in documents:
-            pieces = split_text(
+            pieces, cut = split_text_counted(
                 doc.content or "",
                 unit=self.split_by,
                 length=self.split_length,
                 overlap=self.split_overlap,
                 token_offsets=self._token_offsets,
+                max_sentence_words=self.max_sentence_words,
             )
+            long_sentences += cut
             if not pieces:
                 skipped += 1
                 continue
@@ -240,4 +251,7 @@ class DocumentChunker:
                 chunks.append(Document(id=chunk_id, content=piece.text, meta=meta))
         if skipped:
             logger.warning("Skipped {n} document(s) without text.", n=skipped)
-        return {"documents": chunks, "skipped": skipped}
+        if long_sentences:
+            logger.warning("Cut {n} sentence(s) longer than {words} words into word windows.", n=long_sentences,
+                           words=self.max_sentence_words)
+        return {"documents": chunks, "skipped": skipped, "long_sentences": long_sentences}

@@ -72,6 +72,11 @@ class MiningConfig(Options):
                 raise ValueError(f"lexical_weight must be in [0, 1], got {self.lexical_weight}.")
 
 
+def uses_bm25(config: MiningConfig) -> bool:
+    """Whether mining with ``config`` builds a BM25 index (the optional ``bm25`` extra)."""
+    return config.strategy == "bm25" or config.lexical_weight is not None
+
+
 def check_fits_ensemble(config: MiningConfig, members: int, combine: str) -> None:
     """The ``dense`` strategy reads one member's slice of a concatenated ensemble vector: it needs that member and
     that layout. Checked where the ensemble is known, before anything is embedded."""

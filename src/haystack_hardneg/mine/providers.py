@@ -16,12 +16,11 @@ from typing import Callable, Iterator, Protocol, Sequence
 import numpy as np
 
 from haystack_hardneg.mine.cluster import Clustering, cluster_documents
-from haystack_hardneg.mine.config import MiningConfig
+from haystack_hardneg.mine.config import MiningConfig, uses_bm25
 from haystack_hardneg.mine.data import MiningData, Pairs
 from haystack_hardneg.mine.search import top_k
 from haystack_hardneg.rank.fusion import fuse_rankings, min_max
 from haystack_hardneg.store.lexical import LexicalIndex
-
 
 Ranking = tuple[np.ndarray, np.ndarray]  # per query: document indices best first and their scores (-1 / -inf padding)
 
@@ -205,7 +204,7 @@ def candidate_provider(data: MiningData, config: MiningConfig, excluded: list[np
     """The provider of ``config.strategy``; ``excluded``: per query, the indices of the documents judged relevant
     to it (never candidates)."""
     lexical = None
-    if config.strategy == "bm25" or config.lexical_weight is not None:
+    if uses_bm25(config):
         # The BM25 that MiningConfig.lexical_weight describes: English stop words, no stemmer.
         lexical = LexicalIndex.build(data.doc_ids, data.doc_texts, language=None, stopwords="en",
                                      show_progress=progress_bar)

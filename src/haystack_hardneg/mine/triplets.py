@@ -12,6 +12,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from haystack_hardneg.extras import require
 from haystack_hardneg.files import atomic_write_bytes, atomic_write_text, jsonl_text
 from haystack_hardneg.mine.negatives import MinedPair, MiningResult
 
@@ -46,8 +47,8 @@ def write_triplets(
     if file_format == "jsonl":
         atomic_write_text(paths["triplets"], jsonl_text(rows))
     elif file_format == "parquet":
-        import pyarrow as pa
-        import pyarrow.parquet as pq
+        pa = require("pyarrow", "Writing parquet")
+        pq = require("pyarrow.parquet", "Writing parquet")
 
         buffer = pa.BufferOutputStream()
         pq.write_table(pa.Table.from_pylist(rows), buffer)
@@ -63,7 +64,7 @@ def write_triplets(
 
 def load_triplets(path: str | Path):
     """The triplet file as a ``datasets.Dataset`` (columns query, positive, negative_1 .. negative_n)."""
-    from datasets import load_dataset
+    load_dataset = require("datasets", "Reading a triplet file").load_dataset
 
     path = Path(path)
     if not path.is_file():

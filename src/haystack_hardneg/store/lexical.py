@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from haystack_hardneg.extras import require
 from haystack_hardneg.files import atomic_directory, read_jsonl, readable_directory
 
 SETTINGS_FILE = "lexical.json"
@@ -28,12 +29,10 @@ def language_stopwords(language: str | None) -> str | None:
 
 
 def _tokenize(texts: list[str], language: str | None, stopwords: str | None, show_progress: bool = False):
-    import bm25s
-
+    bm25s = require("bm25s", "The BM25 member")
     stemmer = None
     if language:
-        import Stemmer
-
+        Stemmer = require("Stemmer", "BM25 stemming")
         stemmer = Stemmer.Stemmer(language)
     return bm25s.tokenize(texts, stopwords=stopwords, stemmer=stemmer, return_ids=False, show_progress=show_progress)
 
@@ -60,8 +59,7 @@ class LexicalIndex:
             ``"auto"``: English stop words for ``language="english"``, none otherwise.
         :param show_progress: bm25s's progress bars while tokenizing and indexing.
         """
-        import bm25s
-
+        bm25s = require("bm25s", "The BM25 member")
         if len(ids) != len(texts):
             raise ValueError(f"{len(ids)} ids but {len(texts)} texts.")
         if len(set(ids)) != len(ids):
@@ -117,8 +115,7 @@ class LexicalIndex:
 
     @classmethod
     def load(cls, path: str | Path) -> "LexicalIndex":
-        import bm25s
-
+        bm25s = require("bm25s", "The BM25 member")
         requested = Path(path)
         path = readable_directory(requested)
         if not (path / SETTINGS_FILE).is_file():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from haystack_hardneg.extras import require
 from haystack_hardneg.files import atomic_save_figure, atomic_write_text
 from haystack_hardneg.rank.settings import RANKER_SETTINGS_FILE
 
@@ -45,8 +46,7 @@ def append_model_card(model_dir: Path, report: dict) -> None:
 
 def plot_curves(history: list[dict], path: Path) -> None:
     """Training loss and validation nDCG@10 / MRR@10 by step, from the trainer's log ``history``, as a PNG."""
-    import matplotlib
-
+    matplotlib = require("matplotlib", "Charts")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

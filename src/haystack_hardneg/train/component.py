@@ -8,6 +8,7 @@ from typing import Any
 from haystack import component, default_from_dict, default_to_dict
 
 from haystack_hardneg.embed.encoder import check_model_source
+from haystack_hardneg.extras import require
 from haystack_hardneg.options import as_config, to_mapping
 from haystack_hardneg.train.config import TrainingConfig
 from haystack_hardneg.train.trainer import train_cross_encoder
@@ -63,7 +64,7 @@ class TripletTrainer:
             first-stage candidates and store the fusion weight chosen there (else ``validation_candidates``).
         :returns: ``model_path``: the trained CrossEncoder folder; ``report``: losses, validation metrics, steps.
         """
-        from datasets import Dataset
+        Dataset = require("datasets", "Training").Dataset
 
         from haystack_hardneg.mine.triplets import load_triplets
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from haystack_hardneg.extras import require
 from haystack_hardneg.train.config import LOSSES, LossName
 
 
@@ -101,7 +102,7 @@ def build_loss(name: LossName, model, *, margin: float = 1.0) -> nn.Module:
 
 def to_labelled_pairs(dataset):
     """Rows (query, positive, negative_1..n) -> rows (query, passage, label) for binary cross-entropy."""
-    from datasets import Dataset
+    Dataset = require("datasets", "Training").Dataset
 
     negative_columns = [c for c in dataset.column_names if c.startswith("negative_")]
     queries, passages, labels = [], [], []

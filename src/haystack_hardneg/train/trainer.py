@@ -16,6 +16,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from haystack_hardneg.extras import require
 from haystack_hardneg.files import atomic_directory, atomic_write_text
 from haystack_hardneg.mine.candidates import load_candidates
 from haystack_hardneg.rank.settings import write_ranker_settings
@@ -113,6 +114,9 @@ def _trainer(model, train_rows, evaluator, config: TrainingConfig, head_lr: floa
     ``eval_steps`` (an epoch by default), the best checkpoint by validation nDCG@10 loaded at the end, and the
     encoder and a new head at their own learning rates."""
     import torch
+
+    require("datasets", "Training")
+    require("accelerate", "Training")
     from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
 
     train_data = to_labelled_pairs(train_rows) if config.loss == "bce" else train_rows

@@ -1,0 +1,52 @@
+"""Optional capabilities live in pip extras, so an app that only embeds, indexes, mines and ranks installs the core.
+
+``require(module, extra)`` imports an optional module or raises :class:`MissingExtraError` with the pip command
+that adds it. The extras (see ``pyproject.toml``): ``bm25`` (the lexical member), ``train`` (fine-tuning),
+``experiment`` (metrics, significance tests, charts; includes both), ``all``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+# Which extra brings each optional top-level module.
+EXTRA_OF = {
+    "bm25s": "bm25",
+    "Stemmer": "bm25",
+    "datasets": "train",
+    "accelerate": "train",
+    "pyarrow": "train",
+    "ranx": "experiment",
+    "matplotlib": "experiment",
+}
+
+
+class MissingExtraError(ImportError):
+    """An optional package is not installed: the message names the extra and the pip command."""
+
+
+def install_hint(extra: str) -> str:
+    return f'pip install "haystack-hardneg[{extra}]"'
+
+
+def require(module: str, purpose: str) -> ModuleType:
+    """``module`` imported, or a :class:`MissingExtraError` saying that ``purpose`` needs its extra."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as error:
+        top = module.split(".")[0]
+        if error.name is not None and error.name.split(".")[0] != top:
+            raise  # the package is there but broken: its own error says more
+        extra = EXTRA_OF.get(top, "all")
+        raise MissingExtraError(f"{purpose} needs the optional package '{top}', which is not installed: "
+                                f"{install_hint(extra)} adds it.") from error
+
+
+def require_all(modules: list[str], purpose: str) -> None:
+    """Each of ``modules`` importable, checked before long work starts; else the first missing one is named."""
+    for module in modules:
+        require(module, purpose)
+
+
+EXPERIMENT_MODULES = ["ranx", "matplotlib", "bm25s", "datasets", "accelerate"]
