@@ -18,6 +18,10 @@ from haystack_hardneg.pipelines import build_indexing_pipeline, build_query_pipe
 from haystack_hardneg.rank.ranker import CrossEncoderRanker
 from haystack_hardneg.store.lexical_components import HybridJoiner, LexicalIndexWriter, LexicalRetriever
 from haystack_hardneg.store.qdrant import EnsembleDocumentWriter, open_document_store
+
+# Last: the experiment builds on the components above.
+from haystack_hardneg.experiment.config import ExperimentConfig
+from haystack_hardneg.experiment.runner import Experiment
 from haystack_hardneg.train.component import TripletTrainer
 
 allow_deserialization_module("haystack_hardneg")
@@ -30,6 +34,8 @@ __all__ = [
     "EnsembleDocumentEmbedder",
     "EnsembleDocumentWriter",
     "EnsembleTextEmbedder",
+    "Experiment",
+    "ExperimentConfig",
     "HybridJoiner",
     "LexicalIndexWriter",
     "LexicalRetriever",

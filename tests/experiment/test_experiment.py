@@ -359,3 +359,20 @@ def test_the_hybrid_weight_can_be_chosen_on_a_seeded_sample_of_training_queries(
     every = replace(config, lexical={"weight": "auto"})
     assert K.tuning_query_ids(every, split) == sorted(split.qrels)
     assert K.hybrid_key(config, "fs", split) != K.hybrid_key(every, "fs", split)
+
+
+def test_identical_triplets_train_one_re_ranker(fixtures, tiny_model, trainable_model, tmp_path):
+    # One member: `dense` (its only member) and `ensemble` rank alike and mine the same triplets.
+    config = tiny_config(fixtures, tiny_model, trainable_model, tmp_path, strategies=["ensemble", "dense"],
+                         lexical=None)
+    results = Experiment(config, progress_bar=False).run()
+    out = tmp_path / "run"
+    assert (out / "mine" / "dense" / "triplets.jsonl").read_bytes() == \
+        (out / "mine" / "ensemble" / "triplets.jsonl").read_bytes()
+    assert results["rerankers"]["dense"]["same_triplets_as"] == "ensemble"
+    assert results["rerankers"]["ensemble"]["same_triplets_as"] is None
+    assert json.loads((out / "rerank" / "dense.json").read_text()) == \
+        json.loads((out / "rerank" / "ensemble.json").read_text())
+    stages = json.loads((out / "stages.json").read_text())
+    assert stages["train/dense"]["seconds"] < stages["train/ensemble"]["seconds"] / 5
+    assert "dense mined the same triplets as ensemble" in (out / "results.md").read_text()

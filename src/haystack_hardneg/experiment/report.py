@@ -69,7 +69,8 @@ def system_runs(out: Path, strategies: list[str], fusion_rule: str = "argmax",
                             "train_seconds": next((h["train_runtime"] for h in reversed(training["history"])
                                                    if "train_runtime" in h), None),
                             "train_rows": training["train_rows"], "validation_queries": training["validation_queries"],
-                            "training_validation": training.get("validation")}
+                            "training_validation": training.get("validation"),
+                            "same_triplets_as": training.get("same_triplets_as")}
         if scores["validation"]:  # alpha is None exactly when there is no validation slice
             validation_runs[f"{strategy} re-ranker"] = {q: reranked_run(train_first[q], head)
                                                         for q, head in scores["validation"].items()}
@@ -254,6 +255,8 @@ def markdown(results: dict[str, Any]) -> str:
                      f"{first if first is None else f'{first:.4f}'} | {alone if alone is None else f'{alone:.4f}'} | "
                      f"{chosen['fusion_alpha']} | {best if best is None else f'{best:.4f}'} | "
                      f"{chosen['ms_per_query']:.0f} |")
+    lines += [f"\n{strategy} mined the same triplets as {chosen['same_triplets_as']}: its re-ranker is that one, trained "
+              "once." for strategy, chosen in results["rerankers"].items() if chosen.get("same_triplets_as")]
     lines += [f"\n**Warning ({strategy})**: {chosen['validation']['fallback']}; its fused row is the first stage."
               for strategy, chosen in results["rerankers"].items() if (chosen["validation"] or {}).get("fallback")]
     estimates = results.get("plan_estimate_seconds") or {}

@@ -16,6 +16,7 @@ files go.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -31,8 +32,8 @@ from haystack_hardneg.experiment.environment import machine, versions
 from haystack_hardneg.experiment.first_stage import choose_lexical_weight, hybrid_candidates, retrieve_lists
 from haystack_hardneg.experiment.plan import estimate, format_plan, make_plan, mined_counts, record_estimates
 from haystack_hardneg.experiment.report import write_report
-from haystack_hardneg.experiment.stages import StageCache
-from haystack_hardneg.files import atomic_write_text, jsonl_text, read_jsonl
+from haystack_hardneg.experiment.stages import StageCache, file_fingerprint
+from haystack_hardneg.files import atomic_directory, atomic_write_text, jsonl_text, read_jsonl
 from haystack_hardneg.mine.component import ClusterNegativeMiner, skipped_when_loading
 from haystack_hardneg.mine.job import mine_into
 from haystack_hardneg.mine.triplets import load_triplets
@@ -220,6 +221,9 @@ class Experiment:
         folder = self.out / "train" / strategy
 
         def compute() -> None:
+            twin = self._trained_twin(strategy)
+            if twin is not None:
+                return self._reuse_training(twin, strategy)
             config = c.training_config(output_dir=str(folder), strategy=strategy,
                                        data_description=f"{Path(c.data).name} {c.train_split} triplets")
             # An interrupted run of the same stage continues from its last checkpoint.
@@ -236,6 +240,33 @@ class Experiment:
                        [f"train/{strategy}/model", f"train/{strategy}/training_report.json"], compute)
         return key
 
+    def _trained_twin(self, strategy: str) -> str | None:
+        """An earlier strategy of this run whose triplets are byte for byte this one's and whose re-ranker is
+        here. Every strategy trains with the same settings and seed, so the same rows give the same re-ranker
+        (a one-member ensemble, say, mines the same negatives for ``dense`` and ``ensemble``)."""
+        mine, strategies = self.out / "mine", self.config.strategies
+        own = file_fingerprint(mine / strategy / "triplets.jsonl")
+        for other in strategies[: strategies.index(strategy)]:
+            trained = self.out / "train" / other
+            if (trained / "model").is_dir() and (trained / "training_report.json").is_file() and \
+                    file_fingerprint(mine / other / "triplets.jsonl") == own:
+                return other
+        return None
+
+    def _reuse_training(self, twin: str, strategy: str) -> None:
+        """``twin``'s re-ranker and training report as ``strategy``'s, the report saying so."""
+        source, folder = self.out / "train" / twin, self.out / "train" / strategy
+        if self.progress_bar:
+            print(f"train/{strategy}: the same triplets as {twin}; its re-ranker is reused, not trained again.",
+                  flush=True)
+        with atomic_directory(folder / "model") as staging:
+            shutil.copytree(source / "model", staging, dirs_exist_ok=True)
+        report = json.loads((source / "training_report.json").read_text(encoding="utf-8"))
+        report["same_triplets_as"] = twin
+        atomic_write_text(folder / "training_report.json", json.dumps(report, indent=2))
+        if (source / "training_curves.png").is_file():
+            shutil.copyfile(source / "training_curves.png", folder / "training_curves.png")
+
     def rerank(self, strategy: str, hybrid: str, train: str) -> None:
         """The re-ranker's scores for the top rerank_k of every test query and of its held-out (validation)
         training queries: the fusion weight with the first stage is chosen on the latter, then applied to the
@@ -243,11 +274,15 @@ class Experiment:
         c = self.config
 
         def compute() -> None:
+            training = json.loads((self.out / "train" / strategy / "training_report.json").read_text())
+            twin_scores = self.out / "rerank" / f"{training.get('same_triplets_as')}.json"
+            if "same_triplets_as" in training and twin_scores.is_file():  # the same re-ranker: the same scores
+                atomic_write_text(self.out / "rerank" / f"{strategy}.json", twin_scores.read_text(encoding="utf-8"))
+                return
             ranker = CrossEncoderRanker(model=str(self.out / "train" / strategy / "model"), fusion_alpha=None,
                                         batch_size=32)
             ranker.warm_up()
             # The queries the trainer held out, as its report records them.
-            training = json.loads((self.out / "train" / strategy / "training_report.json").read_text())
             held_out = set(training["validation_query_texts"])
             test = read_jsonl(self.out / "first_stage" / "test_candidates.jsonl")
             validation = [r for r in read_jsonl(self.out / "first_stage" / "train_candidates.jsonl")
