@@ -32,7 +32,8 @@ def test_the_plans_counts_are_what_the_run_does_and_its_estimates_reach_the_repo
         assert counted["validation_queries"] == trained["validation_queries"]
         assert counted["steps"] == trained["steps"]
         evaluations = [h for h in trained["history"] if "eval_validation_ndcg@10" in h]
-        assert counted["validations"] == len(evaluations)
+        # The trainer's evaluations (none when it would evaluate only once, at the end) and the fusion sweep.
+        assert counted["validations"] == len(evaluations) + (trained["fusion"] is not None)
     assert plan["counts"]["test_queries"] == results["test_queries"]
     # After mining, the counts come from the rows mining wrote (exact even when pairs find too few negatives).
     from haystack_hardneg.experiment.plan import mined_counts

@@ -92,10 +92,15 @@ def test_held_out_queries_are_capped():
 
 def test_max_steps_and_a_time_budget_end_training_with_the_best_checkpoint(trainable_model, tmp_path):
     rows = separable_rows()
-    # 72 training rows at batch 8: 9 steps an epoch, 27 for 3 epochs; max_steps cuts that to 4, with one evaluation.
-    report = train_cross_encoder(rows, _config(tmp_path, trainable_model, max_steps=4), progress_bar=False)
+    # 72 training rows at batch 8: 9 steps an epoch, 27 for 3 epochs; max_steps cuts that to 4, evaluated every 2.
+    report = train_cross_encoder(rows, _config(tmp_path, trainable_model, max_steps=4, eval_steps=2),
+                                 progress_bar=False)
     assert report["steps"] == 4 and report["best_checkpoint"] is not None
-    assert [h["step"] for h in report["history"] if "eval_validation_ndcg@10" in h] == [4]
+    assert [h["step"] for h in report["history"] if "eval_validation_ndcg@10" in h] == [2, 4]
+    # One evaluation, at the end, would choose nothing: the final model is validated once, after training.
+    once = train_cross_encoder(rows, _config(tmp_path / "once", trainable_model, max_steps=4), progress_bar=False)
+    assert [h for h in once["history"] if "eval_validation_ndcg@10" in h] == [] and once["best_checkpoint"] is None
+    assert 0 <= once["validation"]["validation_ndcg@10"] <= 1
     # max_steps only ever cuts the epochs short (transformers' own max_steps would override them).
     longer = train_cross_encoder(rows, _config(tmp_path / "longer", trainable_model, epochs=1, max_steps=1000),
                                  progress_bar=False)

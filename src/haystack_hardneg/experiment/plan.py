@@ -27,7 +27,7 @@ from haystack_hardneg.extras import require
 from haystack_hardneg.files import atomic_write_text
 from haystack_hardneg.ingest.text import document_text
 from haystack_hardneg.train.config import TrainingConfig
-from haystack_hardneg.train.trainer import total_training_steps
+from haystack_hardneg.train.trainer import evaluations_during_training, total_training_steps
 from haystack_hardneg.train.validation import held_out_queries
 
 SAMPLE = 32  # texts per measurement: a few seconds per model on 2 CPU cores
@@ -74,9 +74,10 @@ def _training_steps(c: ExperimentConfig, strategy: str, pairs: dict[str, int]) -
     steps_per_epoch = max(1, math.ceil(rows / training.batch_size))
     steps = total_training_steps(training, steps_per_epoch)
     eval_steps = min(training.eval_steps or steps_per_epoch, steps)
+    # Scoring passes over the held-out candidates: the trainer's evaluations and the fusion sweep at the end.
+    passes = evaluations_during_training(training, steps, eval_steps) + 1
     return {"pairs": int(sum(pairs.values())), "train_rows": int(rows), "validation_queries": len(held_out),
-            # An evaluation every eval_steps, and one at the last step when it falls between.
-            "steps": int(steps), "validations": math.ceil(steps / eval_steps) if held_out else 0}
+            "steps": int(steps), "validations": passes if held_out else 0}
 
 
 def _training(c: ExperimentConfig) -> TrainingConfig:
@@ -213,7 +214,7 @@ def estimate(c: ExperimentConfig, numbers: dict[str, Any], rates: dict[str, floa
         stages[f"mine/{name}"] = used * documents * rates["dimension"] * 4 / 2e9 + count["pairs"] * 1e-3
         scored_per_validation = count["validation_queries"] * c.rerank_k * rates["seconds_per_pair"]
         stages[f"train/{name}"] = (count["steps"] * rates["seconds_per_step"]
-                                   + (count["validations"] + 1) * scored_per_validation)
+                                   + count["validations"] * scored_per_validation)
         if _training(c).max_minutes is not None:
             stages[f"train/{name}"] = min(stages[f"train/{name}"], 60 * _training(c).max_minutes
                                           + scored_per_validation)

@@ -125,6 +125,8 @@ def _trainer(model, train_rows, evaluator, config: TrainingConfig, head_lr: floa
     total_steps = total_training_steps(config, steps_per_epoch)
     # At least one evaluation and checkpoint before the end, however short the run.
     eval_steps = min(config.eval_steps or steps_per_epoch, total_steps)
+    if not evaluations_during_training(config, total_steps, eval_steps):
+        evaluator = None
     metric = "eval_validation_ndcg@10"
     args = CrossEncoderTrainingArguments(
         output_dir=str(Path(config.output_dir) / "checkpoints"),
@@ -156,6 +158,14 @@ def _trainer(model, train_rows, evaluator, config: TrainingConfig, head_lr: floa
         callbacks.append(time_budget(config.max_minutes))
     return CrossEncoderTrainer(model=model, args=args, train_dataset=train_data, loss=loss, evaluator=evaluator,
                                optimizers=(optimizer, None), callbacks=callbacks)
+
+
+def evaluations_during_training(config: TrainingConfig, total_steps: int, eval_steps: int) -> int:
+    """How often the trainer validates (given a validation slice): every ``eval_steps`` and at the last step. None
+    when that would be once, at the end, with no deadline to stop at: one evaluation chooses no checkpoint, and the
+    fusion sweep after training scores the final model anyway."""
+    evaluations = math.ceil(total_steps / eval_steps)
+    return evaluations if evaluations > 1 or config.max_minutes is not None else 0
 
 
 def total_training_steps(config: TrainingConfig, steps_per_epoch: int) -> int:
