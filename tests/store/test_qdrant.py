@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 import pytest
 from haystack import Document
 from haystack.document_stores.errors import DuplicateDocumentError
@@ -110,3 +113,18 @@ def test_open_document_store_needs_exactly_one_location():
         open_document_store(embedding_dim=3)
     with pytest.raises(ValueError, match="exactly one"):
         open_document_store(path="a", url="http://localhost:6333", embedding_dim=3)
+
+
+def test_a_local_store_left_open_closes_quietly_at_exit(tmp_path):
+    script = (
+        "import sys\n"
+        "from haystack import Document\n"
+        "from haystack_hardneg import open_document_store\n"
+        "store = open_document_store(path=sys.argv[1], embedding_dim=4, progress_bar=False)\n"
+        "store.write_documents([Document(content='x', embedding=[0.1, 0.2, 0.3, 0.4])])\n"
+        "print(store.count_documents())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "q")], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "1", done.stderr
+    assert "Exception ignored" not in done.stderr and "Traceback" not in done.stderr, done.stderr

@@ -6,6 +6,8 @@ Qdrant server or cluster (``url=...``): only the arguments of :func:`open_docume
 
 from __future__ import annotations
 
+import atexit
+import weakref
 from typing import Any
 
 from haystack import Document, component, default_from_dict, default_to_dict, logging
@@ -46,7 +48,7 @@ def open_document_store(
     given = {k: v for k, v in {"path": path, "location": location, "url": url}.items() if v is not None}
     if len(given) != 1:
         raise ValueError(f"Give exactly one of path=, location=, url= for the Qdrant store (got {sorted(given)}).")
-    return QdrantDocumentStore(
+    store = QdrantDocumentStore(
         **given,
         api_key=api_key,
         index=index,
@@ -56,6 +58,21 @@ def open_document_store(
         progress_bar=progress_bar,
         **kwargs,
     )
+    _close_at_exit(store)
+    return store
+
+
+def _close_at_exit(store: QdrantDocumentStore) -> None:
+    """Close a store still open when the interpreter exits, while it can: left to the client's ``__del__`` during
+    shutdown, local mode prints an 'Exception ignored' traceback on every run that did not close it."""
+    ref = weakref.ref(store)
+
+    def close() -> None:
+        alive = ref()
+        if alive is not None:
+            alive.close()
+
+    atexit.register(close)
 
 
 def collection_vector_size(store: QdrantDocumentStore) -> int | None:
