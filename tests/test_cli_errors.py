@@ -1,5 +1,6 @@
 """Expected errors on the command line: one line on stderr saying what, where and what to do; exit status 2."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -61,6 +62,17 @@ def test_url_scheme_is_refused_by_name(capsys, tiny_model, tmp_path):
     assert main(["index", "ftp://example.com/manual.html", "--model", tiny_model, "--store", str(tmp_path / "q")]) == 1
     out = capsys.readouterr().out
     assert "unsupported URL scheme" in out and "ftp://example.com/manual.html" in out
+
+
+def test_an_over_long_sentence_is_cut_into_word_windows_and_counted(capsys, tiny_model, tmp_path):
+    corpus = tmp_path / "corpus.jsonl"
+    run_on = " ".join(f"word{i}" for i in range(1000))  # one sentence of 1,000 words, as a minified page gives
+    corpus.write_text(json.dumps({"_id": "d1", "title": "", "text": f"A short one. {run_on}."}) + "\n")
+    assert main(["index", str(corpus), "--model", tiny_model, "--store", str(tmp_path / "q"), "--split-by",
+                 "sentence", "--split-length", "3", "--split-overlap", "0", "--max-sentence-words", "200"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    # "A short one." and five windows of 200 words, three to a chunk (the sentence whole would be one chunk).
+    assert summary["long_sentences_cut_into_words"] == 1 and summary["chunks"] == 2
 
 
 def test_a_missing_extra_is_named_with_its_pip_command(capsys, fixtures, tiny_model, tmp_path, monkeypatch):
