@@ -21,7 +21,10 @@ from haystack import Document
 from sentence_transformers import SentenceTransformer
 
 from haystack_hardneg import DocumentChunker, EnsembleDocumentEmbedder, build_indexing_pipeline, open_document_store
+from haystack_hardneg.files import atomic_write_text
 from haystack_hardneg.ingest.beir import load_corpus
+
+PARTS = ("overhead_single", "overhead_ensemble", "cache")
 
 
 def _timed(fn) -> float:
@@ -95,19 +98,23 @@ def main() -> None:
     parser.add_argument("--models", type=Path, default=Path("~/.cache/hardneg-models").expanduser())
     parser.add_argument("--work", type=Path, default=Path("runs/embedding-speed"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/scifact/embedding_speed.json"))
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS),
+                        help="measure only these parts; the others are kept from --out when it exists")
     args = parser.parse_args()
     corpus = load_corpus(args.data / "corpus.jsonl")
     texts = [f"{d.meta.get('title', '')} {d.content}".strip() for d in corpus]
     minilm, mpnet = str(args.models / "all-MiniLM-L6-v2"), str(args.models / "all-mpnet-base-v2")
-    record = {
-        "command": "python benchmarks/embedding_speed.py",
-        "machine": f"{platform.machine()}, Python {platform.python_version()}, 2 CPU cores",
-        "overhead_single": overhead([minilm], texts[:1000], 32, rounds=3),
-        "overhead_ensemble": overhead([minilm, mpnet], texts[:200], 32, rounds=2),
-        "cache": cached_reindex(minilm, args.data, args.work),
+    parts = {
+        "overhead_single": lambda: overhead([minilm], texts[:1000], 32, rounds=3),
+        "overhead_ensemble": lambda: overhead([minilm, mpnet], texts[:200], 32, rounds=2),
+        "cache": lambda: cached_reindex(minilm, args.data, args.work),
     }
+    record = json.loads(args.out.read_text()) if args.out.exists() else {}
+    record |= {"command": "python benchmarks/embedding_speed.py",
+               "machine": f"{platform.machine()}, Python {platform.python_version()}, 2 CPU cores"}
+    record |= {name: parts[name]() for name in args.parts}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(record, indent=2))
+    atomic_write_text(args.out, json.dumps(record, indent=2))
     print(json.dumps(record, indent=2))
 
 
