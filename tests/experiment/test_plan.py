@@ -52,3 +52,27 @@ def test_the_plans_counts_are_what_the_run_does_and_its_estimates_reach_the_repo
     replanned = again.plan(measured=False)
     again.close()
     assert "estimate_seconds" not in replanned and replanned["counts"] == plan["counts"]
+
+
+def test_compiling_the_metrics_is_estimated_once_on_the_first_stage_left_that_measures(fixtures, tiny_model,
+                                                                                     trainable_model, tmp_path,
+                                                                                     monkeypatch):
+    from haystack_hardneg.experiment.plan import METRICS_COMPILE_SECONDS, estimate
+
+    config = tiny_config(fixtures, tiny_model, trainable_model, tmp_path)
+    counts = {"pairs": 10, "validation_queries": 3, "steps": 4, "validations": 1}
+    numbers = {"documents": 50, "test_queries": 5, "train_queries": 10, "train_queries_used": 10,
+               "strategies": {"random": counts, "ensemble_cluster": counts}}
+    free = dict.fromkeys(["seconds_per_document", "dimension", "seconds_per_query", "seconds_per_step",
+                          "seconds_per_pair"], 0.0)
+    cache = tmp_path / "numba-cache"
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(cache))
+    empty = METRICS_COMPILE_SECONDS["empty cache"]
+    seconds = estimate(config, numbers, free)
+    assert seconds["hybrid"] >= empty and seconds["train/random"] < 1 and sum(seconds.values()) < empty + 1
+    # With the hybrid weight chosen already, the first training's validation compiles them.
+    assert estimate(config, numbers, free, done={"hybrid"})["train/random"] >= empty
+    # A filled cache makes it cheap.
+    (cache / "ranx").mkdir(parents=True)
+    (cache / "ranx" / "ndcg._ndcg-72.py311.nbi").write_bytes(b"")
+    assert estimate(config, numbers, free)["hybrid"] < empty

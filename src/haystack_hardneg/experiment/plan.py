@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import tempfile
 import time
@@ -32,6 +33,9 @@ from haystack_hardneg.train.validation import held_out_queries
 
 SAMPLE = 32  # texts per measurement: a few seconds per model on 2 CPU cores
 PLAN_ESTIMATES = "plan_estimates.json"  # in a run folder: each stage's estimate, made before it ran
+# ranx compiles its metrics (numba) at their first use in a process; measured on 2 CPU cores: 30-38 s with an empty
+# cache, as a new run folder has (its cache lives there), about 3 s with a filled one.
+METRICS_COMPILE_SECONDS = {"empty cache": 35.0, "filled cache": 3.0}
 
 
 def read_estimates(out: Path) -> dict[str, float]:
@@ -208,6 +212,10 @@ def estimate(c: ExperimentConfig, numbers: dict[str, Any], rates: dict[str, floa
         "first_stage": queries * (rates["seconds_per_query"] + search),
         "hybrid": queries * c.retrieve_k * 5e-6 * 11,
     }
+    # The first stage left to run that measures anything pays for compiling the metrics: the hybrid weight's
+    # choice, or else a training's validation.
+    measuring = (["hybrid"] if c.lexical is not None else []) + [f"train/{name}" for name in numbers["strategies"]]
+    first_to_measure = next((stage for stage in measuring if stage not in done), None)
     used = numbers["train_queries_used"]
     for name, count in numbers["strategies"].items():
         # Mining: each training query against every document vector, plus clustering for ensemble_cluster.
@@ -220,7 +228,15 @@ def estimate(c: ExperimentConfig, numbers: dict[str, Any], rates: dict[str, floa
                                           + scored_per_validation)
         stages[f"rerank/{name}"] = ((numbers["test_queries"] + count["validation_queries"]) * c.rerank_k
                                     * rates["seconds_per_pair"])
+    if first_to_measure is not None:
+        stages[first_to_measure] += _metrics_compile_seconds()
     return {stage: 0.0 if stage in done else round(seconds, 1) for stage, seconds in stages.items()}
+
+
+def _metrics_compile_seconds() -> float:
+    folder = os.environ.get("NUMBA_CACHE_DIR")
+    filled = folder is not None and any(Path(folder).rglob("*.nbi"))
+    return METRICS_COMPILE_SECONDS["filled cache" if filled else "empty cache"]
 
 
 def make_plan(c: ExperimentConfig, splits: dict[str, Any], done: set[str] = frozenset(), *,
