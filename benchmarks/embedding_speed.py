@@ -65,6 +65,7 @@ def overhead(models: list[str], texts: list[str], batch_size: int, rounds: int) 
         "texts": len(texts),
         "batch_size": batch_size,
         "rounds": rounds,
+        "seconds_by_round": {k: [round(x, 2) for x in v] for k, v in times.items()},
         "seconds_best": {k: round(v, 2) for k, v in best.items()},
         "docs_per_second": {k: round(len(texts) / v, 2) for k, v in best.items()},
         "overhead_no_cache_pct": round(100 * (best["ensemble_no_cache"] / best["sentence_transformers"] - 1), 2),
