@@ -28,7 +28,7 @@ from haystack_hardneg.extras import require
 from haystack_hardneg.files import atomic_write_text
 from haystack_hardneg.ingest.text import document_text
 from haystack_hardneg.train.config import TrainingConfig
-from haystack_hardneg.train.trainer import evaluations_during_training, total_training_steps
+from haystack_hardneg.train.trainer import evaluation_schedule
 from haystack_hardneg.train.validation import held_out_queries
 
 SAMPLE = 32  # texts per measurement: a few seconds per model on 2 CPU cores
@@ -76,10 +76,9 @@ def _training_steps(c: ExperimentConfig, strategy: str, pairs: dict[str, int]) -
     if training.loss == "bce":
         rows *= 1 + mining.num_negatives  # one labelled pair per text of a row
     steps_per_epoch = max(1, math.ceil(rows / training.batch_size))
-    steps = total_training_steps(training, steps_per_epoch)
-    eval_steps = min(training.eval_steps or steps_per_epoch, steps)
+    steps, _, evaluations = evaluation_schedule(training, steps_per_epoch)
     # Scoring passes over the held-out candidates: the trainer's evaluations and the fusion sweep at the end.
-    passes = evaluations_during_training(training, steps, eval_steps) + 1
+    passes = evaluations + 1
     return {"pairs": int(sum(pairs.values())), "train_rows": int(rows), "validation_queries": len(held_out),
             "steps": int(steps), "validations": passes if held_out else 0}
 

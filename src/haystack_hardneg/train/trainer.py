@@ -122,10 +122,8 @@ def _trainer(model, train_rows, evaluator, config: TrainingConfig, head_lr: floa
     train_data = to_labelled_pairs(train_rows) if config.loss == "bce" else train_rows
     loss = build_loss(config.loss, model, margin=config.margin)
     steps_per_epoch = max(1, -(-len(train_data) // config.batch_size))
-    total_steps = total_training_steps(config, steps_per_epoch)
-    # At least one evaluation and checkpoint before the end, however short the run.
-    eval_steps = min(config.eval_steps or steps_per_epoch, total_steps)
-    if not evaluations_during_training(config, total_steps, eval_steps):
+    total_steps, eval_steps, evaluations = evaluation_schedule(config, steps_per_epoch)
+    if not evaluations:
         evaluator = None
     metric = "eval_validation_ndcg@10"
     args = CrossEncoderTrainingArguments(
@@ -160,12 +158,15 @@ def _trainer(model, train_rows, evaluator, config: TrainingConfig, head_lr: floa
                                optimizers=(optimizer, None), callbacks=callbacks)
 
 
-def evaluations_during_training(config: TrainingConfig, total_steps: int, eval_steps: int) -> int:
-    """How often the trainer validates (given a validation slice): every ``eval_steps`` and at the last step. None
-    when that would be once, at the end, with no deadline to stop at: one evaluation chooses no checkpoint, and the
-    fusion sweep after training scores the final model anyway."""
+def evaluation_schedule(config: TrainingConfig, steps_per_epoch: int) -> tuple[int, int, int]:
+    """The run's steps, the steps between evaluations and checkpoints (at least one before the end, however short
+    the run), and how often the trainer validates (given a validation slice): every ``eval_steps`` and at the last
+    step. None when that would be once, at the end, with no deadline to stop at: one evaluation chooses no
+    checkpoint, and the fusion sweep after training scores the final model anyway."""
+    total_steps = total_training_steps(config, steps_per_epoch)
+    eval_steps = min(config.eval_steps or steps_per_epoch, total_steps)
     evaluations = math.ceil(total_steps / eval_steps)
-    return evaluations if evaluations > 1 or config.max_minutes is not None else 0
+    return total_steps, eval_steps, evaluations if evaluations > 1 or config.max_minutes is not None else 0
 
 
 def total_training_steps(config: TrainingConfig, steps_per_epoch: int) -> int:
