@@ -13,6 +13,7 @@ import typing
 from pathlib import Path
 
 from haystack_hardneg.experiment.config import ExperimentConfig
+from haystack_hardneg.export.config import ExportConfig
 from haystack_hardneg.mine.config import MiningConfig
 from haystack_hardneg.train.config import TrainingConfig
 
@@ -24,7 +25,9 @@ Generated from the config classes by `scripts/config_reference.py`; do not edit 
 
 Each option is declared once. Mining options are `ClusterNegativeMiner(mining=...)`'s keys, the `mine` command's
 flags (`--num-negatives` for `num_negatives`) and an experiment's `mining:` section; training options are
-`TripletTrainer(training=...)`'s keys, the `train` command's flags and an experiment's `training:` section.
+`TripletTrainer(training=...)`'s keys, the `train` command's flags and an experiment's `training:` section; export
+options are `export_model(ExportConfig(...))`'s keys and the `export` command's flags (`train --export BACKEND`
+takes them too).
 """
 
 
@@ -75,6 +78,7 @@ def page() -> str:
         "## Experiment config (YAML)\n", experiment_table(), "",
         "## Mining options (`MiningConfig`)\n", options_table(MiningConfig), "",
         "## Training options (`TrainingConfig`)\n", options_table(TrainingConfig), "",
+        "## Export options (`ExportConfig`)\n", options_table(ExportConfig), "",
     ])
 
 

@@ -1,5 +1,8 @@
 """What a core-only install of the wheel must do, run inside that install (scripts/wheel_check.sh).
 
+With ``--exports`` (run after adding the onnx and openvino extras): a cross-encoder exported to both backends
+scores as on torch, and a YAML pipeline with the ONNX ranker runs in a fresh process.
+
 A Haystack app embeds, indexes and ranks with the core: a tiny random model (built here, no downloads) embeds
 four documents into a local Qdrant store, a cross-encoder from it ranks them in a query pipeline saved as YAML,
 and a fresh process loads that YAML and runs it. The optional packages are absent, and asking for one names the
@@ -112,7 +115,49 @@ def check_demo_shipped() -> None:
     print(f"wheel check: haystack-hardneg {haystack_hardneg.__version__} ships the demo ({len(files)} files)")
 
 
-if __name__ == "__main__":
+EXPORTED_YAML = """
+import json, sys
+import haystack_hardneg
+from haystack import Document, Pipeline
+pipeline = Pipeline.loads(open(sys.argv[1]).read())
+documents = [Document(id=f"d{i}", content=t) for i, t in enumerate(json.loads(sys.argv[2]))]
+result = pipeline.run({"ranker": {"query": "vaccine infection", "documents": documents}})
+print(json.dumps({d.id: d.score for d in result["ranker"]["documents"]}))
+"""
+
+
+def check_exports(root: Path) -> None:
+    """With the onnx and openvino extras: a cross-encoder exported to both, each scoring as torch does, and a YAML
+    pipeline with the ONNX ranker in a fresh process."""
+    import torch
+    from haystack import Pipeline
+    from sentence_transformers import CrossEncoder
+
+    from haystack_hardneg import CrossEncoderRanker, ExportConfig, export_model
+    from haystack_hardneg.export.runtime import ExportedCrossEncoder
+
+    folder = root / "ranker"
+    CrossEncoder(tiny_model(root), num_labels=1).save(str(folder))
+    pairs = [("vaccine infection", t) for t in TEXTS]
+    reference = CrossEncoder(str(folder)).predict(pairs, activation_fn=torch.nn.Identity())
+    for backend in ("onnx", "openvino"):
+        record = export_model(ExportConfig(model_dir=str(folder), backend=backend), log=lambda _: None)
+        scores = ExportedCrossEncoder(folder, backend, file_name=record["file_name"]).predict(pairs)
+        assert max(abs(a - b) for a, b in zip(scores, reference)) < 1e-3, (backend, scores, reference)
+        print(f"wheel check: {backend} export {record['file_name']} scores as torch does")
+    pipeline = Pipeline()
+    pipeline.add_component("ranker", CrossEncoderRanker(model=str(folder), backend="onnx", top_k=4))
+    (root / "onnx_ranker.yml").write_text(pipeline.dumps(), encoding="utf-8")
+    done = subprocess.run([sys.executable, "-c", EXPORTED_YAML, str(root / "onnx_ranker.yml"), json.dumps(TEXTS)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    print(f"wheel check: YAML pipeline with an onnx CrossEncoderRanker ran in a fresh process: {done.stdout.strip()}")
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["--exports"]:
+    with tempfile.TemporaryDirectory() as folder:
+        check_exports(Path(folder))
+elif __name__ == "__main__":
     check_demo_shipped()
     check_extras_absent()
     with tempfile.TemporaryDirectory() as folder:

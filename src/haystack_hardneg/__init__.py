@@ -12,6 +12,8 @@ from haystack.core.serialization_security import allow_deserialization_module
 
 from haystack_hardneg.embed.components import EnsembleDocumentEmbedder, EnsembleTextEmbedder
 from haystack_hardneg.embed.ensemble import MemberSpec
+from haystack_hardneg.export.config import ExportConfig
+from haystack_hardneg.export.job import export_model
 from haystack_hardneg.ingest.components import CorpusConverter, DocumentChunker
 from haystack_hardneg.mine.component import ClusterNegativeMiner
 from haystack_hardneg.pipelines import build_indexing_pipeline, build_query_pipeline, load_pipeline
@@ -36,6 +38,7 @@ __all__ = [
     "EnsembleTextEmbedder",
     "Experiment",
     "ExperimentConfig",
+    "ExportConfig",
     "HybridJoiner",
     "LexicalIndexWriter",
     "LexicalRetriever",
@@ -43,6 +46,7 @@ __all__ = [
     "TripletTrainer",
     "build_indexing_pipeline",
     "build_query_pipeline",
+    "export_model",
     "load_pipeline",
     "open_document_store",
 ]

@@ -2,7 +2,8 @@
 
 ``require(module, extra)`` imports an optional module or raises :class:`MissingExtraError` with the pip command
 that adds it. The extras (see ``pyproject.toml``): ``bm25`` (the lexical member), ``train`` (fine-tuning),
-``experiment`` (metrics, significance tests, charts; includes both), ``all``.
+``experiment`` (metrics, significance tests, charts; includes both), ``onnx`` and ``openvino`` (exported
+backends for fast serving), ``all``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,11 @@ EXTRA_OF = {
     "pyarrow": "train",
     "ranx": "experiment",
     "matplotlib": "experiment",
+    "onnxruntime": "onnx",
+    "onnx": "onnx",
+    "onnxscript": "onnx",
+    "openvino": "openvino",
+    "nncf": "openvino",
 }
 
 

@@ -84,6 +84,19 @@ def test_experiment_writes_its_report_and_reruns_only_what_a_change_touches(fixt
     with pytest.raises(ValueError, match="fusion_rule must be one of"):
         replace(config, fusion_rule="best")
 
+    # Re-ranking on an exported backend redoes the re-ranking only, with the same scores (ONNX at fp32), its
+    # latency and its check against fp32 recorded.
+    exported = Experiment(replace(config, rerank_backend={"backend": "onnx"}), progress_bar=False).run()
+    assert set(exported["stages_ran"]) == {"rerank/random", "rerank/ensemble_cluster"}
+    on_onnx = exported["rerankers"]["ensemble_cluster"]
+    assert on_onnx["backend"] == "onnx" and on_onnx["file_name"] == "onnx/model.onnx"
+    assert on_onnx["export_gate"]["passed"] and 0 < on_onnx["ms_per_query_median"] <= on_onnx["ms_per_query_p95"]
+    for name in ("random re-ranker", "ensemble_cluster re-ranker"):
+        assert exported["systems"][name]["metrics"]["ndcg@10"] == pytest.approx(
+            first["systems"][name]["metrics"]["ndcg@10"], abs=1e-6)
+    assert "ensemble_cluster re-ranked with onnx/model.onnx: nDCG@10 on its validation candidates" in (
+        out / "results.md").read_text()
+
     fixed_weight = replace(config, lexical={"language": "english", "weight": 0.5})
     changed = Experiment(fixed_weight, progress_bar=False).run()
     # The first stage changed: re-rankers are validated (and tested) on its candidates, so they are redone.

@@ -13,6 +13,7 @@ from transformers import TrainerCallback
 
 from haystack_hardneg import CrossEncoderRanker, TripletTrainer
 from haystack_hardneg.embed.encoder import ModelNotFoundError
+from haystack_hardneg.files import read_jsonl
 from haystack_hardneg.train.heads import build_cross_encoder, head_parameters, resolve_head
 from haystack_hardneg.train.config import TrainingConfig
 from haystack_hardneg.train.trainer import train_cross_encoder
@@ -335,6 +336,9 @@ def test_validation_on_first_stage_candidates_chooses_and_stores_the_fusion_weig
     assert stored["fusion_alpha"] == fusion["best_alpha"] and stored["validation"]["ndcg@10"] == pytest.approx(1.0)
     assert stored["informative_queries"] == 24 and stored["fallback"] is None
     assert "first stage 0.5" in (tmp_path / "run" / "model" / "README.md").read_text()
+    # The held-out queries' candidates stay with the model: an export is checked on them.
+    kept_with_model = read_jsonl(tmp_path / "run" / "model" / "hardneg_validation.jsonl")
+    assert sorted(r["query"] for r in kept_with_model) == sorted(report["validation_query_texts"])
     # The one-standard-error rule, on the same scores: among the fusions as good as the re-ranker alone (all
     # perfect here), the one nearest equal weighting.
     from haystack_hardneg.evaluate.selection import choose_fusion_alpha

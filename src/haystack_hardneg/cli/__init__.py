@@ -2,7 +2,7 @@
 
 One module per group of commands: ``retrieval`` (index, query), ``prepare`` (documents and labels into a
 BEIR folder), ``learning`` (mine, train; their flags are generated from ``MiningConfig`` and ``TrainingConfig``),
-``experiment`` (experiment, demo).
+``serving`` (export), ``experiment`` (experiment, demo).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from haystack_hardneg.cli.experiment import add_demo_parser, add_experiment_pars
 from haystack_hardneg.cli.learning import add_mine_parser, add_train_parser
 from haystack_hardneg.cli.prepare import add_prepare_parser
 from haystack_hardneg.cli.retrieval import add_index_parser, add_query_parser
+from haystack_hardneg.cli.serving import add_export_parser
 from haystack_hardneg.experiment.stages import ExperimentBusyError
 from haystack_hardneg.extras import MissingExtraError
 from haystack_hardneg.ingest.beir import DataError
@@ -26,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error (anywhere in the "
                                                              "command line)")
     commands = parser.add_subparsers(dest="command", required=True)
-    for add in (add_index_parser, add_query_parser, add_prepare_parser, add_mine_parser, add_train_parser,
+    for add in (add_index_parser, add_query_parser, add_prepare_parser, add_mine_parser, add_train_parser, add_export_parser,
                 add_experiment_parser, add_demo_parser):
         add(commands)
     return parser

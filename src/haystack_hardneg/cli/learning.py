@@ -8,6 +8,7 @@ import argparse
 import json
 from pathlib import Path
 
+from haystack_hardneg.cli.serving import add_train_export_arguments, export_after_training
 from haystack_hardneg.cli.common import (
     add_ensemble_arguments,
     add_store_arguments,
@@ -119,6 +120,7 @@ def add_train_parser(commands) -> None:
     train.add_argument("--candidates", default="auto",
                        help="first-stage candidates to validate on: a candidates.jsonl, auto (beside the triplets) "
                             "or none (mined negatives)")
+    add_train_export_arguments(train)
     train.set_defaults(func=cmd_train)
 
 
@@ -158,4 +160,5 @@ def cmd_train(args: argparse.Namespace) -> int:
               f"{fusion['reranker_alone']['ndcg@10']:.4f}, fused at alpha {fusion['best_alpha']} "
               f"{fusion['best']['ndcg@10']:.4f} (stored with the model for fusion_alpha='auto').")
     print(f"Training curves: {Path(config.output_dir) / 'training_curves.png'}")
+    export_after_training(args, result["model_path"])
     return 0

@@ -11,6 +11,7 @@ from haystack_hardneg.defaults import DEFAULT_CACHE_DIR, expand
 from haystack_hardneg.embed.ensemble import MemberSpec
 from haystack_hardneg.evaluate.selection import FUSION_RULES
 from haystack_hardneg.ingest.beir import BeirSplit, load_beir
+from haystack_hardneg.export.config import ExportConfig
 from haystack_hardneg.mine.config import STRATEGIES, MiningConfig, check_fits_ensemble
 from haystack_hardneg.options import ConfigError, from_mapping
 from haystack_hardneg.train.config import TrainingConfig
@@ -52,6 +53,9 @@ class ExperimentConfig:
     :param fusion_rule: how each re-ranker's fusion weight is chosen on its validation slice: ``argmax`` (the best
         weight) or ``one_se`` (within one standard error of the best, the closest to 0.5; see
         ``evaluate.selection.FUSION_RULES``). Only the report depends on it: changing it retrains nothing.
+    :param rerank_backend: ``None`` (torch) or export options (``ExportConfig`` keys but ``model_dir``, e.g.
+        ``{"backend": "openvino", "quantize": "int8"}``): each trained re-ranker is exported, checked against its
+        fp32 scores, and re-ranks with that export; the report gives its latency and the check.
     :param seed: seeds mining, the training split and training.
     """
 
@@ -77,6 +81,7 @@ class ExperimentConfig:
     on_missing: str = "error"
     significance: str = "student"
     fusion_rule: str = "argmax"
+    rerank_backend: dict[str, Any] | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -96,6 +101,7 @@ class ExperimentConfig:
             self.mining_config(name)
         self._check_training()
         self._check_settings()
+        self.export_config("")
 
     def _check_variants(self) -> None:
         for name, variant in self.variants.items():
@@ -174,6 +180,12 @@ class ExperimentConfig:
         empty where only the settings are read)."""
         return from_mapping(TrainingConfig, self.training, where="training", output_dir=output_dir,
                             strategy=strategy, seed=self.seed, data_description=data_description)
+
+    def export_config(self, model_dir: str) -> ExportConfig | None:
+        """The typed export settings of ``rerank_backend`` for one re-ranker (``None``: torch)."""
+        if self.rerank_backend is None:
+            return None
+        return from_mapping(ExportConfig, self.rerank_backend, where="rerank_backend", model_dir=model_dir)
 
     def mining_for(self, strategy: str) -> tuple[str, dict[str, Any]]:
         """The built-in strategy a name mines with, and the mining options that differ from ``mining``."""

@@ -132,7 +132,9 @@ def train_key(c: ExperimentConfig, mine: str, hybrid: str, train_split) -> str:
 
 
 def rerank_key(c: ExperimentConfig, hybrid: str, train: str) -> str:
-    return stage_key(first_stage=hybrid, train=train, rerank_k=c.rerank_k)
+    # The backend is named only when one is set, so that runs recorded on torch keep their keys.
+    backend = {"backend": c.rerank_backend} if c.rerank_backend is not None else {}
+    return stage_key(first_stage=hybrid, train=train, rerank_k=c.rerank_k, **backend)
 
 
 def expected_keys(c: ExperimentConfig, test_split, train_split) -> dict[str, str | None]:

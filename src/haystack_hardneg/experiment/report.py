@@ -66,6 +66,11 @@ def system_runs(out: Path, strategies: list[str], fusion_rule: str = "argmax",
                  if scores["validation"] else None)
         alpha = sweep["best_alpha"] if sweep else None
         chosen[strategy] = {"fusion_alpha": alpha, "validation": sweep or {}, "ms_per_query": scores["ms_per_query"],
+                            # Runs recorded before per-query times were kept have the mean only.
+                            "ms_per_query_median": scores.get("ms_per_query_median"),
+                            "ms_per_query_p95": scores.get("ms_per_query_p95"),
+                            "backend": scores.get("backend", "torch"), "file_name": scores.get("file_name"),
+                            "export_gate": (scores.get("export") or {}).get("gate"),
                             "train_seconds": next((h["train_runtime"] for h in reversed(training["history"])
                                                    if "train_runtime" in h), None),
                             "train_rows": training["train_rows"], "validation_queries": training["validation_queries"],
@@ -245,7 +250,7 @@ def markdown(results: dict[str, Any]) -> str:
     lines += ["", "## Re-rankers: the fusion weight chosen on validation (each re-ranker's held-out training "
               f"queries, their first-stage top {results['rerank_k']}; rule: {results['fusion_rule']})", "",
               "| strategy | train rows | train s | val. first stage | val. re-ranker | fusion alpha | val. fused | "
-              "ms/query |", "|---|---|---|---|---|---|---|---|"]
+              "ms/query (median / p95) | backend |", "|---|---|---|---|---|---|---|---|---|"]
     for strategy, chosen in results["rerankers"].items():
         v = chosen["validation"] or {}
         first = (v.get("first_stage") or {}).get("ndcg@10")
@@ -254,7 +259,9 @@ def markdown(results: dict[str, Any]) -> str:
         lines.append(f"| {strategy} | {chosen['train_rows']} | {chosen['train_seconds'] or 0:.0f} | "
                      f"{first if first is None else f'{first:.4f}'} | {alone if alone is None else f'{alone:.4f}'} | "
                      f"{chosen['fusion_alpha']} | {best if best is None else f'{best:.4f}'} | "
-                     f"{chosen['ms_per_query']:.0f} |")
+                     f"{_latency(chosen)} | {chosen.get('backend', 'torch')} |")
+    lines += [f"\n{strategy} re-ranked with {chosen['file_name']}: {_gate_text(chosen['export_gate'])}"
+              for strategy, chosen in results["rerankers"].items() if chosen.get("file_name")]
     lines += [f"\n{strategy} mined the same triplets as {chosen['same_triplets_as']}: its re-ranker is that one, trained "
               "once." for strategy, chosen in results["rerankers"].items() if chosen.get("same_triplets_as")]
     lines += [f"\n**Warning ({strategy})**: {chosen['validation']['fallback']}; its fused row is the first stage."
@@ -362,3 +369,19 @@ def write_report(out: Path, config, splits: dict[str, Any], stage_records: dict[
     atomic_write_text(dest / "results.md", markdown(results))
     charts(results, dest)
     return results
+
+
+def _latency(chosen: dict[str, Any]) -> str:
+    """Milliseconds per test query: median / 95th percentile, or the mean where only that was recorded."""
+    if chosen.get("ms_per_query_median") is None:
+        return f"{chosen['ms_per_query']:.0f} (mean)"
+    return f"{chosen['ms_per_query_median']:.0f} / {chosen['ms_per_query_p95']:.0f}"
+
+
+def _gate_text(gate: dict[str, Any] | None) -> str:
+    if not gate:
+        return "not checked against fp32."
+    ndcg = gate["ndcg@10"]
+    verdict = "within" if gate["passed"] else "ABOVE"
+    return (f"nDCG@10 on its validation candidates {ndcg['exported']:.4f} against fp32 {ndcg['fp32']:.4f} (loss "
+            f"{ndcg['loss']:+.4f}, {verdict} the limit {gate['max_loss']}).")

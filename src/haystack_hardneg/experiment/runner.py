@@ -33,12 +33,13 @@ from haystack_hardneg.experiment.first_stage import choose_lexical_weight, hybri
 from haystack_hardneg.experiment.plan import estimate, format_plan, make_plan, mined_counts, record_estimates
 from haystack_hardneg.experiment.report import write_report
 from haystack_hardneg.experiment.stages import StageCache, file_fingerprint
+from haystack_hardneg.export.job import describe, export_model
 from haystack_hardneg.files import atomic_directory, atomic_write_text, jsonl_text, read_jsonl
 from haystack_hardneg.mine.component import ClusterNegativeMiner, skipped_when_loading
 from haystack_hardneg.mine.job import mine_into
 from haystack_hardneg.mine.triplets import load_triplets
 from haystack_hardneg.pipelines import build_lexical_indexing_pipeline, whole_document_chunker
-from haystack_hardneg.rank.job import rerank_records
+from haystack_hardneg.rank.job import latency, rerank_records
 from haystack_hardneg.train.trainer import train_cross_encoder
 
 COLLECTION = "experiment"
@@ -279,23 +280,35 @@ class Experiment:
             if "same_triplets_as" in training and twin_scores.is_file():  # the same re-ranker: the same scores
                 atomic_write_text(self.out / "rerank" / f"{strategy}.json", twin_scores.read_text(encoding="utf-8"))
                 return
-            ranker = CrossEncoderRanker(model=str(self.out / "train" / strategy / "model"), fusion_alpha=None,
-                                        batch_size=32)
+            ranker, output = self._serving_ranker(strategy)
             ranker.warm_up()
             # The queries the trainer held out, as its report records them.
             held_out = set(training["validation_query_texts"])
             test = read_jsonl(self.out / "first_stage" / "test_candidates.jsonl")
             validation = [r for r in read_jsonl(self.out / "first_stage" / "train_candidates.jsonl")
                           if r["query"] in held_out]
-            output: dict[str, Any] = {}
             output["test"], seconds = rerank_records(ranker, test, c.rerank_k, desc=f"Re-ranking test ({strategy})",
                                                      progress_bar=self.progress_bar)
-            output["seconds"], output["ms_per_query"] = seconds, 1000 * seconds / max(1, len(test))
+            output.update(latency(seconds))
             output["validation"], _ = rerank_records(ranker, validation, c.rerank_k, progress_bar=self.progress_bar,
                                                      desc=f"Re-ranking validation ({strategy})")
             atomic_write_text(self.out / "rerank" / f"{strategy}.json", json.dumps(output))
 
         self.cache.run(f"rerank/{strategy}", K.rerank_key(c, hybrid, train), [f"rerank/{strategy}.json"], compute)
+
+    def _serving_ranker(self, strategy: str) -> tuple[CrossEncoderRanker, dict[str, Any]]:
+        """The re-ranker of ``strategy`` on the configured backend (exported and checked first when it is not
+        torch), and what the re-ranking output records of it."""
+        model = str(self.out / "train" / strategy / "model")
+        export = self.config.export_config(model)
+        if export is None:
+            return CrossEncoderRanker(model=model, fusion_alpha=None, batch_size=32, backend="torch"), {
+                "backend": "torch"}
+        record = export_model(export, log=lambda message: print(f"rerank/{strategy}: {message}", flush=True))
+        print(f"rerank/{strategy}: {describe(record)}", flush=True)
+        ranker = CrossEncoderRanker(model=model, fusion_alpha=None, batch_size=32, backend=export.backend,
+                                    model_kwargs={"file_name": record["file_name"]})
+        return ranker, {"backend": export.backend, "file_name": record["file_name"], "export": record}
 
     # -- everything ------------------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:

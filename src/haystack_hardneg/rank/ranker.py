@@ -16,9 +16,12 @@ from haystack_hardneg.embed.encoder import check_model_source, looks_like_path
 from haystack_hardneg.ingest.text import document_text
 from haystack_hardneg.rank.fusion import fuse
 from haystack_hardneg.rank.passages import AGGREGATIONS, Aggregation, aggregate, passages
-from haystack_hardneg.rank.settings import read_fusion_alpha
+from haystack_hardneg.export.runtime import ExportedCrossEncoder
+from haystack_hardneg.rank.settings import read_default_backend, read_fusion_alpha
 
 logger = logging.getLogger(__name__)
+
+RANKER_BACKENDS: tuple[str, ...] = ("auto", "torch", "onnx", "openvino")
 
 
 @component
@@ -77,7 +80,7 @@ class CrossEncoderRanker:
         model_kwargs: dict[str, Any] | None = None,
         tokenizer_kwargs: dict[str, Any] | None = None,
         config_kwargs: dict[str, Any] | None = None,
-        backend: str = "torch",
+        backend: str = "auto",
     ):
         """
         :param model: a cross-encoder folder (e.g. from TripletTrainer) or hub id.
@@ -96,8 +99,13 @@ class CrossEncoderRanker:
         :param aggregation: ``max``, ``first`` or ``mean`` of a document's passage scores.
         :param fusion_alpha: weight of the re-ranker against the retriever's score (1: the re-ranker alone);
             ``None`` for no fusion; ``"auto"``: the weight stored with the model by its training, else none.
+        :param backend: ``torch``, ``onnx`` or ``openvino`` (files written by ``haystack-hardneg export``, or any
+            sentence-transformers export; ``model_kwargs={"file_name": "onnx/model_qint8.onnx"}`` picks one), or
+            ``auto``: the export the folder's quality gate made its default, else torch. A local folder's exports
+            run on ONNX Runtime / OpenVINO directly (the ``onnx`` / ``openvino`` extras); a hub model's through
+            sentence-transformers.
         :param token, query_suffix, document_suffix, trust_remote_code, model_kwargs, tokenizer_kwargs,
-            config_kwargs, backend: as in ``SentenceTransformersSimilarityRanker``, so that its YAML loads unchanged.
+            config_kwargs: as in ``SentenceTransformersSimilarityRanker``, so that its YAML loads unchanged.
         """
         check_model_source(str(model))
         if top_k <= 0:
@@ -106,6 +114,8 @@ class CrossEncoderRanker:
             raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {aggregation!r}.")
         if passage_words is not None and not 0 <= passage_overlap < passage_words:
             raise ValueError("passage_overlap must be >= 0 and smaller than passage_words.")
+        if backend not in RANKER_BACKENDS:
+            raise ValueError(f"backend must be one of {RANKER_BACKENDS}, got {backend!r}.")
         if fusion_alpha is not None and fusion_alpha != "auto" and not 0.0 <= float(fusion_alpha) <= 1.0:
             raise ValueError(f"fusion_alpha must be in [0, 1], 'auto' or None, got {fusion_alpha!r}.")
         self.model = str(model)
@@ -132,11 +142,27 @@ class CrossEncoderRanker:
         self.config_kwargs = config_kwargs
         self.backend = backend
         self._cross_encoder = None
+        self._exported = None
+        self._backend: tuple[str, str | None] | None = None
         self._fusion_alpha: float | None = None if fusion_alpha in ("auto", None) else float(fusion_alpha)
 
     def _stored_fusion_alpha(self) -> float | None:
         """The fusion weight TripletTrainer chose on validation, when the model is a folder it wrote."""
         return read_fusion_alpha(self.model) if looks_like_path(self.model) else None
+
+    @property
+    def effective_backend(self) -> tuple[str, str | None] | None:
+        """The backend and export file in use (``"auto"`` resolved at warm-up); ``None`` before warm-up."""
+        return self._backend
+
+    def _resolve_backend(self) -> tuple[str, str | None]:
+        file_name = (self.model_kwargs or {}).get("file_name")
+        if self.backend != "auto":
+            return self.backend, file_name
+        if looks_like_path(self.model):
+            default, default_file = read_default_backend(self.model)
+            return default, file_name or default_file
+        return "torch", None
 
     @property
     def effective_fusion_alpha(self) -> float | None:
@@ -150,16 +176,24 @@ class CrossEncoderRanker:
             if self._fusion_alpha is not None:
                 logger.info("Fusing with the retriever's score at alpha {alpha} (chosen on validation, {path}).",
                             alpha=self._fusion_alpha, path=self.model)
-        if self._cross_encoder is not None:
+        if self._cross_encoder is not None or self._exported is not None:
+            return
+        backend, file_name = self._resolve_backend()
+        self._backend = (backend, file_name)
+        source = str(Path(self.model).expanduser()) if looks_like_path(self.model) else self.model
+        if backend != "torch" and looks_like_path(self.model):
+            options = {k: v for k, v in (self.model_kwargs or {}).items() if k != "file_name"}
+            self._exported = ExportedCrossEncoder(source, backend, file_name=file_name, max_length=self.max_length,
+                                                  options=options)
+            logger.info("Scoring with the {backend} export {file}.", backend=backend, file=self._exported.file_name)
             return
         from sentence_transformers import CrossEncoder
 
-        source = str(Path(self.model).expanduser()) if looks_like_path(self.model) else self.model
         device = ComponentDevice.resolve_device(self.device).to_torch_str() if self.device is not None else None
         self._cross_encoder = CrossEncoder(
             source, device=device, max_length=self.max_length, token=self.token.resolve_value() if self.token else None,
             trust_remote_code=self.trust_remote_code, model_kwargs=self.model_kwargs,
-            processor_kwargs=self.tokenizer_kwargs, config_kwargs=self.config_kwargs, backend=self.backend,
+            processor_kwargs=self.tokenizer_kwargs, config_kwargs=self.config_kwargs, backend=backend,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -193,22 +227,28 @@ class CrossEncoderRanker:
 
     def score(self, query: str, documents: list[Document], *, scale_score: bool) -> np.ndarray:
         """One raw (or sigmoid-scaled) relevance score per document, aggregated over its passages."""
-        import torch
-
-        if self._cross_encoder is None:
+        if self._cross_encoder is None and self._exported is None:
             raise RuntimeError("CrossEncoderRanker was not warmed up: call warm_up() before run().")
         windows = [passages(self._document_text(d), words=self.passage_words, overlap=self.passage_overlap)
                    for d in documents]
         prepared_query = self.query_prefix + query + self.query_suffix
         pairs = [(prepared_query, self.document_prefix + w + self.document_suffix) for ws in windows for w in ws]
-        # Raw logits (the model's own default activation is a sigmoid); scaling is decided below, once.
-        raw = self._cross_encoder.predict(pairs, batch_size=self.batch_size, show_progress_bar=False,
-                                          activation_fn=torch.nn.Identity(), convert_to_numpy=True)
-        logits = np.asarray(raw, dtype=np.float64).reshape(len(pairs), -1)[:, 0]
+        logits = self._raw_scores(pairs)
         if scale_score:
             logits = 1.0 / (1.0 + np.exp(-logits))
         bounds = np.cumsum([0, *(len(ws) for ws in windows)])
         return aggregate([logits[a:b] for a, b in zip(bounds[:-1], bounds[1:])], self.aggregation)
+
+    def _raw_scores(self, pairs: list[tuple[str, str]]) -> np.ndarray:
+        """Raw logits of ``pairs`` (the model's own default activation is a sigmoid; scaling is decided once, by
+        ``score``)."""
+        if self._exported is not None:
+            return self._exported.predict(pairs, batch_size=self.batch_size)
+        import torch
+
+        raw = self._cross_encoder.predict(pairs, batch_size=self.batch_size, show_progress_bar=False,
+                                          activation_fn=torch.nn.Identity(), convert_to_numpy=True)
+        return np.asarray(raw, dtype=np.float64).reshape(len(pairs), -1)[:, 0]
 
     @component.output_types(documents=list[Document])
     def run(

@@ -39,3 +39,27 @@ def read_fusion_alpha(model_dir: str | Path) -> float | None:
         return None
     alpha = json.loads(settings.read_text(encoding="utf-8")).get("fusion_alpha")
     return None if alpha is None or float(alpha) >= 1.0 else float(alpha)
+
+
+# The held-out validation queries' first-stage candidates, kept with the model: an export is checked on them.
+VALIDATION_CANDIDATES_FILE = "hardneg_validation.jsonl"
+
+
+def read_ranker_settings(model_dir: str | Path) -> dict[str, Any]:
+    """Everything in ``hardneg.json`` (an empty mapping without one)."""
+    settings = Path(model_dir).expanduser() / RANKER_SETTINGS_FILE
+    return json.loads(settings.read_text(encoding="utf-8")) if settings.is_file() else {}
+
+
+def update_ranker_settings(model_dir: str | Path, **changes: Any) -> dict[str, Any]:
+    """``hardneg.json`` with ``changes`` merged in (written atomically, other keys kept)."""
+    settings = {**read_ranker_settings(model_dir), **changes}
+    atomic_write_text(Path(model_dir).expanduser() / RANKER_SETTINGS_FILE, json.dumps(settings, indent=2))
+    return settings
+
+
+def read_default_backend(model_dir: str | Path) -> tuple[str, str | None]:
+    """The backend (and file) the folder's exports made its default after passing their quality gate;
+    ``("torch", None)`` without one."""
+    default = read_ranker_settings(model_dir).get("backend") or {}
+    return default.get("name", "torch"), default.get("file_name")

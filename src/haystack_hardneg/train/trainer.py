@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from haystack_hardneg.extras import require
-from haystack_hardneg.files import atomic_directory, atomic_write_text
+from haystack_hardneg.files import atomic_directory, atomic_write_text, jsonl_text
 from haystack_hardneg.mine.candidates import load_candidates
-from haystack_hardneg.rank.settings import write_ranker_settings
+from haystack_hardneg.rank.settings import VALIDATION_CANDIDATES_FILE, write_ranker_settings
 from haystack_hardneg.train.card import append_model_card, plot_curves
 from haystack_hardneg.train.config import TrainingConfig
 from haystack_hardneg.train.heads import build_cross_encoder, head_parameters, resolve_head
@@ -82,7 +82,7 @@ def train_cross_encoder(triplets, config: TrainingConfig, *, resume: bool = Fals
     report = _report(config, trainer.state, head=head, head_lr=head_lr, train_rows=len(train_rows), held_out=held_out,
                      validation_on=validation_on(evaluator, held_out_candidates), validation=validation, fusion=fusion,
                      resumed_from=resume_from)
-    _write_outputs(output, model, report)
+    _write_outputs(output, model, report, held_out_candidates)
     return report
 
 
@@ -216,14 +216,17 @@ def _report(config: TrainingConfig, state, *, head: str, head_lr: float, train_r
     }
 
 
-def _write_outputs(output: Path, model, report: dict) -> None:
-    """The model with its fusion weight and card (``output/model``), the report and the training curves."""
+def _write_outputs(output: Path, model, report: dict, held_out_candidates: list[dict[str, Any]]) -> None:
+    """The model with its fusion weight, validation candidates and card (``output/model``), the report and the
+    training curves."""
     # Built aside and swapped in whole: a retrained model never inherits an earlier run's fusion weight, and an
     # interrupted save leaves the previous model as it was.
     with atomic_directory(output / "model") as model_dir:
         model.save(str(model_dir))
         if report["fusion"] is not None:
             write_ranker_settings(model_dir, report["fusion"], chosen_on=report["validation_on"])
+        if held_out_candidates:  # what an export of this model is checked on
+            atomic_write_text(model_dir / VALIDATION_CANDIDATES_FILE, jsonl_text(held_out_candidates))
         append_model_card(model_dir, report)
     atomic_write_text(output / "training_report.json", json.dumps(report, indent=2, default=str))
     plot_curves(report["history"], output / "training_curves.png")

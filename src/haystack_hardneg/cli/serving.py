@@ -1,0 +1,46 @@
+"""``export``: a fine-tuned cross-encoder to ONNX Runtime or OpenVINO, checked against its fp32 scores; and the
+``train --export`` flags. Flags generated from ``ExportConfig``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from haystack_hardneg.export.config import ExportConfig
+from haystack_hardneg.options import add_arguments, from_arguments
+
+# ``train`` validates on its own candidates, which the model folder keeps: an export right after it checks on those.
+TRAIN_SKIPS = ("model_dir", "backend", "candidates")
+
+
+def add_export_parser(commands) -> None:
+    export = commands.add_parser("export", help="export a cross-encoder to onnx / openvino (optionally int8), "
+                                                "checked against its fp32 scores")
+    export.add_argument("model_dir", help="the cross-encoder folder (e.g. OUT/model of `train`)")
+    add_arguments(export, ExportConfig, skip=("model_dir",))
+    export.add_argument("--json", action="store_true", help="print the export record as JSON")
+    export.set_defaults(func=cmd_export)
+
+
+def add_train_export_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("export after training (see `export --help`)")
+    group.add_argument("--export", choices=["onnx", "openvino"], help="export the trained model to this backend")
+    add_arguments(group, ExportConfig, skip=TRAIN_SKIPS)
+
+
+def export_after_training(args: argparse.Namespace, model_dir: str) -> None:
+    if args.export:
+        run_export(from_arguments(ExportConfig, args, model_dir=model_dir, backend=args.export))
+
+
+def run_export(config: ExportConfig, as_json: bool = False) -> dict:
+    from haystack_hardneg.export.job import describe, export_model
+
+    record = export_model(config, log=lambda message: print(message, flush=True))
+    print(json.dumps(record, indent=2) if as_json else describe(record))
+    return record
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    run_export(from_arguments(ExportConfig, args, model_dir=args.model_dir), as_json=args.json)
+    return 0

@@ -1,0 +1,142 @@
+"""The export step as one job: convert, check against fp32 on the validation candidates, record in the folder."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from haystack_hardneg.export.config import ExportConfig
+from haystack_hardneg.export.convert import (
+    calibration_feeds,
+    export_onnx,
+    openvino_from_onnx,
+    optimize_onnx,
+    quantize_onnx,
+    quantize_openvino,
+)
+from haystack_hardneg.export.gate import gate_records, quality_check
+from haystack_hardneg.export.layout import export_file_name, read_scoring_head
+from haystack_hardneg.export.runtime import ExportedCrossEncoder
+from haystack_hardneg.files import atomic_write_text
+from haystack_hardneg.mine.candidates import load_candidates
+from haystack_hardneg.rank.settings import VALIDATION_CANDIDATES_FILE, read_ranker_settings, update_ranker_settings
+
+
+def _model_folder(model_dir: str) -> Path:
+    folder = Path(model_dir).expanduser()
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(f"{folder} is not a cross-encoder folder (no config.json): give the folder a "
+                                f"training wrote (OUT/model) or any saved CrossEncoder.")
+    return folder
+
+
+def _check_records(config: ExportConfig, folder: Path) -> list[dict[str, Any]]:
+    """The candidates to check and calibrate on: ``config.candidates``, else those kept with the model."""
+    path = Path(config.candidates).expanduser() if config.candidates else folder / VALIDATION_CANDIDATES_FILE
+    if not config.candidates and not path.is_file():
+        return []
+    return gate_records(load_candidates(path))
+
+
+def _calibration_pairs(records: list[dict[str, Any]], size: int) -> list[tuple[str, str]]:
+    """``size`` (query, passage) pairs spread evenly over the records' candidates."""
+    pairs = [(r["query"], c["text"]) for r in records for c in r["candidates"]]
+    step = max(1, len(pairs) // size)
+    return pairs[::step][:size]
+
+
+def _convert(config: ExportConfig, folder: Path, model, records: list[dict[str, Any]], log) -> str:
+    """Write the export; returns its file name relative to ``folder``."""
+    name = export_file_name(config.backend, config.optimize, config.quantize)
+    log(f"Exporting {folder} to ONNX ...")
+    current = export_onnx(model, folder / export_file_name("onnx"))
+    if config.backend == "onnx":
+        if config.optimize:
+            current = optimize_onnx(current, folder / export_file_name("onnx", config.optimize), config.optimize)
+        if config.quantize:
+            current = quantize_onnx(current, folder / name)
+        return name
+    log("Converting to OpenVINO ...")
+    current = openvino_from_onnx(current, folder / export_file_name("openvino"))
+    if config.quantize:
+        if not records:
+            raise ValueError(f"Static int8 needs calibration pairs: {folder} keeps no validation candidates "
+                             f"({VALIDATION_CANDIDATES_FILE}); give --candidates FILE (a candidates.jsonl).")
+        pairs = _calibration_pairs(records, config.calibration_pairs)
+        log(f"Calibrating int8 on {len(pairs)} (query, passage) pairs of the validation candidates ...")
+        body_inputs = ExportedCrossEncoder(folder, "openvino", file_name=export_file_name("openvino"))
+        feeds = calibration_feeds(body_inputs.tokenizer, pairs, body_inputs.input_names, body_inputs.max_length)
+        quantize_openvino(current, folder / name, feeds, len(feeds))
+    return name
+
+
+def export_model(config: ExportConfig, *, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Export ``config.model_dir`` as ``config`` says, check it against the fp32 model, record it in
+    ``hardneg.json`` (and make it the default backend when it passed and ``make_default``); returns the record."""
+    from sentence_transformers import CrossEncoder
+
+    folder = _model_folder(config.model_dir)
+    read_scoring_head(folder)  # refuses an unsupported model before anything is written
+    records = _check_records(config, folder)
+    model = CrossEncoder(str(folder), device="cpu")
+    started = time.perf_counter()
+    file_name = _convert(config, folder, model, records, log)
+    return check_and_record(config, folder, file_name, model, records, seconds=time.perf_counter() - started, log=log)
+
+
+def check_and_record(config: ExportConfig, folder: Path, file_name: str, model, records: list[dict[str, Any]], *,
+                     seconds: float | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """The quality gate of the export ``file_name`` against ``model`` (the fp32 CrossEncoder) on ``records``, and
+    its record in ``hardneg.json`` and the model card; the default backend only when it passed."""
+    import torch
+
+    gate = None
+    if records:
+        log(f"Checking against fp32 on {len(records)} validation queries ...")
+        exported = ExportedCrossEncoder(folder, config.backend, file_name=file_name)
+        gate = quality_check(
+            lambda pairs: model.predict(pairs, batch_size=32, activation_fn=torch.nn.Identity(), convert_to_numpy=True),
+            exported.predict, records, config.max_loss)
+    record = {"backend": config.backend, "file_name": file_name, "optimize": config.optimize,
+              "quantize": config.quantize, "export_seconds": None if seconds is None else round(seconds, 1),
+              "gate": gate}
+    made_default = bool(gate and gate["passed"] and config.make_default)
+    exports = {**read_ranker_settings(folder).get("exports", {}), file_name: record}
+    changes: dict[str, Any] = {"exports": exports}
+    if made_default:
+        changes["backend"] = {"name": config.backend, "file_name": file_name}
+    elif (read_ranker_settings(folder).get("backend") or {}).get("file_name") == file_name:
+        changes["backend"] = None  # the default's file was just replaced by one that was not made the default
+    update_ranker_settings(folder, **changes)
+    append_export_card(folder, record, made_default)
+    return {**record, "default": made_default, "model_dir": str(folder)}
+
+
+def describe(record: dict[str, Any]) -> str:
+    """One paragraph for people: what was written and what the gate found."""
+    gate = record["gate"]
+    took = f" ({record['export_seconds']} s)" if record.get("export_seconds") is not None else ""
+    text = f"{record['backend']} export: {record['file_name']}{took}."
+    if gate is None:
+        return text + (" Not checked: the folder keeps no validation candidates (give --candidates FILE); not made "
+                       "the default backend.")
+    ndcg = gate["ndcg@10"]
+    text += (f" nDCG@10 on {gate['queries']} validation queries: fp32 {ndcg['fp32']:.4f}, exported "
+             f"{ndcg['exported']:.4f} (loss {ndcg['loss']:+.4f}, limit {gate['max_loss']}); score correlation "
+             f"{gate['score_correlation']:.4f}, same top document in {gate['same_top1']:.0%} of queries.")
+    if not gate["passed"]:
+        return text + " LOSS ABOVE THE LIMIT: kept, but not made the default backend."
+    return text + (" Now the folder's default backend (CrossEncoderRanker backend='auto')." if record.get("default")
+                   else " Passed.")
+
+
+def append_export_card(folder: Path, record: dict[str, Any], made_default: bool) -> None:
+    """A line per export in the model card, under one heading."""
+    card = folder / "README.md"
+    text = card.read_text(encoding="utf-8") if card.exists() else "# Cross-encoder\n"
+    heading = "## Exported backends (haystack-hardneg)"
+    if heading not in text:
+        text = text.rstrip() + f"\n\n{heading}\n"
+    line = "- " + describe({**record, "default": made_default})
+    atomic_write_text(card, text.rstrip() + "\n" + line + "\n")

@@ -1,0 +1,83 @@
+"""A cross-encoder's exported graph run with ONNX Runtime or OpenVINO: raw scores of (query, passage) pairs, as
+``CrossEncoder.predict`` gives them on torch.
+
+sentence-transformers runs exported models through optimum, whose ONNX side does not support transformers 5 yet
+(huggingface/optimum-onnx#114) and whose OpenVINO side pins transformers below 5.6; the runtimes themselves have
+no such pins. This module calls them directly with the folder's own tokenizer, tokenizing as sentence-transformers
+does (pairs, longest-first truncation to the model's maximum length, padding per batch).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from haystack_hardneg.export.layout import BACKENDS, export_file_name, read_scoring_head
+from haystack_hardneg.extras import require
+
+
+def _onnx_runner(path: Path, options: dict[str, Any]):
+    ort = require("onnxruntime", "The onnx backend")
+    session_options = ort.SessionOptions()
+    if options.get("threads"):
+        session_options.intra_op_num_threads = int(options["threads"])
+    provider = options.get("provider") or ort.get_available_providers()[0]
+    session = ort.InferenceSession(str(path), session_options, providers=[provider])
+    names = [i.name for i in session.get_inputs()]
+    return names, lambda feed: session.run(None, feed)[0]
+
+
+def _openvino_runner(path: Path, options: dict[str, Any]):
+    ov = require("openvino", "The openvino backend")
+    config = {"PERFORMANCE_HINT": "LATENCY", **(options.get("ov_config") or {})}
+    if options.get("threads"):
+        config["INFERENCE_NUM_THREADS"] = int(options["threads"])
+    compiled = ov.Core().compile_model(str(path), options.get("device", "CPU"), config)
+    names = [i.get_any_name() for i in compiled.inputs]
+    return names, lambda feed: compiled(feed)[0]
+
+
+class ExportedCrossEncoder:
+    """The exported ``file_name`` (default: the backend's plain export) of the cross-encoder in ``model_dir``.
+
+    ``options``: ``provider`` and ``threads`` (ONNX Runtime), ``ov_config``, ``device`` and ``threads``
+    (OpenVINO); the keys of sentence-transformers' ``model_kwargs`` other than ``file_name``."""
+
+    def __init__(self, model_dir: str | Path, backend: str, *, file_name: str | None = None,
+                 max_length: int | None = None, options: dict[str, Any] | None = None):
+        from transformers import AutoTokenizer
+
+        if backend not in BACKENDS:
+            raise ValueError(f"Unknown exported backend {backend!r}; choose one of {list(BACKENDS)}.")
+        self.model_dir = Path(model_dir).expanduser()
+        self.backend = backend
+        self.file_name = file_name or export_file_name(backend)
+        path = self.model_dir / self.file_name
+        if not path.is_file():
+            raise FileNotFoundError(f"No {backend} export at {path}: run `haystack-hardneg export {self.model_dir} "
+                                    f"--backend {backend}` first (or give model_kwargs={{'file_name': ...}}).")
+        self.head = read_scoring_head(self.model_dir)
+        self.tokenizer = AutoTokenizer.from_pretrained(str(self.model_dir))
+        self.max_length = max_length or self.tokenizer.model_max_length
+        options = dict(options or {})
+        self.input_names, self._run = (_onnx_runner(path, options) if backend == "onnx"
+                                       else _openvino_runner(path, options))
+
+    def _scores(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
+        encoded = self.tokenizer([p[0] for p in pairs], [p[1] for p in pairs], padding=True,
+                                 truncation="longest_first", max_length=self.max_length, return_tensors="np")
+        feed = {name: encoded[name].astype(np.int64) for name in self.input_names}
+        return self.head(self._run(feed), encoded["attention_mask"])
+
+    def predict(self, pairs: Sequence[tuple[str, str]], batch_size: int = 32) -> np.ndarray:
+        """Raw scores (no activation) of ``pairs``, batched by length so that little padding is computed."""
+        if not pairs:
+            return np.zeros(0, dtype=np.float64)
+        order = np.argsort([-(len(q) + len(d)) for q, d in pairs], kind="stable")
+        scores = np.empty(len(pairs), dtype=np.float64)
+        for start in range(0, len(pairs), batch_size):
+            batch = order[start:start + batch_size]
+            scores[batch] = self._scores([pairs[i] for i in batch])
+        return scores

@@ -1,0 +1,188 @@
+"""Exports of tiny cross-encoders built here (ONNX Runtime and, where it installs, OpenVINO): scores as on torch,
+the quality gate, the ranker on every backend, YAML with an exported backend in a fresh process, the CLI."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from haystack import Document, Pipeline
+from sentence_transformers import CrossEncoder
+
+from processes import fresh_python
+from tiny_models import WORDS
+
+from haystack_hardneg import CrossEncoderRanker, ExportConfig, export_model
+from haystack_hardneg.cli import main
+from haystack_hardneg.export.convert import export_onnx
+from haystack_hardneg.export.job import check_and_record
+from haystack_hardneg.export.runtime import ExportedCrossEncoder
+from haystack_hardneg.rank.settings import VALIDATION_CANDIDATES_FILE, read_default_backend, read_ranker_settings
+from haystack_hardneg.train.heads import build_cross_encoder
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnxscript")
+
+QUERIES = [" ".join(WORDS[i:i + 3]) for i in range(40, 76, 3)]  # 12 queries
+PASSAGES = [" ".join(WORDS[(7 * i) % 90:(7 * i) % 90 + 5 + i % 9]) for i in range(16)]
+
+
+def raw_scores(model: CrossEncoder, pairs) -> np.ndarray:
+    return np.asarray(model.predict(pairs, activation_fn=torch.nn.Identity(), convert_to_numpy=True), dtype=np.float64)
+
+
+def save_with_candidates(model: CrossEncoder, folder) -> str:
+    """The model saved with validation candidates whose relevant document is the one it scores highest, so that
+    its own nDCG@10 is 1 and any damage shows."""
+    model.save(str(folder))
+    records = []
+    for q, query in enumerate(QUERIES):
+        texts = [PASSAGES[(q + j) % len(PASSAGES)] for j in range(8)]
+        best = int(np.argmax(raw_scores(model, [(query, t) for t in texts])))
+        records.append({"query_id": f"q{q}", "query": query, "positive_ids": [f"q{q}-{best}"],
+                        "candidates": [{"id": f"q{q}-{j}", "text": t, "score": 1.0 - j / 10}
+                                       for j, t in enumerate(texts)]})
+    (folder / VALIDATION_CANDIDATES_FILE).write_text("".join(json.dumps(r) + "\n" for r in records))
+    return str(folder)
+
+
+@pytest.fixture(scope="module")
+def pooled_folder(trainable_model, tmp_path_factory) -> str:
+    """A tiny cross-encoder as TripletTrainer saves one: Transformer, mean Pooling, one-logit Dense."""
+    torch.manual_seed(0)
+    return save_with_candidates(build_cross_encoder(trainable_model, "mean", max_length=64),
+                                tmp_path_factory.mktemp("export") / "pooled")
+
+
+@pytest.fixture
+def folder(pooled_folder, tmp_path) -> str:
+    """A fresh copy per test: exports write into the folder."""
+    return str(shutil.copytree(pooled_folder, tmp_path / "model"))
+
+
+def test_onnx_export_scores_as_torch_and_becomes_the_default(folder):
+    record = export_model(ExportConfig(model_dir=folder, backend="onnx"), log=lambda _: None)
+    assert record["file_name"] == "onnx/model.onnx" and record["gate"]["passed"] and record["default"]
+    assert record["gate"]["ndcg@10"]["fp32"] == pytest.approx(1.0)
+    assert abs(record["gate"]["ndcg@10"]["loss"]) < 1e-9
+    pairs = [(q, p) for q in QUERIES[:3] for p in PASSAGES]
+    exported = ExportedCrossEncoder(folder, "onnx").predict(pairs, batch_size=5)
+    np.testing.assert_allclose(exported, raw_scores(CrossEncoder(folder), pairs), atol=1e-4)
+    assert read_default_backend(folder) == ("onnx", "onnx/model.onnx")
+    assert "## Exported backends" in open(f"{folder}/README.md").read()
+
+
+def test_a_classifier_head_exports_its_logits(trainable_model, tmp_path):
+    torch.manual_seed(1)
+    model = build_cross_encoder(trainable_model, "classifier", max_length=64)
+    model.save(str(tmp_path / "classifier"))
+    export_onnx(CrossEncoder(str(tmp_path / "classifier")), tmp_path / "classifier" / "onnx" / "model.onnx")
+    pairs = [(QUERIES[0], p) for p in PASSAGES]
+    np.testing.assert_allclose(ExportedCrossEncoder(tmp_path / "classifier", "onnx").predict(pairs),
+                               raw_scores(model, pairs), atol=1e-4)
+
+
+def test_optimised_and_int8_onnx_exports_stay_close(folder):
+    for optimize, quantize in (("O2", None), (None, "int8")):
+        record = export_model(ExportConfig(model_dir=folder, backend="onnx", optimize=optimize, quantize=quantize,
+                                           make_default=False), log=lambda _: None)
+        assert (record["file_name"], record["default"]) == (
+            {"O2": "onnx/model_O2.onnx"}.get(optimize, "onnx/model_qint8.onnx"), False)
+        assert record["gate"]["score_correlation"] > 0.9
+    assert set(read_ranker_settings(folder)["exports"]) == {"onnx/model_O2.onnx", "onnx/model_qint8.onnx"}
+    assert read_default_backend(folder) == ("torch", None)
+
+
+def test_the_gate_refuses_a_damaged_export(folder):
+    config = ExportConfig(model_dir=folder, backend="onnx")
+    export_model(config, log=lambda _: None)
+    onnx = pytest.importorskip("onnx")
+    path = f"{folder}/onnx/model.onnx"
+    graph = onnx.load(path)
+    rng = np.random.default_rng(0)
+    for tensor in graph.graph.initializer:  # every weight shuffled: the same values, no longer where they belong
+        values = onnx.numpy_helper.to_array(tensor)
+        if values.dtype == np.float32 and values.size > 1:
+            tensor.CopyFrom(onnx.numpy_helper.from_array(rng.permutation(values.ravel()).reshape(values.shape),
+                                                         tensor.name))
+    onnx.save(graph, path)
+    records = [json.loads(line) for line in open(f"{folder}/{VALIDATION_CANDIDATES_FILE}")]
+    record = check_and_record(config, Path(folder), "onnx/model.onnx", CrossEncoder(folder), records,
+                              log=lambda _: None)
+    assert not record["gate"]["passed"] and record["gate"]["ndcg@10"]["loss"] > config.max_loss
+    assert not record["default"]
+    assert read_default_backend(folder) == ("torch", None)  # the damaged file is no longer the default
+    assert "LOSS ABOVE THE LIMIT" in open(f"{folder}/README.md").read()
+
+
+def test_openvino_static_int8_is_calibrated_and_checked(folder):
+    pytest.importorskip("openvino")
+    pytest.importorskip("nncf")
+    record = export_model(ExportConfig(model_dir=folder, backend="openvino", quantize="int8", calibration_pairs=40),
+                          log=lambda _: None)
+    assert record["file_name"] == "openvino/openvino_model_qint8_quantized.xml"
+    assert record["gate"]["queries"] == len(QUERIES) and record["gate"]["score_correlation"] > 0.9
+    pairs = [(QUERIES[0], p) for p in PASSAGES]
+    fp32 = ExportedCrossEncoder(folder, "openvino").predict(pairs)
+    np.testing.assert_allclose(fp32, raw_scores(CrossEncoder(folder), pairs), atol=1e-3)
+
+
+def ranked_ids_and_scores(ranker: CrossEncoderRanker) -> list[tuple[str, float]]:
+    documents = [Document(id=f"d{i}", content=p, score=1.0 / (i + 1)) for i, p in enumerate(PASSAGES)]
+    ranker.warm_up()
+    return [(d.id, d.score) for d in ranker.run(query=QUERIES[0], documents=documents)["documents"]]
+
+
+def test_the_ranker_scores_alike_on_every_backend(folder):
+    export_model(ExportConfig(model_dir=folder, backend="onnx", make_default=False), log=lambda _: None)
+    torch_run = ranked_ids_and_scores(CrossEncoderRanker(model=folder, top_k=16))
+    assert CrossEncoderRanker(model=folder).to_dict()["init_parameters"]["backend"] == "auto"
+    onnx_ranker = CrossEncoderRanker(model=folder, top_k=16, backend="onnx",
+                                     model_kwargs={"file_name": "onnx/model.onnx"})
+    onnx_run = ranked_ids_and_scores(onnx_ranker)
+    assert onnx_ranker.effective_backend == ("onnx", "onnx/model.onnx")
+    assert [i for i, _ in onnx_run] == [i for i, _ in torch_run]
+    np.testing.assert_allclose([s for _, s in onnx_run], [s for _, s in torch_run], atol=1e-5)
+    auto = CrossEncoderRanker(model=folder, top_k=16)
+    ranked_ids_and_scores(auto)
+    assert auto.effective_backend == ("torch", None)  # the export was not made the default
+
+
+RUN_RANKER = """
+import json, sys
+import haystack_hardneg
+from haystack import Document, Pipeline
+pipeline = Pipeline.loads(open(sys.argv[1]).read())
+documents = [Document(id=f"d{i}", content=t) for i, t in enumerate(json.loads(sys.argv[2]))]
+result = pipeline.run({"ranker": {"query": sys.argv[3], "documents": documents}})
+print(json.dumps([[d.id, d.score] for d in result["ranker"]["documents"]]))
+"""
+
+
+def test_a_yaml_pipeline_with_an_onnx_ranker_loads_in_a_fresh_process(folder, tmp_path):
+    export_model(ExportConfig(model_dir=folder, backend="onnx", make_default=False), log=lambda _: None)
+    pipeline = Pipeline()
+    pipeline.add_component("ranker", CrossEncoderRanker(model=folder, backend="onnx", top_k=16, fusion_alpha=None))
+    path = tmp_path / "ranker.yml"
+    path.write_text(pipeline.dumps())
+    assert "backend: onnx" in path.read_text()
+    done = fresh_python(RUN_RANKER, str(path), json.dumps(PASSAGES), QUERIES[0])
+    assert done.returncode == 0, done.stderr[-2000:]
+    torch_scores = dict(ranked_ids_and_scores(CrossEncoderRanker(model=folder, top_k=16, fusion_alpha=None,
+                                                                 backend="torch")))
+    for doc_id, score in json.loads(done.stdout.strip().splitlines()[-1]):
+        assert score == pytest.approx(torch_scores[doc_id], abs=1e-5)
+
+
+def test_the_export_command(folder, tmp_path, capsys):
+    assert main(["export", folder, "--backend", "onnx", "--no-default"]) == 0
+    out = capsys.readouterr().out
+    assert "onnx export: onnx/model.onnx" in out and "nDCG@10 on 12 validation queries" in out
+    assert main(["export", str(tmp_path / "nowhere"), "--backend", "onnx"]) == 2
+    assert "is not a cross-encoder folder" in capsys.readouterr().err
+    assert main(["export", folder, "--backend", "openvino", "--optimize", "O2"]) == 2
+    assert "optimize applies to the onnx backend only" in capsys.readouterr().err
