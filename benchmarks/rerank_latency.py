@@ -48,7 +48,7 @@ def make_exports(model: str, names: list[str]) -> dict[str, dict]:
 
 def rankers(model: str, max_length: int, exports: dict[str, dict], systems: list[str]) -> dict:
     """Warmed-up rankers by system name; all rank alone (no fusion), scores scaled as Haystack's are."""
-    from haystack.components.rankers import SentenceTransformersSimilarityRanker
+    from haystack_integrations.components.rankers.sentence_transformers import SentenceTransformersSimilarityRanker
 
     common = {"model": model, "top_k": 100, "max_length": max_length, "fusion_alpha": None}
     built = {
@@ -68,12 +68,16 @@ def rankers(model: str, max_length: int, exports: dict[str, dict], systems: list
 
 
 def timed_runs(systems: dict, records: list[dict], k: int, warmup: int = 2) -> tuple[dict, dict]:
-    """Per system: seconds per query and {query id: {doc id: score}}, systems interleaved query by query."""
+    """Per system: seconds per query and {query id: {doc id: score}}. The systems take turns query by query, in
+    an order rotated every query, so that none always follows the same one (whose threads may still spin)."""
     seconds = {name: [] for name in systems}
     runs = {name: {} for name in systems}
+    names = list(systems)
     for index, record in enumerate(records):
         documents = [Document(id=c["id"], content=c["text"], score=c["score"]) for c in record["candidates"][:k]]
-        for name, ranker in systems.items():
+        shift = index % len(names)
+        for name in names[shift:] + names[:shift]:
+            ranker = systems[name]
             started = time.perf_counter()
             ranked = ranker.run(query=record["query"], documents=documents)["documents"]
             elapsed = time.perf_counter() - started
@@ -166,6 +170,7 @@ def main() -> None:
     parser.add_argument("--exports", nargs="*", default=list(EXPORTS), choices=list(EXPORTS))
     parser.add_argument("--out", default="benchmarks/rerank_latency.json")
     args = parser.parse_args()
+    args.model = str(Path(args.model).expanduser())
 
     qrels = load_qrels(Path(args.data) / "qrels" / f"{args.split}.tsv")
     records = [r for r in read_jsonl(args.candidates) if r["query_id"] in qrels][: args.queries]

@@ -296,13 +296,22 @@ def test_train_command(trainable_model, tmp_path):
     triplets = tmp_path / "triplets.jsonl"
     separable_rows(32).to_json(str(triplets), lines=True)
     done = subprocess.run([sys.executable, "-m", "haystack_hardneg.cli", "train", "--triplets", str(triplets),
-                           "--base-model", trainable_model, "--epochs", "1", "--out", str(tmp_path / "run")],
-                          capture_output=True, text=True, timeout=300)
+                           "--base-model", trainable_model, "--epochs", "1", "--out", str(tmp_path / "run"),
+                           "--export", "onnx"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
+    # Exported at the end; without first-stage candidates there is nothing to check it on, and the run says so.
+    assert "onnx export: onnx/model.onnx" in done.stdout and "Not checked" in done.stdout
+    assert (tmp_path / "run" / "model" / "onnx" / "model.onnx").is_file()
     start = done.stdout.index('{\n  "model"')
     summary = json.loads(done.stdout[start : done.stdout.index("\n}", start) + 2])
     assert summary["steps"] == 4 and "validation_ndcg@10" in summary["validation"]
     assert CrossEncoder(summary["model"]).predict([("q", "d")]).shape == (1,)
+    # An export that cannot be made is refused before the training starts.
+    refused = subprocess.run([sys.executable, "-m", "haystack_hardneg.cli", "train", "--triplets", str(triplets),
+                              "--base-model", trainable_model, "--out", str(tmp_path / "other"), "--export",
+                              "openvino", "--optimize", "O2"], capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 2 and "optimize applies to the onnx backend only" in refused.stderr
+    assert not (tmp_path / "other").exists()
 
 
 def first_stage_records(rows: Dataset) -> list[dict]:

@@ -8,7 +8,11 @@ import argparse
 import json
 from pathlib import Path
 
-from haystack_hardneg.cli.serving import add_train_export_arguments, export_after_training
+from haystack_hardneg.cli.serving import (
+    add_train_export_arguments,
+    export_after_training,
+    export_config_for_training,
+)
 from haystack_hardneg.cli.common import (
     add_ensemble_arguments,
     add_store_arguments,
@@ -150,6 +154,7 @@ def training_config(args: argparse.Namespace) -> TrainingConfig:
 def cmd_train(args: argparse.Namespace) -> int:
     """Fine-tune a cross-encoder on a triplet file."""
     config = training_config(args)
+    export = export_config_for_training(args, str(Path(config.output_dir) / "model"))
     result = TripletTrainer(training=config, resume=args.resume).run(triplets=args.triplets)
     report = result["report"]
     print(json.dumps({"model": result["model_path"], "steps": report["steps"], "validation": report["validation"],
@@ -160,5 +165,5 @@ def cmd_train(args: argparse.Namespace) -> int:
               f"{fusion['reranker_alone']['ndcg@10']:.4f}, fused at alpha {fusion['best_alpha']} "
               f"{fusion['best']['ndcg@10']:.4f} (stored with the model for fusion_alpha='auto').")
     print(f"Training curves: {Path(config.output_dir) / 'training_curves.png'}")
-    export_after_training(args, result["model_path"])
+    export_after_training(export, result["model_path"])
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 
 from haystack_hardneg.export.config import ExportConfig
 from haystack_hardneg.options import add_arguments, from_arguments
@@ -28,9 +29,17 @@ def add_train_export_arguments(parser: argparse.ArgumentParser) -> None:
     add_arguments(group, ExportConfig, skip=TRAIN_SKIPS)
 
 
-def export_after_training(args: argparse.Namespace, model_dir: str) -> None:
-    if args.export:
-        run_export(from_arguments(ExportConfig, args, model_dir=model_dir, backend=args.export))
+def export_config_for_training(args: argparse.Namespace, model_dir: str) -> ExportConfig | None:
+    """The export ``train --export`` asks for, checked before the training starts; it is checked on the
+    validation candidates the training keeps with the model (``train --candidates`` is the training's own)."""
+    if not args.export:
+        return None
+    return from_arguments(ExportConfig, args, model_dir=model_dir, backend=args.export, candidates=None)
+
+
+def export_after_training(config: ExportConfig | None, model_dir: str) -> None:
+    if config is not None:
+        run_export(replace(config, model_dir=model_dir))
 
 
 def run_export(config: ExportConfig, as_json: bool = False) -> dict:

@@ -33,6 +33,7 @@ def _replacing(target: Path, companions: tuple[str, ...] = ()):
     scratch = Path(tempfile.mkdtemp(prefix=".export-", dir=target.parent))
     try:
         yield scratch / target.name
+        # The graph last: a reader that finds the new graph finds its weights beside it.
         for suffix in companions:
             os.replace(scratch / (target.stem + suffix), target.with_suffix(suffix))
         os.replace(scratch / target.name, target)
@@ -49,8 +50,9 @@ def _body(model):
 
     auto_model = model[0].auto_model.eval()
     parameters = inspect.signature(auto_model.forward).parameters
-    names = [n for n in INPUT_NAMES if n in parameters and (n != "token_type_ids" or
-                                                             getattr(auto_model.config, "type_vocab_size", 0) > 1)]
+    given = set(model.tokenizer.model_input_names)
+    names = [n for n in INPUT_NAMES if n in parameters and n in given and (
+        n != "token_type_ids" or getattr(auto_model.config, "type_vocab_size", 0) > 1)]
     output = "logits" if "ForSequenceClassification" in type(auto_model).__name__ else "last_hidden_state"
 
     class Body(torch.nn.Module):

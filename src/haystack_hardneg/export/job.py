@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -16,11 +18,14 @@ from haystack_hardneg.export.convert import (
     quantize_openvino,
 )
 from haystack_hardneg.export.gate import gate_records, quality_check
-from haystack_hardneg.export.layout import export_file_name, read_scoring_head
+from haystack_hardneg.export.layout import export_file_name, read_scoring_head, weights_fingerprint
 from haystack_hardneg.export.runtime import ExportedCrossEncoder
 from haystack_hardneg.files import atomic_write_text
 from haystack_hardneg.mine.candidates import load_candidates
 from haystack_hardneg.rank.settings import VALIDATION_CANDIDATES_FILE, read_ranker_settings, update_ranker_settings
+
+# The fp32 scores of the validation candidates, for the weights they were computed from.
+REFERENCE_SCORES_FILE = "hardneg_validation_scores.json"
 
 
 def _model_folder(model_dir: str) -> Path:
@@ -46,8 +51,9 @@ def _calibration_pairs(records: list[dict[str, Any]], size: int) -> list[tuple[s
     return pairs[::step][:size]
 
 
-def _convert(config: ExportConfig, folder: Path, model, records: list[dict[str, Any]], log) -> str:
-    """Write the export; returns its file name relative to ``folder``."""
+def _convert(config: ExportConfig, folder: Path, model, calibration: list[dict[str, Any]], log) -> str:
+    """Write the export (static int8 calibrated on ``calibration``); returns its file name relative to
+    ``folder``."""
     name = export_file_name(config.backend, config.optimize, config.quantize)
     log(f"Exporting {folder} to ONNX ...")
     current = export_onnx(model, folder / export_file_name("onnx"))
@@ -60,11 +66,8 @@ def _convert(config: ExportConfig, folder: Path, model, records: list[dict[str, 
     log("Converting to OpenVINO ...")
     current = openvino_from_onnx(current, folder / export_file_name("openvino"))
     if config.quantize:
-        if not records:
-            raise ValueError(f"Static int8 needs calibration pairs: {folder} keeps no validation candidates "
-                             f"({VALIDATION_CANDIDATES_FILE}); give --candidates FILE (a candidates.jsonl).")
-        pairs = _calibration_pairs(records, config.calibration_pairs)
-        log(f"Calibrating int8 on {len(pairs)} (query, passage) pairs of the validation candidates ...")
+        pairs = _calibration_pairs(calibration, config.calibration_pairs)
+        log(f"Calibrating int8 on {len(pairs)} (query, passage) pairs of {len(calibration)} validation queries ...")
         body_inputs = ExportedCrossEncoder(folder, "openvino", file_name=export_file_name("openvino"))
         feeds = calibration_feeds(body_inputs.tokenizer, pairs, body_inputs.input_names, body_inputs.max_length)
         quantize_openvino(current, folder / name, feeds, len(feeds))
@@ -79,38 +82,70 @@ def export_model(config: ExportConfig, *, log: Callable[[str], None] = print) ->
     folder = _model_folder(config.model_dir)
     read_scoring_head(folder)  # refuses an unsupported model before anything is written
     records = _check_records(config, folder)
+    static_int8 = config.backend == "openvino" and config.quantize
+    if static_int8 and len(records) < 2:
+        raise ValueError(f"Static int8 needs calibration pairs: {folder} keeps too few validation candidates "
+                         f"({VALIDATION_CANDIDATES_FILE}); give --candidates FILE (a candidates.jsonl).")
+    # Calibrated on every other query and checked on the rest: the check does not see the calibration's own data.
+    calibration, checked = (records[::2], records[1::2]) if static_int8 else ([], records)
+    target = export_file_name(config.backend, config.optimize, config.quantize)
+    keep_default = (read_ranker_settings(folder).get("backend") or {}).get("file_name") == target
+    if keep_default:  # the default's file is rewritten now: not the default until it passes again
+        update_ranker_settings(folder, backend=None)
     model = CrossEncoder(str(folder), device="cpu")
     started = time.perf_counter()
-    file_name = _convert(config, folder, model, records, log)
-    return check_and_record(config, folder, file_name, model, records, seconds=time.perf_counter() - started, log=log)
+    file_name = _convert(config, folder, model, calibration, log)
+    return check_and_record(config, folder, file_name, model, checked, seconds=time.perf_counter() - started,
+                            log=log, was_default=keep_default)
 
 
 def check_and_record(config: ExportConfig, folder: Path, file_name: str, model, records: list[dict[str, Any]], *,
-                     seconds: float | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
+                     seconds: float | None = None, log: Callable[[str], None] = print,
+                     was_default: bool = False) -> dict[str, Any]:
     """The quality gate of the export ``file_name`` against ``model`` (the fp32 CrossEncoder) on ``records``, and
-    its record in ``hardneg.json`` and the model card; the default backend only when it passed."""
+    its record in ``hardneg.json`` and the model card; the default backend only when it passed (and
+    ``make_default``, or it was the default before: ``was_default``)."""
     import torch
 
     gate = None
+    weights = weights_fingerprint(folder)
     if records:
         log(f"Checking against fp32 on {len(records)} validation queries ...")
         exported = ExportedCrossEncoder(folder, config.backend, file_name=file_name)
-        gate = quality_check(
-            lambda pairs: model.predict(pairs, batch_size=32, activation_fn=torch.nn.Identity(), convert_to_numpy=True),
-            exported.predict, records, config.max_loss)
+
+        def reference(pairs):
+            return _reference_scores(folder, weights, pairs, lambda: model.predict(
+                pairs, batch_size=32, activation_fn=torch.nn.Identity(), convert_to_numpy=True))
+
+        gate = quality_check(reference, exported.predict, records, config.max_loss)
     record = {"backend": config.backend, "file_name": file_name, "optimize": config.optimize,
               "quantize": config.quantize, "export_seconds": None if seconds is None else round(seconds, 1),
-              "gate": gate}
-    made_default = bool(gate and gate["passed"] and config.make_default)
+              "weights": weights, "gate": gate}
+    passed = bool(gate and gate["passed"])
+    made_default = passed and (config.make_default or was_default)
     exports = {**read_ranker_settings(folder).get("exports", {}), file_name: record}
     changes: dict[str, Any] = {"exports": exports}
     if made_default:
-        changes["backend"] = {"name": config.backend, "file_name": file_name}
-    elif (read_ranker_settings(folder).get("backend") or {}).get("file_name") == file_name:
-        changes["backend"] = None  # the default's file was just replaced by one that was not made the default
+        changes["backend"] = {"name": config.backend, "file_name": file_name, "weights": weights}
+    elif not passed and (read_ranker_settings(folder).get("backend") or {}).get("file_name") == file_name:
+        changes["backend"] = None  # the default's file now holds an export that failed its check
     update_ranker_settings(folder, **changes)
     append_export_card(folder, record, made_default)
     return {**record, "default": made_default, "model_dir": str(folder)}
+
+
+def _reference_scores(folder: Path, weights: str, pairs, compute: Callable[[], Any]) -> list[float]:
+    """The fp32 model's scores of ``pairs``, kept in the folder for the weights they came from: each further export
+    of the same model is checked against them without scoring on torch again."""
+    digest = hashlib.sha256(json.dumps([weights, list(pairs)]).encode()).hexdigest()[:16]
+    cache = folder / REFERENCE_SCORES_FILE
+    if cache.is_file():
+        stored = json.loads(cache.read_text(encoding="utf-8"))
+        if stored.get("key") == digest:
+            return stored["scores"]
+    scores = [float(s) for s in compute()]
+    atomic_write_text(cache, json.dumps({"key": digest, "scores": scores}))
+    return scores
 
 
 def describe(record: dict[str, Any]) -> str:
@@ -119,8 +154,8 @@ def describe(record: dict[str, Any]) -> str:
     took = f" ({record['export_seconds']} s)" if record.get("export_seconds") is not None else ""
     text = f"{record['backend']} export: {record['file_name']}{took}."
     if gate is None:
-        return text + (" Not checked: the folder keeps no validation candidates (give --candidates FILE); not made "
-                       "the default backend.")
+        return text + (" Not checked: no validation candidates with a relevant document (the training keeps them in "
+                       "the model folder; else give --candidates FILE); not made the default backend.")
     ndcg = gate["ndcg@10"]
     text += (f" nDCG@10 on {gate['queries']} validation queries: fp32 {ndcg['fp32']:.4f}, exported "
              f"{ndcg['exported']:.4f} (loss {ndcg['loss']:+.4f}, limit {gate['max_loss']}); score correlation "

@@ -32,6 +32,23 @@ def export_file_name(backend: str, optimize: str | None = None, quantize: str | 
     raise ValueError(f"Unknown backend {backend!r}; choose one of {list(BACKENDS)}.")
 
 
+def weights_fingerprint(model_dir: str | Path) -> str:
+    """A hash of the model's own weight files (not its exports): an export recorded under another fingerprint was
+    made from other weights."""
+    import hashlib
+
+    folder = Path(model_dir).expanduser()
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob("*")):
+        relative = path.relative_to(folder)
+        if path.suffix in (".safetensors", ".bin") and relative.parts[0] not in ("onnx", "openvino"):
+            digest.update(relative.as_posix().encode())
+            with path.open("rb") as handle:
+                for block in iter(lambda: handle.read(1 << 24), b""):
+                    digest.update(block)
+    return digest.hexdigest()[:16]
+
+
 def _read_json(path: Path) -> dict | list:
     return json.loads(path.read_text(encoding="utf-8"))
 
@@ -68,7 +85,9 @@ def _load_dense(folder: Path) -> tuple[np.ndarray, np.ndarray]:
     if not weights.is_file():
         raise UnsupportedModelError(f"{folder} has no model.safetensors for its linear layer.")
     tensors = load_file(str(weights))
-    return tensors["linear.weight"].astype(np.float32), tensors["linear.bias"].astype(np.float32)
+    weight = tensors["linear.weight"].astype(np.float32)
+    bias = tensors.get("linear.bias", np.zeros(weight.shape[0], dtype=np.float32)).astype(np.float32)
+    return weight, bias
 
 
 def read_scoring_head(model_dir: str | Path) -> ScoringHead:
@@ -90,7 +109,7 @@ def read_scoring_head(model_dir: str | Path) -> ScoringHead:
     pooling = saved_pooling(str(folder))
     dense_dir = folder / modules[2]["path"]
     dense = _read_json(dense_dir / "config.json")
-    if pooling is None or dense.get("out_features") != 1 or not str(
+    if pooling is None or dense.get("out_features") != 1 or dense.get("use_residual") or not str(
             dense.get("activation_function", "")).endswith("Identity"):
         raise UnsupportedModelError(f"{folder}: only mean or cls pooling and a one-output Dense layer without "
                                     f"activation run on an exported backend; use backend='torch'.")

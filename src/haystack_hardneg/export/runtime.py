@@ -23,8 +23,9 @@ def _onnx_runner(path: Path, options: dict[str, Any]):
     session_options = ort.SessionOptions()
     if options.get("threads"):
         session_options.intra_op_num_threads = int(options["threads"])
-    provider = options.get("provider") or ort.get_available_providers()[0]
-    session = ort.InferenceSession(str(path), session_options, providers=[provider])
+    # The CPU unless asked otherwise: the first available provider of a GPU build may lack its libraries here.
+    providers = [options["provider"], "CPUExecutionProvider"] if options.get("provider") else ["CPUExecutionProvider"]
+    session = ort.InferenceSession(str(path), session_options, providers=providers)
     names = [i.name for i in session.get_inputs()]
     return names, lambda feed: session.run(None, feed)[0]
 
@@ -43,11 +44,13 @@ class ExportedCrossEncoder:
     """The exported ``file_name`` (default: the backend's plain export) of the cross-encoder in ``model_dir``.
 
     ``options``: ``provider`` and ``threads`` (ONNX Runtime), ``ov_config``, ``device`` and ``threads``
-    (OpenVINO); the keys of sentence-transformers' ``model_kwargs`` other than ``file_name``."""
+    (OpenVINO); the keys of sentence-transformers' ``model_kwargs`` other than ``file_name``.
+    ``tokenizer_kwargs`` go to ``AutoTokenizer.from_pretrained`` (e.g. ``{"model_max_length": 256}``)."""
 
     def __init__(self, model_dir: str | Path, backend: str, *, file_name: str | None = None,
-                 max_length: int | None = None, options: dict[str, Any] | None = None):
-        from transformers import AutoTokenizer
+                 max_length: int | None = None, options: dict[str, Any] | None = None,
+                 tokenizer_kwargs: dict[str, Any] | None = None):
+        from transformers import AutoConfig, AutoTokenizer
 
         if backend not in BACKENDS:
             raise ValueError(f"Unknown exported backend {backend!r}; choose one of {list(BACKENDS)}.")
@@ -59,8 +62,10 @@ class ExportedCrossEncoder:
             raise FileNotFoundError(f"No {backend} export at {path}: run `haystack-hardneg export {self.model_dir} "
                                     f"--backend {backend}` first (or give model_kwargs={{'file_name': ...}}).")
         self.head = read_scoring_head(self.model_dir)
-        self.tokenizer = AutoTokenizer.from_pretrained(str(self.model_dir))
-        self.max_length = max_length or self.tokenizer.model_max_length
+        self.tokenizer = AutoTokenizer.from_pretrained(str(self.model_dir), **(tokenizer_kwargs or {}))
+        # As sentence-transformers: the tokenizer's length, capped at the positions the model has.
+        positions = getattr(AutoConfig.from_pretrained(str(self.model_dir)), "max_position_embeddings", None)
+        self.max_length = max_length or min(self.tokenizer.model_max_length, positions or self.tokenizer.model_max_length)
         options = dict(options or {})
         self.input_names, self._run = (_onnx_runner(path, options) if backend == "onnx"
                                        else _openvino_runner(path, options))
@@ -68,7 +73,9 @@ class ExportedCrossEncoder:
     def _scores(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
         encoded = self.tokenizer([p[0] for p in pairs], [p[1] for p in pairs], padding=True,
                                  truncation="longest_first", max_length=self.max_length, return_tensors="np")
-        feed = {name: encoded[name].astype(np.int64) for name in self.input_names}
+        # A graph input the tokenizer does not give (token types of a tokenizer that leaves them out) is zeros.
+        feed = {name: (encoded[name] if name in encoded else np.zeros_like(encoded["input_ids"])).astype(np.int64)
+                for name in self.input_names}
         return self.head(self._run(feed), encoded["attention_mask"])
 
     def predict(self, pairs: Sequence[tuple[str, str]], batch_size: int = 32) -> np.ndarray:

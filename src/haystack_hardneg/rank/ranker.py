@@ -16,12 +16,16 @@ from haystack_hardneg.embed.encoder import check_model_source, looks_like_path
 from haystack_hardneg.ingest.text import document_text
 from haystack_hardneg.rank.fusion import fuse
 from haystack_hardneg.rank.passages import AGGREGATIONS, Aggregation, aggregate, passages
+from haystack_hardneg.export.layout import BACKENDS, UnsupportedModelError, weights_fingerprint
 from haystack_hardneg.export.runtime import ExportedCrossEncoder
+from haystack_hardneg.extras import MissingExtraError
 from haystack_hardneg.rank.settings import read_default_backend, read_fusion_alpha
 
 logger = logging.getLogger(__name__)
 
 RANKER_BACKENDS: tuple[str, ...] = ("auto", "torch", "onnx", "openvino")
+# model_kwargs that choose and configure an export (as in sentence-transformers), not the torch model.
+EXPORT_ONLY_KWARGS = ("file_name", "provider", "threads", "ov_config", "device")
 
 
 @component
@@ -101,9 +105,9 @@ class CrossEncoderRanker:
             ``None`` for no fusion; ``"auto"``: the weight stored with the model by its training, else none.
         :param backend: ``torch``, ``onnx`` or ``openvino`` (files written by ``haystack-hardneg export``, or any
             sentence-transformers export; ``model_kwargs={"file_name": "onnx/model_qint8.onnx"}`` picks one), or
-            ``auto``: the export the folder's quality gate made its default, else torch. A local folder's exports
-            run on ONNX Runtime / OpenVINO directly (the ``onnx`` / ``openvino`` extras); a hub model's through
-            sentence-transformers.
+            ``auto``: the backend of a given ``file_name``, else the export the folder's quality gate made its
+            default (if made from the weights the folder holds and its runtime is installed), else torch. Exports
+            run on ONNX Runtime / OpenVINO directly (the ``onnx`` / ``openvino`` extras); a hub id runs on torch.
         :param token, query_suffix, document_suffix, trust_remote_code, model_kwargs, tokenizer_kwargs,
             config_kwargs: as in ``SentenceTransformersSimilarityRanker``, so that its YAML loads unchanged.
         """
@@ -116,6 +120,10 @@ class CrossEncoderRanker:
             raise ValueError("passage_overlap must be >= 0 and smaller than passage_words.")
         if backend not in RANKER_BACKENDS:
             raise ValueError(f"backend must be one of {RANKER_BACKENDS}, got {backend!r}.")
+        if backend in BACKENDS and not looks_like_path(str(model)):
+            raise ValueError(f"backend={backend!r} runs a local model folder's export; {model!r} is a hub id: save "
+                             f"it to a folder, export it with `haystack-hardneg export FOLDER --backend {backend}` "
+                             f"and give the folder.")
         if fusion_alpha is not None and fusion_alpha != "auto" and not 0.0 <= float(fusion_alpha) <= 1.0:
             raise ValueError(f"fusion_alpha must be in [0, 1], 'auto' or None, got {fusion_alpha!r}.")
         self.model = str(model)
@@ -156,13 +164,21 @@ class CrossEncoderRanker:
         return self._backend
 
     def _resolve_backend(self) -> tuple[str, str | None]:
+        """(backend, export file): as given, or for ``auto`` the file's backend (a ``file_name`` given), the
+        folder's default export when it was made from the weights the folder holds now, else torch."""
         file_name = (self.model_kwargs or {}).get("file_name")
         if self.backend != "auto":
             return self.backend, file_name
-        if looks_like_path(self.model):
-            default, default_file = read_default_backend(self.model)
-            return default, file_name or default_file
-        return "torch", None
+        if not looks_like_path(self.model):
+            return "torch", None
+        if file_name:
+            return ("onnx" if file_name.endswith(".onnx") else "openvino"), file_name
+        default, default_file, weights = read_default_backend(self.model)
+        if default != "torch" and weights != weights_fingerprint(self.model):
+            logger.warning("The default {backend} export of {path} was made from other weights; ranking on torch. "
+                           "Export again to use it.", backend=default, path=self.model)
+            return "torch", None
+        return default, default_file
 
     @property
     def effective_fusion_alpha(self) -> float | None:
@@ -179,22 +195,35 @@ class CrossEncoderRanker:
         if self._cross_encoder is not None or self._exported is not None:
             return
         backend, file_name = self._resolve_backend()
-        self._backend = (backend, file_name)
         source = str(Path(self.model).expanduser()) if looks_like_path(self.model) else self.model
-        if backend != "torch" and looks_like_path(self.model):
-            options = {k: v for k, v in (self.model_kwargs or {}).items() if k != "file_name"}
-            self._exported = ExportedCrossEncoder(source, backend, file_name=file_name, max_length=self.max_length,
-                                                  options=options)
-            logger.info("Scoring with the {backend} export {file}.", backend=backend, file=self._exported.file_name)
-            return
+        if backend != "torch":
+            try:
+                self._exported = self._load_export(source, backend, file_name)
+                self._backend = (backend, self._exported.file_name)
+                return
+            except (MissingExtraError, FileNotFoundError, UnsupportedModelError) as error:
+                if self.backend != "auto":
+                    raise
+                logger.warning("The folder's default backend cannot run here ({error}); ranking on torch.",
+                               error=error)
         from sentence_transformers import CrossEncoder
 
+        self._backend = ("torch", None)
         device = ComponentDevice.resolve_device(self.device).to_torch_str() if self.device is not None else None
+        # The export-only keys would reach the torch model's constructor.
+        model_kwargs = {k: v for k, v in (self.model_kwargs or {}).items() if k not in EXPORT_ONLY_KWARGS} or None
         self._cross_encoder = CrossEncoder(
             source, device=device, max_length=self.max_length, token=self.token.resolve_value() if self.token else None,
-            trust_remote_code=self.trust_remote_code, model_kwargs=self.model_kwargs,
-            processor_kwargs=self.tokenizer_kwargs, config_kwargs=self.config_kwargs, backend=backend,
+            trust_remote_code=self.trust_remote_code, model_kwargs=model_kwargs,
+            processor_kwargs=self.tokenizer_kwargs, config_kwargs=self.config_kwargs, backend="torch",
         )
+
+    def _load_export(self, source: str, backend: str, file_name: str | None) -> ExportedCrossEncoder:
+        options = {k: v for k, v in (self.model_kwargs or {}).items() if k != "file_name"}
+        exported = ExportedCrossEncoder(source, backend, file_name=file_name, max_length=self.max_length,
+                                        options=options, tokenizer_kwargs=self.tokenizer_kwargs)
+        logger.info("Scoring with the {backend} export {file}.", backend=backend, file=exported.file_name)
+        return exported
 
     def to_dict(self) -> dict[str, Any]:
         data = default_to_dict(

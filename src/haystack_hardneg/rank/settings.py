@@ -58,8 +58,8 @@ def update_ranker_settings(model_dir: str | Path, **changes: Any) -> dict[str, A
     return settings
 
 
-def read_default_backend(model_dir: str | Path) -> tuple[str, str | None]:
-    """The backend (and file) the folder's exports made its default after passing their quality gate;
-    ``("torch", None)`` without one."""
+def read_default_backend(model_dir: str | Path) -> tuple[str, str | None, str | None]:
+    """The backend and file the folder's exports made its default after passing their quality gate, and the
+    fingerprint of the weights it was made from; ``("torch", None, None)`` without one."""
     default = read_ranker_settings(model_dir).get("backend") or {}
-    return default.get("name", "torch"), default.get("file_name")
+    return default.get("name", "torch"), default.get("file_name"), default.get("weights")
