@@ -8,6 +8,7 @@ import json
 from dataclasses import replace
 
 from haystack_hardneg.export.config import ExportConfig
+from haystack_hardneg.export.job import describe, export_model
 from haystack_hardneg.options import add_arguments, from_arguments
 
 # ``train`` validates on its own candidates, which the model folder keeps: an export right after it checks on those.
@@ -43,8 +44,6 @@ def export_after_training(config: ExportConfig | None, model_dir: str) -> None:
 
 
 def run_export(config: ExportConfig, as_json: bool = False) -> dict:
-    from haystack_hardneg.export.job import describe, export_model
-
     record = export_model(config, log=lambda message: print(message, flush=True))
     print(json.dumps(record, indent=2) if as_json else describe(record))
     return record

@@ -16,7 +16,6 @@ import tempfile
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable
 
 import numpy as np
 
@@ -123,23 +122,18 @@ def openvino_from_onnx(source: Path, target: Path) -> Path:
     return target
 
 
-def quantize_openvino(source: Path, target: Path, feeds: Iterable[dict[str, np.ndarray]], size: int) -> Path:
-    """Static int8 quantisation with NNCF, its activation ranges calibrated on ``feeds`` (tokenised pairs)."""
+def quantize_openvino(source: Path, target: Path, tokenizer, pairs: list[tuple[str, str]], max_length: int) -> Path:
+    """Static int8 quantisation with NNCF, its activation ranges calibrated on ``pairs`` tokenised one at a time
+    (unpadded: the activations NNCF sees are those of real text)."""
     ov = require("openvino", "Quantising an OpenVINO export")
     nncf = require("nncf", "Quantising an OpenVINO export")
-    feeds = list(feeds)
-    quantized = nncf.quantize(ov.Core().read_model(str(source)), nncf.Dataset(feeds), subset_size=min(size, len(feeds)),
-                              model_type=nncf.ModelType.TRANSFORMER)
-    with _replacing(target, companions=(".bin",)) as scratch:
-        ov.save_model(quantized, str(scratch), compress_to_fp16=False)
-    return target
-
-
-def calibration_feeds(tokenizer, pairs: list[tuple[str, str]], input_names: list[str], max_length: int
-                      ) -> list[dict[str, Any]]:
-    """One feed per pair (batch of one, unpadded): the activations NNCF sees are those of real text."""
+    model = ov.Core().read_model(str(source))
+    names = [i.get_any_name() for i in model.inputs]
     feeds = []
     for query, passage in pairs:
         encoded = tokenizer([query], [passage], truncation="longest_first", max_length=max_length, return_tensors="np")
-        feeds.append({name: encoded[name].astype(np.int64) for name in input_names})
-    return feeds
+        feeds.append({name: encoded[name].astype(np.int64) for name in names})
+    quantized = nncf.quantize(model, nncf.Dataset(feeds), subset_size=len(feeds), model_type=nncf.ModelType.TRANSFORMER)
+    with _replacing(target, companions=(".bin",)) as scratch:
+        ov.save_model(quantized, str(scratch), compress_to_fp16=False)
+    return target

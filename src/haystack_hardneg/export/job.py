@@ -10,7 +10,6 @@ from typing import Any, Callable
 
 from haystack_hardneg.export.config import ExportConfig
 from haystack_hardneg.export.convert import (
-    calibration_feeds,
     export_onnx,
     openvino_from_onnx,
     optimize_onnx,
@@ -68,9 +67,7 @@ def _convert(config: ExportConfig, folder: Path, model, calibration: list[dict[s
     if config.quantize:
         pairs = _calibration_pairs(calibration, config.calibration_pairs)
         log(f"Calibrating int8 on {len(pairs)} (query, passage) pairs of {len(calibration)} validation queries ...")
-        body_inputs = ExportedCrossEncoder(folder, "openvino", file_name=export_file_name("openvino"))
-        feeds = calibration_feeds(body_inputs.tokenizer, pairs, body_inputs.input_names, body_inputs.max_length)
-        quantize_openvino(current, folder / name, feeds, len(feeds))
+        quantize_openvino(current, folder / name, model.tokenizer, pairs, model.max_length)
     return name
 
 
@@ -123,11 +120,11 @@ def check_and_record(config: ExportConfig, folder: Path, file_name: str, model, 
               "weights": weights, "gate": gate}
     passed = bool(gate and gate["passed"])
     made_default = passed and (config.make_default or was_default)
-    exports = {**read_ranker_settings(folder).get("exports", {}), file_name: record}
-    changes: dict[str, Any] = {"exports": exports}
+    settings = read_ranker_settings(folder)
+    changes: dict[str, Any] = {"exports": {**settings.get("exports", {}), file_name: record}}
     if made_default:
         changes["backend"] = {"name": config.backend, "file_name": file_name, "weights": weights}
-    elif not passed and (read_ranker_settings(folder).get("backend") or {}).get("file_name") == file_name:
+    elif not passed and (settings.get("backend") or {}).get("file_name") == file_name:
         changes["backend"] = None  # the default's file now holds an export that failed its check
     update_ranker_settings(folder, **changes)
     append_export_card(folder, record, made_default)
