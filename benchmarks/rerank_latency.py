@@ -95,6 +95,65 @@ def matmul_rate(dtype: torch.dtype, size: int = 2048, repeats: int = 5) -> float
     return 2 * size ** 3 / best
 
 
+def openvino_matmul_rate(int8: bool, size: int = 2048, repeats: int = 5) -> float:
+    """FLOP/s of a square activation x constant-weight matmul compiled by OpenVINO for the CPU (a FullyConnected
+    layer, as in the exported models): with int8, both inputs pass a FakeQuantize, which OpenVINO runs as an
+    8-bit matmul, as in the NNCF-quantised model; without, at OpenVINO's default CPU precision."""
+    import openvino as ov
+    import openvino.opset15 as ops
+
+    rng = np.random.default_rng(0)
+    x = ops.parameter([size, size], np.float32)
+    w = ops.constant(rng.uniform(-1, 1, (size, size)).astype(np.float32))
+    left, right = x, w
+    if int8:
+        zero, one, minus_one = (ops.constant(np.float32(v)) for v in (0, 1, -1))
+        left = ops.fake_quantize(x, zero, one, zero, one, 256)
+        right = ops.fake_quantize(w, minus_one, one, minus_one, one, 255)
+    compiled = ov.Core().compile_model(ov.Model([ops.matmul(left, right, False, True)], [x]), "CPU",
+                                       {"PERFORMANCE_HINT": "LATENCY"})
+    request = compiled.create_infer_request()
+    feed = {0: rng.uniform(0, 1, (size, size)).astype(np.float32)}
+    request.infer(feed)
+    best = min(_timed(lambda: request.infer(feed)) for _ in range(repeats))
+    return 2 * size ** 3 / best
+
+
+def openvino_profile(model: str, file_name: str, records: list[dict], k: int, max_length: int,
+                     queries: int = 20) -> dict:
+    """Where the time of one query's top k goes in the OpenVINO model ``file_name`` (its PERF_COUNT per executed
+    node, summed by node type and by kernel): milliseconds per query and share, over ``queries`` queries."""
+    import openvino as ov
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    compiled = ov.Core().compile_model(str(Path(model) / file_name), "CPU",
+                                       {"PERFORMANCE_HINT": "LATENCY", "PERF_COUNT": "YES"})
+    request = compiled.create_infer_request()
+    names = [i.get_any_name() for i in compiled.inputs]
+    by_type: dict[str, float] = {}
+    by_kernel: dict[str, float] = {}
+    for record in records[:queries]:
+        top = record["candidates"][:k]
+        encoded = tokenizer([record["query"]] * len(top), [c["text"] for c in top], padding=True,
+                            truncation="longest_first", max_length=max_length, return_tensors="np")
+        request.infer({name: encoded[name].astype(np.int64) for name in names})
+        for node in request.profiling_info:
+            if node.status == node.Status.EXECUTED:
+                ms = node.real_time.total_seconds() * 1000 / queries
+                by_type[node.node_type] = by_type.get(node.node_type, 0.0) + ms
+                kernel = f"{node.node_type} ({node.exec_type})"
+                by_kernel[kernel] = by_kernel.get(kernel, 0.0) + ms
+    total = sum(by_type.values())
+
+    def ranked(times: dict[str, float], top: int) -> dict[str, dict[str, float]]:
+        best = sorted(times.items(), key=lambda item: -item[1])[:top]
+        return {name: {"ms_per_query": ms, "share": ms / total} for name, ms in best}
+
+    return {"file_name": file_name, "queries": min(queries, len(records)), "ms_per_query": total,
+            "by_node_type": ranked(by_type, 12), "by_kernel": ranked(by_kernel, 12)}
+
+
 def _timed(fn) -> float:
     started = time.perf_counter()
     fn()
@@ -179,6 +238,9 @@ def main() -> None:
     systems = ["torch fp32", "torch fp32 (stock ranker)", "torch bf16", *args.exports]
     built = rankers(args.model, args.max_length, exports, systems)
     rates = {"fp32": matmul_rate(torch.float32), "bf16": matmul_rate(torch.bfloat16)}
+    if "openvino-int8" in exports:
+        rates["openvino default precision"] = openvino_matmul_rate(int8=False)
+        rates["openvino int8"] = openvino_matmul_rate(int8=True)
     results = {"model": args.model, "queries": len(records), "max_length": args.max_length,
                "machine": f"{platform.machine()}, {torch.get_num_threads()} CPU threads",
                "versions": {"torch": torch.__version__}, "matmul_gflops": {k: v / 1e9 for k, v in rates.items()},
@@ -196,6 +258,9 @@ def main() -> None:
         ours, stock = (results["by_k"][str(k)]["systems"][n]["ms_median"] for n in
                        ("torch fp32", "torch fp32 (stock ranker)"))
         results["by_k"][str(k)]["our_overhead_vs_stock"] = ours / stock - 1
+        if "openvino-int8" in exports:
+            results["by_k"][str(k)]["openvino_int8_profile"] = openvino_profile(
+                args.model, exports["openvino-int8"]["file_name"], records, k, args.max_length)
     for package in ("onnxruntime", "openvino", "nncf", "sentence_transformers", "transformers"):
         try:
             results["versions"][package] = __import__(package).__version__

@@ -21,7 +21,12 @@ from haystack_hardneg.cli import main
 from haystack_hardneg.export.convert import export_onnx
 from haystack_hardneg.export.job import REFERENCE_SCORES_FILE, check_and_record
 from haystack_hardneg.export.runtime import ExportedCrossEncoder
-from haystack_hardneg.rank.settings import VALIDATION_CANDIDATES_FILE, read_default_backend, read_ranker_settings
+from haystack_hardneg.rank.settings import (
+    CALIBRATION_PAIRS_FILE,
+    VALIDATION_CANDIDATES_FILE,
+    read_default_backend,
+    read_ranker_settings,
+)
 from haystack_hardneg.train.heads import build_cross_encoder
 
 pytest.importorskip("onnxruntime")
@@ -137,6 +142,20 @@ def test_openvino_static_int8_is_calibrated_and_checked(folder):
     pairs = [(QUERIES[0], p) for p in PASSAGES]
     fp32 = ExportedCrossEncoder(folder, "openvino").predict(pairs)
     np.testing.assert_allclose(fp32, raw_scores(CrossEncoder(folder), pairs), atol=1e-3)
+
+
+def test_static_int8_calibrates_on_the_kept_training_pairs_and_checks_every_query(folder):
+    pytest.importorskip("openvino")
+    pytest.importorskip("nncf")
+    training_pairs = [{"query": q, "text": p} for q in ("kept training query", WORDS[3]) for p in PASSAGES]
+    Path(folder, CALIBRATION_PAIRS_FILE).write_text("".join(json.dumps(r) + "\n" for r in training_pairs))
+    messages = []
+    record = export_model(ExportConfig(model_dir=folder, backend="openvino", quantize="int8", calibration_pairs=20),
+                          log=messages.append)
+    assert any("20 (query, passage) pairs of the model's training pairs" in m for m in messages)
+    assert record["calibrated_on"].startswith("the model's training pairs")
+    assert record["gate"]["queries"] == len(QUERIES) and record["gate"]["score_correlation"] > 0.9
+    assert "int8 calibrated on the model's training pairs" in open(f"{folder}/README.md").read()
 
 
 def ranked_ids_and_scores(ranker: CrossEncoderRanker) -> list[tuple[str, float]]:

@@ -348,6 +348,11 @@ def test_validation_on_first_stage_candidates_chooses_and_stores_the_fusion_weig
     # The held-out queries' candidates stay with the model: an export is checked on them.
     kept_with_model = read_jsonl(tmp_path / "run" / "model" / "hardneg_validation.jsonl")
     assert sorted(r["query"] for r in kept_with_model) == sorted(report["validation_query_texts"])
+    # And a sample of the training pairs, for an int8 export's calibration: none of them from a held-out query.
+    calibration = read_jsonl(tmp_path / "run" / "model" / "hardneg_calibration.jsonl")
+    texts = {text for row in rows for text in (row["positive"], *(row[c] for c in rows.column_names if "negative" in c))}
+    assert calibration and all(r["text"] in texts for r in calibration)
+    assert not {r["query"] for r in calibration} & set(report["validation_query_texts"])
     # The one-standard-error rule, on the same scores: among the fusions as good as the re-ranker alone (all
     # perfect here), the one nearest equal weighting.
     from haystack_hardneg.evaluate.selection import choose_fusion_alpha

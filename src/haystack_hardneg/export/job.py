@@ -19,9 +19,14 @@ from haystack_hardneg.export.convert import (
 from haystack_hardneg.export.gate import gate_records, quality_check
 from haystack_hardneg.export.layout import export_file_name, read_scoring_head, weights_fingerprint
 from haystack_hardneg.export.runtime import ExportedCrossEncoder
-from haystack_hardneg.files import atomic_write_text
+from haystack_hardneg.files import atomic_write_text, read_jsonl
 from haystack_hardneg.mine.candidates import load_candidates
-from haystack_hardneg.rank.settings import VALIDATION_CANDIDATES_FILE, read_ranker_settings, update_ranker_settings
+from haystack_hardneg.rank.settings import (
+    CALIBRATION_PAIRS_FILE,
+    VALIDATION_CANDIDATES_FILE,
+    read_ranker_settings,
+    update_ranker_settings,
+)
 
 # The fp32 scores of the validation candidates, for the weights they were computed from.
 REFERENCE_SCORES_FILE = "hardneg_validation_scores.json"
@@ -43,16 +48,32 @@ def _check_records(config: ExportConfig, folder: Path) -> list[dict[str, Any]]:
     return gate_records(load_candidates(path))
 
 
-def _calibration_pairs(records: list[dict[str, Any]], size: int) -> list[tuple[str, str]]:
-    """``size`` (query, passage) pairs spread evenly over the records' candidates."""
-    pairs = [(r["query"], c["text"]) for r in records for c in r["candidates"]]
+def _spread(pairs: list[tuple[str, str]], size: int) -> list[tuple[str, str]]:
+    """``size`` of ``pairs``, spread evenly over them."""
     step = max(1, len(pairs) // size)
     return pairs[::step][:size]
 
 
-def _convert(config: ExportConfig, folder: Path, model, calibration: list[dict[str, Any]], log) -> str:
-    """Write the export (static int8 calibrated on ``calibration``); returns its file name relative to
-    ``folder``."""
+def _calibration_split(folder: Path, records: list[dict[str, Any]], size: int):
+    """(calibration pairs, what they are, the records to check on) for static int8: the training pairs kept with
+    the model when there are any, and every record is checked; else every other record calibrates and the rest
+    are checked, so that the check never sees the calibration's own data."""
+    kept = folder / CALIBRATION_PAIRS_FILE
+    if kept.is_file():
+        pairs = [(row["query"], row["text"]) for row in read_jsonl(kept)]
+        return _spread(pairs, size), f"the model's training pairs ({CALIBRATION_PAIRS_FILE})", records
+    if len(records) < 2:
+        raise ValueError(f"Static int8 needs calibration pairs: {folder} keeps neither training pairs "
+                         f"({CALIBRATION_PAIRS_FILE}) nor enough validation candidates ({VALIDATION_CANDIDATES_FILE}); "
+                         f"give --candidates FILE (a candidates.jsonl).")
+    pairs = [(r["query"], c["text"]) for r in records[::2] for c in r["candidates"]]
+    return _spread(pairs, size), f"{len(records[::2])} validation queries", records[1::2]
+
+
+def _convert(config: ExportConfig, folder: Path, model, calibration: tuple[list[tuple[str, str]], str] | None,
+             log) -> str:
+    """Write the export (static int8 calibrated on ``calibration``: pairs and what they are); returns its file name
+    relative to ``folder``."""
     name = export_file_name(config.backend, config.optimize, config.quantize)
     log(f"Exporting {folder} to ONNX ...")
     current = export_onnx(model, folder / export_file_name("onnx"))
@@ -65,8 +86,8 @@ def _convert(config: ExportConfig, folder: Path, model, calibration: list[dict[s
     log("Converting to OpenVINO ...")
     current = openvino_from_onnx(current, folder / export_file_name("openvino"))
     if config.quantize:
-        pairs = _calibration_pairs(calibration, config.calibration_pairs)
-        log(f"Calibrating int8 on {len(pairs)} (query, passage) pairs of {len(calibration)} validation queries ...")
+        pairs, source = calibration
+        log(f"Calibrating int8 on {len(pairs)} (query, passage) pairs of {source} ...")
         quantize_openvino(current, folder / name, model.tokenizer, pairs, model.max_length)
     return name
 
@@ -79,12 +100,10 @@ def export_model(config: ExportConfig, *, log: Callable[[str], None] = print) ->
     folder = _model_folder(config.model_dir)
     read_scoring_head(folder)  # refuses an unsupported model before anything is written
     records = _check_records(config, folder)
-    static_int8 = config.backend == "openvino" and config.quantize
-    if static_int8 and len(records) < 2:
-        raise ValueError(f"Static int8 needs calibration pairs: {folder} keeps too few validation candidates "
-                         f"({VALIDATION_CANDIDATES_FILE}); give --candidates FILE (a candidates.jsonl).")
-    # Calibrated on every other query and checked on the rest: the check does not see the calibration's own data.
-    calibration, checked = (records[::2], records[1::2]) if static_int8 else ([], records)
+    calibration, checked = None, records
+    if config.backend == "openvino" and config.quantize:
+        pairs, source, checked = _calibration_split(folder, records, config.calibration_pairs)
+        calibration = (pairs, source)
     target = export_file_name(config.backend, config.optimize, config.quantize)
     keep_default = (read_ranker_settings(folder).get("backend") or {}).get("file_name") == target
     if keep_default:  # the default's file is rewritten now: not the default until it passes again
@@ -93,12 +112,12 @@ def export_model(config: ExportConfig, *, log: Callable[[str], None] = print) ->
     started = time.perf_counter()
     file_name = _convert(config, folder, model, calibration, log)
     return check_and_record(config, folder, file_name, model, checked, seconds=time.perf_counter() - started,
-                            log=log, was_default=keep_default)
+                            log=log, was_default=keep_default, calibrated_on=calibration and calibration[1])
 
 
 def check_and_record(config: ExportConfig, folder: Path, file_name: str, model, records: list[dict[str, Any]], *,
                      seconds: float | None = None, log: Callable[[str], None] = print,
-                     was_default: bool = False) -> dict[str, Any]:
+                     was_default: bool = False, calibrated_on: str | None = None) -> dict[str, Any]:
     """The quality gate of the export ``file_name`` against ``model`` (the fp32 CrossEncoder) on ``records``, and
     its record in ``hardneg.json`` and the model card; the default backend only when it passed (and
     ``make_default``, or it was the default before: ``was_default``)."""
@@ -117,7 +136,7 @@ def check_and_record(config: ExportConfig, folder: Path, file_name: str, model, 
         gate = quality_check(reference, exported.predict, records, config.max_loss)
     record = {"backend": config.backend, "file_name": file_name, "optimize": config.optimize,
               "quantize": config.quantize, "export_seconds": None if seconds is None else round(seconds, 1),
-              "weights": weights, "gate": gate}
+              "weights": weights, "calibrated_on": calibrated_on, "gate": gate}
     passed = bool(gate and gate["passed"])
     made_default = passed and (config.make_default or was_default)
     settings = read_ranker_settings(folder)
@@ -150,6 +169,8 @@ def describe(record: dict[str, Any]) -> str:
     gate = record["gate"]
     took = f" ({record['export_seconds']} s)" if record.get("export_seconds") is not None else ""
     text = f"{record['backend']} export: {record['file_name']}{took}."
+    if record.get("calibrated_on"):
+        text += f" int8 calibrated on {record['calibrated_on']}."
     if gate is None:
         return text + (" Not checked: no validation candidates with a relevant document (the training keeps them in "
                        "the model folder; else give --candidates FILE); not made the default backend.")

@@ -8,13 +8,16 @@ Every file is written to a temporary name and renamed, so an interrupted run nev
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from haystack_hardneg.extras import require
-from haystack_hardneg.files import atomic_write_bytes, atomic_write_text, jsonl_text
+from haystack_hardneg.files import atomic_write_bytes, atomic_write_text, jsonl_text, read_jsonl
 from haystack_hardneg.mine.negatives import MinedPair, MiningResult
+
+logger = logging.getLogger(__name__)
 
 
 def triplet_rows(pairs: list[MinedPair], query_texts: dict[str, str], doc_texts: dict[str, str]) -> list[dict[str, str]]:
@@ -63,7 +66,9 @@ def write_triplets(
 
 
 def load_triplets(path: str | Path):
-    """The triplet file as a ``datasets.Dataset`` (columns query, positive, negative_1 .. negative_n)."""
+    """The triplet file as a ``datasets.Dataset`` (columns query, positive, negative_1 .. negative_n), with the
+    mining ensemble's ``scores`` of each row when its ``provenance.jsonl`` lies beside it (the teacher of the
+    distillation losses: nothing is embedded again)."""
     load_dataset = require("datasets", "Reading a triplet file").load_dataset
 
     path = Path(path)
@@ -72,4 +77,31 @@ def load_triplets(path: str | Path):
     if path.stat().st_size == 0:
         raise ValueError(f"The triplet file {path} is empty: mining produced no pairs.")
     kind = "parquet" if path.suffix == ".parquet" else "json"
-    return load_dataset(kind, data_files=str(path), split="train")
+    dataset = load_dataset(kind, data_files=str(path), split="train")
+    provenance = path.parent / "provenance.jsonl"
+    if "scores" in dataset.column_names or not provenance.is_file():
+        return dataset
+    return attach_teacher_scores(dataset, read_jsonl(provenance), where=str(provenance))
+
+
+def teacher_scores(provenance: list[dict[str, Any]]) -> list[list[float]] | None:
+    """Each row's ensemble scores, positive first, from the miner's provenance; None where a score is missing."""
+    rows = []
+    for record in provenance:
+        scores = [record.get("positive_score"), *record.get("negative_scores", [])]
+        if any(score is None for score in scores):
+            return None
+        rows.append([float(score) for score in scores])
+    return rows
+
+
+def attach_teacher_scores(dataset, provenance: list[dict[str, Any]], *, where: str = "provenance"):
+    """``dataset`` (the triplets) with a ``scores`` column: the ensemble's score of each row's positive and
+    negatives, from the miner's ``provenance`` (row for row). The dataset as it is when the provenance does not
+    match it row for row (another mining run) or lacks scores."""
+    negatives = len([c for c in dataset.column_names if c.startswith("negative_")])
+    scores = teacher_scores(provenance)
+    if scores is None or len(scores) != len(dataset) or any(len(row) != 1 + negatives for row in scores):
+        logger.warning("%s does not match the triplets row for row (or lacks scores): no teacher scores.", where)
+        return dataset
+    return dataset.add_column("scores", scores)

@@ -43,6 +43,9 @@ def read_fusion_alpha(model_dir: str | Path) -> float | None:
 
 # The held-out validation queries' first-stage candidates, kept with the model: an export is checked on them.
 VALIDATION_CANDIDATES_FILE = "hardneg_validation.jsonl"
+# A sample of the training's own (query, passage) pairs, kept with the model: static int8 is calibrated on them, so
+# that every validation query stays free for the export's check.
+CALIBRATION_PAIRS_FILE = "hardneg_calibration.jsonl"
 
 
 def read_ranker_settings(model_dir: str | Path) -> dict[str, Any]:

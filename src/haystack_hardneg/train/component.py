@@ -56,17 +56,20 @@ class TripletTrainer:
         return default_from_dict(cls, data)
 
     @component.output_types(model_path=str, report=dict)
-    def run(self, triplets: str | list[dict[str, str]], candidates: list[dict[str, Any]] | None = None
-            ) -> dict[str, Any]:
+    def run(self, triplets: str | list[dict[str, str]], candidates: list[dict[str, Any]] | None = None,
+            provenance: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         """
-        :param triplets: a triplet file (JSONL/Parquet from the miner) or rows as dicts.
+        :param triplets: a triplet file (JSONL/Parquet from the miner; its ``provenance.jsonl`` beside it gives the
+            teacher's scores) or rows as dicts.
         :param candidates: the miner's ``candidates`` output: validate by re-ranking the held-out queries'
             first-stage candidates and store the fusion weight chosen there (else ``validation_candidates``).
+        :param provenance: the miner's ``provenance`` output, row for row with ``triplets``: the ensemble's scores
+            the distillation losses (``margin_mse``, ``listnet``) learn from.
         :returns: ``model_path``: the trained CrossEncoder folder; ``report``: losses, validation metrics, steps.
         """
         Dataset = require("datasets", "Training").Dataset
 
-        from haystack_hardneg.mine.triplets import load_triplets
+        from haystack_hardneg.mine.triplets import attach_teacher_scores, load_triplets
 
         if isinstance(triplets, (str, Path)):
             dataset = load_triplets(triplets)
@@ -74,6 +77,8 @@ class TripletTrainer:
             if not triplets:
                 raise ValueError("No triplets given: nothing to train on.")
             dataset = Dataset.from_list(list(triplets))
+        if provenance and "scores" not in dataset.column_names:
+            dataset = attach_teacher_scores(dataset, provenance)
         report = train_cross_encoder(dataset, self.config, resume=self.resume, progress_bar=self.progress_bar,
                                      candidates=candidates or None)
         return {"model_path": str(Path(self.config.output_dir) / "model"), "report": report}

@@ -14,12 +14,15 @@ from haystack_hardneg.evaluate.selection import MIN_INFORMATIVE_QUERIES
 from haystack_hardneg.options import Options, option
 from haystack_hardneg.train.heads import HEADS, HeadName
 
-LossName = Literal["triplet", "listwise", "bce"]
-LOSSES: tuple[str, ...] = ("triplet", "listwise", "bce")
+LossName = Literal["triplet", "listwise", "bce", "margin_mse", "listnet"]
+LOSSES: tuple[str, ...] = ("triplet", "listwise", "bce", "margin_mse", "listnet")
+# Losses that learn from the mining ensemble's scores of each row (the teacher), not only from its labels.
+TEACHER_LOSSES: tuple[str, ...] = ("margin_mse", "listnet")
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
 # Options added after experiments were recorded: an experiment's training key names them only when they differ
 # from their default, so that recorded runs keep their keys (experiment/keys.py).
-KEYED_WHEN_SET: tuple[str, ...] = ("max_steps", "max_minutes", "max_validation_queries", "min_validation_queries")
+KEYED_WHEN_SET: tuple[str, ...] = ("max_steps", "max_minutes", "max_validation_queries", "min_validation_queries",
+                                   "teacher_scale", "label_weight")
 
 
 @dataclass
@@ -33,7 +36,8 @@ class TrainingConfig(Options):
         "new scoring head of an encoder base: mean / cls (mean of the token embeddings / [CLS] -> one logit), "
         "classifier (transformers' head on BERT's pooler) or auto (the base's own pooling, else mean)"))
     loss: LossName = option("triplet", choices=LOSSES, help=(
-        "triplet (margin ranking, the paper), listwise (softmax over positive and negatives) or bce"))
+        "triplet (margin ranking, the paper), listwise (softmax over positive and negatives), bce, or distillation "
+        "from the mining ensemble's scores: margin_mse (its score margins) or listnet (its softmax over the row)"))
     epochs: float = option(3.0, help="passes over the triplets; the best epoch on validation is kept")
     max_steps: int | None = option(None, help="stop after at most this many steps (none: the epochs decide)")
     max_minutes: float | None = option(None, help=(
@@ -42,7 +46,12 @@ class TrainingConfig(Options):
     batch_size: int = option(8, help="rows per step (each row scores 1 + negatives pairs)")
     encoder_lr: float = option(5e-5, help="learning rate of the pre-trained weights")
     head_lr: float | None = option(2e-3, help="learning rate of a new head (none: the encoder's)")
-    margin: float = option(1.0, help="margin of the triplet loss")
+    margin: float = option(1.0, help="margin of the triplet loss (and of margin_mse's label term)")
+    teacher_scale: float = option(20.0, help=(
+        "margin_mse / listnet: the teacher's scores (cosine similarities) times this, the student's logit scale"))
+    label_weight: float = option(0.5, help=(
+        "margin_mse / listnet: weight of the labels beside the teacher (0: the teacher alone; listnet at 1 is "
+        "listwise)"))
     warmup_ratio: float = option(0.1, help="share of steps with a rising learning rate")
     validation_fraction: float = option(0.1, help="share of the training queries held out for validation")
     max_validation_queries: int | None = option(200, help=(
@@ -77,3 +86,5 @@ class TrainingConfig(Options):
             raise ValueError("max_validation_queries must be >= 1 (none: no limit).")
         if self.min_validation_queries < 1:
             raise ValueError("min_validation_queries must be >= 1.")
+        if self.teacher_scale <= 0 or not 0 <= self.label_weight <= 1:
+            raise ValueError("teacher_scale must be > 0 and label_weight in [0, 1].")

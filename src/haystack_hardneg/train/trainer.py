@@ -19,15 +19,18 @@ from typing import Any
 from haystack_hardneg.extras import require
 from haystack_hardneg.files import atomic_directory, atomic_write_text, jsonl_text
 from haystack_hardneg.mine.candidates import load_candidates
-from haystack_hardneg.rank.settings import VALIDATION_CANDIDATES_FILE, write_ranker_settings
+from haystack_hardneg.rank.settings import CALIBRATION_PAIRS_FILE, VALIDATION_CANDIDATES_FILE, write_ranker_settings
 from haystack_hardneg.train.card import append_model_card, plot_curves
-from haystack_hardneg.train.config import TrainingConfig
+from haystack_hardneg.train.config import TEACHER_LOSSES, TrainingConfig
 from haystack_hardneg.train.heads import build_cross_encoder, head_parameters, resolve_head
 from haystack_hardneg.train.losses import build_loss, to_labelled_pairs
 from haystack_hardneg.train.manifest import checkpoint_to_resume, run_manifest, save_or_check_manifest
 from haystack_hardneg.train.validation import fusion_sweep, split_by_query, validation_evaluator, validation_on
 
 logger = logging.getLogger(__name__)
+
+# Training pairs kept with the model for an int8 export's calibration (a few hundred is what NNCF needs).
+CALIBRATION_SAMPLE = 512
 
 
 def train_cross_encoder(triplets, config: TrainingConfig, *, resume: bool = False, progress_bar: bool = True,
@@ -45,7 +48,7 @@ def train_cross_encoder(triplets, config: TrainingConfig, *, resume: bool = Fals
 
     from haystack_hardneg.embed.encoder import check_model_source, looks_like_path
 
-    text_columns = _check_triplets(triplets)
+    columns = _check_triplets(triplets) + _teacher_column(triplets, config)
     check_model_source(config.base_model)
     output = Path(config.output_dir)
     output.mkdir(parents=True, exist_ok=True)
@@ -54,7 +57,7 @@ def train_cross_encoder(triplets, config: TrainingConfig, *, resume: bool = Fals
     head = resolve_head(base, config.head)
     model = build_cross_encoder(base, head, max_length=config.max_length)
 
-    triplets = triplets.select_columns(text_columns)
+    triplets = triplets.select_columns(columns)
     train_rows, validation_rows = (
         split_by_query(triplets, config.validation_fraction, config.seed, config.max_validation_queries)
         if config.validation_fraction > 0 else (triplets, triplets.select([])))
@@ -82,7 +85,7 @@ def train_cross_encoder(triplets, config: TrainingConfig, *, resume: bool = Fals
     report = _report(config, trainer.state, head=head, head_lr=head_lr, train_rows=len(train_rows), held_out=held_out,
                      validation_on=validation_on(evaluator, held_out_candidates), validation=validation, fusion=fusion,
                      resumed_from=resume_from)
-    _write_outputs(output, model, report, held_out_candidates)
+    _write_outputs(output, model, report, held_out_candidates, calibration_sample(train_rows, config.seed))
     return report
 
 
@@ -98,6 +101,17 @@ def _check_triplets(triplets) -> list[str]:
     if empty:
         raise ValueError(f"{len(empty)} triplet row(s) have an empty text, e.g. rows {empty[:5]}; remove them first.")
     return text_columns
+
+
+def _teacher_column(triplets, config: TrainingConfig) -> list[str]:
+    """``["scores"]`` for a loss that learns from the teacher (refused without them), else nothing."""
+    if config.loss not in TEACHER_LOSSES:
+        return []
+    if "scores" not in triplets.column_names:
+        raise ValueError(f"The {config.loss} loss learns from the mining ensemble's scores, and these triplets have "
+                         f"none: train on a triplets file with the miner's provenance.jsonl beside it (or rows with a "
+                         f"'scores' list: positive, then each negative), or choose the triplet loss.")
+    return ["scores"]
 
 
 def _param_groups(model, encoder_lr: float, head_lr: float) -> list[dict[str, Any]]:
@@ -120,7 +134,8 @@ def _trainer(model, train_rows, evaluator, config: TrainingConfig, head_lr: floa
     from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
 
     train_data = to_labelled_pairs(train_rows) if config.loss == "bce" else train_rows
-    loss = build_loss(config.loss, model, margin=config.margin)
+    loss = build_loss(config.loss, model, margin=config.margin, teacher_scale=config.teacher_scale,
+                      label_weight=config.label_weight)
     steps_per_epoch = max(1, -(-len(train_data) // config.batch_size))
     total_steps, eval_steps, evaluations = evaluation_schedule(config, steps_per_epoch)
     if not evaluations:
@@ -216,9 +231,19 @@ def _report(config: TrainingConfig, state, *, head: str, head_lr: float, train_r
     }
 
 
-def _write_outputs(output: Path, model, report: dict, held_out_candidates: list[dict[str, Any]]) -> None:
-    """The model with its fusion weight, validation candidates and card (``output/model``), the report and the
-    training curves."""
+def calibration_sample(rows, seed: int, size: int = CALIBRATION_SAMPLE) -> list[dict[str, str]]:
+    """``size`` (query, text) pairs drawn at random from the training rows' positives and negatives."""
+    import random
+
+    columns = [c for c in rows.column_names if c == "positive" or c.startswith("negative_")]
+    pairs = [{"query": row["query"], "text": row[c]} for row in rows for c in columns]
+    return random.Random(seed).sample(pairs, min(size, len(pairs)))
+
+
+def _write_outputs(output: Path, model, report: dict, held_out_candidates: list[dict[str, Any]],
+                   calibration: list[dict[str, str]]) -> None:
+    """The model with its fusion weight, validation candidates, calibration pairs and card (``output/model``), the
+    report and the training curves."""
     # Built aside and swapped in whole: a retrained model never inherits an earlier run's fusion weight, and an
     # interrupted save leaves the previous model as it was.
     with atomic_directory(output / "model") as model_dir:
@@ -227,6 +252,8 @@ def _write_outputs(output: Path, model, report: dict, held_out_candidates: list[
             write_ranker_settings(model_dir, report["fusion"], chosen_on=report["validation_on"])
         if held_out_candidates:  # what an export of this model is checked on
             atomic_write_text(model_dir / VALIDATION_CANDIDATES_FILE, jsonl_text(held_out_candidates))
+        if calibration:
+            atomic_write_text(model_dir / CALIBRATION_PAIRS_FILE, jsonl_text(calibration))
         append_model_card(model_dir, report)
     atomic_write_text(output / "training_report.json", json.dumps(report, indent=2, default=str))
     plot_curves(report["history"], output / "training_curves.png")

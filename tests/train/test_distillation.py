@@ -1,0 +1,150 @@
+"""Distillation from the mining ensemble: the teacher's scores come with the mined triplets (no embedding again),
+each distillation loss learns the teacher's order on a toy set, and computes what sentence-transformers' own loss
+computes."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pytest
+import torch
+from datasets import Dataset
+from sentence_transformers import CrossEncoder
+from sentence_transformers.cross_encoder.losses import ListNetLoss, MarginMSELoss
+
+from haystack_hardneg import TripletTrainer
+from haystack_hardneg.mine.config import MiningConfig
+from haystack_hardneg.mine.negatives import mine_negatives
+from haystack_hardneg.mine.triplets import load_triplets, write_triplets
+from haystack_hardneg.options import to_mapping
+from haystack_hardneg.train.config import TrainingConfig
+from haystack_hardneg.train.heads import build_cross_encoder
+from haystack_hardneg.train.losses import TeacherListNetLoss, TeacherMarginMSELoss
+from haystack_hardneg.train.trainer import train_cross_encoder
+
+from mine.synthetic import synthetic_data
+
+TOPICS = ["heart", "liver", "virus", "tumor", "brain", "blood", "kidney"]
+
+
+def graded_rows(n: int = 96, seed: int = 0) -> Dataset:
+    """Rows whose three documents the teacher grades: the "vaccine" study best, then "results", then "cells".
+    The labels alone say only that the positive is first; the order of the two negatives is the teacher's."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        topic = TOPICS[i % len(TOPICS)]
+        rows.append({"query": f"{topic} question {i}", "positive": f"{topic} vaccine study results",
+                     "negative_1": f"{rng.choice(TOPICS)} study results", "negative_2": f"{rng.choice(TOPICS)} cells",
+                     "scores": [0.62, 0.55, 0.40]})
+    return Dataset.from_list(rows)
+
+
+def order_accuracy(model: CrossEncoder, rows: Dataset) -> float:
+    """Share of rows whose three documents the model orders as the teacher does."""
+    identity = torch.nn.Identity()
+    scores = [model.predict([(r["query"], r[c]) for r in rows], activation_fn=identity)
+              for c in ("positive", "negative_1", "negative_2")]
+    return float(np.mean((scores[0] > scores[1]) & (scores[1] > scores[2])))
+
+
+@pytest.mark.parametrize("loss, label_weight", [("margin_mse", 0.0), ("margin_mse", 0.5), ("listnet", 0.0),
+                                                ("listnet", 0.5)])
+def test_each_distillation_loss_learns_the_teachers_order(trainable_model, tmp_path, loss, label_weight):
+    rows = graded_rows()
+    torch.manual_seed(0)
+    before = order_accuracy(build_cross_encoder(trainable_model, "auto"), rows)
+    config = TrainingConfig(base_model=trainable_model, output_dir=str(tmp_path / "run"), loss=loss,
+                            label_weight=label_weight, epochs=4, batch_size=8, encoder_lr=3e-3, head_lr=3e-2,
+                            validation_fraction=0.25, seed=0)
+    report = train_cross_encoder(rows, config, progress_bar=False)
+    assert order_accuracy(CrossEncoder(str(tmp_path / "run" / "model")), rows) == 1.0 and before < 0.5
+    # The loss falls towards its floor: 0 for margin_mse (the teacher's margins clear the triplet margin), the
+    # entropy of the target for listnet (a cross-entropy).
+    losses = np.array([h["loss"] for h in report["history"] if "loss" in h]) - lowest_loss(loss, label_weight)
+    assert np.mean(losses[-3:]) < 0.5 * np.mean(losses[:3])
+    assert report["config"]["loss"] == loss
+
+
+def lowest_loss(loss: str, label_weight: float) -> float:
+    if loss == "margin_mse":
+        return 0.0
+    target = (1 - label_weight) * torch.softmax(20.0 * torch.tensor([0.62, 0.55, 0.40]), 0)
+    target[0] += label_weight
+    return float(-(target * target.log()).sum())
+
+
+@pytest.fixture
+def scorer(trainable_model):
+    torch.manual_seed(0)
+    model = build_cross_encoder(trainable_model, "auto")
+    model.eval()  # no dropout: two losses see the same scores
+    return model
+
+
+def test_margin_mse_computes_what_sentence_transformers_does(scorer):
+    rows = graded_rows(6)
+    inputs = [rows["query"], rows["positive"], rows["negative_1"], rows["negative_2"]]
+    teacher = torch.tensor(rows["scores"]) + torch.linspace(0, 0.1, 6)[:, None]
+    ours = TeacherMarginMSELoss(scorer, teacher_scale=3.0, label_weight=0.0)(inputs, teacher)
+    theirs = MarginMSELoss(scorer)(inputs, 3.0 * teacher)
+    assert ours.item() == pytest.approx(theirs.item(), rel=1e-5)
+    # The label term adds the triplet margin loss on the same scores.
+    with_labels = TeacherMarginMSELoss(scorer, teacher_scale=3.0, label_weight=0.5, margin=1.0)(inputs, teacher)
+    scores = torch.stack([scorer.predict(list(zip(rows["query"], rows[c])), activation_fn=torch.nn.Identity(),
+                                         convert_to_tensor=True) for c in ("positive", "negative_1", "negative_2")], 1)
+    triplet = torch.relu(1.0 - (scores[:, :1] - scores[:, 1:])).mean()
+    assert with_labels.item() == pytest.approx(theirs.item() + 0.5 * triplet.item(), rel=1e-4)
+
+
+def test_listnet_computes_what_sentence_transformers_does(scorer):
+    rows = graded_rows(6)
+    inputs = [rows["query"], rows["positive"], rows["negative_1"], rows["negative_2"]]
+    teacher = torch.tensor(rows["scores"]) + torch.linspace(0, 0.1, 6)[:, None]
+    ours = TeacherListNetLoss(scorer, teacher_scale=5.0, label_weight=0.0)(inputs, teacher)
+    documents = [[r["positive"], r["negative_1"], r["negative_2"]] for r in rows]
+    theirs = ListNetLoss(scorer)([rows["query"], documents], list(5.0 * teacher))
+    assert ours.item() == pytest.approx(theirs.item(), rel=1e-5)
+    # label_weight 1 is the listwise loss: cross-entropy with the positive as the class.
+    listwise = TeacherListNetLoss(scorer, teacher_scale=5.0, label_weight=1.0)(inputs, teacher)
+    logits = torch.stack([scorer.predict(list(zip(rows["query"], rows[c])), activation_fn=torch.nn.Identity(),
+                                         convert_to_tensor=True) for c in ("positive", "negative_1", "negative_2")], 1)
+    expected = torch.nn.functional.cross_entropy(logits, torch.zeros(6, dtype=torch.long))
+    assert listwise.item() == pytest.approx(expected.item(), rel=1e-4)
+
+
+def test_mined_triplets_carry_the_ensembles_scores_into_training(trainable_model, tmp_path):
+    """Mining from stored vectors writes the ensemble's scores with the triplets; training reads them there. The
+    synthetic data has vectors and no model: nothing can be embedded again."""
+    data = synthetic_data()
+    result = mine_negatives(data, MiningConfig(strategy="ensemble_cluster", num_negatives=2, n_clusters=8,
+                                               guard_ratio=None), progress_bar=False)
+    paths = write_triplets(tmp_path / "mined", result, dict(zip(data.query_ids, data.query_texts)),
+                           dict(zip(data.doc_ids, data.doc_texts)))
+    assert set(json.loads(paths["triplets"].read_text().splitlines()[0])) == {
+        "query", "positive", "negative_1", "negative_2"}  # the file stays sentence-transformers' n-tuples
+    dataset = load_triplets(paths["triplets"])
+    index = {doc_id: i for i, doc_id in enumerate(data.doc_ids)}
+    queries = {query_id: i for i, query_id in enumerate(data.query_ids)}
+    for pair, scores in zip(result.pairs, dataset["scores"]):
+        cosine = data.doc_vectors[[index[d] for d in (pair.positive_id, *pair.negative_ids)]] @ \
+            data.query_vectors[queries[pair.query_id]]
+        np.testing.assert_allclose(scores, cosine, atol=1e-5)
+    trainer = TripletTrainer(training={"base_model": trainable_model, "output_dir": str(tmp_path / "run"),
+                                       "loss": "listnet", "max_steps": 2, "batch_size": 4,
+                                       "validation_fraction": 0.0}, progress_bar=False)
+    assert trainer.run(triplets=str(paths["triplets"]))["report"]["steps"] == 2
+    # The component takes the miner's provenance output beside its triplets output the same way.
+    rows = [{k: v for k, v in row.items() if k != "scores"} for row in dataset]
+    provenance = [json.loads(line) for line in paths["provenance"].read_text().splitlines()]
+    assert TripletTrainer(training={**to_mapping(trainer.config), "output_dir": str(tmp_path / "run2")},
+                          progress_bar=False).run(triplets=rows, provenance=provenance)["report"]["steps"] == 2
+
+
+def test_a_distillation_loss_without_teacher_scores_is_refused_plainly(trainable_model, tmp_path):
+    rows = graded_rows(16).remove_columns("scores")
+    config = TrainingConfig(base_model=trainable_model, output_dir=str(tmp_path / "run"), loss="margin_mse")
+    with pytest.raises(ValueError, match="mining ensemble's scores.*provenance.jsonl"):
+        train_cross_encoder(rows, config, progress_bar=False)
