@@ -53,7 +53,11 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/distillation_step_time.json")
     args = parser.parse_args()
 
-    rows = load_triplets(args.triplets).shuffle(seed=0)
+    rows = load_triplets(args.triplets, teacher_scores=True)
+    if "scores" not in rows.column_names or len(rows) < (args.batches + 1) * args.batch_size:
+        raise SystemExit(f"Need {(args.batches + 1) * args.batch_size} triplet rows with the miner's provenance.jsonl "
+                         f"beside {args.triplets} (the teacher's scores).")
+    rows = rows.shuffle(seed=0)
     torch.manual_seed(0)
     model = build_cross_encoder(str(Path(args.model).expanduser()), "mean", max_length=args.max_length)
     model.train()

@@ -135,10 +135,12 @@ def test_triplet_files_load_as_a_dataset_with_provenance_beside(tmp_path, file_f
     paths = write_triplets(tmp_path, result, dict(zip(data.query_ids, data.query_texts)),
                            dict(zip(data.doc_ids, data.doc_texts)), file_format=file_format)
     dataset = load_triplets(paths["triplets"])
-    # The text columns, and the ensemble's scores of each row from the provenance beside (the distillation teacher).
-    assert dataset.column_names == ["query", "positive", "negative_1", "negative_2", "negative_3", "scores"]
+    assert dataset.column_names == ["query", "positive", "negative_1", "negative_2", "negative_3"]
     assert len(dataset) == len(result.pairs)
-    assert dataset["scores"] == [[p.positive_score, *p.negative_scores] for p in result.pairs]
+    # With the teacher: the ensemble's scores of each row, from the provenance beside.
+    taught = load_triplets(paths["triplets"], teacher_scores=True)
+    assert taught.column_names == dataset.column_names + ["scores"]
+    assert taught["scores"] == [[p.positive_score, *p.negative_scores] for p in result.pairs]
     provenance = [json.loads(line) for line in paths["provenance"].read_text().splitlines()]
     assert [p["negative_ids"] for p in provenance] == [p.negative_ids for p in result.pairs]
     assert provenance[0]["strategy"] == "ensemble_cluster"

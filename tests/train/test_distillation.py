@@ -125,7 +125,7 @@ def test_mined_triplets_carry_the_ensembles_scores_into_training(trainable_model
                            dict(zip(data.doc_ids, data.doc_texts)))
     assert set(json.loads(paths["triplets"].read_text().splitlines()[0])) == {
         "query", "positive", "negative_1", "negative_2"}  # the file stays sentence-transformers' n-tuples
-    dataset = load_triplets(paths["triplets"])
+    dataset = load_triplets(paths["triplets"], teacher_scores=True)
     index = {doc_id: i for i, doc_id in enumerate(data.doc_ids)}
     queries = {query_id: i for i, query_id in enumerate(data.query_ids)}
     for pair, scores in zip(result.pairs, dataset["scores"]):
@@ -143,8 +143,43 @@ def test_mined_triplets_carry_the_ensembles_scores_into_training(trainable_model
                           progress_bar=False).run(triplets=rows, provenance=provenance)["report"]["steps"] == 2
 
 
-def test_a_distillation_loss_without_teacher_scores_is_refused_plainly(trainable_model, tmp_path):
-    rows = graded_rows(16).remove_columns("scores")
+def test_a_distillation_loss_without_teacher_scores_is_refused_plainly(trainable_model, tmp_path, caplog):
     config = TrainingConfig(base_model=trainable_model, output_dir=str(tmp_path / "run"), loss="margin_mse")
     with pytest.raises(ValueError, match="mining ensemble's scores.*provenance.jsonl"):
-        train_cross_encoder(rows, config, progress_bar=False)
+        train_cross_encoder(graded_rows(16).remove_columns("scores"), config, progress_bar=False)
+    short = graded_rows(16).map(lambda row, i: {"scores": row["scores"][:2] if i == 3 else row["scores"]},
+                                with_indices=True)
+    with pytest.raises(ValueError, match=r"1 row\(s\) have no score for each of their 3 documents.*rows \[3\]"):
+        train_cross_encoder(short, config, progress_bar=False)
+    # A provenance of another mining run (here: one row more) gives no scores, and says why.
+    folder = tmp_path / "mined"
+    folder.mkdir()
+    rows = graded_rows(4)
+    (folder / "triplets.jsonl").write_text("".join(json.dumps({k: v for k, v in r.items() if k != "scores"}) + "\n"
+                                                   for r in rows))
+    (folder / "provenance.jsonl").write_text("".join(json.dumps({"positive_score": 0.5, "negative_scores": [0.1, 0.2]})
+                                                     + "\n" for _ in range(5)))
+    assert "scores" not in load_triplets(folder / "triplets.jsonl", teacher_scores=True).column_names
+    assert "has 5 rows for 4 triplets" in caplog.text
+
+
+def test_the_teachers_options_key_a_run_only_where_they_matter():
+    from haystack_hardneg.train.manifest import run_manifest
+
+    rows = graded_rows(4)
+    settings = [run_manifest(TrainingConfig(base_model="m", output_dir="o", loss="margin_mse", **options), "m",
+                             "mean", rows, [])["settings"] for options in ({}, {"label_weight": 0.0})]
+    # Checkpoints of another label weight are not resumed; the default leaves older manifests as they were.
+    assert settings[1]["label_weight"] == 0.0 and "label_weight" not in settings[0]
+
+
+def test_the_negatives_keep_their_order_whatever_the_columns_order(trainable_model, tmp_path):
+    """The teacher's scores follow negative_1, negative_2, ...: rows whose keys come in another order (as parquet
+    may sort negative_10 before negative_2) are put in that order before training."""
+    rows = Dataset.from_list([{"negative_2": r["negative_2"], "scores": r["scores"], "negative_1": r["negative_1"],
+                               "positive": r["positive"], "query": r["query"]} for r in graded_rows()])
+    config = TrainingConfig(base_model=trainable_model, output_dir=str(tmp_path / "run"), loss="margin_mse",
+                            label_weight=0.0, epochs=4, batch_size=8, encoder_lr=3e-3, head_lr=3e-2,
+                            validation_fraction=0.25, seed=0)
+    train_cross_encoder(rows, config, progress_bar=False)
+    assert order_accuracy(CrossEncoder(str(tmp_path / "run" / "model")), graded_rows()) == 1.0

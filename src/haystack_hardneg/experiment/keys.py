@@ -10,7 +10,7 @@ from typing import Any
 
 from haystack_hardneg.experiment.config import ExperimentConfig
 from haystack_hardneg.experiment.stages import file_fingerprint, folder_fingerprint, stage_key
-from haystack_hardneg.train.config import KEYED_WHEN_SET, TrainingConfig
+from haystack_hardneg.train.config import KEYED_WHEN_SET, TEACHER_LOSSES, TrainingConfig
 from haystack_hardneg.train.heads import resolve_head
 from haystack_hardneg.train.validation import VALIDATION_SPLIT
 
@@ -116,6 +116,8 @@ def training_options(c: ExperimentConfig, train_split=None) -> dict[str, Any]:
     options = {k: v for k, v in asdict(config).items()
                if k != "output_dir" and not (k in KEYED_WHEN_SET and v == defaults[k])}
     options.pop("max_validation_queries", None)
+    if config.loss not in TEACHER_LOSSES:  # the teacher's options change nothing for the other losses
+        options.pop("teacher_scale", None), options.pop("label_weight", None)
     limit = config.max_validation_queries
     if limit is not None and train_split is not None and \
             round(len(training_query_ids(c, train_split)) * config.validation_fraction) > limit:

@@ -40,6 +40,7 @@ from haystack_hardneg.mine.job import mine_into
 from haystack_hardneg.mine.triplets import load_triplets
 from haystack_hardneg.pipelines import build_lexical_indexing_pipeline, whole_document_chunker
 from haystack_hardneg.rank.job import latency, rerank_records
+from haystack_hardneg.train.config import TEACHER_LOSSES
 from haystack_hardneg.train.trainer import train_cross_encoder
 
 COLLECTION = "experiment"
@@ -234,8 +235,10 @@ class Experiment:
             atomic_write_text(folder / "stage_key", key)
             candidates = [dict(r, candidates=r["candidates"][: c.rerank_k])
                           for r in read_jsonl(self.out / "first_stage" / "train_candidates.jsonl")]
-            train_cross_encoder(load_triplets(self.out / "mine" / strategy / "triplets.jsonl"), config,
-                                resume=resume, progress_bar=self.progress_bar, candidates=candidates)
+            triplets = load_triplets(self.out / "mine" / strategy / "triplets.jsonl",
+                                     teacher_scores=config.loss in TEACHER_LOSSES)
+            train_cross_encoder(triplets, config, resume=resume, progress_bar=self.progress_bar,
+                                candidates=candidates)
 
         self.cache.run(f"train/{strategy}", key,
                        [f"train/{strategy}/model", f"train/{strategy}/training_report.json"], compute)

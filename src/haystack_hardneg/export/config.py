@@ -22,15 +22,15 @@ class ExportConfig(Options):
         "ONNX Runtime graph optimisation level (onnx only): O1 basic, O2 fusions, O3 approximate GELU, O4 fp16 "
         "(GPU)"))
     quantize: Literal["int8"] | None = option(None, choices=(*QUANTIZATIONS, None), help=(
-        "int8: dynamic quantisation (onnx) or static quantisation calibrated on the model's validation "
-        "candidates (openvino)"))
+        "int8: dynamic quantisation (onnx) or static quantisation (openvino) calibrated on the training pairs the "
+        "model keeps (else on half of its validation candidates)"))
     max_loss: float = option(DEFAULT_MAX_LOSS, help=(
         "largest drop of nDCG@10 against the fp32 model, on the validation candidates, for the export to become "
         "the folder's default backend"))
     calibration_pairs: int = option(300, help="(query, passage) pairs for static int8 calibration")
     candidates: str | None = option(None, help=(
-        "candidates.jsonl to check (and calibrate) on; none: the validation candidates the training kept in the "
-        "model folder"))
+        "candidates.jsonl to check on (and to calibrate on, for a model that keeps no training pairs); none: the "
+        "validation candidates the training kept in the model folder"))
     make_default: bool = option(True, negative_flag="--no-default", help=(
         "make a passing export the backend CrossEncoderRanker(backend='auto') loads"))
 

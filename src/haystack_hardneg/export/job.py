@@ -41,7 +41,8 @@ def _model_folder(model_dir: str) -> Path:
 
 
 def _check_records(config: ExportConfig, folder: Path) -> list[dict[str, Any]]:
-    """The candidates to check and calibrate on: ``config.candidates``, else those kept with the model."""
+    """The candidates to check on (and, when the model keeps no training pairs, to calibrate on):
+    ``config.candidates``, else the validation candidates kept with the model."""
     path = Path(config.candidates).expanduser() if config.candidates else folder / VALIDATION_CANDIDATES_FILE
     if not config.candidates and not path.is_file():
         return []
@@ -56,12 +57,14 @@ def _spread(pairs: list[tuple[str, str]], size: int) -> list[tuple[str, str]]:
 
 def _calibration_split(folder: Path, records: list[dict[str, Any]], size: int):
     """(calibration pairs, what they are, the records to check on) for static int8: the training pairs kept with
-    the model when there are any, and every record is checked; else every other record calibrates and the rest
-    are checked, so that the check never sees the calibration's own data."""
+    the model when there are any, and every record of another query is checked; else every other record calibrates
+    and the rest are checked. Either way the check never sees the calibration's own queries."""
     kept = folder / CALIBRATION_PAIRS_FILE
     if kept.is_file():
-        pairs = [(row["query"], row["text"]) for row in read_jsonl(kept)]
-        return _spread(pairs, size), f"the model's training pairs ({CALIBRATION_PAIRS_FILE})", records
+        pairs = _spread([(row["query"], row["text"]) for row in read_jsonl(kept)], size)
+        calibrated = {query for query, _ in pairs}
+        return (pairs, f"the model's training pairs ({CALIBRATION_PAIRS_FILE})",
+                [r for r in records if r["query"] not in calibrated])
     if len(records) < 2:
         raise ValueError(f"Static int8 needs calibration pairs: {folder} keeps neither training pairs "
                          f"({CALIBRATION_PAIRS_FILE}) nor enough validation candidates ({VALIDATION_CANDIDATES_FILE}); "

@@ -65,10 +65,10 @@ def write_triplets(
     return paths
 
 
-def load_triplets(path: str | Path):
-    """The triplet file as a ``datasets.Dataset`` (columns query, positive, negative_1 .. negative_n), with the
-    mining ensemble's ``scores`` of each row when its ``provenance.jsonl`` lies beside it (the teacher of the
-    distillation losses: nothing is embedded again)."""
+def load_triplets(path: str | Path, *, teacher_scores: bool = False):
+    """The triplet file as a ``datasets.Dataset`` (columns query, positive, negative_1 .. negative_n); with
+    ``teacher_scores``, also the mining ensemble's ``scores`` of each row from the ``provenance.jsonl`` beside it
+    (the teacher of the distillation losses: nothing is embedded again)."""
     load_dataset = require("datasets", "Reading a triplet file").load_dataset
 
     path = Path(path)
@@ -79,12 +79,12 @@ def load_triplets(path: str | Path):
     kind = "parquet" if path.suffix == ".parquet" else "json"
     dataset = load_dataset(kind, data_files=str(path), split="train")
     provenance = path.parent / "provenance.jsonl"
-    if "scores" in dataset.column_names or not provenance.is_file():
+    if not teacher_scores or "scores" in dataset.column_names or not provenance.is_file():
         return dataset
     return attach_teacher_scores(dataset, read_jsonl(provenance), where=str(provenance))
 
 
-def teacher_scores(provenance: list[dict[str, Any]]) -> list[list[float]] | None:
+def provenance_scores(provenance: list[dict[str, Any]]) -> list[list[float]] | None:
     """Each row's ensemble scores, positive first, from the miner's provenance; None where a score is missing."""
     rows = []
     for record in provenance:
@@ -100,8 +100,11 @@ def attach_teacher_scores(dataset, provenance: list[dict[str, Any]], *, where: s
     negatives, from the miner's ``provenance`` (row for row). The dataset as it is when the provenance does not
     match it row for row (another mining run) or lacks scores."""
     negatives = len([c for c in dataset.column_names if c.startswith("negative_")])
-    scores = teacher_scores(provenance)
-    if scores is None or len(scores) != len(dataset) or any(len(row) != 1 + negatives for row in scores):
-        logger.warning("%s does not match the triplets row for row (or lacks scores): no teacher scores.", where)
+    scores = provenance_scores(provenance)
+    problem = ("lacks scores" if scores is None else
+               f"has {len(scores)} rows for {len(dataset)} triplets" if len(scores) != len(dataset) else
+               f"does not give 1 + {negatives} scores per row" if any(len(r) != 1 + negatives for r in scores) else None)
+    if problem:
+        logger.warning("%s %s (from another mining run?): no teacher scores.", where, problem)
         return dataset
     return dataset.add_column("scores", scores)

@@ -6,7 +6,8 @@ from pathlib import Path
 
 from haystack_hardneg.extras import require
 from haystack_hardneg.files import atomic_save_figure, atomic_write_text
-from haystack_hardneg.rank.settings import RANKER_SETTINGS_FILE
+from haystack_hardneg.rank.settings import CALIBRATION_PAIRS_FILE, RANKER_SETTINGS_FILE, VALIDATION_CANDIDATES_FILE
+from haystack_hardneg.train.config import TEACHER_LOSSES
 
 
 def append_model_card(model_dir: Path, report: dict) -> None:
@@ -26,6 +27,13 @@ def append_model_card(model_dir: Path, report: dict) -> None:
         f"head lr {report['head_lr']}; batch size {config['batch_size']}; "
         f"precision {config['precision']}; seed {config['seed']}",
     ]
+    if (model_dir / CALIBRATION_PAIRS_FILE).is_file():
+        lines.append(f"- kept for exports: `{VALIDATION_CANDIDATES_FILE}` (the held-out queries' candidates) and "
+                     f"`{CALIBRATION_PAIRS_FILE}` (a sample of training pairs): texts of the training data; delete "
+                     f"them before sharing the folder if those are private (an export then needs --candidates)")
+    if config["loss"] in TEACHER_LOSSES:
+        lines.append(f"- teacher: the mining ensemble's scores times {config['teacher_scale']}; label weight "
+                     f"{config['label_weight']}")
     if report["validation"]:
         lines.append(f"- validation ({report['validation_on']}): " + ", ".join(
             f"{k.replace('validation_', '')} {v:.4f}" for k, v in report["validation"].items()))

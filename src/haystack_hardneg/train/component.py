@@ -10,7 +10,7 @@ from haystack import component, default_from_dict, default_to_dict
 from haystack_hardneg.embed.encoder import check_model_source
 from haystack_hardneg.extras import require
 from haystack_hardneg.options import as_config, to_mapping
-from haystack_hardneg.train.config import TrainingConfig
+from haystack_hardneg.train.config import TEACHER_LOSSES, TrainingConfig
 from haystack_hardneg.train.trainer import train_cross_encoder
 
 
@@ -72,7 +72,7 @@ class TripletTrainer:
         from haystack_hardneg.mine.triplets import attach_teacher_scores, load_triplets
 
         if isinstance(triplets, (str, Path)):
-            dataset = load_triplets(triplets)
+            dataset = load_triplets(triplets, teacher_scores=self.config.loss in TEACHER_LOSSES)
         else:
             if not triplets:
                 raise ValueError("No triplets given: nothing to train on.")

@@ -105,7 +105,7 @@ class _TeacherLoss(_RowLoss):
     scaled by ``teacher_scale`` into the student's logit range: the ensemble's cosine similarities differ by
     hundredths, a cross-encoder's logits by units."""
 
-    def __init__(self, model, teacher_scale: float = 20.0, label_weight: float = 0.0) -> None:
+    def __init__(self, model, teacher_scale: float = 20.0, label_weight: float = 0.5) -> None:
         super().__init__(model)
         if teacher_scale <= 0 or not 0 <= label_weight <= 1:
             raise ValueError("teacher_scale must be > 0 and label_weight in [0, 1].")
@@ -113,13 +113,15 @@ class _TeacherLoss(_RowLoss):
         self.label_weight = label_weight
 
     def teacher(self, labels: Tensor | list[Tensor] | None, scores: Tensor) -> Tensor:
+        """The teacher's scaled scores in float32 (under bf16 autocast the student's are bfloat16, whose steps of
+        about 0.004 near the teacher's cosines would blur the margins it teaches)."""
         if labels is None:
             raise ValueError(f"{type(self).__name__} needs the teacher's scores of each row (a 'scores' column).")
         teacher = torch.stack(list(labels)) if isinstance(labels, (list, tuple)) else labels
         if teacher.shape != scores.shape:
             raise ValueError(f"Teacher scores of shape {tuple(teacher.shape)} for rows of {scores.shape[1]} "
                              f"documents: give one score for the positive and one per negative.")
-        return self.teacher_scale * teacher.to(scores.device, scores.dtype)
+        return self.teacher_scale * teacher.to(scores.device, torch.float32)
 
     def get_config_dict(self) -> dict[str, float]:
         return {"teacher_scale": self.teacher_scale, "label_weight": self.label_weight}
@@ -130,18 +132,21 @@ class TeacherMarginMSELoss(_TeacherLoss):
     margin loss on the same scores (with ``margin``).
 
     The teacher says how much worse each negative is than the positive, not only that it is; a negative the
-    teacher scores above the positive (a likely false negative) is pulled up instead of down. Reference:
+    teacher scores above the positive (a likely false negative) is pushed down less, or with the teacher alone
+    (``label_weight`` 0) pulled up. Reference:
     "Improving Efficient Neural Ranking Models with Cross-Architecture Knowledge Distillation" (Hofstätter et al.,
     2020); sentence-transformers' cross-encoder MarginMSELoss.
     """
 
-    def __init__(self, model, teacher_scale: float = 20.0, label_weight: float = 0.0, margin: float = 1.0) -> None:
+    def __init__(self, model, teacher_scale: float = 20.0, label_weight: float = 0.5, margin: float = 1.0) -> None:
         super().__init__(model, teacher_scale, label_weight)
+        if margin <= 0:
+            raise ValueError("margin must be > 0.")
         self.margin = margin
 
     def forward(self, inputs: list[list[str]], labels: Tensor | None = None, prompt: str | None = None,
                 task: str | None = None) -> Tensor:
-        scores = self.column_scores(inputs, prompt, task)
+        scores = self.column_scores(inputs, prompt, task).float()
         teacher = self.teacher(labels, scores)
         margins = scores[:, :1] - scores[:, 1:]
         distill = nn.functional.mse_loss(margins, teacher[:, :1] - teacher[:, 1:])
@@ -162,14 +167,14 @@ class TeacherListNetLoss(_TeacherLoss):
 
     def forward(self, inputs: list[list[str]], labels: Tensor | None = None, prompt: str | None = None,
                 task: str | None = None) -> Tensor:
-        scores = self.column_scores(inputs, prompt, task)
+        scores = self.column_scores(inputs, prompt, task).float()
         target = (1 - self.label_weight) * torch.softmax(self.teacher(labels, scores), dim=1)
         target[:, 0] += self.label_weight
         return -(target * torch.log_softmax(scores, dim=1)).sum(dim=1).mean()
 
 
 def build_loss(name: LossName, model, *, margin: float = 1.0, teacher_scale: float = 20.0,
-               label_weight: float = 0.0) -> nn.Module:
+               label_weight: float = 0.5) -> nn.Module:
     from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
 
     if name == "triplet":

@@ -96,7 +96,11 @@ def _check_triplets(triplets) -> list[str]:
     missing = [c for c in ("query", "positive", "negative_1") if c not in triplets.column_names]
     if missing:
         raise ValueError(f"Triplets need the columns query, positive, negative_1..n; missing {missing}.")
-    text_columns = [c for c in triplets.column_names if c in ("query", "positive") or c.startswith("negative_")]
+    # negative_1 .. negative_n in their order (not the file's: parquet may sort negative_10 before negative_2):
+    # the teacher's scores follow it.
+    negatives = sorted((c for c in triplets.column_names if c.startswith("negative_") and c[9:].isdigit()),
+                       key=lambda c: int(c[9:]))
+    text_columns = ["query", "positive", *negatives]
     empty = [i for i, row in enumerate(triplets) if any(not str(row[c] or "").strip() for c in text_columns)]
     if empty:
         raise ValueError(f"{len(empty)} triplet row(s) have an empty text, e.g. rows {empty[:5]}; remove them first.")
@@ -111,6 +115,12 @@ def _teacher_column(triplets, config: TrainingConfig) -> list[str]:
         raise ValueError(f"The {config.loss} loss learns from the mining ensemble's scores, and these triplets have "
                          f"none: train on a triplets file with the miner's provenance.jsonl beside it (or rows with a "
                          f"'scores' list: positive, then each negative), or choose the triplet loss.")
+    width = 1 + len([c for c in triplets.column_names if c.startswith("negative_")])
+    wrong = [i for i, scores in enumerate(triplets["scores"])
+             if not isinstance(scores, list) or len(scores) != width or any(s is None for s in scores)]
+    if wrong:
+        raise ValueError(f"{len(wrong)} row(s) have no score for each of their {width} documents (positive, then each "
+                         f"negative), e.g. rows {wrong[:5]}.")
     return ["scores"]
 
 
@@ -236,8 +246,9 @@ def calibration_sample(rows, seed: int, size: int = CALIBRATION_SAMPLE) -> list[
     import random
 
     columns = [c for c in rows.column_names if c == "positive" or c.startswith("negative_")]
-    pairs = [{"query": row["query"], "text": row[c]} for row in rows for c in columns]
-    return random.Random(seed).sample(pairs, min(size, len(pairs)))
+    picks = random.Random(seed).sample(range(len(rows) * len(columns)), min(size, len(rows) * len(columns)))
+    return [{"query": rows[i // len(columns)]["query"], "text": rows[i // len(columns)][columns[i % len(columns)]]}
+            for i in picks]
 
 
 def _write_outputs(output: Path, model, report: dict, held_out_candidates: list[dict[str, Any]],
