@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from haystack_hardneg.files import atomic_write_text
-from haystack_hardneg.mine.triplets import load_triplets
+from haystack_hardneg.mine.triplets import load_triplets, negative_columns
 from haystack_hardneg.train.heads import build_cross_encoder
 from haystack_hardneg.train.losses import build_loss
 
@@ -30,7 +30,7 @@ LOSSES = {"triplet": {}, "listwise": {}, "margin_mse": {"label_weight": 0.0}, "m
 
 
 def step_seconds(model, loss, optimizer, batch: dict, precision: str) -> float:
-    columns = ["query", "positive"] + sorted((c for c in batch if c.startswith("negative_")), key=lambda c: int(c[9:]))
+    columns = ["query", "positive", *negative_columns(batch)]
     inputs = [list(batch[c]) for c in columns]
     labels = torch.tensor(batch["scores"], dtype=torch.float32)
     started = time.perf_counter()

@@ -133,6 +133,7 @@ def openvino_profile(model: str, file_name: str, records: list[dict], k: int, ma
     names = [i.get_any_name() for i in compiled.inputs]
     by_type: dict[str, float] = {}
     by_kernel: dict[str, float] = {}
+    queries = min(queries, len(records))
     for record in records[:queries]:
         top = record["candidates"][:k]
         encoded = tokenizer([record["query"]] * len(top), [c["text"] for c in top], padding=True,
@@ -150,7 +151,7 @@ def openvino_profile(model: str, file_name: str, records: list[dict], k: int, ma
         best = sorted(times.items(), key=lambda item: -item[1])[:top]
         return {name: {"ms_per_query": ms, "share": ms / total} for name, ms in best}
 
-    return {"file_name": file_name, "queries": min(queries, len(records)), "ms_per_query": total,
+    return {"file_name": file_name, "queries": queries, "ms_per_query": total,
             "by_node_type": ranked(by_type, 12), "by_kernel": ranked(by_kernel, 12)}
 
 

@@ -20,6 +20,12 @@ from haystack_hardneg.mine.negatives import MinedPair, MiningResult
 logger = logging.getLogger(__name__)
 
 
+def negative_columns(column_names) -> list[str]:
+    """The negative columns ``negative_1 .. negative_n`` in their numeric order, whatever order ``column_names`` has
+    (parquet may sort negative_10 before negative_2): the teacher's scores follow it."""
+    return sorted((c for c in column_names if c.startswith("negative_") and c[9:].isdigit()), key=lambda c: int(c[9:]))
+
+
 def triplet_rows(pairs: list[MinedPair], query_texts: dict[str, str], doc_texts: dict[str, str]) -> list[dict[str, str]]:
     rows = []
     for pair in pairs:
@@ -99,7 +105,7 @@ def attach_teacher_scores(dataset, provenance: list[dict[str, Any]], *, where: s
     """``dataset`` (the triplets) with a ``scores`` column: the ensemble's score of each row's positive and
     negatives, from the miner's ``provenance`` (row for row). The dataset as it is when the provenance does not
     match it row for row (another mining run) or lacks scores."""
-    negatives = len([c for c in dataset.column_names if c.startswith("negative_")])
+    negatives = len(negative_columns(dataset.column_names))
     scores = provenance_scores(provenance)
     problem = ("lacks scores" if scores is None else
                f"has {len(scores)} rows for {len(dataset)} triplets" if len(scores) != len(dataset) else

@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from haystack_hardneg.extras import require
+from haystack_hardneg.mine.triplets import negative_columns
 from haystack_hardneg.train.config import LOSSES, LossName
 
 
@@ -194,10 +195,10 @@ def to_labelled_pairs(dataset):
     """Rows (query, positive, negative_1..n) -> rows (query, passage, label) for binary cross-entropy."""
     Dataset = require("datasets", "Training").Dataset
 
-    negative_columns = [c for c in dataset.column_names if c.startswith("negative_")]
+    negatives = negative_columns(dataset.column_names)
     queries, passages, labels = [], [], []
     for row in dataset:
         queries.append(row["query"]), passages.append(row["positive"]), labels.append(1.0)
-        for column in negative_columns:
+        for column in negatives:
             queries.append(row["query"]), passages.append(row[column]), labels.append(0.0)
     return Dataset.from_dict({"query": queries, "passage": passages, "label": labels})

@@ -19,6 +19,7 @@ from typing import Any
 from haystack_hardneg.extras import require
 from haystack_hardneg.files import atomic_directory, atomic_write_text, jsonl_text
 from haystack_hardneg.mine.candidates import load_candidates
+from haystack_hardneg.mine.triplets import negative_columns
 from haystack_hardneg.rank.settings import CALIBRATION_PAIRS_FILE, VALIDATION_CANDIDATES_FILE, write_ranker_settings
 from haystack_hardneg.train.card import append_model_card, plot_curves
 from haystack_hardneg.train.config import TEACHER_LOSSES, TrainingConfig
@@ -96,11 +97,7 @@ def _check_triplets(triplets) -> list[str]:
     missing = [c for c in ("query", "positive", "negative_1") if c not in triplets.column_names]
     if missing:
         raise ValueError(f"Triplets need the columns query, positive, negative_1..n; missing {missing}.")
-    # negative_1 .. negative_n in their order (not the file's: parquet may sort negative_10 before negative_2):
-    # the teacher's scores follow it.
-    negatives = sorted((c for c in triplets.column_names if c.startswith("negative_") and c[9:].isdigit()),
-                       key=lambda c: int(c[9:]))
-    text_columns = ["query", "positive", *negatives]
+    text_columns = ["query", "positive", *negative_columns(triplets.column_names)]
     empty = [i for i, row in enumerate(triplets) if any(not str(row[c] or "").strip() for c in text_columns)]
     if empty:
         raise ValueError(f"{len(empty)} triplet row(s) have an empty text, e.g. rows {empty[:5]}; remove them first.")
@@ -115,7 +112,7 @@ def _teacher_column(triplets, config: TrainingConfig) -> list[str]:
         raise ValueError(f"The {config.loss} loss learns from the mining ensemble's scores, and these triplets have "
                          f"none: train on a triplets file with the miner's provenance.jsonl beside it (or rows with a "
                          f"'scores' list: positive, then each negative), or choose the triplet loss.")
-    width = 1 + len([c for c in triplets.column_names if c.startswith("negative_")])
+    width = 1 + len(negative_columns(triplets.column_names))
     wrong = [i for i, scores in enumerate(triplets["scores"])
              if not isinstance(scores, list) or len(scores) != width or any(s is None for s in scores)]
     if wrong:
@@ -245,10 +242,13 @@ def calibration_sample(rows, seed: int, size: int = CALIBRATION_SAMPLE) -> list[
     """``size`` (query, text) pairs drawn at random from the training rows' positives and negatives."""
     import random
 
-    columns = [c for c in rows.column_names if c == "positive" or c.startswith("negative_")]
+    columns = ["positive", *negative_columns(rows.column_names)]
     picks = random.Random(seed).sample(range(len(rows) * len(columns)), min(size, len(rows) * len(columns)))
-    return [{"query": rows[i // len(columns)]["query"], "text": rows[i // len(columns)][columns[i % len(columns)]]}
-            for i in picks]
+    sample = []
+    for i in picks:
+        row = rows[i // len(columns)]
+        sample.append({"query": row["query"], "text": row[columns[i % len(columns)]]})
+    return sample
 
 
 def _write_outputs(output: Path, model, report: dict, held_out_candidates: list[dict[str, Any]],

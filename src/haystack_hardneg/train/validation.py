@@ -15,6 +15,7 @@ import numpy as np
 
 from haystack_hardneg.evaluate.selection import FUSION_ALPHAS, MIN_INFORMATIVE_QUERIES, choose_fusion_alpha
 from haystack_hardneg.mine.candidates import record_qrels
+from haystack_hardneg.mine.triplets import negative_columns
 
 # How split_by_query draws the held-out queries; the experiment keys its trainings on it, so a change retrains.
 VALIDATION_SPLIT = "seeded-hash-order"
@@ -45,11 +46,11 @@ def held_out_queries(queries, fraction: float, seed: int, limit: int | None = No
 def reranking_samples(rows) -> list[dict[str, Any]]:
     """CrossEncoderRerankingEvaluator samples: each held-out query's positives against its mined negatives."""
     by_query: dict[str, dict[str, list[str]]] = {}
-    negative_columns = [c for c in rows.column_names if c.startswith("negative_")]
+    negatives = negative_columns(rows.column_names)
     for row in rows:
         sample = by_query.setdefault(row["query"], {"positive": [], "negative": []})
         sample["positive"].append(row["positive"])
-        sample["negative"].extend(row[c] for c in negative_columns)
+        sample["negative"].extend(row[c] for c in negatives)
     return [{"query": q, "positive": s["positive"], "negative": [n for n in dict.fromkeys(s["negative"])
                                                                  if n not in s["positive"]]}
             for q, s in by_query.items()]
