@@ -125,3 +125,44 @@ def test_a_damaged_state_is_refused_and_nothing_is_imported(exported, tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert "Imported: " in done.stdout and "Stages run: ['hybrid']" in done.stdout
     assert any((tmp_path / "cli-run" / ".numba-cache").rglob("*.nbi"))
+
+
+def test_repeats_with_another_training_seed_keep_the_imported_triplets_and_need_no_embedding_model(
+        fixtures, tiny_model, trainable_model, tmp_path):
+    # The ensemble member is a copy that is gone by the time the state is used elsewhere (a GPU machine that only
+    # trains): the plan must not load it, and nothing upstream may run again.
+    member = tmp_path / "member"
+    shutil.copytree(tiny_model, member)
+    config = tiny_config(fixtures, str(member), trainable_model, tmp_path, strategies=["random"])
+    Experiment(config, progress_bar=False).run()
+    export_state(config, tmp_path / "state")
+    shutil.rmtree(member)
+
+    # Another training seed and a distillation loss (its plan warm-up needs teacher scores in its rows).
+    repeat = replace(config, out=str(tmp_path / "repeat"), training_seed=1,
+                     training={**config.training, "loss": "margin_mse"})
+    imported = import_state(repeat, tmp_path / "state")
+    assert {"first_stage", "mine/random"} <= set(imported["imported"])
+    assert {"train/random", "rerank/random"} <= set(imported["left_out"])
+    # Trained without the report (a training machine), then reported without training anything again.
+    trained_only = Experiment(repeat, progress_bar=False).run(report=False)
+    assert set(trained_only["stages_ran"]) == {"hybrid", "train/random", "rerank/random"}
+    assert not (tmp_path / "repeat" / "results.json").exists()
+    results = Experiment(repeat, progress_bar=False).run()
+    assert results["stages_ran"] == [] and "random re-ranker" in results["systems"]
+    trained = json.loads((tmp_path / "repeat" / "train" / "random" / "training_report.json").read_text())
+    assert trained["config"]["seed"] == 1 and trained["config"]["loss"] == "margin_mse"
+    assert (tmp_path / "repeat" / "mine" / "random" / "triplets.jsonl").read_bytes() == \
+        (tmp_path / "run" / "mine" / "random" / "triplets.jsonl").read_bytes()
+    # The same training seed as the mining seed is the run without one: the same key, nothing to redo.
+    same = replace(config, training_seed=0)
+    assert Experiment(same, progress_bar=False).run()["stages_ran"] == []
+
+    # Only the repeat's own trainings travel, to sit beside the upstream stages imported from the first state.
+    only = export_state(repeat, tmp_path / "trainings", only={"train/random", "rerank/random"})
+    assert only["stages"] == ["rerank/random", "train/random"]
+    again = replace(repeat, out=str(tmp_path / "again"))
+    import_state(again, tmp_path / "state")
+    assert set(import_state(again, tmp_path / "trainings")["imported"]) == {"train/random", "rerank/random"}
+    rebuilt = Experiment(again, progress_bar=False).run()
+    assert set(rebuilt["stages_ran"]) == {"hybrid"} and rebuilt["systems"] == results["systems"]

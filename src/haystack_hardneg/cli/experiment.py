@@ -30,11 +30,18 @@ def add_experiment_parser(commands) -> None:
     experiment.add_argument("--seed", type=int,
                             help="overrides the config's seed (mining, training, validation split): repeat a run "
                                  "with another seed into another --out to see how much of a difference is noise")
+    experiment.add_argument("--training-seed", type=int,
+                            help="overrides the config's training_seed: seeds the re-rankers' training alone "
+                                 "(validation split, row order, new head) and keeps the mined triplets, so that "
+                                 "repeats differ only by the training's noise")
     experiment.add_argument("--strategies", nargs="+", metavar="NAME",
                             help="overrides the config's strategies (built-in names or the config's variants)")
     experiment.add_argument("--plan", action="store_true",
                             help="only print the plan: counts per stage and strategy, and each stage's estimated "
                                  "time from a short warm-up of the models on this machine")
+    experiment.add_argument("--no-report", action="store_true",
+                            help="run the stages only, without the report (e.g. on a training machine whose state "
+                                 "is exported with --export-state and reported elsewhere)")
     experiment.add_argument("--interim-report", metavar="DIR",
                             help="only write the report of the strategies finished so far into DIR (works while "
                                  "the experiment runs; strategies run with other settings than the config's are "
@@ -76,7 +83,8 @@ def _export_state(config, dest: str) -> int:
 def cmd_experiment(args: argparse.Namespace) -> int:
     """Index, first stage, mining with every strategy, one re-ranker each, re-ranking, evaluation; cached."""
     source = Path(args.config)
-    config = ExperimentConfig.from_yaml(source, out=args.out, seed=args.seed, strategies=args.strategies)
+    config = ExperimentConfig.from_yaml(source, out=args.out, seed=args.seed, strategies=args.strategies,
+                                        training_seed=args.training_seed)
     _own_numba_cache(Path(args.interim_report) if args.interim_report else Path(config.resolved().out))
     if args.interim_report:
         return _interim_report(config, args.interim_report)
@@ -85,10 +93,10 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     if args.import_state:
         for what, names in import_state(config, args.import_state).items():
             print(f"{what.replace('_', ' ').capitalize()}: {', '.join(names) or 'none'}")
-    return _run(config, f"Experiment {source}", plan_only=args.plan)
+    return _run(config, f"Experiment {source}", plan_only=args.plan, report=not args.no_report)
 
 
-def _run(config: ExperimentConfig, title: str, *, plan_only: bool) -> int:
+def _run(config: ExperimentConfig, title: str, *, plan_only: bool, report: bool = True) -> int:
     require_all(EXPERIMENT_MODULES, "The experiment")
     print(f"{title} -> {config.resolved().out}")
     experiment = Experiment(config)
@@ -98,8 +106,12 @@ def _run(config: ExperimentConfig, title: str, *, plan_only: bool) -> int:
         finally:
             experiment.close()
         return 0
-    results = experiment.run()
+    results = experiment.run(report=report)
     out = experiment.out
+    if not report:
+        print(f"Stages run: {results['stages_ran'] or 'none'}; reused: {results['stages_reused'] or 'none'}; "
+              f"no report (--no-report). Wall time: {results['wall_seconds_this_run']:.0f} s.")
+        return 0
     print("\n" + (out / "results.md").read_text(encoding="utf-8"))
     print(f"Stages run: {results['stages_ran'] or 'none'}; reused from cache: {results['stages_reused'] or 'none'}")
     print(f"Wall time: {results['wall_seconds_this_run']:.0f} s. Results: {out / 'results.json'}, "

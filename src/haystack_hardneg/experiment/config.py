@@ -57,6 +57,9 @@ class ExperimentConfig:
         ``{"backend": "openvino", "quantize": "int8"}``): each trained re-ranker is exported, checked against its
         fp32 scores, and re-ranks with that export; the report gives its latency and the check.
     :param seed: seeds mining, the training split and training.
+    :param training_seed: seeds the re-rankers' training alone (validation split, order of rows, new head), in place
+        of ``seed``: repeats of a run that differ only there share its mined triplets, so their spread is the
+        training's noise. ``None``: ``seed``.
     """
 
     data: str
@@ -83,6 +86,7 @@ class ExperimentConfig:
     fusion_rule: str = "argmax"
     rerank_backend: dict[str, Any] | None = None
     seed: int = 0
+    training_seed: int | None = None
 
     def __post_init__(self) -> None:
         """The whole config is checked here, before any stage runs: every error names the key at fault."""
@@ -125,6 +129,9 @@ class ExperimentConfig:
             # A key written in the config would be copied into the run folder's config.json: refuse it unread.
             raise ConfigError("store.api_key: a key is never written in a config; put it in an environment "
                               "variable and name that variable with store.api_key_env (e.g. QDRANT_API_KEY).")
+        if self.training_seed is not None and (not isinstance(self.training_seed, int)
+                                               or isinstance(self.training_seed, bool)):
+            raise ConfigError(f"training_seed must be an integer or null, got {self.training_seed!r}.")
         if self.on_missing not in ("error", "skip"):
             raise ConfigError(f"on_missing must be 'error' or 'skip', got {self.on_missing!r}.")
         if not isinstance(self.min_relevance, int) or isinstance(self.min_relevance, bool) or self.min_relevance < 1:
@@ -179,7 +186,12 @@ class ExperimentConfig:
         """The typed training settings of one re-ranker: ``training:`` plus what the experiment sets itself (left
         empty where only the settings are read)."""
         return from_mapping(TrainingConfig, self.training, where="training", output_dir=output_dir,
-                            strategy=strategy, seed=self.seed, data_description=data_description)
+                            strategy=strategy, seed=self.effective_training_seed,
+                            data_description=data_description)
+
+    @property
+    def effective_training_seed(self) -> int:
+        return self.seed if self.training_seed is None else self.training_seed
 
     def export_config(self, model_dir: str) -> ExportConfig | None:
         """The typed export settings of ``rerank_backend`` for one re-ranker (``None``: torch)."""

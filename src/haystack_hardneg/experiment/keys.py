@@ -129,7 +129,8 @@ def training_options(c: ExperimentConfig, train_split=None) -> dict[str, Any]:
 
 
 def train_key(c: ExperimentConfig, mine: str, hybrid: str, train_split) -> str:
-    return stage_key(mine=mine, training=training_options(c, train_split), seed=c.seed, validation=hybrid,
+    return stage_key(mine=mine, training=training_options(c, train_split), seed=c.effective_training_seed,
+                     validation=hybrid,
                      rerank_k=c.rerank_k, validation_split=VALIDATION_SPLIT)
 
 

@@ -27,7 +27,7 @@ from haystack_hardneg.experiment.config import ExperimentConfig
 from haystack_hardneg.extras import require
 from haystack_hardneg.files import atomic_write_text
 from haystack_hardneg.ingest.text import document_text
-from haystack_hardneg.train.config import TrainingConfig
+from haystack_hardneg.train.config import TEACHER_LOSSES, TrainingConfig
 from haystack_hardneg.train.trainer import evaluation_schedule
 from haystack_hardneg.train.validation import held_out_queries
 
@@ -98,9 +98,13 @@ def counts(c: ExperimentConfig, splits: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def measure(c: ExperimentConfig, splits: dict[str, Any], *, sample: int = SAMPLE) -> dict[str, float]:
+def measure(c: ExperimentConfig, splits: dict[str, Any], *, sample: int = SAMPLE,
+            ensemble: bool = True) -> dict[str, float]:
     """Seconds per document and per query for the ensemble, per training step and per scored pair for the
-    re-ranker, measured here on a seeded sample of the data (models loaded once, first calls not timed)."""
+    re-ranker, measured here on a seeded sample of the data (models loaded once, first calls not timed).
+
+    ``ensemble=False``: the ensemble's stages are done (imported from another machine, say), so its models are
+    not loaded, and need not be on this machine; its rates are 0."""
     rng = random.Random(c.seed)
     corpus = [document_text(d, c.meta_fields, c.separator) for d in splits["test"].corpus]
     # Evenly spread over the lengths: encoding time follows length, and a plain sample may miss the long tail.
@@ -109,7 +113,8 @@ def measure(c: ExperimentConfig, splits: dict[str, Any], *, sample: int = SAMPLE
     documents = [by_length[int(i * len(by_length) / spread)] for i in range(spread)]
     queries = rng.sample(list(splits["train"].queries.values()) + list(splits["test"].queries.values()),
                          min(sample, len(splits["train"].queries) + len(splits["test"].queries)))
-    rates = _ensemble_rates(c, corpus, documents, queries)
+    rates = (_ensemble_rates(c, corpus, documents, queries) if ensemble else
+             {"seconds_per_document": 0.0, "seconds_per_query": 0.0, "dimension": 0})
     rates.update(_reranker_rates(c, queries, rng.sample(documents, len(documents))))  # rows of mixed lengths
     return rates
 
@@ -170,10 +175,12 @@ def _reranker_rates(c: ExperimentConfig, queries: list[str], documents: list[str
     from haystack_hardneg.train.trainer import _trainer
 
     negatives = max(1, c.mining_config(c.strategies[0]).num_negatives)
-    rows = [{"query": q, "positive": documents[i % len(documents)],
-             **{f"negative_{n}": documents[(i + n) % len(documents)] for n in range(1, negatives + 1)}}
-            for i, q in enumerate(queries)]
     training = _training(c)
+    # A distillation loss reads the mining ensemble's scores of each row; any numbers time it the same.
+    scores = {"scores": [1.0] + [0.5] * negatives} if training.loss in TEACHER_LOSSES else {}
+    rows = [{"query": q, "positive": documents[i % len(documents)],
+             **{f"negative_{n}": documents[(i + n) % len(documents)] for n in range(1, negatives + 1)}, **scores}
+            for i, q in enumerate(queries)]
     head = resolve_head(training.base_model, training.head)
     model = build_cross_encoder(training.base_model, head, max_length=training.max_length)
     step_seconds: list[float] = []
@@ -243,7 +250,8 @@ def make_plan(c: ExperimentConfig, splits: dict[str, Any], done: set[str] = froz
     """The counts, and with ``measured`` the warm-up's rates and each stage's estimated seconds."""
     plan: dict[str, Any] = {"counts": counts(c, splits), "done": sorted(done)}
     if measured:
-        plan["rates"] = measure(c, splits)
+        embedding = {"index", "first_stage", *(f"mine/{name}" for name in c.strategies)}
+        plan["rates"] = measure(c, splits, ensemble=not embedding <= done)
         plan["estimate_seconds"] = estimate(c, plan["counts"], plan["rates"], done)
     return plan
 

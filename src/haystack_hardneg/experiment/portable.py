@@ -128,10 +128,11 @@ def _stage_files(out: Path, name: str, record: dict[str, Any]) -> list[str] | No
     return None
 
 
-def export_state(config: ExperimentConfig, dest: str | Path) -> dict[str, Any]:
+def export_state(config: ExperimentConfig, dest: str | Path, *, only: set[str] | None = None) -> dict[str, Any]:
     """Write the finished stages of ``config``'s run folder, without their bulk, into ``dest`` (a new folder,
     replaced whole). Reads the run folder only, so it works while the experiment runs. A training is carried only
-    with its re-ranker's scores (the re-ranker itself stays behind). Returns the state's summary."""
+    with its re-ranker's scores (the re-ranker itself stays behind). ``only``: these stages alone (e.g. the
+    trainings of runs that share their upstream stages, carried once). Returns the state's summary."""
     config = config.resolved()
     out, dest = Path(config.out), Path(dest)
     if dest.resolve() == out.resolve() or out.resolve() in dest.resolve().parents:
@@ -144,6 +145,8 @@ def export_state(config: ExperimentConfig, dest: str | Path) -> dict[str, Any]:
     carried: dict[str, Any] = {}
     with atomic_directory(dest) as staging:
         for name, record in records.items():
+            if only is not None and name not in only:
+                continue
             if name in RECORD_ONLY:
                 carried[name] = {"record": record, "files": {}}
                 continue

@@ -314,9 +314,11 @@ class Experiment:
         return ranker, {"backend": export.backend, "file_name": record["file_name"], "export": record}
 
     # -- everything ------------------------------------------------------------------------------------------
-    def run(self) -> dict[str, Any]:
+    def run(self, *, report: bool = True) -> dict[str, Any]:
+        """Every stage left to run, then the report; ``report=False``: the stages only (a training machine whose
+        state is exported and reported elsewhere)."""
         try:
-            return self._run()
+            return self._run(report)
         finally:
             self.close()
 
@@ -334,6 +336,14 @@ class Experiment:
             lexical = self.lexical_index()
         hybrid = self.hybrid(self.first_stage(index, lexical, splits), train_split)
         return hybrid, self.mine(index, train_split)
+
+    def prepare_upstream(self) -> None:
+        """Only the stages every training reads (the first stage, its fusion, the triplets), e.g. once in a folder
+        that several runs then start from as copies."""
+        try:
+            self._upstream(self.config.load_splits())
+        finally:
+            self.close()
 
     def plan(self, splits: dict[str, Any] | None = None, *, measured: bool = True) -> dict[str, Any]:
         """The counts and, with ``measured``, each stage's estimated seconds (stages already done here: 0)."""
@@ -366,7 +376,7 @@ class Experiment:
                 f"{s} {plan['counts']['strategies'][s]['steps']} steps, about {estimates[f'train/{s}'] / 60:.0f} min"
                 for s in pending), flush=True)
 
-    def _run(self) -> dict[str, Any]:
+    def _run(self, report: bool = True) -> dict[str, Any]:
         c = self.config
         started = time.perf_counter()
         atomic_write_text(self.out / "config.json", json.dumps(asdict(c), indent=2))
@@ -393,10 +403,11 @@ class Experiment:
                 self.cache.reused.extend([f"train/{strategy}", f"rerank/{strategy}"])
                 continue
             self.rerank(strategy, hybrid, self.train(strategy, mine_keys[strategy], hybrid, splits["train"]))
-        results = write_report(self.out, c, splits, self.cache.records)
+        results = write_report(self.out, c, splits, self.cache.records) if report else {}
         results["wall_seconds_this_run"] = round(time.perf_counter() - started, 1)
         results["stages_ran"], results["stages_reused"] = self.cache.ran, self.cache.reused
-        atomic_write_text(self.out / "results.json", json.dumps(results, indent=2))
+        if report:
+            atomic_write_text(self.out / "results.json", json.dumps(results, indent=2))
         return results
 
     def _close_store(self) -> None:

@@ -1,0 +1,329 @@
+"""Which training recipe makes the best re-ranker, chosen on validation, then the paper's comparison with seeds.
+
+The study (``benchmarks/recipe_study.yml``) names data sets (an experiment config and its exported state each),
+training recipes (overrides of the config's ``training`` section) and seeds. Mining is not redone: every run
+starts from the data set's exported first stage and triplets, and the seed is the training's (``training_seed``),
+so runs differ only where the recipe or the training's noise makes them.
+
+1. Selection: every recipe trains one re-ranker per data set on ``select_strategy``'s triplets (seed 0). The
+   winner is the recipe with the best validation nDCG@10 of the re-ranker alone, averaged over the data sets
+   (test queries play no part).
+2. Comparison: the winner trains every strategy of each config with each seed; the baseline recipe trains
+   ``select_strategy`` with each seed too, so that winner and baseline are compared over seeds.
+
+``run`` trains (a GPU pays off: several runs share it, ``--workers`` at a time) and writes each run's trainings
+as an exported state into ``--export`` (a tar.gz, rewritten after each run, so that a run stopped at
+``--deadline-minutes`` keeps what finished). ``report`` rebuilds every run's report from those states on any
+machine, without training, and sums them up (``--into``):
+
+    python benchmarks/recipe_study.py run benchmarks/recipe_study.yml --out runs/recipe-study \\
+        --export runs/recipe-study.tar.gz
+    python benchmarks/recipe_study.py report benchmarks/recipe_study.yml --out runs/recipe-study-report \\
+        --states runs/recipe-study.tar.gz --into benchmarks/recipe-study
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import dataclass, replace
+from pathlib import Path
+from statistics import mean
+
+import yaml
+
+from haystack_hardneg.experiment.config import ExperimentConfig
+from haystack_hardneg.experiment.keys import expected_keys
+from haystack_hardneg.experiment.portable import export_state, import_state
+from haystack_hardneg.experiment.runner import Experiment
+from haystack_hardneg.files import atomic_write_text
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Run:
+    data_set: str
+    recipe: str
+    seed: int
+    strategies: tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        return f"{self.data_set}/{self.recipe}/seed{self.seed}"
+
+
+class Study:
+    def __init__(self, path: Path, out: Path):
+        self.spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+        self.out = out
+        self.data_sets = self.spec["data_sets"]
+        self.recipes: dict[str, dict] = self.spec["recipes"]
+        self.baseline, self.seeds = self.spec["baseline"], list(self.spec["seeds"])
+        self.select_strategy = self.spec["select_strategy"]
+        self._splits: dict[str, tuple] = {}
+
+    def splits(self, data_set: str) -> tuple:
+        """The data set's test and training splits, loaded once."""
+        if data_set not in self._splits:
+            splits = self.config(data_set).load_splits()
+            self._splits[data_set] = (splits["test"], splits["train"])
+        return self._splits[data_set]
+
+    def config(self, data_set: str, recipe: str | None = None, *, seed: int = 0,
+               strategies: tuple[str, ...] | None = None) -> ExperimentConfig:
+        entry = self.data_sets[data_set]
+        config = ExperimentConfig.from_yaml(ROOT / entry["config"])
+        training = {**config.training, **self.spec.get("training", {}), **(self.recipes[recipe] if recipe else {})}
+        folder = self.out / data_set / (recipe or "base") / (f"seed{seed}" if recipe else "")
+        return replace(config, out=str(folder), training=training, training_seed=seed,
+                       strategies=list(strategies or config.strategies))
+
+    def write_config(self, run: Run) -> Path:
+        """The run's config as a file, for the CLI (data made absolute: the file lives in the run folder)."""
+        config = self.config(run.data_set, run.recipe, seed=run.seed, strategies=run.strategies)
+        source = yaml.safe_load((ROOT / self.data_sets[run.data_set]["config"]).read_text(encoding="utf-8"))
+        source.update(data=config.data, training=config.training, strategies=list(run.strategies),
+                      training_seed=run.seed, out=config.out)
+        path = Path(config.out + ".yml")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, yaml.safe_dump(source, sort_keys=False))
+        return path
+
+
+def prepare_base(study: Study, data_set: str, state: Path) -> None:
+    """The data set's exported stages, imported once; each run folder starts as a copy of it."""
+    summary = import_state(study.config(data_set), state)
+    print(f"{data_set}: imported {len(summary['imported'])} stages, {len(summary['already_there'])} there", flush=True)
+    Experiment(study.config(data_set), progress_bar=False).prepare_upstream()
+
+
+def start_folder(study: Study, run: Run) -> None:
+    folder = Path(study.config(run.data_set, run.recipe, seed=run.seed).out)
+    if not (folder / "stages.json").is_file():
+        # Hard links: the experiment replaces files (atomic writes), never changes one in place.
+        shutil.copytree(Path(study.config(run.data_set).out), folder, ignore=shutil.ignore_patterns(".lock"),
+                        dirs_exist_ok=True, copy_function=os.link)
+
+
+def train(study: Study, run: Run, log: Path, stop_at: float | None, *, report: bool = True) -> int | str:
+    """The run's experiment in a process of its own; stopped at ``stop_at`` (it resumes where it was)."""
+    start_folder(study, run)
+    config_path = study.write_config(run)
+    command = [sys.executable, "-m", "haystack_hardneg.cli", "experiment", str(config_path),
+               "--strategies", *run.strategies, *([] if report else ["--no-report"])]
+    timeout = None if stop_at is None else max(1.0, stop_at - time.monotonic())
+    with open(log, "a", encoding="utf-8") as handle:
+        handle.write(f"$ {' '.join(command)}\n")
+        handle.flush()
+        try:
+            return subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, timeout=timeout).returncode
+        except subprocess.TimeoutExpired:
+            return "stopped at the deadline"
+
+
+def finished_stages(study: Study, run: Run) -> set[str]:
+    """The run's trainings and re-rankings finished under its own keys (its folder started as a copy of the base,
+    whose records of other settings it keeps until it replaces them)."""
+    config = study.config(run.data_set, run.recipe, seed=run.seed, strategies=run.strategies)
+    stages = Path(config.out) / "stages.json"
+    if not stages.is_file():
+        return set()
+    records = json.loads(stages.read_text(encoding="utf-8"))
+    expected = expected_keys(config.resolved(), *study.splits(run.data_set))
+    return {f"{kind}/{s}" for s in run.strategies for kind in ("train", "rerank")
+            if records.get(f"{kind}/{s}", {}).get("key") == expected[f"{kind}/{s}"]}
+
+
+def export(study: Study, runs: list[Run], dest: Path, tar_path: Path | None) -> None:
+    """Each run's trainings and re-ranking scores as an exported state (the shared upstream stages stay behind)."""
+    for run in runs:
+        stages = finished_stages(study, run)
+        if stages:
+            export_state(study.config(run.data_set, run.recipe, seed=run.seed, strategies=run.strategies),
+                         dest / run.name, only=stages)
+    if tar_path is not None:
+        partial = tar_path.with_name(tar_path.name + ".partial")
+        with tarfile.open(partial, "w:gz") as archive:
+            archive.add(dest, arcname="states")
+        partial.replace(tar_path)
+
+
+def validation_score(study: Study, run: Run, strategy: str) -> float | None:
+    """The re-ranker's validation nDCG@10, where its training report is this recipe's and seed's (a run folder
+    starts as a copy of the base, which may hold another recipe's report)."""
+    path = Path(study.config(run.data_set, run.recipe, seed=run.seed).out) / "train" / strategy / \
+        "training_report.json"
+    if not path.is_file():
+        return None
+    report = json.loads(path.read_text(encoding="utf-8"))
+    settings = report["config"]
+    if settings["seed"] != run.seed or any(settings.get(k) != v for k, v in study.recipes[run.recipe].items()):
+        return None
+    return report["validation"]["validation_ndcg@10"]
+
+
+def select(study: Study) -> dict:
+    """The recipe whose seed-0 re-ranker scores best on validation, averaged over the data sets."""
+    table = {recipe: {ds: validation_score(study, Run(ds, recipe, 0, ()), study.select_strategy)
+                      for ds in study.data_sets} for recipe in study.recipes}
+    complete = {r: mean(v.values()) for r, v in table.items() if None not in v.values()}
+    winner = max(complete, key=complete.get) if complete else study.baseline
+    return {"rule": f"best mean validation nDCG@10 of the {study.select_strategy} re-ranker alone (seed 0)",
+            "validation_ndcg@10": table, "mean": complete, "winner": winner}
+
+
+def comparison_runs(study: Study, winner: str) -> list[Run]:
+    runs = []
+    for seed in study.seeds:
+        for ds in study.data_sets:
+            strategies = tuple(study.config(ds).strategies)
+            runs.append(Run(ds, winner, seed, strategies))
+            if winner != study.baseline:
+                runs.append(Run(ds, study.baseline, seed, (study.select_strategy,)))
+    return runs
+
+
+def parse_run(study: Study, name: str) -> Run:
+    """``data_set/recipe/seedN`` (the selection strategy) or ``data_set/recipe/seedN:strategy,strategy``."""
+    path, _, strategies = name.partition(":")
+    data_set, recipe, seed = path.split("/")
+    if data_set not in study.data_sets or recipe not in study.recipes or not seed.startswith("seed"):
+        raise SystemExit(f"--runs {name}: expected data_set/recipe/seedN with a data set of {list(study.data_sets)} "
+                         f"and a recipe of {list(study.recipes)}.")
+    return Run(data_set, recipe, int(seed[4:]), tuple(strategies.split(",")) if strategies else
+               (study.select_strategy,))
+
+
+def cmd_run(args) -> int:
+    study = Study(args.study, args.out)
+    now = time.monotonic()
+    deadline = now + 60 * args.deadline_minutes if args.deadline_minutes else None
+    stop_at = now + 60 * args.stop_minutes if args.stop_minutes else None
+    logs, states = args.out / "logs", args.out / "states"
+    logs.mkdir(parents=True, exist_ok=True)
+    for ds, entry in study.data_sets.items():
+        if not (Path(study.config(ds).out) / "first_stage" / "train_candidates.jsonl").is_file():
+            prepare_base(study, ds, ROOT / entry["state"])
+    finished: list[Run] = []
+
+    def run_all(runs: list[Run]) -> None:
+        with ThreadPoolExecutor(args.workers) as pool:
+            pending = {}
+            queue = list(runs)
+            while queue or pending:
+                while queue and len(pending) < args.workers and (deadline is None or time.monotonic() < deadline):
+                    run = queue.pop(0)
+                    log = logs / (run.name.replace("/", "_") + ".log")
+                    pending[pool.submit(train, study, run, log, stop_at, report=False)] = run
+                if not pending:
+                    break
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    run = pending.pop(future)
+                    print(f"{time.strftime('%H:%M:%S')} {run.name} {run.strategies}: exit {future.result()}",
+                          flush=True)
+                    finished.append(run)
+                    export(study, finished, states, args.export)
+            queue.clear()
+
+    if args.runs:  # these runs only, e.g. more seeds on a machine without a GPU
+        run_all([parse_run(study, name) for name in args.runs])
+        export(study, finished, states, args.export)
+        return 0
+    run_all([Run(ds, recipe, 0, (study.select_strategy,)) for recipe in study.recipes for ds in study.data_sets])
+    selection = select(study)
+    atomic_write_text(args.out / "selection.json", json.dumps(selection, indent=2))
+    print(json.dumps(selection, indent=2), flush=True)
+    run_all(comparison_runs(study, selection["winner"]))
+    export(study, finished, states, args.export)
+    return 0
+
+
+def exported_runs(states: Path) -> list[tuple[Run, Path]]:
+    """The runs in an extracted ``states`` folder, each with the strategies whose scores it carries."""
+    found = []
+    for state in sorted(states.glob("*/*/seed*/state.json")):
+        stages = json.loads(state.read_text(encoding="utf-8"))["stages"]
+        strategies = tuple(n.split("/", 1)[1] for n in stages if n.startswith("rerank/"))
+        folder = state.parent
+        if strategies:
+            found.append((Run(folder.parents[1].name, folder.parent.name, int(folder.name[4:]), strategies), folder))
+    return found
+
+
+def cmd_prepare(args) -> int:
+    study = Study(args.study, args.out)
+    for ds, entry in study.data_sets.items():
+        prepare_base(study, ds, ROOT / entry["state"])
+    return 0
+
+
+def cmd_report(args) -> int:
+    study = Study(args.study, args.out)
+    states = args.out / "states"
+    for source in args.states:  # a tar.gz written by run, or a states folder (as committed)
+        if source.is_dir():
+            shutil.copytree(source, states, dirs_exist_ok=True)
+            continue
+        with tarfile.open(source) as archive:
+            archive.extractall(args.out, filter="data")
+    for ds, entry in study.data_sets.items():
+        prepare_base(study, ds, ROOT / entry["state"])
+    runs = []
+    for run, state in exported_runs(states):
+        start_folder(study, run)
+        import_state(study.config(run.data_set, run.recipe, seed=run.seed, strategies=run.strategies), state)
+        # Only what the state holds under the run's own keys is reported: nothing is trained here.
+        scored = tuple(s for s in run.strategies if {f"train/{s}", f"rerank/{s}"} <= finished_stages(study, run))
+        if not scored:
+            print(f"{run.name}: nothing of its own in the state, left out", flush=True)
+            continue
+        run = replace(run, strategies=scored)
+        results = Path(study.config(run.data_set, run.recipe, seed=run.seed).out) / "results.json"
+        if not results.is_file() or tuple(json.loads(results.read_text())["rerankers"]) != scored:
+            code = train(study, run, args.out / f"{run.name.replace('/', '_')}.log", None)
+            print(f"{run.name} {scored}: report {'written' if code == 0 else f'failed ({code})'}", flush=True)
+        runs.append(run)
+    from recipe_summary import summarise
+
+    summarise(study, runs, args.into, states)
+    return 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(required=True)
+    run = commands.add_parser("run", help="train every run of the study")
+    run.add_argument("study", type=Path)
+    run.add_argument("--out", type=Path, required=True, help="the study's run folders")
+    run.add_argument("--export", type=Path, help="a tar.gz of every finished run's exported trainings")
+    run.add_argument("--runs", nargs="+", metavar="DS/RECIPE/SEEDN[:STRATEGIES]",
+                     help="only these runs, without the selection (e.g. more seeds, on another machine)")
+    run.add_argument("--workers", type=int, default=1, help="runs at a time (one GPU holds several)")
+    run.add_argument("--deadline-minutes", type=float, help="start no run after this")
+    run.add_argument("--stop-minutes", type=float, help="stop the runs still going at this (they resume)")
+    run.set_defaults(func=cmd_run)
+    prepare = commands.add_parser("prepare", help="only import each data set's state (run does it when needed)")
+    prepare.add_argument("study", type=Path)
+    prepare.add_argument("--out", type=Path, required=True)
+    prepare.set_defaults(func=cmd_prepare)
+    report = commands.add_parser("report", help="every run's report from exported states, and the summary")
+    report.add_argument("study", type=Path)
+    report.add_argument("--out", type=Path, required=True)
+    report.add_argument("--states", type=Path, nargs="+", required=True, help="tar.gz files written by run, or states folders")
+    report.add_argument("--into", type=Path, required=True, help="the summary's folder (JSON, Markdown, chart)")
+    report.set_defaults(func=cmd_report)
+    args = parser.parse_args()
+    raise SystemExit(args.func(args))
+
+
+if __name__ == "__main__":
+    main()

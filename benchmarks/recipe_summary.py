@@ -1,0 +1,256 @@
+"""The recipe study's summary (``recipe_study.py report`` calls it): selection on validation, the winner against the
+baseline over seeds, the negative strategies with the winner over seeds, and the issue's targets; JSON, Markdown and
+a chart."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from seed_repeats import load, summarise as summarise_seeds, tables
+
+from haystack_hardneg.files import atomic_write_text
+
+METRIC = "ndcg@10"
+
+
+def _folder(study, run) -> Path:
+    return Path(study.config(run.data_set, run.recipe, seed=run.seed).out)
+
+
+def _seed_runs(study, runs, data_set: str, recipe: str, strategy: str) -> list:
+    """The runs of ``recipe`` on ``data_set`` that scored ``strategy``, by seed, with a report."""
+    return sorted((r for r in runs if (r.data_set, r.recipe) == (data_set, recipe) and strategy in r.strategies
+                   and (_folder(study, r) / "per_query.json").is_file()), key=lambda r: r.seed)
+
+
+def _renamed(values: dict, prefix: str, systems: list[str]) -> dict:
+    return {f"{prefix}: {s}": values[s] for s in systems if s in values}
+
+
+def recipe_comparison(study, runs, data_set: str, winner: str) -> dict | None:
+    """Winner and baseline on ``select_strategy``, over the seeds both have (per-query values averaged)."""
+    s = study.select_strategy
+    by_recipe = {r: {run.seed: run for run in _seed_runs(study, runs, data_set, r, s)} for r in {winner, study.baseline}}
+    seeds = sorted(set.intersection(*(set(v) for v in by_recipe.values())))
+    if winner == study.baseline or not seeds:
+        return None
+    systems = [f"{s} re-ranker", f"{s} re-ranker + fusion"]
+    loaded = []
+    for seed in seeds:
+        merged = {}
+        for recipe, seeded in by_recipe.items():
+            _, values = load(_folder(study, seeded[seed]), METRIC)
+            merged.update(_renamed(values, recipe, systems))
+            merged.setdefault("first stage", values["first stage"])
+        loaded.append(merged)
+    return {"seeds": seeds, **summarise_seeds(loaded)}
+
+
+def strategy_comparison(study, runs, data_set: str, winner: str) -> dict | None:
+    """Every strategy of the winner's runs that scored all of them, over their seeds."""
+    strategies = tuple(study.config(data_set).strategies)
+    seeded = [r for r in _seed_runs(study, runs, data_set, winner, strategies[0])
+              if set(strategies) <= set(_scored(study, r))]
+    if not seeded:
+        return None
+    return {"seeds": [r.seed for r in seeded], **summarise_seeds([load(_folder(study, r), METRIC)[1] for r in seeded])}
+
+
+def _scored(study, run) -> list[str]:
+    per_query = json.loads((_folder(study, run) / "per_query.json").read_text(encoding="utf-8"))
+    return [name[: -len(" re-ranker")] for name in per_query if name.endswith(" re-ranker")]
+
+
+def _validation_table(study, selection: dict) -> str:
+    names = list(study.data_sets)
+    lines = [f"| recipe | {' | '.join(names)} | mean |", "|---|" + "---|" * (len(names) + 1)]
+    for recipe, row in selection["validation_ndcg@10"].items():
+        cells = " | ".join("" if row[n] is None else f"{row[n]:.4f}" for n in names)
+        average = selection["mean"].get(recipe)
+        mark = " (chosen)" if recipe == selection["winner"] else ""
+        lines.append(f"| {recipe}{mark} | {cells} | {'' if average is None else f'{average:.4f}'} |")
+    return "\n".join(lines)
+
+
+def _focus(summary: dict, keep) -> dict:
+    """The table's pairs reduced to those ``keep`` accepts (row, column)."""
+    pairs = {k: v for k, v in summary["pairs_on_seed_averaged_queries"].items() if keep(*k.split(" | "))}
+    return {**summary, "pairs_on_seed_averaged_queries": pairs}
+
+
+def targets(study, runs, winner: str) -> dict:
+    """The issue's targets: SciFact re-ranker alone >= first stage + 0.02 (p < 0.05) and fused >= 0.78; the second
+    data set fused >= its first stage + 0.02 (p < 0.05). Measured on the winner's select_strategy over its seeds."""
+    s, found = study.select_strategy, {}
+    for data_set in study.data_sets:
+        seeded = _seed_runs(study, runs, data_set, winner, s)
+        if not seeded:
+            continue
+        systems = ["first stage", f"{s} re-ranker", f"{s} re-ranker + fusion"]
+        summary = summarise_seeds([_renamed(load(_folder(study, r), METRIC)[1], "", systems) for r in seeded])
+        rows, pairs = summary["systems"], summary["pairs_on_seed_averaged_queries"]
+        first = rows[": first stage"]["mean"]
+        for kind, system in (("alone", f": {s} re-ranker"), ("fused", f": {s} re-ranker + fusion")):
+            found[f"{data_set} {kind}"] = {"seeds": [r.seed for r in seeded], "mean": rows[system]["mean"],
+                                           "first_stage": first, "gain": round(rows[system]["mean"] - first, 4),
+                                           "p_value": pairs[f": first stage | {system}"]["p_value"]}
+    return found
+
+
+def recipes_on_test(study, runs, seed: int = 0) -> dict:
+    """Each recipe's select_strategy re-ranker on the test queries at ``seed``: alone and fused, and the difference
+    from the baseline recipe (paired t-test per query). Chosen on validation; this is what the choice gives."""
+    from scipy.stats import ttest_rel
+
+    s, table = study.select_strategy, {}
+    for data_set in study.data_sets:
+        by_recipe = {r.recipe: load(_folder(study, r), METRIC)[1] for r in runs
+                     if r.data_set == data_set and r.seed == seed and s in r.strategies
+                     and (_folder(study, r) / "per_query.json").is_file()}
+        base = by_recipe.get(study.baseline)
+        for recipe, values in by_recipe.items():
+            row = {}
+            for kind, system in (("alone", f"{s} re-ranker"), ("fused", f"{s} re-ranker + fusion")):
+                queries = sorted(values[system])
+                mine = [values[system][q] for q in queries]
+                row[kind] = round(sum(mine) / len(mine), 4)
+                if base is not None and recipe != study.baseline:
+                    theirs = [base[system][q] for q in queries]
+                    row[f"{kind}_vs_{study.baseline}"] = round(row[kind] - sum(theirs) / len(theirs), 4)
+                    row[f"{kind}_p"] = float(ttest_rel(mine, theirs).pvalue)
+            row["first_stage"] = round(sum(values["first stage"].values()) / len(values["first stage"]), 4)
+            table.setdefault(recipe, {})[data_set] = row
+    return table
+
+
+def _recipes_table(study, table: dict) -> str:
+    names = list(study.data_sets)
+    head = " | ".join(f"{n} alone | {n} fused" for n in names)
+    lines = [f"| recipe | {head} |", "|---|" + "---|" * (2 * len(names))]
+    for recipe, by_set in table.items():
+        cells = []
+        for n in names:
+            row = by_set.get(n)
+            for kind in ("alone", "fused"):
+                if row is None:
+                    cells.append("")
+                    continue
+                versus = f" ({row[f'{kind}_vs_{study.baseline}']:+.3f}, p={_p(row[f'{kind}_p'])})" \
+                    if f"{kind}_p" in row else ""
+                cells.append(f"{row[kind]:.4f}{versus}")
+        lines.append(f"| {recipe} | {' | '.join(cells)} |")
+    firsts = {n: next((by_set[n]["first_stage"] for by_set in table.values() if n in by_set), None) for n in names}
+    lines.append("| (first stage) | " + " | ".join(f"{firsts[n]:.4f} | {firsts[n]:.4f}" if firsts[n] else " | "
+                                                   for n in names) + " |")
+    return "\n".join(lines)
+
+
+def recipes_chart(study, selection: dict, table: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names, recipes = list(study.data_sets), list(selection["validation_ndcg@10"])
+    figure, axes = plt.subplots(1, len(names), figsize=(6 * len(names), 4), squeeze=False)
+    for axis, name in zip(axes[0], names):
+        x = range(len(recipes))
+        series = (("validation, alone", [selection["validation_ndcg@10"][r][name] for r in recipes]),
+                  ("test, alone", [table.get(r, {}).get(name, {}).get("alone") for r in recipes]),
+                  ("test, fused", [table.get(r, {}).get(name, {}).get("fused") for r in recipes]))
+        for i, (label, values) in enumerate(series):
+            axis.bar([j + (i - 1) * 0.27 for j in x], [v or 0 for v in values], 0.27, label=label)
+        first = next((table[r][name]["first_stage"] for r in recipes if name in table.get(r, {})), None)
+        if first:
+            axis.axhline(first, color="black", linestyle="--", label="first stage (test)")
+        shown = [v for _, values in series for v in values if v]
+        axis.set_ylim(max(0.0, min(shown) - 0.05), max(shown) + 0.02)
+        axis.set_xticks(list(x), recipes, rotation=25, fontsize=8)
+        axis.set_title(f"{name}: nDCG@10 by training recipe (seed 0)")
+        axis.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def _p(value: float | None) -> str:
+    return "" if value is None else f"{value:.3g}"
+
+
+def chart(study, comparisons: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = {ds: s for ds, s in comparisons.items() if s is not None}
+    if not shown:
+        return
+    figure, axes = plt.subplots(1, len(shown), figsize=(6 * len(shown), 4), squeeze=False)
+    for axis, (data_set, summary) in zip(axes[0], shown.items()):
+        rows = summary["systems"]
+        strategies = [n[: -len(" re-ranker")] for n in rows if n.endswith(" re-ranker")]
+        x = range(len(strategies))
+        for offset, suffix, label in ((-0.2, " re-ranker", "re-ranker alone"), (0.2, " re-ranker + fusion", "fused")):
+            means = [rows[s + suffix]["mean"] for s in strategies]
+            errors = [rows[s + suffix]["sd"] or 0 for s in strategies]
+            axis.bar([i + offset for i in x], means, 0.4, yerr=errors, capsize=3, label=label)
+        axis.axhline(rows["first stage"]["mean"], color="black", linestyle="--", label="first stage")
+        axis.set_xticks(list(x), strategies, rotation=20)
+        low = min(min(r["mean"] for r in rows.values()) - 0.03, rows["first stage"]["mean"] - 0.05)
+        axis.set_ylim(max(0.0, low), None)
+        axis.set_title(f"{data_set}: test nDCG@10, mean ± sd over seeds {summary['seeds']}")
+        axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def summarise(study, runs, into: Path, states: Path) -> dict:
+    from recipe_study import select
+
+    into.mkdir(parents=True, exist_ok=True)
+    selection = select(study)
+    winner = selection["winner"]
+    recipes = {ds: recipe_comparison(study, runs, ds, winner) for ds in study.data_sets}
+    strategies = {ds: strategy_comparison(study, runs, ds, winner) for ds in study.data_sets}
+    cluster = "ensemble_cluster re-ranker"
+    focused = {ds: s and _focus(s, lambda a, b: cluster in b or a == "first stage") for ds, s in strategies.items()}
+    recipe_table = recipes_on_test(study, runs)
+    result = {"selection": selection, "recipes_on_test_seed0": recipe_table, "winner_against_baseline": recipes,
+              "strategies_with_winner": strategies, "targets": targets(study, runs, winner),
+              "runs": sorted(r.name + " " + ",".join(r.strategies) for r in runs)}
+    atomic_write_text(into / "study.json", json.dumps(result, indent=2) + "\n")
+    chart(study, strategies, into / "chart_strategies.png")
+    recipes_chart(study, selection, recipe_table, into / "chart_recipes.png")
+    lines = ["# Recipe study", "", f"Selection rule: {selection['rule']}.", "", "## Validation nDCG@10 (seed 0)", "",
+             _validation_table(study, selection), "", "## Test nDCG@10 (seed 0; difference from "
+             f"{study.baseline}, paired t-test)", "", _recipes_table(study, recipe_table)]
+    for ds in study.data_sets:
+        if recipes[ds]:
+            same_kind = _focus(recipes[ds], lambda a, b: a == "first stage" or b == "first stage" or
+                               a.split(": ", 1)[1] == b.split(": ", 1)[1])
+            lines += ["", f"## {ds}: {winner} against {study.baseline} (test, seeds {recipes[ds]['seeds']})", "",
+                      tables(same_kind)]
+        if focused[ds]:
+            lines += ["", f"## {ds}: negative strategies with {winner} (test, seeds {focused[ds]['seeds']})", "",
+                      tables(focused[ds])]
+    lines += ["", "## Targets", "", "| target | mean | first stage | gain | p |", "|---|---|---|---|---|"]
+    lines += [f"| {name} | {t['mean']:.4f} | {t['first_stage']:.4f} | {t['gain']:+.4f} | {_p(t['p_value'])} |"
+              for name, t in result["targets"].items()]
+    atomic_write_text(into / "study.md", "\n".join(lines) + "\n")
+    for run in runs:  # each run's own report beside the summary
+        target = into / "runs" / run.name
+        target.mkdir(parents=True, exist_ok=True)
+        for name in ("results.md", "results.json"):
+            if (_folder(study, run) / name).is_file():
+                shutil.copyfile(_folder(study, run) / name, target / name)
+    if (into / "states").exists():
+        shutil.rmtree(into / "states")
+    for run in runs:  # the states reported on, to rebuild every report without training
+        shutil.copytree(states / run.name, into / "states" / run.name)
+    print((into / "study.md").read_text(encoding="utf-8"))
+    print(f"Written: {into / 'study.json'}, {into / 'study.md'}, {into / 'chart_recipes.png'}")
+    return result
