@@ -144,6 +144,17 @@ def test_openvino_static_int8_is_calibrated_and_checked(folder):
     np.testing.assert_allclose(fp32, raw_scores(CrossEncoder(folder), pairs), atol=1e-3)
 
 
+def test_the_openvino_export_holds_the_attention_pattern_its_cpu_plugin_fuses(folder):
+    ov = pytest.importorskip("openvino")
+    record = export_model(ExportConfig(model_dir=folder, backend="openvino"), log=lambda _: None)
+    ops = [op.get_type_name() for op in ov.Core().read_model(str(Path(folder) / record["file_name"])).get_ops()]
+    layers = CrossEncoder(folder)[0].auto_model.config.num_hidden_layers
+    # Matmul, mask add, softmax, matmul per layer, without the NaN guards of torch's SDPA export (IsNaN, Select),
+    # which OpenVINO does not fuse; the scores stay those of torch.
+    assert ops.count("Softmax") == layers and "IsNaN" not in ops
+    assert record["gate"]["passed"]
+
+
 def test_static_int8_calibrates_on_the_kept_training_pairs_and_checks_every_query(folder):
     pytest.importorskip("openvino")
     pytest.importorskip("nncf")

@@ -111,7 +111,10 @@ def export_model(config: ExportConfig, *, log: Callable[[str], None] = print) ->
     keep_default = (read_ranker_settings(folder).get("backend") or {}).get("file_name") == target
     if keep_default:  # the default's file is rewritten now: not the default until it passes again
         update_ranker_settings(folder, backend=None)
-    model = CrossEncoder(str(folder), device="cpu")
+    # Eager attention exports as matmul, mask add, softmax, matmul: the pattern OpenVINO's CPU plugin fuses into
+    # one kernel per layer. Torch's SDPA exports with guards for fully masked rows (IsNaN, Select) that it does
+    # not fuse. Both compute the same scores, which the gate checks.
+    model = CrossEncoder(str(folder), device="cpu", model_kwargs={"attn_implementation": "eager"})
     started = time.perf_counter()
     file_name = _convert(config, folder, model, calibration, log)
     return check_and_record(config, folder, file_name, model, checked, seconds=time.perf_counter() - started,
