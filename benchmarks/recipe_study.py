@@ -107,14 +107,19 @@ def prepare_base(study: Study, data_set: str, state: Path) -> None:
 
 def start_folder(study: Study, run: Run) -> None:
     folder = Path(study.config(run.data_set, run.recipe, seed=run.seed).out)
-    if not (folder / "stages.json").is_file():
-        # Hard links: the experiment replaces files (atomic writes), never changes one in place.
-        shutil.copytree(Path(study.config(run.data_set).out), folder, ignore=shutil.ignore_patterns(".lock"),
-                        dirs_exist_ok=True, copy_function=os.link)
+    if folder.is_dir():
+        return
+    partial = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    # Hard links: the experiment replaces files (atomic writes), never changes one in place.
+    shutil.copytree(Path(study.config(run.data_set).out), partial, ignore=shutil.ignore_patterns(".lock"),
+                    copy_function=os.link)
+    partial.rename(folder)
 
 
-def train(study: Study, run: Run, log: Path, stop_at: float | None, *, report: bool = True) -> int | str:
-    """The run's experiment in a process of its own; stopped at ``stop_at`` (it resumes where it was)."""
+def run_experiment(study: Study, run: Run, log: Path, stop_at: float | None, *, report: bool = True) -> int | str:
+    """The run's experiment in a process of its own (its stages, and its report unless ``report`` is false);
+    stopped at ``stop_at`` (it resumes where it was)."""
     start_folder(study, run)
     config_path = study.write_config(run)
     command = [sys.executable, "-m", "haystack_hardneg.cli", "experiment", str(config_path),
@@ -126,7 +131,7 @@ def train(study: Study, run: Run, log: Path, stop_at: float | None, *, report: b
         try:
             return subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, timeout=timeout).returncode
         except subprocess.TimeoutExpired:
-            return "stopped at the deadline"
+            return "stopped (--stop-minutes)"
 
 
 def finished_stages(study: Study, run: Run) -> set[str]:
@@ -143,7 +148,8 @@ def finished_stages(study: Study, run: Run) -> set[str]:
 
 
 def export(study: Study, runs: list[Run], dest: Path, tar_path: Path | None) -> None:
-    """Each run's trainings and re-ranking scores as an exported state (the shared upstream stages stay behind)."""
+    """Each run's trainings and re-ranking scores as an exported state (the shared upstream stages stay behind),
+    into ``dest`` (beside the runs exported before) and all of ``dest`` into the tar.gz."""
     for run in runs:
         stages = finished_stages(study, run)
         if stages:
@@ -156,28 +162,27 @@ def export(study: Study, runs: list[Run], dest: Path, tar_path: Path | None) -> 
         partial.replace(tar_path)
 
 
-def validation_score(study: Study, run: Run, strategy: str) -> float | None:
-    """The re-ranker's validation nDCG@10, where its training report is this recipe's and seed's (a run folder
-    starts as a copy of the base, which may hold another recipe's report)."""
+def validation_score(study: Study, run: Run) -> float | None:
+    """The validation nDCG@10 of the run's select_strategy re-ranker (the trainer's, of the checkpoint it kept),
+    where that training finished under the run's own key."""
+    strategy = study.select_strategy
+    if f"train/{strategy}" not in finished_stages(study, run):
+        return None
     path = Path(study.config(run.data_set, run.recipe, seed=run.seed).out) / "train" / strategy / \
         "training_report.json"
-    if not path.is_file():
-        return None
-    report = json.loads(path.read_text(encoding="utf-8"))
-    settings = report["config"]
-    if settings["seed"] != run.seed or any(settings.get(k) != v for k, v in study.recipes[run.recipe].items()):
-        return None
-    return report["validation"]["validation_ndcg@10"]
+    return json.loads(path.read_text(encoding="utf-8"))["validation"]["validation_ndcg@10"]
 
 
 def select(study: Study) -> dict:
-    """The recipe whose seed-0 re-ranker scores best on validation, averaged over the data sets."""
-    table = {recipe: {ds: validation_score(study, Run(ds, recipe, 0, ()), study.select_strategy)
+    """The recipe whose seed-0 re-ranker scores best on validation, averaged over the data sets; no winner while
+    a recipe lacks a data set (a run that failed or was stopped)."""
+    table = {recipe: {ds: validation_score(study, Run(ds, recipe, 0, (study.select_strategy,)))
                       for ds in study.data_sets} for recipe in study.recipes}
-    complete = {r: mean(v.values()) for r, v in table.items() if None not in v.values()}
-    winner = max(complete, key=complete.get) if complete else study.baseline
+    means = {r: mean(v.values()) for r, v in table.items() if None not in v.values()}
+    missing = [f"{r}/{ds}" for r, v in table.items() for ds, score in v.items() if score is None]
     return {"rule": f"best mean validation nDCG@10 of the {study.select_strategy} re-ranker alone (seed 0)",
-            "validation_ndcg@10": table, "mean": complete, "winner": winner}
+            "validation_ndcg@10": table, "mean": means, "missing": missing,
+            "winner": None if missing else max(means, key=means.get)}
 
 
 def comparison_runs(study: Study, winner: str) -> list[Run]:
@@ -202,27 +207,29 @@ def parse_run(study: Study, name: str) -> Run:
                (study.select_strategy,))
 
 
-def cmd_run(args) -> int:
-    study = Study(args.study, args.out)
-    now = time.monotonic()
-    deadline = now + 60 * args.deadline_minutes if args.deadline_minutes else None
-    stop_at = now + 60 * args.stop_minutes if args.stop_minutes else None
-    logs, states = args.out / "logs", args.out / "states"
-    logs.mkdir(parents=True, exist_ok=True)
-    for ds, entry in study.data_sets.items():
-        if not (Path(study.config(ds).out) / "first_stage" / "train_candidates.jsonl").is_file():
-            prepare_base(study, ds, ROOT / entry["state"])
-    finished: list[Run] = []
+class Scheduler:
+    """Runs at a time on one machine (``workers``), none started after ``deadline`` and all stopped at ``stop_at``
+    (monotonic seconds); each finished run's trainings exported at once."""
 
-    def run_all(runs: list[Run]) -> None:
-        with ThreadPoolExecutor(args.workers) as pool:
-            pending = {}
-            queue = list(runs)
+    def __init__(self, study: Study, args):
+        now = time.monotonic()
+        self.study, self.workers, self.export_tar = study, args.workers, args.export
+        self.deadline = now + 60 * args.deadline_minutes if args.deadline_minutes else None
+        self.stop_at = now + 60 * args.stop_minutes if args.stop_minutes else None
+        self.logs, self.states = args.out / "logs", args.out / "states"
+        self.logs.mkdir(parents=True, exist_ok=True)
+
+    def _open(self) -> bool:
+        return self.deadline is None or time.monotonic() < self.deadline
+
+    def run_all(self, runs: list[Run]) -> None:
+        queue, pending = list(runs), {}
+        with ThreadPoolExecutor(self.workers) as pool:
             while queue or pending:
-                while queue and len(pending) < args.workers and (deadline is None or time.monotonic() < deadline):
+                while queue and len(pending) < self.workers and self._open():
                     run = queue.pop(0)
-                    log = logs / (run.name.replace("/", "_") + ".log")
-                    pending[pool.submit(train, study, run, log, stop_at, report=False)] = run
+                    log = self.logs / (run.name.replace("/", "_") + ".log")
+                    pending[pool.submit(run_experiment, self.study, run, log, self.stop_at, report=False)] = run
                 if not pending:
                     break
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
@@ -230,20 +237,26 @@ def cmd_run(args) -> int:
                     run = pending.pop(future)
                     print(f"{time.strftime('%H:%M:%S')} {run.name} {run.strategies}: exit {future.result()}",
                           flush=True)
-                    finished.append(run)
-                    export(study, finished, states, args.export)
-            queue.clear()
+                    export(self.study, [run], self.states, self.export_tar)
 
+
+def cmd_run(args) -> int:
+    study = Study(args.study, args.out)
+    for ds, entry in study.data_sets.items():
+        prepare_base(study, ds, ROOT / entry["state"])  # quick where it is done already
+    scheduler = Scheduler(study, args)
     if args.runs:  # these runs only, e.g. more seeds on a machine without a GPU
-        run_all([parse_run(study, name) for name in args.runs])
-        export(study, finished, states, args.export)
+        scheduler.run_all([parse_run(study, name) for name in args.runs])
         return 0
-    run_all([Run(ds, recipe, 0, (study.select_strategy,)) for recipe in study.recipes for ds in study.data_sets])
+    scheduler.run_all([Run(ds, recipe, 0, (study.select_strategy,))
+                       for recipe in study.recipes for ds in study.data_sets])
     selection = select(study)
     atomic_write_text(args.out / "selection.json", json.dumps(selection, indent=2))
     print(json.dumps(selection, indent=2), flush=True)
-    run_all(comparison_runs(study, selection["winner"]))
-    export(study, finished, states, args.export)
+    if selection["winner"] is None:
+        print(f"No recipe chosen: {selection['missing']} did not finish. Run again to resume.", flush=True)
+        return 1
+    scheduler.run_all(comparison_runs(study, selection["winner"]))
     return 0
 
 
@@ -266,35 +279,48 @@ def cmd_prepare(args) -> int:
     return 0
 
 
-def cmd_report(args) -> int:
-    study = Study(args.study, args.out)
-    states = args.out / "states"
-    for source in args.states:  # a tar.gz written by run, or a states folder (as committed)
+def collect_states(sources: list[Path], states: Path) -> None:
+    """The given states (tar.gz files that run wrote, or states folders as committed), and nothing older."""
+    shutil.rmtree(states, ignore_errors=True)
+    for source in sources:
         if source.is_dir():
             shutil.copytree(source, states, dirs_exist_ok=True)
             continue
         with tarfile.open(source) as archive:
-            archive.extractall(args.out, filter="data")
+            archive.extractall(states.parent, filter="data")
+
+
+def report_run(study: Study, run: Run, state: Path, log: Path) -> Run | None:
+    """The run's report from its exported state, for the strategies the state holds under the run's own keys;
+    nothing is trained here. ``None`` when the state holds none or the report failed."""
+    config = study.config(run.data_set, run.recipe, seed=run.seed, strategies=run.strategies)
+    start_folder(study, run)
+    imported = import_state(config, state)["imported"]
+    scored = tuple(s for s in run.strategies if {f"train/{s}", f"rerank/{s}"} <= finished_stages(study, run))
+    if not scored:
+        print(f"{run.name}: nothing of its own in the state, left out", flush=True)
+        return None
+    run = replace(run, strategies=scored)
+    results = Path(config.out) / "results.json"
+    if imported or not results.is_file() or tuple(json.loads(results.read_text())["rerankers"]) != scored:
+        code = run_experiment(study, run, log, None)
+        print(f"{run.name} {scored}: report {'written' if code == 0 else f'failed ({code})'}", flush=True)
+        if code != 0:
+            return None
+    return run
+
+
+def cmd_report(args) -> int:
+    study = Study(args.study, args.out)
+    states = args.out / "states"
+    collect_states(args.states, states)
     for ds, entry in study.data_sets.items():
         prepare_base(study, ds, ROOT / entry["state"])
-    runs = []
-    for run, state in exported_runs(states):
-        start_folder(study, run)
-        import_state(study.config(run.data_set, run.recipe, seed=run.seed, strategies=run.strategies), state)
-        # Only what the state holds under the run's own keys is reported: nothing is trained here.
-        scored = tuple(s for s in run.strategies if {f"train/{s}", f"rerank/{s}"} <= finished_stages(study, run))
-        if not scored:
-            print(f"{run.name}: nothing of its own in the state, left out", flush=True)
-            continue
-        run = replace(run, strategies=scored)
-        results = Path(study.config(run.data_set, run.recipe, seed=run.seed).out) / "results.json"
-        if not results.is_file() or tuple(json.loads(results.read_text())["rerankers"]) != scored:
-            code = train(study, run, args.out / f"{run.name.replace('/', '_')}.log", None)
-            print(f"{run.name} {scored}: report {'written' if code == 0 else f'failed ({code})'}", flush=True)
-        runs.append(run)
+    runs = [reported for run, state in exported_runs(states)
+            if (reported := report_run(study, run, state, args.out / f"{run.name.replace('/', '_')}.log"))]
     from recipe_summary import summarise
 
-    summarise(study, runs, args.into, states)
+    summarise(study, runs, select(study), args.into, states)
     return 0
 
 

@@ -42,9 +42,11 @@ def summarise(loaded: list[dict[str, dict[str, float]]]) -> dict:
     """Per system present in every run: its mean over the queries per run, their mean and sd; each pair of systems
     compared on the per-query values averaged over the runs (paired t-test over the queries)."""
     systems = [s for s in loaded[0] if all(s in values for values in loaded)]
+    if not systems:
+        raise SystemExit("The folders share no system.")
     queries = sorted(set.intersection(*(set(values[s]) for values in loaded for s in systems)))
-    if not systems or not queries:
-        raise SystemExit("The folders share no system or no query.")
+    if not queries:
+        raise SystemExit("The folders share no query.")
     averaged = {s: [mean(values[s][q] for values in loaded) for q in queries] for s in systems}
     rows = {}
     for system in systems:

@@ -352,6 +352,8 @@ def test_a_model_folder_replaced_in_place_is_refused_where_a_recorded_stage_used
     ({"on_missing": "maybe"}, "on_missing must be 'error' or 'skip'"),
     ({"min_relevance": 0}, "min_relevance must be a whole number >= 1"),
     ({"lexical": {"weight": "auto", "tuning_queries": 0}}, "tuning_queries"),
+    ({"training_seed": "1"}, "training_seed must be an integer"),
+    ({"training_seed": True}, "training_seed must be an integer"),
 ])
 def test_data_settings_are_checked(setting, message):
     from haystack_hardneg.options import ConfigError

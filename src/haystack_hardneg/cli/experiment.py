@@ -28,7 +28,8 @@ def add_experiment_parser(commands) -> None:
     experiment.add_argument("config", help="experiment YAML (`demo` runs the shipped quick one)")
     experiment.add_argument("--out", help="run folder (overrides the config's out)")
     experiment.add_argument("--seed", type=int,
-                            help="overrides the config's seed (mining, training, validation split): repeat a run "
+                            help="overrides the config's seed (mining; training and validation split too unless "
+                                 "training_seed is set): repeat a run "
                                  "with another seed into another --out to see how much of a difference is noise")
     experiment.add_argument("--training-seed", type=int,
                             help="overrides the config's training_seed: seeds the re-rankers' training alone "

@@ -56,7 +56,7 @@ class ExperimentConfig:
     :param rerank_backend: ``None`` (torch) or export options (``ExportConfig`` keys but ``model_dir``, e.g.
         ``{"backend": "openvino", "quantize": "int8"}``): each trained re-ranker is exported, checked against its
         fp32 scores, and re-ranks with that export; the report gives its latency and the check.
-    :param seed: seeds mining, the training split and training.
+    :param seed: seeds mining, the training split and training (the latter two: unless ``training_seed`` is set).
     :param training_seed: seeds the re-rankers' training alone (validation split, order of rows, new head), in place
         of ``seed``: repeats of a run that differ only there share its mined triplets, so their spread is the
         training's noise. ``None``: ``seed``.
@@ -101,6 +101,10 @@ class ExperimentConfig:
         # that takes every option; each strategy's and variant's own combination is checked next).
         from_mapping(MiningConfig, self.mining, where="mining", strategy=STRATEGIES[0], seed=self.seed)
         self._check_variants()
+        # Before the training section, whose own seed check would name the wrong key.
+        if self.training_seed is not None and (not isinstance(self.training_seed, int)
+                                               or isinstance(self.training_seed, bool)):
+            raise ConfigError(f"training_seed must be an integer or null, got {self.training_seed!r}.")
         for name in [*self.strategies, *self.variants]:
             self.mining_config(name)
         self._check_training()
@@ -129,9 +133,6 @@ class ExperimentConfig:
             # A key written in the config would be copied into the run folder's config.json: refuse it unread.
             raise ConfigError("store.api_key: a key is never written in a config; put it in an environment "
                               "variable and name that variable with store.api_key_env (e.g. QDRANT_API_KEY).")
-        if self.training_seed is not None and (not isinstance(self.training_seed, int)
-                                               or isinstance(self.training_seed, bool)):
-            raise ConfigError(f"training_seed must be an integer or null, got {self.training_seed!r}.")
         if self.on_missing not in ("error", "skip"):
             raise ConfigError(f"on_missing must be 'error' or 'skip', got {self.on_missing!r}.")
         if not isinstance(self.min_relevance, int) or isinstance(self.min_relevance, bool) or self.min_relevance < 1:
@@ -191,6 +192,7 @@ class ExperimentConfig:
 
     @property
     def effective_training_seed(self) -> int:
+        """The seed the re-rankers train with: ``training_seed``, else ``seed``."""
         return self.seed if self.training_seed is None else self.training_seed
 
     def export_config(self, model_dir: str) -> ExportConfig | None:

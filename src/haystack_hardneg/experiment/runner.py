@@ -44,6 +44,7 @@ from haystack_hardneg.train.config import TEACHER_LOSSES
 from haystack_hardneg.train.trainer import train_cross_encoder
 
 COLLECTION = "experiment"
+REPORT_FILES = ("results.json", "results.md", "per_query.json")
 
 
 class Experiment:
@@ -408,6 +409,9 @@ class Experiment:
         results["stages_ran"], results["stages_reused"] = self.cache.ran, self.cache.reused
         if report:
             atomic_write_text(self.out / "results.json", json.dumps(results, indent=2))
+        elif self.cache.ran:  # an earlier report no longer describes the stages
+            for name in REPORT_FILES:
+                (self.out / name).unlink(missing_ok=True)
         return results
 
     def _close_store(self) -> None:
