@@ -296,7 +296,8 @@ def report_run(study: Study, run: Run, state: Path, log: Path) -> Run | None:
     config = study.config(run.data_set, run.recipe, seed=run.seed, strategies=run.strategies)
     start_folder(study, run)
     imported = import_state(config, state)["imported"]
-    scored = tuple(s for s in run.strategies if {f"train/{s}", f"rerank/{s}"} <= finished_stages(study, run))
+    finished = finished_stages(study, run)
+    scored = tuple(s for s in run.strategies if {f"train/{s}", f"rerank/{s}"} <= finished)
     if not scored:
         print(f"{run.name}: nothing of its own in the state, left out", flush=True)
         return None

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from functools import lru_cache
 from pathlib import Path
 
 from seed_repeats import load, summarise as summarise_seeds, tables
@@ -13,6 +14,12 @@ from seed_repeats import load, summarise as summarise_seeds, tables
 from haystack_hardneg.files import atomic_write_text
 
 METRIC = "ndcg@10"
+
+
+@lru_cache(maxsize=None)
+def _per_query(folder: Path) -> dict[str, dict[str, float]]:
+    """The run's per-query values of the study's metric, read once however many tables use them."""
+    return load(folder, METRIC)[1]
 
 
 def _folder(study, run) -> Path:
@@ -42,7 +49,7 @@ def recipe_comparison(study, runs, data_set: str, winner: str) -> dict | None:
     for seed in seeds:
         merged = {}
         for recipe, seeded in by_recipe.items():
-            _, values = load(_folder(study, seeded[seed]), METRIC)
+            values = _per_query(_folder(study, seeded[seed]))
             merged.update(_renamed(values, recipe, systems))
             merged.setdefault("first stage", values["first stage"])
         loaded.append(merged)
@@ -56,12 +63,11 @@ def strategy_comparison(study, runs, data_set: str, winner: str) -> dict | None:
               if set(strategies) <= set(_scored(study, r))]
     if not seeded:
         return None
-    return {"seeds": [r.seed for r in seeded], **summarise_seeds([load(_folder(study, r), METRIC)[1] for r in seeded])}
+    return {"seeds": [r.seed for r in seeded], **summarise_seeds([_per_query(_folder(study, r)) for r in seeded])}
 
 
 def _scored(study, run) -> list[str]:
-    per_query = json.loads((_folder(study, run) / "per_query.json").read_text(encoding="utf-8"))
-    return [name[: -len(" re-ranker")] for name in per_query if name.endswith(" re-ranker")]
+    return [name[: -len(" re-ranker")] for name in _per_query(_folder(study, run)) if name.endswith(" re-ranker")]
 
 
 def _validation_table(study, selection: dict) -> str:
@@ -90,7 +96,7 @@ def targets(study, runs, winner: str) -> dict:
         if not seeded:
             continue
         systems = ["first stage", f"{s} re-ranker", f"{s} re-ranker + fusion"]
-        summary = summarise_seeds([_renamed(load(_folder(study, r), METRIC)[1], "", systems) for r in seeded])
+        summary = summarise_seeds([_renamed(_per_query(_folder(study, r)), "", systems) for r in seeded])
         rows, pairs = summary["systems"], summary["pairs_on_seed_averaged_queries"]
         first = rows["first stage"]["mean"]
         for kind, system in (("alone", f"{s} re-ranker"), ("fused", f"{s} re-ranker + fusion")):
@@ -107,7 +113,7 @@ def recipes_on_test(study, runs, seed: int = 0) -> dict:
 
     s, table = study.select_strategy, {}
     for data_set in study.data_sets:
-        by_recipe = {r.recipe: load(_folder(study, r), METRIC)[1] for r in runs
+        by_recipe = {r.recipe: _per_query(_folder(study, r)) for r in runs
                      if r.data_set == data_set and r.seed == seed and s in r.strategies
                      and (_folder(study, r) / "per_query.json").is_file()}
         base = by_recipe.get(study.baseline)
