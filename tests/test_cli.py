@@ -1,9 +1,11 @@
+import gc
 import json
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from sentence_transformers import CrossEncoder
 
 from haystack_hardneg.rank.settings import RANKER_SETTINGS_FILE
@@ -16,7 +18,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
                           timeout=300)
 
 
-def test_index_then_query_from_the_command_line(tiny_model, fixtures, tmp_path):
+def test_index_then_query_from_the_command_line(tiny_model, fixtures, tmp_path, capsys):
     store = str(tmp_path / "qdrant")
     common = ["--model", tiny_model, "--store", store, "--index", "docs", "--cache-dir", str(tmp_path / "cache")]
     done = _cli("index", str(fixtures / "scifact-tiny"), str(HTML / "article.html"), str(HTML / "image.png"),
@@ -28,26 +30,35 @@ def test_index_then_query_from_the_command_line(tiny_model, fixtures, tmp_path):
     assert [f["source"] for f in summary["failed_sources"]] == [str(HTML / "image.png")]
     assert "Embedding documents" in done.stderr  # progress bar
 
-    done = _cli("query", "dishwasher warranty pump motor", *common, "--top-k", "3")
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.count("\n  1. ") + done.stdout.count("\n  2. ") + done.stdout.count("\n  3. ") == 3
+    # The queries in this process (the index command above ran as a user runs it, in a fresh one).
+    from haystack_hardneg.cli import main
+
+    def query(*args: str) -> tuple[int, str, str]:
+        code = main(["query", *args, *common])
+        gc.collect()  # the store's local-mode lock goes with the command's pipeline (a process frees it at exit)
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    code, out, _ = query("dishwasher warranty pump motor", "--top-k", "3")
+    assert code == 0
+    assert out.count("\n  1. ") + out.count("\n  2. ") + out.count("\n  3. ") == 3
 
     # A ranker folder with a stored fusion weight: `auto` (the default) uses it and says so; grouped by
     # document, no source document appears twice.
     ranker = tmp_path / "ranker"
     CrossEncoder(tiny_model, num_labels=1).save(str(ranker))
     (ranker / RANKER_SETTINGS_FILE).write_text(json.dumps({"fusion_alpha": 0.3}))
-    done = _cli("query", "dishwasher warranty pump motor", *common, "--ranker", str(ranker), "--top-k", "8",
-                "--by-document")
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert "fused with the retriever's score at weight 0.30" in done.stdout
-    ids = re.findall(r"^ +\d+\. \S+  (\S+)", done.stdout, flags=re.M)
+    code, out, _ = query("dishwasher warranty pump motor", "--ranker", str(ranker), "--top-k", "8", "--by-document")
+    assert code == 0
+    assert "fused with the retriever's score at weight 0.30" in out
+    ids = re.findall(r"^ +\d+\. \S+  (\S+)", out, flags=re.M)
     parents = [i.split("#")[0] for i in ids]
     assert len(ids) == 8 and len(set(parents)) == 8
-    done = _cli("query", "pump", *common, "--ranker", str(ranker), "--fusion-alpha", "none")
-    assert done.returncode == 0 and "cross-encoder alone" in done.stdout
-    done = _cli("query", "pump", *common, "--ranker", str(ranker), "--fusion-alpha", "1.5")
-    assert done.returncode == 2 and "give auto, none or a number in [0, 1]" in done.stderr
+    code, out, _ = query("pump", "--ranker", str(ranker), "--fusion-alpha", "none")
+    assert code == 0 and "cross-encoder alone" in out
+    with pytest.raises(SystemExit) as exit_:  # argparse's exit
+        query("pump", "--ranker", str(ranker), "--fusion-alpha", "1.5")
+    assert exit_.value.code == 2 and "give auto, none or a number in [0, 1]" in capsys.readouterr().err
 
 
 def test_missing_model_folder_fails_before_any_work(tmp_path, fixtures):

@@ -22,6 +22,22 @@ def test_metric_values_on_a_hand_made_ranking():
     assert per_query["mrr@10"] == pytest.approx({"a": 1.0, "b": 0.5})
 
 
+def test_ids_of_any_length_keep_ranxs_tie_order_and_compile_once():
+    from ranx.data_structures.common import create_bulk
+
+    # Tied scores keep the ranking's order (x, then the long id, then a), as ranx keeps it; graded judgements.
+    qrels = {"q1": {"a": 2, "long-document-id-17": 1}, "q2": {"b2": 1}}
+    run = {"q1": {"x": 0.5, "long-document-id-17": 0.5, "a": 0.5}, "q2": {"b3": 0.3, "b2": 0.3, "b4": 0.9}}
+    per_query = evaluate_run(qrels, run, ["ndcg@10", "mrr@10"], per_query=True)
+    assert per_query["mrr@10"] == pytest.approx({"q1": 1 / 2, "q2": 1 / 3})
+    ideal = 2 + 1 / math.log2(3)
+    assert per_query["ndcg@10"]["q1"] == pytest.approx((1 / math.log2(3) + 2 / math.log2(4)) / ideal)
+    # Another data set's ids, of other widths: numba compiles nothing more.
+    compiled = len(create_bulk.signatures)
+    evaluate_run({"q": {"doc-000000001": 1}}, {"q": {"doc-000000001": 0.2, "7": 0.4}}, ["ndcg@10"])
+    assert len(create_bulk.signatures) == compiled
+
+
 def test_queries_without_results_count_as_zero():
     assert evaluate_run(QRELS, {"a": {"d1": 1.0}})["mrr@10"] == pytest.approx(0.5)
 

@@ -118,13 +118,22 @@ def test_a_damaged_state_is_refused_and_nothing_is_imported(exported, tmp_path):
                           timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "rerank/random" in done.stdout and (tmp_path / "cli-state" / "state.json").is_file()
-    # Without NUMBA_CACHE_DIR the run compiles ranx into a cache of its own, in its run folder.
-    environment = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
     done = subprocess.run([*command, "--out", str(tmp_path / "cli-run"), "--import-state", str(tmp_path / "cli-state")],
-                          capture_output=True, text=True, timeout=600, env=environment)
+                          capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "Imported: " in done.stdout and "Stages run: ['hybrid']" in done.stdout
-    assert any((tmp_path / "cli-run" / ".numba-cache").rglob("*.nbi"))
+
+
+def test_without_numba_cache_dir_a_run_compiles_its_metrics_into_its_own_folder(tmp_path):
+    # numba's default cache, beside the installed package, is not safe for runs writing it at once. Checked in a
+    # fresh process: the CLI must choose the folder before anything imports numba.
+    script = ("import sys; from pathlib import Path; from haystack_hardneg.cli import experiment; "
+              "experiment._own_numba_cache(Path(sys.argv[1])); import ranx, numba; print(numba.config.CACHE_DIR)")
+    environment = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "run")], capture_output=True, text=True,
+                          timeout=120, env=environment)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == str((tmp_path / "run" / ".numba-cache").resolve())
 
 
 def test_repeats_with_another_training_seed_keep_the_imported_triplets_and_need_no_embedding_model(
