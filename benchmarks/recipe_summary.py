@@ -184,6 +184,52 @@ def recipes_chart(study, selection: dict, table: dict, path: Path) -> None:
     plt.close(figure)
 
 
+def validation_curves(study, runs) -> dict:
+    """Each run's validation nDCG@10 of its select_strategy re-ranker alone after each evaluation, as (epoch, value)
+    by data set and run, and the first stage's on the same queries (by seed: the seed draws the held-out queries).
+    These are sentence-transformers' evaluator's figures during training: binary relevance, on the held-out
+    queries with a relevant candidate; the selection's are the trainer's graded figures on all of them."""
+    curves: dict = {}
+    for run in sorted(runs, key=lambda r: (r.data_set, r.recipe, r.seed)):
+        path = _folder(study, run) / "train" / study.select_strategy / "training_report.json"
+        if study.select_strategy not in run.strategies or not path.is_file():
+            continue
+        history = json.loads(path.read_text(encoding="utf-8"))["history"]
+        evaluations = [e for e in history if f"eval_validation_{METRIC}" in e]
+        entry = curves.setdefault(run.data_set, {"first_stage": {}, "runs": {}})
+        entry["runs"][f"{run.recipe}/seed{run.seed}"] = [[round(e["epoch"], 3), e[f"eval_validation_{METRIC}"]]
+                                                          for e in evaluations]
+        if evaluations:
+            entry["first_stage"][f"seed{run.seed}"] = evaluations[-1][f"eval_validation_base_{METRIC}"]
+    return curves
+
+
+def curves_chart(study, curves: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    recipes = list(study.recipes)
+    colours = {r: plt.get_cmap("tab10")(i) for i, r in enumerate(recipes)}
+    styles = ["-", "--", ":", "-."]
+    figure, axes = plt.subplots(1, len(curves), figsize=(6 * len(curves), 4), squeeze=False)
+    for axis, (name, entry) in zip(axes[0], curves.items()):
+        for label, points in entry["runs"].items():
+            recipe, seed = label.split("/")
+            axis.plot([p[0] for p in points], [p[1] for p in points], styles[int(seed[4:]) % len(styles)],
+                      marker="o", color=colours[recipe], label=label)
+        for seed, value in entry["first_stage"].items():
+            axis.axhline(value, color="black", linestyle=styles[int(seed[4:]) % len(styles)], linewidth=0.8,
+                         label=f"first stage/{seed}")
+        axis.set(title=f"{name}: validation nDCG@10 during training, re-ranker alone", xlabel="epoch",
+                 ylabel="nDCG@10 (binary, queries with a relevant candidate)")
+        axis.legend(fontsize=6, ncol=2)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
 def _p(value: float | None) -> str:
     return "" if value is None else f"{value:.3g}"
 
@@ -229,15 +275,18 @@ def summarise(study, runs, selection: dict, into: Path, states: Path) -> dict:
     recipe_table = recipes_on_test(study, runs)
     result = {"selection": selection, "recipes_on_test_seed0": recipe_table, "winner_against_baseline": recipes,
               "strategies_with_winner": strategies, "targets": targets(study, runs, winner),
+              "validation_curves": validation_curves(study, runs),
               "runs": sorted(r.name + " " + ",".join(r.strategies) for r in runs)}
     atomic_write_text(into / "study.json", json.dumps(result, indent=2) + "\n")
     chart(study, strategies, into / "chart_strategies.png")
     recipes_chart(study, selection, recipe_table, into / "chart_recipes.png")
+    curves_chart(study, result["validation_curves"], into / "chart_validation_curves.png")
     atomic_write_text(into / "study.md", _markdown(study, selection, winner, recipe_table, recipes, focused,
                                                  result["targets"]))
     _copy_reports(study, runs, into, states)
     print((into / "study.md").read_text(encoding="utf-8"))
-    print(f"Written: {into / 'study.json'}, {into / 'study.md'}, {into / 'chart_recipes.png'}")
+    print(f"Written: {into / 'study.json'}, {into / 'study.md'}, {into / 'chart_recipes.png'}, "
+          f"{into / 'chart_validation_curves.png'}")
     return result
 
 

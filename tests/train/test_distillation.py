@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 
 import numpy as np
 import pytest
@@ -132,15 +133,28 @@ def test_mined_triplets_carry_the_ensembles_scores_into_training(trainable_model
         cosine = data.doc_vectors[[index[d] for d in (pair.positive_id, *pair.negative_ids)]] @ \
             data.query_vectors[queries[pair.query_id]]
         np.testing.assert_allclose(scores, cosine, atol=1e-5)
+    # The default loss (auto) is listnet on them, and the report and model card say so.
     trainer = TripletTrainer(training={"base_model": trainable_model, "output_dir": str(tmp_path / "run"),
-                                       "loss": "listnet", "max_steps": 2, "batch_size": 4,
-                                       "validation_fraction": 0.0}, progress_bar=False)
-    assert trainer.run(triplets=str(paths["triplets"]))["report"]["steps"] == 2
+                                       "max_steps": 2, "batch_size": 4, "validation_fraction": 0.0},
+                             progress_bar=False)
+    report = trainer.run(triplets=str(paths["triplets"]))["report"]
+    assert report["steps"] == 2 and report["config"]["loss"] == "listnet"
+    assert "loss: `listnet`" in (tmp_path / "run" / "model" / "README.md").read_text()
     # The component takes the miner's provenance output beside its triplets output the same way.
     rows = [{k: v for k, v in row.items() if k != "scores"} for row in dataset]
     provenance = [json.loads(line) for line in paths["provenance"].read_text().splitlines()]
-    assert TripletTrainer(training={**to_mapping(trainer.config), "output_dir": str(tmp_path / "run2")},
-                          progress_bar=False).run(triplets=rows, provenance=provenance)["report"]["steps"] == 2
+    report = TripletTrainer(training={**to_mapping(trainer.config), "output_dir": str(tmp_path / "run2")},
+                            progress_bar=False).run(triplets=rows, provenance=provenance)["report"]
+    assert report["steps"] == 2 and report["config"]["loss"] == "listnet"
+    # Without them (a triplets file of one's own), auto is the paper's triplet loss.
+    plain = tmp_path / "plain" / "triplets.jsonl"
+    plain.parent.mkdir()
+    plain.write_text(paths["triplets"].read_text())
+    for triplets in (str(plain), rows):
+        report = TripletTrainer(training={**to_mapping(trainer.config), "output_dir": str(tmp_path / "run3")},
+                                progress_bar=False).run(triplets=triplets)["report"]
+        assert report["config"]["loss"] == "triplet"
+        shutil.rmtree(tmp_path / "run3")
 
 
 def test_a_distillation_loss_without_teacher_scores_is_refused_plainly(trainable_model, tmp_path, caplog):
@@ -171,6 +185,19 @@ def test_the_teachers_options_key_a_run_only_where_they_matter():
                              "mean", rows, [])["settings"] for options in ({}, {"label_weight": 0.0})]
     # Checkpoints of another label weight are not resumed; the default leaves older manifests as they were.
     assert settings[1]["label_weight"] == 0.0 and "label_weight" not in settings[0]
+
+
+def test_an_experiment_keys_auto_as_the_listnet_it_trains(trainable_model):
+    from haystack_hardneg.experiment.config import ExperimentConfig
+    from haystack_hardneg.experiment.keys import training_options
+
+    def options(**loss):
+        config = ExperimentConfig(data="d", out="o", members=[{"model": trainable_model}],
+                                  training={"base_model": trainable_model, **loss})
+        return training_options(config), config.training_config().loss
+
+    assert options() == options(loss="auto") == options(loss="listnet")
+    assert options()[1] == "listnet" and options(loss="triplet")[0]["loss"] == "triplet"
 
 
 def test_the_negatives_keep_their_order_whatever_the_columns_order(trainable_model, tmp_path):

@@ -14,7 +14,7 @@ from haystack_hardneg.ingest.beir import BeirSplit, load_beir
 from haystack_hardneg.export.config import ExportConfig
 from haystack_hardneg.mine.config import STRATEGIES, MiningConfig, check_fits_ensemble
 from haystack_hardneg.options import ConfigError, from_mapping
-from haystack_hardneg.train.config import TrainingConfig
+from haystack_hardneg.train.config import TrainingConfig, resolve_loss
 
 
 @dataclass
@@ -185,10 +185,12 @@ class ExperimentConfig:
     def training_config(self, *, output_dir: str = "", strategy: str = "", data_description: str = ""
                         ) -> TrainingConfig:
         """The typed training settings of one re-ranker: ``training:`` plus what the experiment sets itself (left
-        empty where only the settings are read)."""
-        return from_mapping(TrainingConfig, self.training, where="training", output_dir=output_dir,
-                            strategy=strategy, seed=self.effective_training_seed,
-                            data_description=data_description)
+        empty where only the settings are read). The loss ``auto`` is the one it trains with on triplets mined
+        here, which carry the ensemble's scores."""
+        config = from_mapping(TrainingConfig, self.training, where="training", output_dir=output_dir,
+                              strategy=strategy, seed=self.effective_training_seed,
+                              data_description=data_description)
+        return resolve_loss(config, teacher_scores=True)
 
     @property
     def effective_training_seed(self) -> int:

@@ -10,7 +10,7 @@ from typing import Any
 
 from haystack_hardneg.experiment.config import ExperimentConfig
 from haystack_hardneg.experiment.stages import file_fingerprint, folder_fingerprint, stage_key
-from haystack_hardneg.train.config import KEYED_WHEN_SET, TEACHER_LOSSES, TrainingConfig
+from haystack_hardneg.train.config import KEYED_WHEN_SET, TEACHER_LOSSES, TrainingConfig, resolve_loss
 from haystack_hardneg.train.heads import resolve_head
 from haystack_hardneg.train.validation import VALIDATION_SPLIT
 
@@ -111,7 +111,7 @@ def training_options(c: ExperimentConfig, train_split=None) -> dict[str, Any]:
     the output folder, strategy and description itself; the seed is keyed apart). Options added since runs were
     recorded are named only where they change something (``KEYED_WHEN_SET``): ``max_validation_queries`` where
     it cuts the held-out queries of ``train_split``'s training queries, the others when set."""
-    config = TrainingConfig(output_dir="", **c.training)
+    config = resolve_loss(TrainingConfig(output_dir="", **c.training), teacher_scores=True)  # auto: what it trains
     defaults = asdict(TrainingConfig(base_model="", output_dir=""))
     options = {k: v for k, v in asdict(config).items()
                if k != "output_dir" and not (k in KEYED_WHEN_SET and v == defaults[k])}

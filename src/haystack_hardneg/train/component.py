@@ -10,7 +10,7 @@ from haystack import component, default_from_dict, default_to_dict
 from haystack_hardneg.embed.encoder import check_model_source
 from haystack_hardneg.extras import require
 from haystack_hardneg.options import as_config, to_mapping
-from haystack_hardneg.train.config import TEACHER_LOSSES, TrainingConfig
+from haystack_hardneg.train.config import TrainingConfig, reads_teacher_scores
 from haystack_hardneg.train.trainer import train_cross_encoder
 
 
@@ -27,7 +27,7 @@ class TripletTrainer:
     from haystack_hardneg import TripletTrainer
 
     trainer = TripletTrainer(training={"base_model": "~/.cache/hardneg-models/all-MiniLM-L6-v2",
-                                       "output_dir": "runs/train", "loss": "triplet", "epochs": 3})
+                                       "output_dir": "runs/train", "epochs": 3})
     result = trainer.run(triplets="runs/mine/ensemble_cluster/triplets.jsonl")
     print(result["model_path"], result["report"]["validation"])
     ```
@@ -38,7 +38,8 @@ class TripletTrainer:
         :param training: how to train: a ``TrainingConfig`` or a mapping of its options; ``base_model`` (a
             pre-trained re-ranker or any encoder, hub id or local folder, checked now) and ``output_dir`` (where
             checkpoints, the model and the training report go) are required, the others (``head``, ``loss``,
-            ``epochs``, ``batch_size``, ``encoder_lr``, ``head_lr``, ...) have defaults.
+            ``epochs``, ``batch_size``, ``encoder_lr``, ``head_lr``, ...) have defaults. ``loss`` ``auto`` (the
+            default) is listnet where the triplets come with the miner's scores (``provenance``), else triplet.
         :param resume: continue from the last checkpoint in ``output_dir`` if there is one.
         :param progress_bar: show progress bars.
         """
@@ -64,7 +65,7 @@ class TripletTrainer:
         :param candidates: the miner's ``candidates`` output: validate by re-ranking the held-out queries'
             first-stage candidates and store the fusion weight chosen there (else ``validation_candidates``).
         :param provenance: the miner's ``provenance`` output, row for row with ``triplets``: the ensemble's scores
-            the distillation losses (``margin_mse``, ``listnet``) learn from.
+            the distillation losses (``margin_mse``, ``listnet``, and ``auto``, the default) learn from.
         :returns: ``model_path``: the trained CrossEncoder folder; ``report``: losses, validation metrics, steps.
         """
         Dataset = require("datasets", "Training").Dataset
@@ -72,7 +73,7 @@ class TripletTrainer:
         from haystack_hardneg.mine.triplets import attach_teacher_scores, load_triplets
 
         if isinstance(triplets, (str, Path)):
-            dataset = load_triplets(triplets, teacher_scores=self.config.loss in TEACHER_LOSSES)
+            dataset = load_triplets(triplets, teacher_scores=reads_teacher_scores(self.config.loss))
         else:
             if not triplets:
                 raise ValueError("No triplets given: nothing to train on.")

@@ -7,17 +7,20 @@ them are in ``benchmarks/``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from haystack_hardneg.evaluate.selection import MIN_INFORMATIVE_QUERIES
 from haystack_hardneg.options import Options, option
 from haystack_hardneg.train.heads import HEADS, HeadName
 
-LossName = Literal["triplet", "listwise", "bce", "margin_mse", "listnet"]
-LOSSES: tuple[str, ...] = ("triplet", "listwise", "bce", "margin_mse", "listnet")
+LossName = Literal["auto", "triplet", "listwise", "bce", "margin_mse", "listnet"]
+LOSSES: tuple[str, ...] = ("auto", "triplet", "listwise", "bce", "margin_mse", "listnet")
 # Losses that learn from the mining ensemble's scores of each row (the teacher), not only from its labels.
 TEACHER_LOSSES: tuple[str, ...] = ("margin_mse", "listnet")
+# What ``auto`` trains with, by whether the rows carry the teacher's scores: listnet with the labels scored best on
+# validation on both data sets of benchmarks/recipe-study/; the paper's triplet loss needs labels only.
+AUTO_LOSS = {True: "listnet", False: "triplet"}
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
 # Options added after experiments were recorded: an experiment's training key names them only when they differ
 # from their default, so that recorded runs keep their keys (experiment/keys.py).
@@ -35,9 +38,10 @@ class TrainingConfig(Options):
     head: HeadName = option("auto", choices=HEADS, help=(
         "new scoring head of an encoder base: mean / cls (mean of the token embeddings / [CLS] -> one logit), "
         "classifier (transformers' head on BERT's pooler) or auto (the base's own pooling, else mean)"))
-    loss: LossName = option("triplet", choices=LOSSES, help=(
+    loss: LossName = option("auto", choices=LOSSES, help=(
         "triplet (margin ranking, the paper), listwise (softmax over positive and negatives), bce, or distillation "
-        "from the mining ensemble's scores: margin_mse (its score margins) or listnet (its softmax over the row)"))
+        "from the mining ensemble's scores: margin_mse (its score margins) or listnet (its softmax over the row); "
+        "auto: listnet where the triplets carry the ensemble's scores (from mine), else triplet"))
     epochs: float = option(3.0, help="passes over the triplets; the best epoch on validation is kept")
     max_steps: int | None = option(None, help="stop after at most this many steps (none: the epochs decide)")
     max_minutes: float | None = option(None, help=(
@@ -88,3 +92,14 @@ class TrainingConfig(Options):
             raise ValueError("min_validation_queries must be >= 1.")
         if self.teacher_scale <= 0 or not 0 <= self.label_weight <= 1:
             raise ValueError("teacher_scale must be > 0 and label_weight in [0, 1].")
+
+
+def reads_teacher_scores(loss: str) -> bool:
+    """Whether training with ``loss`` reads the mining ensemble's scores of each row (``auto`` does where there)."""
+    return loss == "auto" or loss in TEACHER_LOSSES
+
+
+def resolve_loss(config: TrainingConfig, teacher_scores: bool) -> TrainingConfig:
+    """``config`` with ``auto`` replaced by the loss it trains with, given whether the rows carry the teacher's
+    scores; any other loss as it is."""
+    return replace(config, loss=AUTO_LOSS[teacher_scores]) if config.loss == "auto" else config

@@ -22,7 +22,7 @@ from haystack_hardneg.mine.candidates import load_candidates
 from haystack_hardneg.mine.triplets import negative_columns
 from haystack_hardneg.rank.settings import CALIBRATION_PAIRS_FILE, VALIDATION_CANDIDATES_FILE, write_ranker_settings
 from haystack_hardneg.train.card import append_model_card, plot_curves
-from haystack_hardneg.train.config import TEACHER_LOSSES, TrainingConfig
+from haystack_hardneg.train.config import TEACHER_LOSSES, TrainingConfig, resolve_loss
 from haystack_hardneg.train.heads import build_cross_encoder, head_parameters, resolve_head
 from haystack_hardneg.train.losses import build_loss, to_labelled_pairs
 from haystack_hardneg.train.manifest import checkpoint_to_resume, run_manifest, save_or_check_manifest
@@ -49,6 +49,7 @@ def train_cross_encoder(triplets, config: TrainingConfig, *, resume: bool = Fals
 
     from haystack_hardneg.embed.encoder import check_model_source, looks_like_path
 
+    config = _resolved_loss(triplets, config)
     columns = _check_triplets(triplets) + _teacher_column(triplets, config)
     check_model_source(config.base_model)
     output = Path(config.output_dir)
@@ -102,6 +103,16 @@ def _check_triplets(triplets) -> list[str]:
     if empty:
         raise ValueError(f"{len(empty)} triplet row(s) have an empty text, e.g. rows {empty[:5]}; remove them first.")
     return text_columns
+
+
+def _resolved_loss(triplets, config: TrainingConfig) -> TrainingConfig:
+    """The loss ``auto`` stands for with these triplets, said in the log (the report and model card name it)."""
+    resolved = resolve_loss(config, "scores" in triplets.column_names)
+    if config.loss == "auto":
+        logger.info("Loss auto: %s (%s).", resolved.loss,
+                    "the triplets carry the mining ensemble's scores" if resolved.loss in TEACHER_LOSSES else
+                    "these triplets carry no teacher scores: the miner's provenance.jsonl is not beside them")
+    return resolved
 
 
 def _teacher_column(triplets, config: TrainingConfig) -> list[str]:
