@@ -305,6 +305,7 @@ def test_train_command(trainable_model, tmp_path):
     start = done.stdout.index('{\n  "model"')
     summary = json.loads(done.stdout[start : done.stdout.index("\n}", start) + 2])
     assert summary["steps"] == 4 and "validation_ndcg@10" in summary["validation"]
+    assert summary["loss"] == "triplet"  # auto, on a file with no miner's scores beside it
     assert CrossEncoder(summary["model"]).predict([("q", "d")]).shape == (1,)
     # An export that cannot be made is refused before the training starts.
     refused = subprocess.run([sys.executable, "-m", "haystack_hardneg.cli", "train", "--triplets", str(triplets),

@@ -157,7 +157,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     export = export_config_for_training(args, str(Path(config.output_dir) / "model"))
     result = TripletTrainer(training=config, resume=args.resume).run(triplets=args.triplets)
     report = result["report"]
-    print(json.dumps({"model": result["model_path"], "steps": report["steps"], "validation": report["validation"],
+    print(json.dumps({"model": result["model_path"], "loss": report["config"]["loss"], "steps": report["steps"],
+                      "validation": report["validation"],
                       "validation_on": report["validation_on"], "best_checkpoint": report["best_checkpoint"]}, indent=2))
     if report.get("fusion"):
         fusion = report["fusion"]
