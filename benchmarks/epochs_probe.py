@@ -14,7 +14,7 @@ from pathlib import Path
 
 from haystack_hardneg.mine.candidates import load_candidates
 from haystack_hardneg.mine.triplets import load_triplets
-from haystack_hardneg.train.config import TrainingConfig
+from haystack_hardneg.train.config import TrainingConfig, reads_teacher_scores
 from haystack_hardneg.train.trainer import train_cross_encoder
 
 RUN = Path("runs/experiment-scifact")
@@ -24,7 +24,9 @@ if not PROBE.exists():
     shutil.copytree(RUN / "train/ensemble_cluster/checkpoints", PROBE / "checkpoints")
 training = {**json.loads((RUN / "config.json").read_text())["training"], "epochs": 4}
 config = TrainingConfig(output_dir=str(PROBE), strategy="ensemble_cluster", seed=0, **training)
-report = train_cross_encoder(load_triplets(RUN / "mine/ensemble_cluster/triplets.jsonl"), config, resume=True,
+triplets = load_triplets(RUN / "mine/ensemble_cluster/triplets.jsonl",
+                         teacher_scores=reads_teacher_scores(config.loss))
+report = train_cross_encoder(triplets, config, resume=True,
                              candidates=load_candidates(RUN / "mine/candidates.jsonl"))
 curve = [(h["step"], h["eval_validation_ndcg@10"]) for h in report["history"] if "eval_validation_ndcg@10" in h]
 fusion = {k: report["fusion"][k] for k in ("first_stage", "reranker_alone", "best_alpha", "best")}

@@ -184,6 +184,27 @@ def recipes_chart(study, selection: dict, table: dict, path: Path) -> None:
     plt.close(figure)
 
 
+def validation_by_seed(study, runs, recipes: tuple[str, ...]) -> dict:
+    """The trainer's validation nDCG@10 of each recipe's select_strategy re-ranker alone, by data set and seed (as
+    the selection reads it; the seed draws the held-out queries, so compare recipes within a seed)."""
+    table: dict = {}
+    for run in sorted(runs, key=lambda r: (r.data_set, r.seed)):
+        path = _folder(study, run) / "train" / study.select_strategy / "training_report.json"
+        if run.recipe in recipes and study.select_strategy in run.strategies and path.is_file():
+            value = json.loads(path.read_text(encoding="utf-8"))["validation"][f"validation_{METRIC}"]
+            table.setdefault(run.data_set, {}).setdefault(f"seed{run.seed}", {})[run.recipe] = value
+    return table
+
+
+def _by_seed_table(table: dict, recipes: tuple[str, ...]) -> str:
+    lines = [f"| data set | seed | {' | '.join(recipes)} |", "|---|---|" + "---|" * len(recipes)]
+    for data_set, seeds in table.items():
+        for seed, row in seeds.items():
+            cells = " | ".join("" if r not in row else f"{row[r]:.4f}" for r in recipes)
+            lines.append(f"| {data_set} | {seed} | {cells} |")
+    return "\n".join(lines)
+
+
 def validation_curves(study, runs) -> dict:
     """Each run's validation nDCG@10 of its select_strategy re-ranker alone after each evaluation, as (epoch, value)
     by data set and run, and the first stage's on the same queries (by seed: the seed draws the held-out queries).
@@ -210,6 +231,8 @@ def curves_chart(study, curves: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    if not curves:
+        return
     recipes = list(study.recipes)
     colours = {r: plt.get_cmap("tab10")(i) for i, r in enumerate(recipes)}
     styles = ["-", "--", ":", "-."]
@@ -275,6 +298,7 @@ def summarise(study, runs, selection: dict, into: Path, states: Path) -> dict:
     recipe_table = recipes_on_test(study, runs)
     result = {"selection": selection, "recipes_on_test_seed0": recipe_table, "winner_against_baseline": recipes,
               "strategies_with_winner": strategies, "targets": targets(study, runs, winner),
+              "validation_by_seed": validation_by_seed(study, runs, (winner, study.baseline)),
               "validation_curves": validation_curves(study, runs),
               "runs": sorted(r.name + " " + ",".join(r.strategies) for r in runs)}
     atomic_write_text(into / "study.json", json.dumps(result, indent=2) + "\n")
@@ -282,7 +306,7 @@ def summarise(study, runs, selection: dict, into: Path, states: Path) -> dict:
     recipes_chart(study, selection, recipe_table, into / "chart_recipes.png")
     curves_chart(study, result["validation_curves"], into / "chart_validation_curves.png")
     atomic_write_text(into / "study.md", _markdown(study, selection, winner, recipe_table, recipes, focused,
-                                                 result["targets"]))
+                                                 result["targets"], result["validation_by_seed"]))
     _copy_reports(study, runs, into, states)
     print((into / "study.md").read_text(encoding="utf-8"))
     print(f"Written: {into / 'study.json'}, {into / 'study.md'}, {into / 'chart_recipes.png'}, "
@@ -291,9 +315,11 @@ def summarise(study, runs, selection: dict, into: Path, states: Path) -> dict:
 
 
 def _markdown(study, selection: dict, winner: str, recipe_table: dict, recipes: dict, focused: dict,
-              found: dict) -> str:
+              found: dict, by_seed: dict) -> str:
+    pair = tuple(dict.fromkeys((winner, study.baseline)))
     lines = ["# Recipe study", "", f"Selection rule: {selection['rule']}.", "", "## Validation nDCG@10 (seed 0)", "",
-             _validation_table(study, selection), "", "## Test nDCG@10 (seed 0; difference from "
+             _validation_table(study, selection), "", f"## Validation nDCG@10 by training seed ({', '.join(pair)})",
+             "", _by_seed_table(by_seed, pair), "", "## Test nDCG@10 (seed 0; difference from "
              f"{study.baseline}, paired t-test)", "", _recipes_table(study, recipe_table)]
     for ds in study.data_sets:
         if recipes[ds]:

@@ -18,7 +18,7 @@ step precision;      python benchmarks/precision_speed.py --model "$M/all-MiniLM
 step mine;           haystack-hardneg mine --data "$D" --split train --model "$M/all-MiniLM-L6-v2" \
                        --model "$M/all-mpnet-base-v2" --num-negatives 5 --out runs/mine > runs/bench-logs/mine.log 2>&1
 step train;          haystack-hardneg train --triplets runs/mine/ensemble_cluster/triplets.jsonl \
-                       --base-model "$M/all-MiniLM-L6-v2" --out runs/train-ensemble_cluster --epochs 2 \
+                       --base-model "$M/all-MiniLM-L6-v2" --out runs/train-ensemble_cluster --epochs 2 --loss triplet \
                        > runs/bench-logs/train.log 2>&1
 step rerank;         python benchmarks/scifact_rerank.py --model runs/train-ensemble_cluster/model \
                        --train-report runs/train-ensemble_cluster/training_report.json \

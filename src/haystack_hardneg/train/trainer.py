@@ -111,7 +111,7 @@ def _resolved_loss(triplets, config: TrainingConfig) -> TrainingConfig:
     if config.loss == "auto":
         logger.info("Loss auto: %s (%s).", resolved.loss,
                     "the triplets carry the mining ensemble's scores" if resolved.loss in TEACHER_LOSSES else
-                    "these triplets carry no teacher scores: the miner's provenance.jsonl is not beside them")
+                    "these triplets carry no teacher scores: no matching provenance.jsonl from the miner beside them")
     return resolved
 
 
@@ -122,7 +122,8 @@ def _teacher_column(triplets, config: TrainingConfig) -> list[str]:
     if "scores" not in triplets.column_names:
         raise ValueError(f"The {config.loss} loss learns from the mining ensemble's scores, and these triplets have "
                          f"none: train on a triplets file with the miner's provenance.jsonl beside it (or rows with a "
-                         f"'scores' list: positive, then each negative), or choose the triplet loss.")
+                         f"'scores' list: positive, then each negative), or choose the triplet loss (an "
+                         f"experiment's loss auto is listnet).")
     width = 1 + len(negative_columns(triplets.column_names))
     wrong = [i for i, scores in enumerate(triplets["scores"])
              if not isinstance(scores, list) or len(scores) != width or any(s is None for s in scores)]
