@@ -22,6 +22,13 @@ def _per_query(folder: Path) -> dict[str, dict[str, float]]:
     return load(folder, METRIC)[1]
 
 
+@lru_cache(maxsize=None)
+def _training_report(folder: Path, strategy: str) -> dict | None:
+    """The run's training report of ``strategy``, read once for the validation tables and curves."""
+    path = folder / "train" / strategy / "training_report.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
 def _folder(study, run) -> Path:
     return Path(study.config(run.data_set, run.recipe, seed=run.seed).out)
 
@@ -189,9 +196,9 @@ def validation_by_seed(study, runs, recipes: tuple[str, ...]) -> dict:
     the selection reads it; the seed draws the held-out queries, so compare recipes within a seed)."""
     table: dict = {}
     for run in sorted(runs, key=lambda r: (r.data_set, r.seed)):
-        path = _folder(study, run) / "train" / study.select_strategy / "training_report.json"
-        if run.recipe in recipes and study.select_strategy in run.strategies and path.is_file():
-            value = json.loads(path.read_text(encoding="utf-8"))["validation"][f"validation_{METRIC}"]
+        report = _training_report(_folder(study, run), study.select_strategy)
+        if run.recipe in recipes and study.select_strategy in run.strategies and report is not None:
+            value = report["validation"][f"validation_{METRIC}"]
             table.setdefault(run.data_set, {}).setdefault(f"seed{run.seed}", {})[run.recipe] = value
     return table
 
@@ -212,10 +219,10 @@ def validation_curves(study, runs) -> dict:
     queries with a relevant candidate; the selection's are the trainer's graded figures on all of them."""
     curves: dict = {}
     for run in sorted(runs, key=lambda r: (r.data_set, r.recipe, r.seed)):
-        path = _folder(study, run) / "train" / study.select_strategy / "training_report.json"
-        if study.select_strategy not in run.strategies or not path.is_file():
+        report = _training_report(_folder(study, run), study.select_strategy)
+        if study.select_strategy not in run.strategies or report is None:
             continue
-        history = json.loads(path.read_text(encoding="utf-8"))["history"]
+        history = report["history"]
         evaluations = [e for e in history if f"eval_validation_{METRIC}" in e]
         entry = curves.setdefault(run.data_set, {"first_stage": {}, "runs": {}})
         entry["runs"][f"{run.recipe}/seed{run.seed}"] = [[round(e["epoch"], 3), e[f"eval_validation_{METRIC}"]]
