@@ -66,6 +66,8 @@ class Study:
         self.out = out
         self.data_sets = self.spec["data_sets"]
         self.recipes: dict[str, dict] = self.spec["recipes"]
+        # Probes: recipes tried beside the chosen one (e.g. longer training), run with --runs, never selected.
+        self.probes: dict[str, dict] = self.spec.get("probes", {})
         self.baseline, self.seeds = self.spec["baseline"], list(self.spec["seeds"])
         self.select_strategy = self.spec["select_strategy"]
         self._splits: dict[str, tuple] = {}
@@ -81,7 +83,8 @@ class Study:
                strategies: tuple[str, ...] | None = None) -> ExperimentConfig:
         entry = self.data_sets[data_set]
         config = ExperimentConfig.from_yaml(ROOT / entry["config"])
-        training = {**config.training, **self.spec.get("training", {}), **(self.recipes[recipe] if recipe else {})}
+        overrides = {**self.recipes, **self.probes}[recipe] if recipe else {}
+        training = {**config.training, **self.spec.get("training", {}), **overrides}
         folder = self.out / data_set / (recipe or "base") / (f"seed{seed}" if recipe else "")
         return replace(config, out=str(folder), training=training, training_seed=seed,
                        strategies=list(strategies or config.strategies))
@@ -200,9 +203,10 @@ def parse_run(study: Study, name: str) -> Run:
     """``data_set/recipe/seedN`` (the selection strategy) or ``data_set/recipe/seedN:strategy,strategy``."""
     path, _, strategies = name.partition(":")
     data_set, recipe, seed = path.split("/")
-    if data_set not in study.data_sets or recipe not in study.recipes or not seed.startswith("seed"):
+    recipes = [*study.recipes, *study.probes]
+    if data_set not in study.data_sets or recipe not in recipes or not seed.startswith("seed"):
         raise SystemExit(f"--runs {name}: expected data_set/recipe/seedN with a data set of {list(study.data_sets)} "
-                         f"and a recipe of {list(study.recipes)}.")
+                         f"and a recipe of {recipes}.")
     return Run(data_set, recipe, int(seed[4:]), tuple(strategies.split(",")) if strategies else
                (study.select_strategy,))
 
@@ -240,10 +244,23 @@ class Scheduler:
                     export(self.study, [run], self.states, self.export_tar)
 
 
+def resume_from(study: Study, sources: list[Path], scratch: Path) -> None:
+    """Runs exported before (the committed states, or the tar.gz of an earlier run elsewhere) put back into their
+    run folders: their finished trainings are kept, not trained again, and exported again with their run."""
+    collect_states(sources, scratch / "states")
+    for run, state in exported_runs(scratch / "states"):
+        if run.data_set in study.data_sets and run.recipe in {**study.recipes, **study.probes}:
+            start_folder(study, run)
+            config = study.config(run.data_set, run.recipe, seed=run.seed, strategies=run.strategies)
+            print(f"{run.name}: resumed {len(import_state(config, state)['imported'])} stages", flush=True)
+
+
 def cmd_run(args) -> int:
     study = Study(args.study, args.out)
     for ds, entry in study.data_sets.items():
         prepare_base(study, ds, ROOT / entry["state"])  # quick where it is done already
+    if args.states:
+        resume_from(study, args.states, args.out / "resumed")
     scheduler = Scheduler(study, args)
     if args.runs:  # these runs only, e.g. more seeds on a machine without a GPU
         scheduler.run_all([parse_run(study, name) for name in args.runs])
@@ -334,6 +351,8 @@ def main() -> None:
     run.add_argument("--export", type=Path, help="a tar.gz of every finished run's exported trainings")
     run.add_argument("--runs", nargs="+", metavar="DS/RECIPE/SEEDN[:STRATEGIES]",
                      help="only these runs, without the selection (e.g. more seeds, on another machine)")
+    run.add_argument("--states", type=Path, nargs="+",
+                     help="runs exported before (tar.gz or states folders): what they finished is not trained again")
     run.add_argument("--workers", type=int, default=1, help="runs at a time (one GPU holds several)")
     run.add_argument("--deadline-minutes", type=float, help="start no run after this")
     run.add_argument("--stop-minutes", type=float, help="stop the runs still going at this (they resume)")

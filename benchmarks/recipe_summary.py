@@ -43,13 +43,13 @@ def _renamed(values: dict, prefix: str, systems: list[str]) -> dict:
     return {f"{prefix}: {s}" if prefix else s: values[s] for s in systems if s in values}
 
 
-def recipe_comparison(study, runs, data_set: str, winner: str) -> dict | None:
-    """Winner and baseline on ``select_strategy``, over the seeds both have (per-query values averaged)."""
-    s = study.select_strategy
-    by_recipe = {r: {run.seed: run for run in _seed_runs(study, runs, data_set, r, s)}
-                 for r in (study.baseline, winner)}
+def recipe_comparison(study, runs, data_set: str, winner: str, against: str | None = None) -> dict | None:
+    """Winner and baseline (or ``against``) on ``select_strategy``, over the seeds both have (per-query values
+    averaged)."""
+    s, against = study.select_strategy, against or study.baseline
+    by_recipe = {r: {run.seed: run for run in _seed_runs(study, runs, data_set, r, s)} for r in (against, winner)}
     seeds = sorted(set.intersection(*(set(v) for v in by_recipe.values())))
-    if winner == study.baseline or not seeds:
+    if winner == against or not seeds:
         return None
     systems = [f"{s} re-ranker", f"{s} re-ranker + fusion"]
     loaded = []
@@ -88,6 +88,18 @@ def _validation_table(study, selection: dict) -> str:
     return "\n".join(lines)
 
 
+def _against_selected(strategy: str):
+    """The pairs the paper's comparison reads: the first stage against each system, and ``strategy``'s re-ranker
+    against every other system of its kind (alone against alone, fused against fused)."""
+    def kind(system: str) -> bool:
+        return system.endswith("+ fusion")
+
+    def keep(a: str, b: str) -> bool:
+        ours = a.startswith(f"{strategy} re-ranker") or b.startswith(f"{strategy} re-ranker")
+        return a == "first stage" or (ours and kind(a) == kind(b))
+    return keep
+
+
 def _focus(summary: dict, keep) -> dict:
     """The table's pairs reduced to those ``keep`` accepts (row, column)."""
     pairs = {k: v for k, v in summary["pairs_on_seed_averaged_queries"].items() if keep(*k.split(" | "))}
@@ -121,7 +133,7 @@ def recipes_on_test(study, runs, seed: int = 0) -> dict:
     s, table = study.select_strategy, {}
     for data_set in study.data_sets:
         by_recipe = {r.recipe: _per_query(_folder(study, r)) for r in runs
-                     if r.data_set == data_set and r.seed == seed and s in r.strategies
+                     if r.data_set == data_set and r.seed == seed and s in r.strategies and r.recipe in study.recipes
                      and (_folder(study, r) / "per_query.json").is_file()}
         base = by_recipe.get(study.baseline)
         for recipe, values in by_recipe.items():
@@ -240,7 +252,7 @@ def curves_chart(study, curves: dict, path: Path) -> None:
 
     if not curves:
         return
-    recipes = list(study.recipes)
+    recipes = [*study.recipes, *study.probes]
     colours = {r: plt.get_cmap("tab10")(i) for i, r in enumerate(recipes)}
     styles = ["-", "--", ":", "-."]
     figure, axes = plt.subplots(1, len(curves), figsize=(6 * len(curves), 4), squeeze=False)
@@ -293,6 +305,39 @@ def chart(study, comparisons: dict, path: Path) -> None:
     plt.close(figure)
 
 
+def probes(study, runs, winner: str) -> dict:
+    """Each probe (a recipe tried beside the chosen one, never selected) against the winner: validation by seed,
+    test over the seeds both have, and the targets' figures."""
+    found = {}
+    for probe in study.probes:
+        found[probe] = {"validation_by_seed": validation_by_seed(study, runs, (winner, probe)),
+                        f"against_{winner}": {ds: recipe_comparison(study, runs, ds, probe, winner)
+                                              for ds in study.data_sets},
+                        "targets": targets(study, runs, probe)}
+    return found
+
+
+def _probes_markdown(study, winner: str, found: dict) -> list[str]:
+    lines = []
+    for probe, entry in found.items():
+        lines += ["", f"## Probe {probe}: {study.probes[probe]} (never selected)", "",
+                  f"Validation nDCG@10 by training seed ({winner}, {probe}):", "",
+                  _by_seed_table(entry["validation_by_seed"], (winner, probe))]
+        for ds, summary in entry[f"against_{winner}"].items():
+            if summary:
+                same_kind = _focus(summary, lambda a, b: a == "first stage" or b == "first stage" or
+                                   a.split(": ", 1)[1] == b.split(": ", 1)[1])
+                lines += ["", f"{ds}, test, seeds {summary['seeds']}:", "", tables(same_kind)]
+        lines += ["", "Against the targets:", "", *_targets_table(entry["targets"])]
+    return lines
+
+
+def _targets_table(found: dict) -> list[str]:
+    return ["| | seeds | mean | first stage | gain | p |", "|---|---|---|---|---|---|",
+            *(f"| {name} | {t['seeds']} | {t['mean']:.4f} | {t['first_stage']:.4f} | {t['gain']:+.4f} | "
+              f"{_p(t['p_value'])} |" for name, t in found.items())]
+
+
 def summarise(study, runs, selection: dict, into: Path, states: Path) -> dict:
     """Everything the study shows, from the runs' reports: ``into``/study.json, study.md, the charts, each run's
     report and the states they came from."""
@@ -300,20 +345,19 @@ def summarise(study, runs, selection: dict, into: Path, states: Path) -> dict:
     winner = selection["winner"] or study.baseline
     recipes = {ds: recipe_comparison(study, runs, ds, winner) for ds in study.data_sets}
     strategies = {ds: strategy_comparison(study, runs, ds, winner) for ds in study.data_sets}
-    cluster = "ensemble_cluster re-ranker"
-    focused = {ds: s and _focus(s, lambda a, b: cluster in b or a == "first stage") for ds, s in strategies.items()}
+    focused = {ds: s and _focus(s, _against_selected(study.select_strategy)) for ds, s in strategies.items()}
     recipe_table = recipes_on_test(study, runs)
     result = {"selection": selection, "recipes_on_test_seed0": recipe_table, "winner_against_baseline": recipes,
               "strategies_with_winner": strategies, "targets": targets(study, runs, winner),
               "validation_by_seed": validation_by_seed(study, runs, (winner, study.baseline)),
-              "validation_curves": validation_curves(study, runs),
+              "validation_curves": validation_curves(study, runs), "probes": probes(study, runs, winner),
               "runs": sorted(r.name + " " + ",".join(r.strategies) for r in runs)}
     atomic_write_text(into / "study.json", json.dumps(result, indent=2) + "\n")
     chart(study, strategies, into / "chart_strategies.png")
     recipes_chart(study, selection, recipe_table, into / "chart_recipes.png")
     curves_chart(study, result["validation_curves"], into / "chart_validation_curves.png")
     atomic_write_text(into / "study.md", _markdown(study, selection, winner, recipe_table, recipes, focused,
-                                                 result["targets"], result["validation_by_seed"]))
+                                                 result["targets"], result["validation_by_seed"], result["probes"]))
     _copy_reports(study, runs, into, states)
     print((into / "study.md").read_text(encoding="utf-8"))
     print(f"Written: {into / 'study.json'}, {into / 'study.md'}, {into / 'chart_recipes.png'}, "
@@ -322,7 +366,7 @@ def summarise(study, runs, selection: dict, into: Path, states: Path) -> dict:
 
 
 def _markdown(study, selection: dict, winner: str, recipe_table: dict, recipes: dict, focused: dict,
-              found: dict, by_seed: dict) -> str:
+              found: dict, by_seed: dict, probed: dict) -> str:
     pair = tuple(dict.fromkeys((winner, study.baseline)))
     lines = ["# Recipe study", "", f"Selection rule: {selection['rule']}.", "", "## Validation nDCG@10 (seed 0)", "",
              _validation_table(study, selection), "", f"## Validation nDCG@10 by training seed ({', '.join(pair)})",
@@ -339,10 +383,8 @@ def _markdown(study, selection: dict, winner: str, recipe_table: dict, recipes: 
                       tables(focused[ds])]
     lines += ["", f"## Against the targets ({winner}, {study.select_strategy})", "",
               "Targets: SciFact alone >= first stage + 0.02 with p < 0.05, SciFact fused >= 0.78; the second data "
-              "set fused >= its first stage + 0.02 with p < 0.05.", "",
-              "| | seeds | mean | first stage | gain | p |", "|---|---|---|---|---|---|"]
-    lines += [f"| {name} | {t['seeds']} | {t['mean']:.4f} | {t['first_stage']:.4f} | {t['gain']:+.4f} | "
-              f"{_p(t['p_value'])} |" for name, t in found.items()]
+              "set fused >= its first stage + 0.02 with p < 0.05.", "", *_targets_table(found)]
+    lines += _probes_markdown(study, winner, probed)
     return "\n".join(lines) + "\n"
 
 
