@@ -1,4 +1,3 @@
-import gc
 import json
 import re
 import subprocess
@@ -34,8 +33,7 @@ def test_index_then_query_from_the_command_line(tiny_model, fixtures, tmp_path, 
     from haystack_hardneg.cli import main
 
     def query(*args: str) -> tuple[int, str, str]:
-        code = main(["query", *args, *common])
-        gc.collect()  # the store's local-mode lock goes with the command's pipeline (a process frees it at exit)
+        code = main(["query", *args, *common])  # each closes the local store, so the next one can open it
         out, err = capsys.readouterr()
         return code, out, err
 

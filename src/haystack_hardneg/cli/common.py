@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,21 @@ def open_store(args: argparse.Namespace, embedding_dim: int, recreate: bool = Fa
         return open_document_store(url=args.url, api_key=key, index=args.index, embedding_dim=embedding_dim,
                                    recreate_index=recreate)
     return open_document_store(path=args.store, index=args.index, embedding_dim=embedding_dim, recreate_index=recreate)
+
+
+@contextmanager
+def closing_stores(pipeline):
+    """``pipeline``, whose document stores are closed when the command ends, failed or not: Qdrant's local mode
+    locks its folder until its client closes, and a caller running several commands in one process (a notebook,
+    a test) needs that lock back."""
+    try:
+        yield pipeline
+    finally:
+        for _, component in pipeline.walk():
+            # Writers expose their store; Qdrant's retrievers keep it in a private attribute.
+            store = getattr(component, "document_store", None) or getattr(component, "_document_store", None)
+            if callable(getattr(store, "close", None)):
+                store.close()
 
 
 def embedder_dimension(embedder) -> int:

@@ -90,12 +90,16 @@ def cmd_mine(args: argparse.Namespace) -> int:
     configs = mining_configs(args, len(embedder.members), embedder.combine)
     split = load_beir(args.data, args.split, on_missing=on_missing, min_relevance=args.min_relevance)
     store = open_store(args, embedder_dimension(embedder)) if args.from_store else None
-    miner = ClusterNegativeMiner(text_embedder=embedder, document_store=store, mining=next(iter(configs.values())),
-                                 meta_fields_to_embed=args.meta_field or ["title"],
-                                 embedding_separator=args.separator, on_missing=on_missing,
-                                 min_relevance=args.min_relevance)
-    miner.warm_up()
-    data, stats = miner.mining_data(split.queries, split.qrels, None if args.from_store else split.corpus)
+    try:
+        miner = ClusterNegativeMiner(text_embedder=embedder, document_store=store,
+                                     mining=next(iter(configs.values())), meta_fields_to_embed=args.meta_field or
+                                     ["title"], embedding_separator=args.separator, on_missing=on_missing,
+                                     min_relevance=args.min_relevance)
+        miner.warm_up()
+        data, stats = miner.mining_data(split.queries, split.qrels, None if args.from_store else split.corpus)
+    finally:
+        if store is not None:  # local mode locks the folder until the client closes
+            store.close()
     # load_beir already validated the split; count what it and the miner's own validation left out.
     stats.add(split.stats)
     skipped = skipped_when_loading(stats)

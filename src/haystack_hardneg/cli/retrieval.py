@@ -10,6 +10,7 @@ from pathlib import Path
 from haystack_hardneg.cli.common import (
     add_ensemble_arguments,
     add_store_arguments,
+    closing_stores,
     embedder_dimension,
     ensemble_settings,
     open_store,
@@ -62,9 +63,9 @@ def _indexing_pipeline(args: argparse.Namespace):
 
 def cmd_index(args: argparse.Namespace) -> int:
     started = time.perf_counter()
-    pipeline = _indexing_pipeline(args)
-    result = pipeline.run({"converter": {"sources": args.sources}},
-                          include_outputs_from={"converter", "chunker", "embedder"})
+    with closing_stores(_indexing_pipeline(args)) as pipeline:
+        result = pipeline.run({"converter": {"sources": args.sources}},
+                              include_outputs_from={"converter", "chunker", "embedder"})
     failures = result["converter"]["failures"]
     summary = {
         "sources": len(args.sources),
@@ -151,7 +152,12 @@ def _describe_ranker(pipeline) -> None:
 
 
 def cmd_query(args: argparse.Namespace) -> int:
-    pipeline = _query_pipeline(args)
+    with closing_stores(_query_pipeline(args)) as pipeline:
+        _answer(pipeline, args)
+    return 0
+
+
+def _answer(pipeline, args: argparse.Namespace) -> None:
     check_query_embedder_matches_store(pipeline)
     _describe_ranker(pipeline)
     for text in args.text:
@@ -163,4 +169,3 @@ def cmd_query(args: argparse.Namespace) -> int:
             title = doc.meta.get("title") or doc.meta.get("source") or ""
             snippet = " ".join((doc.content or "").split())[:160]
             print(f"{rank:>3}. {doc.score:.4f}  {doc.id}  {title[:60]}\n       {snippet}")
-    return 0
