@@ -68,6 +68,9 @@ class Study:
         self.recipes: dict[str, dict] = self.spec["recipes"]
         # Probes: recipes tried beside the chosen one (e.g. longer training), run with --runs, never selected.
         self.probes: dict[str, dict] = self.spec.get("probes", {})
+        if set(self.probes) & set(self.recipes):
+            raise SystemExit(f"{path}: probes {sorted(set(self.probes) & set(self.recipes))} are named like recipes; "
+                             "rename them (a probe must not change what the selection trains).")
         self.baseline, self.seeds = self.spec["baseline"], list(self.spec["seeds"])
         self.select_strategy = self.spec["select_strategy"]
         self._splits: dict[str, tuple] = {}
@@ -154,6 +157,9 @@ def export(study: Study, runs: list[Run], dest: Path, tar_path: Path | None) -> 
     """Each run's trainings and re-ranking scores as an exported state (the shared upstream stages stay behind),
     into ``dest`` (beside the runs exported before) and all of ``dest`` into the tar.gz."""
     for run in runs:
+        # Every strategy the folder finished, not only those this run was given: the export replaces the run's
+        # earlier one, which may hold strategies resumed from elsewhere (--states) or trained before.
+        run = replace(run, strategies=tuple(study.config(run.data_set).strategies))
         stages = finished_stages(study, run)
         if stages:
             export_state(study.config(run.data_set, run.recipe, seed=run.seed, strategies=run.strategies),
@@ -297,14 +303,34 @@ def cmd_prepare(args) -> int:
 
 
 def collect_states(sources: list[Path], states: Path) -> None:
-    """The given states (tar.gz files that run wrote, or states folders as committed), and nothing older."""
+    """The given states (tar.gz files that run wrote, or states folders as committed), and nothing older. A run
+    exported by several sources keeps the stages of all (a later source's record of a stage wins)."""
     shutil.rmtree(states, ignore_errors=True)
-    for source in sources:
+    states.mkdir(parents=True)
+    for i, source in enumerate(sources):
         if source.is_dir():
-            shutil.copytree(source, states, dirs_exist_ok=True)
-            continue
-        with tarfile.open(source) as archive:
-            archive.extractall(states.parent, filter="data")
+            unpacked = source
+        else:
+            scratch = states.parent / f".unpacked-{i}"
+            shutil.rmtree(scratch, ignore_errors=True)
+            with tarfile.open(source) as archive:
+                archive.extractall(scratch, filter="data")
+            unpacked = scratch / "states"
+        for state in sorted(unpacked.glob("*/*/seed*/state.json")):
+            _merge_state(state.parent, states / state.parent.relative_to(unpacked))
+        if not source.is_dir():
+            shutil.rmtree(unpacked.parent)
+
+
+def _merge_state(source: Path, target: Path) -> None:
+    """``source``'s exported run into ``target``: its files over the target's, its stages beside them."""
+    merged = json.loads((target / "state.json").read_text(encoding="utf-8")) if target.is_dir() else None
+    shutil.copytree(source, target, dirs_exist_ok=True)
+    if merged is not None:
+        incoming = json.loads((source / "state.json").read_text(encoding="utf-8"))
+        for part in ("stages", "models", "plan_estimates"):
+            merged[part] = {**merged.get(part, {}), **incoming.get(part, {})}
+        atomic_write_text(target / "state.json", json.dumps(merged, indent=2))
 
 
 def report_run(study: Study, run: Run, state: Path, log: Path) -> Run | None:

@@ -320,7 +320,8 @@ def probes(study, runs, winner: str) -> dict:
 def _probes_markdown(study, winner: str, found: dict) -> list[str]:
     lines = []
     for probe, entry in found.items():
-        lines += ["", f"## Probe {probe}: {study.probes[probe]} (never selected)", "",
+        settings = ", ".join(f"{k} {v}" for k, v in study.probes[probe].items())
+        lines += ["", f"## Probe {probe}: {settings} (never selected)", "",
                   f"Validation nDCG@10 by training seed ({winner}, {probe}):", "",
                   _by_seed_table(entry["validation_by_seed"], (winner, probe))]
         for ds, summary in entry[f"against_{winner}"].items():
