@@ -100,6 +100,12 @@ def _against_selected(strategy: str):
     return keep
 
 
+def _same_system(a: str, b: str) -> bool:
+    """Pairs of two recipes' comparison worth reading: the first stage against each, and the same system
+    ("recipe: system") of both recipes."""
+    return a == "first stage" or b == "first stage" or a.split(": ", 1)[1] == b.split(": ", 1)[1]
+
+
 def _focus(summary: dict, keep) -> dict:
     """The table's pairs reduced to those ``keep`` accepts (row, column)."""
     pairs = {k: v for k, v in summary["pairs_on_seed_averaged_queries"].items() if keep(*k.split(" | "))}
@@ -326,9 +332,7 @@ def _probes_markdown(study, winner: str, found: dict) -> list[str]:
                   _by_seed_table(entry["validation_by_seed"], (winner, probe))]
         for ds, summary in entry[f"against_{winner}"].items():
             if summary:
-                same_kind = _focus(summary, lambda a, b: a == "first stage" or b == "first stage" or
-                                   a.split(": ", 1)[1] == b.split(": ", 1)[1])
-                lines += ["", f"{ds}, test, seeds {summary['seeds']}:", "", tables(same_kind)]
+                lines += ["", f"{ds}, test, seeds {summary['seeds']}:", "", tables(_focus(summary, _same_system))]
         lines += ["", "Against the targets:", "", *_targets_table(entry["targets"])]
     return lines
 
@@ -375,10 +379,8 @@ def _markdown(study, selection: dict, winner: str, recipe_table: dict, recipes: 
              f"{study.baseline}, paired t-test)", "", _recipes_table(study, recipe_table)]
     for ds in study.data_sets:
         if recipes[ds]:
-            same_kind = _focus(recipes[ds], lambda a, b: a == "first stage" or b == "first stage" or
-                               a.split(": ", 1)[1] == b.split(": ", 1)[1])
             lines += ["", f"## {ds}: {winner} against {study.baseline} (test, seeds {recipes[ds]['seeds']})", "",
-                      tables(same_kind)]
+                      tables(_focus(recipes[ds], _same_system))]
         if focused[ds]:
             lines += ["", f"## {ds}: negative strategies with {winner} (test, seeds {focused[ds]['seeds']})", "",
                       tables(focused[ds])]
