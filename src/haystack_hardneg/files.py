@@ -8,7 +8,7 @@ import os
 import shutil
 import tempfile
 from contextlib import contextmanager
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Iterable, Iterator
 
 
@@ -97,3 +97,26 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
     # Split on "\n" only: str.splitlines() also splits on U+2028/U+2029/U+0085, which json.dumps(ensure_ascii=False)
     # leaves unescaped inside strings.
     return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").split("\n") if line.strip()]
+
+
+class UnsafePathError(ValueError):
+    """A path named by a file someone else made (a state, a model folder's JSON) that leads outside its folder."""
+
+
+def confined_path(root: str | Path, relative: str, *, named_in: str | Path) -> Path:
+    """``root / relative`` where ``relative`` (as named in the file ``named_in``) stays inside ``root``: a plain
+    relative path, without ``..``, and with no symlink on the way from ``root`` to it. Checked before anything is
+    read or written there, since the file naming it may be hostile (a hash it also supplies proves nothing)."""
+    if not isinstance(relative, str) or not relative or "\0" in relative or "\\" in relative:
+        raise UnsafePathError(f"{named_in} names the path {relative!r}, which is not a relative path inside {root}.")
+    parts = PurePosixPath(relative).parts
+    if PurePosixPath(relative).is_absolute() or ".." in parts:
+        raise UnsafePathError(f"{named_in} names {relative!r}, which leads outside {root}: only paths inside the "
+                              f"folder are followed (no '..', no absolute path).")
+    path = Path(root)
+    for part in parts:
+        path = path / part
+        if path.is_symlink():
+            raise UnsafePathError(f"{named_in} names {relative!r}, and {path} is a symbolic link: links are not "
+                                  f"followed out of {root}; replace it with the file itself.")
+    return path

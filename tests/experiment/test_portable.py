@@ -2,6 +2,7 @@
 the texts: the experiment resumes there without redoing them."""
 
 import gzip
+import hashlib
 import json
 import os
 import shutil
@@ -12,6 +13,7 @@ from dataclasses import asdict, replace
 import pytest
 import yaml
 
+from haystack_hardneg.cli import main as cli_main
 from haystack_hardneg.experiment.portable import StateError, export_state, import_state
 from haystack_hardneg.experiment.runner import Experiment
 
@@ -122,6 +124,103 @@ def test_a_damaged_state_is_refused_and_nothing_is_imported(exported, tmp_path):
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "Imported: " in done.stdout and "Stages run: ['hybrid']" in done.stdout
+
+
+def _snapshot(root) -> dict[str, str]:
+    """Every entry under ``root`` (links as links, not followed) with its bytes' hash or its link target."""
+    entries = {}
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root).as_posix()
+        if path.is_symlink():
+            entries[rel] = f"-> {os.readlink(path)}"
+        elif path.is_file():
+            entries[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
+        else:
+            entries[rel] = "folder"
+    return entries
+
+
+def _crafted_states(state, outside, tmp_path):
+    """States that name paths outside their folders, each otherwise sound: the stage keys match the config and
+    every file's hash is right, so only the paths stand between each one and a write or read outside."""
+    original = json.loads((state / "state.json").read_text())
+    stages = original["stages"]
+    rel = "rerank/random.json"
+    stored = stages["rerank/random"]["files"][rel]["stored"]
+    shutil.copy(state / stored, outside / "bait.gz")  # the right bytes: read, they would import
+
+    def renamed(new_rel):
+        def change(stages):
+            stages["rerank/random"]["files"][new_rel] = stages["rerank/random"]["files"].pop(rel)
+        return change
+
+    def stored_at(where):
+        def change(stages):
+            stages["rerank/random"]["files"][rel]["stored"] = where
+        return change
+
+    def linked(folder):
+        (folder / stored).unlink()
+        (folder / stored).symlink_to(outside / "bait.gz")
+
+    def linked_state_file(folder):
+        (outside / "state.json").write_text((folder / "state.json").read_text())
+        (folder / "state.json").unlink()
+        (folder / "state.json").symlink_to(outside / "state.json")
+
+    def linked_run_folder(target):
+        target.mkdir()
+        (target / "rerank").symlink_to(outside, target_is_directory=True)
+
+    cases = {
+        "write ../": (renamed("rerank/random/../../../outside/random.json"), None, None),
+        "write ../ at the top": (renamed("../outside/random.json"), None, None),
+        "write absolute": (renamed(str(outside / "random.json")), None, None),
+        "write another stage's file": (renamed("stages.json"), None, None),
+        "read ../": (stored_at("files/../../outside/bait.gz"), None, None),
+        "read absolute": (stored_at(str(outside / "bait.gz")), None, None),
+        "read a link": (None, linked, None),
+        "state.json a link": (None, linked_state_file, None),
+        "write through a link in the run folder": (None, None, linked_run_folder),
+    }
+    for case, (change_stages, change_folder, prepare_target) in cases.items():
+        folder = tmp_path / f"state {case}"
+        shutil.copytree(state, folder)
+        if change_stages:
+            crafted = json.loads(json.dumps(original))
+            change_stages(crafted["stages"])
+            (folder / "state.json").write_text(json.dumps(crafted))
+        if change_folder:
+            change_folder(folder)
+        target = tmp_path / f"run {case}"
+        if prepare_target:
+            prepare_target(target)
+        yield case, folder, target
+
+
+def test_a_state_naming_paths_outside_its_folders_is_refused_before_anything_is_read_or_written(
+        exported, tmp_path, capsys, monkeypatch):
+    config, _, _, root = exported
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    for case, state, target in _crafted_states(root / "state", outside, tmp_path):
+        before = _snapshot(tmp_path)
+        with pytest.raises(ValueError, match="outside|symbolic link|not one of its own files") as refused:
+            import_state(replace(config, out=str(target)), state)
+        assert "\n" not in str(refused.value), case
+        assert _snapshot(tmp_path) == before, case  # nothing written anywhere, the run folder included
+    # The same state, sound, imports: the refusals above are the paths' doing, not a damaged state.
+    assert "rerank/random" in import_state(replace(config, out=str(tmp_path / "sound")), root / "state")["imported"]
+
+    # From the command line: one line, exit code 2, nothing written.
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "numba"))
+    (tmp_path / "config.yml").write_text(yaml.safe_dump(asdict(config)))
+    state, target = tmp_path / "state write ../", tmp_path / "cli-run"
+    before = _snapshot(tmp_path)
+    code = cli_main(["experiment", str(tmp_path / "config.yml"), "--out", str(target), "--import-state", str(state)])
+    error = capsys.readouterr().err
+    assert code == 2 and error.count("\n") == 1 and "leads outside" in error, error
+    assert _snapshot(tmp_path) == before
 
 
 def test_without_numba_cache_dir_a_run_compiles_its_metrics_into_its_own_folder(tmp_path):

@@ -22,22 +22,15 @@ from haystack_hardneg.experiment.config import ExperimentConfig
 from haystack_hardneg.experiment.keys import MODELS_FILE, expected_keys, model_fingerprints
 from haystack_hardneg.experiment.plan import read_estimates, record_estimates
 from haystack_hardneg.experiment.stages import StageCache
-from haystack_hardneg.files import atomic_directory, atomic_write_bytes, atomic_write_text, jsonl_text
+from haystack_hardneg.experiment.state_file import (FORMAT, RECORD_ONLY, STATE_FILE, StateError, check_paths,
+                                                   decompressed, read_state)
+from haystack_hardneg.files import atomic_directory, atomic_write_bytes, atomic_write_text, confined_path, jsonl_text
 from haystack_hardneg.ingest.beir import load_queries
 from haystack_hardneg.ingest.text import document_text
 from haystack_hardneg.mine.config import STRATEGIES
 from haystack_hardneg.pipelines import prepared_documents, whole_document_chunker
 
-FORMAT = 1
-STATE_FILE = "state.json"
-# Records carried for their times only: their outputs (a Qdrant store, a BM25 index) stay behind, so the stage
-# counts as not done and runs again where something downstream still needs it.
-RECORD_ONLY = ("index", "lexical_index")
 LARGEST_COPIED_FILE = 5 << 20
-
-
-class StateError(ValueError):
-    pass
 
 
 def _sha256(data: bytes) -> str:
@@ -153,7 +146,7 @@ def export_state(config: ExperimentConfig, dest: str | Path, *, only: set[str] |
             if name.startswith("train/") and f"rerank/{name[len('train/'):]}" not in records:
                 continue
             relative = _stage_files(out, name, record)
-            if relative is None or not all((out / r).is_file() for r in relative):
+            if relative is None or not all(confined_path(out, r, named_in=stages_path).is_file() for r in relative):
                 continue
             files = {}
             for rel in relative:
@@ -189,16 +182,13 @@ def export_state(config: ExperimentConfig, dest: str | Path, *, only: set[str] |
 def import_state(config: ExperimentConfig, source: str | Path) -> dict[str, list[str]]:
     """Put the stages of an exported state into ``config``'s run folder where each one's recorded key is the key
     ``config`` gives that stage (same data, settings and upstream stages); the others are left out. Every file is
-    rebuilt and checked against the original's hash before any is written. A stage the run folder already has
-    finished under that key is kept as it is. Returns what was imported, already there, and left out."""
+    rebuilt and checked against the original's hash before any is written; every path the state names must stay
+    inside its folder (the state's for reading, the run folder's for writing), else nothing is imported. A stage
+    the run folder already has finished under that key is kept as it is. Returns what was imported, already
+    there, and left out."""
     config = config.resolved()
     source = Path(source)
-    state_path = source / STATE_FILE
-    if not state_path.is_file():
-        raise StateError(f"{source} holds no exported experiment state ({STATE_FILE}).")
-    state = json.loads(state_path.read_text(encoding="utf-8"))
-    if state.get("format") != FORMAT:
-        raise StateError(f"{state_path} has format {state.get('format')!r}; this version reads format {FORMAT}.")
+    state, state_path = read_state(source)
     # Every strategy the state has that this config can name: --strategies decides what runs, not what is imported.
     names = [n.split("/", 1)[1] for n in state["stages"] if n.startswith(("mine/", "train/", "rerank/"))]
     known = [n for n in dict.fromkeys(names) if n in STRATEGIES or n in config.variants]
@@ -211,11 +201,12 @@ def import_state(config: ExperimentConfig, source: str | Path) -> dict[str, list
     if changed:
         raise StateError(f"The model folder(s) {sorted(changed)} hold other files than where {source} was computed "
                          f"(fingerprints {changed}): the imported stages would not be this machine's.")
+    out = Path(config.out)
+    check_paths(state, state_path, source, out)
     texts = Texts(config)
-    cache = StageCache(config.out)
+    cache = StageCache(out)
     summary: dict[str, list[str]] = {"imported": [], "already_there": [], "left_out": []}
     try:
-        out = cache.folder
         pending: dict[str, tuple[dict[str, Any], dict[str, bytes]]] = {}
         for name, entry in state["stages"].items():
             record = entry["record"]
@@ -246,6 +237,7 @@ def import_state(config: ExperimentConfig, source: str | Path) -> dict[str, list
 
 def _rebuilt_files(source: Path, files: dict[str, dict[str, Any]], texts: Texts) -> dict[str, bytes]:
     rebuilders: dict[str, Callable[[bytes, Texts], bytes]] = {"copy": lambda data, _: data, "lists": _rebuild_lists}
+    # Paths were checked against the state's folder (``_check_paths``) before this reads any of them.
     rebuilt: dict[str, bytes] = {}
     for rel, entry in sorted(files.items(), key=lambda item: item[1]["rebuild"] == "triplets"):
         if entry["rebuild"] == "triplets":
@@ -257,7 +249,7 @@ def _rebuilt_files(source: Path, files: dict[str, dict[str, Any]], texts: Texts)
             stored = source / entry["stored"]
             if not stored.is_file():
                 raise StateError(f"{source} lacks {entry['stored']} ({rel}).")
-            rebuild, stored_bytes = rebuilders[entry["rebuild"]], gzip.decompress(stored.read_bytes())
+            rebuild, stored_bytes = rebuilders[entry["rebuild"]], decompressed(stored, entry["bytes"])
         try:
             data = rebuild(stored_bytes, texts)
         except KeyError as missing:

@@ -16,6 +16,8 @@ from typing import Literal
 
 import numpy as np
 
+from haystack_hardneg.files import confined_path
+
 Backend = Literal["onnx", "openvino"]
 BACKENDS: tuple[str, ...] = ("onnx", "openvino")
 OPTIMIZATIONS: tuple[str, ...] = ("O1", "O2", "O3", "O4")
@@ -107,7 +109,7 @@ def read_scoring_head(model_dir: str | Path) -> ScoringHead:
                                     f"sequence-classification model, or Transformer + Pooling + Dense); use "
                                     f"backend='torch'.")
     pooling = saved_pooling(str(folder))
-    dense_dir = folder / modules[2]["path"]
+    dense_dir = confined_path(folder, modules[2]["path"], named_in=modules_file)
     dense = _read_json(dense_dir / "config.json")
     if pooling is None or dense.get("out_features") != 1 or dense.get("use_residual") or not str(
             dense.get("activation_function", "")).endswith("Identity"):

@@ -16,6 +16,7 @@ import numpy as np
 
 from haystack_hardneg.export.layout import BACKENDS, export_file_name, read_scoring_head
 from haystack_hardneg.extras import require
+from haystack_hardneg.files import confined_path
 
 
 def _onnx_runner(path: Path, options: dict[str, Any]):
@@ -57,7 +58,7 @@ class ExportedCrossEncoder:
         self.model_dir = Path(model_dir).expanduser()
         self.backend = backend
         self.file_name = file_name or export_file_name(backend)
-        path = self.model_dir / self.file_name
+        path = confined_path(self.model_dir, self.file_name, named_in=f"the file_name of {self.model_dir}'s export")
         if not path.is_file():
             raise FileNotFoundError(f"No {backend} export at {path}: run `haystack-hardneg export {self.model_dir} "
                                     f"--backend {backend}` first (or give model_kwargs={{'file_name': ...}}).")

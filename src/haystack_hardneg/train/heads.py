@@ -18,6 +18,8 @@ import json
 from pathlib import Path
 from typing import Literal
 
+from haystack_hardneg.files import confined_path
+
 HeadName = Literal["auto", "mean", "cls", "classifier"]
 HEADS: tuple[str, ...] = ("auto", "mean", "cls", "classifier")
 POOLED_HEADS: tuple[str, ...] = ("mean", "cls")
@@ -44,7 +46,9 @@ def _hub_file(model_id: str, filename: str) -> dict | None:
 def _model_file(model_name_or_path: str, filename: str) -> dict | None:
     folder = Path(model_name_or_path).expanduser()
     if folder.exists():
-        return _read_json(folder / filename) if (folder / filename).is_file() else None
+        # ``filename`` may come from the folder's own modules.json: it must not lead out of the folder.
+        path = confined_path(folder, filename, named_in=folder / "modules.json")
+        return _read_json(path) if path.is_file() else None
     return _hub_file(model_name_or_path, filename)
 
 
@@ -64,7 +68,8 @@ def saved_pooling(model_name_or_path: str) -> str | None:
     modules = _model_file(model_name_or_path, "modules.json") or []
     for module in modules:
         if module.get("type", "").endswith("Pooling"):
-            config = _model_file(model_name_or_path, f"{module['path']}/config.json".lstrip("/")) or {}
+            # A module saved at the folder's top has the path "".
+            config = _model_file(model_name_or_path, f"{module['path']}/config.json".removeprefix("/")) or {}
             mode = config.get("pooling_mode")  # sentence-transformers >= 6
             if isinstance(mode, list) and len(mode) == 1:
                 mode = mode[0]
