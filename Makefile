@@ -17,7 +17,7 @@ export MALLOC_MMAP_THRESHOLD_ ?= 4294967296
 export MALLOC_TRIM_THRESHOLD_ ?= 68719476736
 export MALLOC_TOP_PAD_ ?= 1073741824
 
-.PHONY: setup models demo test wheel-check docs clean
+.PHONY: setup models demo test lint wheel-check docs clean
 
 setup: $(VENV)/.installed
 
@@ -44,6 +44,10 @@ demo: models
 
 test: setup
 	$(BIN)/python -m pytest -q tests
+
+# Lint and import order (the rules and why: pyproject.toml, [tool.ruff]); the layering is a test (tests/test_layers.py).
+lint: setup
+	$(BIN)/ruff check src tests benchmarks scripts
 
 # The documentation site (docs/, mkdocs.yml) into build/site; warnings are errors.
 docs: setup

@@ -29,6 +29,7 @@ from negatives_vs_first_stage import placement  # noqa: E402
 
 from haystack_hardneg.experiment.config import ExperimentConfig  # noqa: E402
 from haystack_hardneg.experiment.runner import Experiment  # noqa: E402
+from haystack_hardneg.experiment.upstream import training_queries  # noqa: E402
 from haystack_hardneg.files import atomic_write_text, read_jsonl  # noqa: E402
 from haystack_hardneg.ingest.beir import load_beir  # noqa: E402
 from haystack_hardneg.mine.cluster import default_cluster_count  # noqa: E402
@@ -55,7 +56,7 @@ def main() -> None:
 
     config = replace(ExperimentConfig.from_yaml(args.config), out=str(args.run)).resolved()
     experiment = Experiment(config, progress_bar=False)
-    queries, qrels = experiment.training_queries(load_beir(config.data, config.train_split))
+    queries, qrels = training_queries(experiment.config, load_beir(config.data, config.train_split))
     miner = ClusterNegativeMiner(text_embedder=experiment.text_embedder(), document_store=experiment.store(),
                                  meta_fields_to_embed=config.meta_fields, embedding_separator=config.separator,
                                  progress_bar=False, mining=config.mining_config("ensemble_cluster"))

@@ -5,7 +5,8 @@ Each step is what the trainer does per batch (forward of the row's positive and 
 step), under the same precision; the losses take turns batch by batch in a rotating order, so that a slower moment
 of the machine falls on all alike. The ratio to the triplet loss's median is the figure to read.
 
-    python benchmarks/distillation_step_time.py --triplets runs/experiment-scifact/mine/ensemble_cluster/triplets.jsonl \\
+    python benchmarks/distillation_step_time.py \\
+        --triplets runs/experiment-scifact/mine/ensemble_cluster/triplets.jsonl \\
         --model ~/.cache/hardneg-models/all-MiniLM-L6-v2 --out benchmarks/distillation_step_time.json
 """
 
@@ -25,8 +26,9 @@ from haystack_hardneg.mine.triplets import load_triplets, negative_columns
 from haystack_hardneg.train.heads import build_cross_encoder
 from haystack_hardneg.train.losses import build_loss
 
-LOSSES = {"triplet": {}, "listwise": {}, "margin_mse": {"label_weight": 0.0}, "margin_mse + labels": {"label_weight": 0.5},
-          "listnet": {"label_weight": 0.0}, "listnet + labels": {"label_weight": 0.5}}
+LOSSES = {"triplet": {}, "listwise": {}, "margin_mse": {"label_weight": 0.0},
+          "margin_mse + labels": {"label_weight": 0.5}, "listnet": {"label_weight": 0.0},
+          "listnet + labels": {"label_weight": 0.5}}
 
 
 def step_seconds(model, loss, optimizer, batch: dict, precision: str) -> float:

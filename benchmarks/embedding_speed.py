@@ -84,7 +84,8 @@ def cached_reindex(model: str, data: Path, work: Path) -> dict:
             chunker = DocumentChunker(split_length=100_000, split_overlap=0)
             started = time.perf_counter()
             embedder.warm_up()  # loading the model counts: it is part of every real run
-            result = build_indexing_pipeline(embedder, store, chunker=chunker).run({"converter": {"sources": [str(data)]}})
+            pipeline = build_indexing_pipeline(embedder, store, chunker=chunker)
+            result = pipeline.run({"converter": {"sources": [str(data)]}})
             seconds.append(time.perf_counter() - started)
             store.close()
             print(f"indexing run {attempt + 1}: {seconds[-1]:.1f} s, {result['writer']['documents_written']} documents",

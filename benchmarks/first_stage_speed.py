@@ -16,8 +16,15 @@ import platform
 import time
 from pathlib import Path
 
-from haystack_hardneg import (EnsembleDocumentEmbedder, EnsembleTextEmbedder, LexicalIndexWriter, LexicalRetriever,
-                              build_indexing_pipeline, build_query_pipeline, open_document_store)
+from haystack_hardneg import (
+    EnsembleDocumentEmbedder,
+    EnsembleTextEmbedder,
+    LexicalIndexWriter,
+    LexicalRetriever,
+    build_indexing_pipeline,
+    build_query_pipeline,
+    open_document_store,
+)
 from haystack_hardneg.defaults import DEFAULT_CACHE_DIR, expand
 from haystack_hardneg.experiment.first_stage import retrieve_lists
 from haystack_hardneg.files import atomic_write_text
@@ -60,8 +67,8 @@ def main() -> None:
         {"converter": {"sources": [str(args.data)]}})
     store.close()
     store = open_document_store(path=str(args.work / "qdrant"), index="speed", embedding_dim=384, progress_bar=False)
-    build_lexical_indexing_pipeline(LexicalIndexWriter(index_path=str(args.work / "bm25"), meta_fields_to_index=["title"],
-                                                       separator=" "), chunker=whole_document_chunker()).run(
+    writer = LexicalIndexWriter(index_path=str(args.work / "bm25"), meta_fields_to_index=["title"], separator=" ")
+    build_lexical_indexing_pipeline(writer, chunker=whole_document_chunker()).run(
         {"converter": {"sources": [str(args.data)]}})
     lexical = LexicalRetriever(index_path=str(args.work / "bm25"), top_k=args.top_k)
     lexical.warm_up()

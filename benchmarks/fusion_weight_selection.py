@@ -28,7 +28,7 @@ import numpy as np
 from haystack_hardneg.evaluate.metrics import evaluate_run
 from haystack_hardneg.experiment.report import reranked_run
 from haystack_hardneg.files import read_jsonl
-from haystack_hardneg.rank.fusion import fuse_scores
+from haystack_hardneg.scoring.fusion import fuse_scores
 
 ALPHAS = [round(0.1 * i, 1) for i in range(11)]
 
@@ -38,8 +38,8 @@ def per_query_ndcg(run_folder: Path, strategy: str) -> tuple[list[str], np.ndarr
     records = read_jsonl(run_folder / "first_stage" / "train_candidates.jsonl")
     first = {r["query_id"]: {c["id"]: c["score"] for c in r["candidates"]} for r in records}
     qrels = {r["query_id"]: {d: 1 for d in r["positive_ids"]} for r in records}
-    scores = {q: h for q, h in json.loads((run_folder / "rerank" / f"{strategy}.json").read_text())["validation"].items()
-              if h}
+    validation = json.loads((run_folder / "rerank" / f"{strategy}.json").read_text())["validation"]
+    scores = {q: h for q, h in validation.items() if h}
     queries = sorted(scores)
     columns = []
     for alpha in ALPHAS:

@@ -7,7 +7,8 @@ training queries (``first_stage/train_candidates.jsonl``, the hybrid top 100 whe
 and reports the share of negatives inside the top ``rerank_k`` and the top 100, their mean rank there, and how
 many distinct candidates of the top ``rerank_k`` the strategy's negatives cover per query.
 
-    python benchmarks/negatives_vs_first_stage.py --run runs/experiment-scifact --out benchmarks/scifact/negatives_vs_first_stage.json
+    python benchmarks/negatives_vs_first_stage.py --run runs/experiment-scifact \\
+        --out benchmarks/scifact/negatives_vs_first_stage.json
     python benchmarks/negatives_vs_first_stage.py --run runs/study-ensemble-cluster \
         --out benchmarks/scifact/study/negatives_vs_first_stage.json     (variants included)
 """
@@ -73,7 +74,8 @@ def main() -> None:
           f"distinct top-{k} negatives per query |")
     print("|---|---|---|---|---|---|")
     for strategy, row in results["strategies"].items():
-        print(f"| {strategy} | {row['negatives']} | {row[f'share_in_top_{k}']:.1%} | {row['share_in_candidates']:.1%} | "
+        print(f"| {strategy} | {row['negatives']} | {row[f'share_in_top_{k}']:.1%} | "
+              f"{row['share_in_candidates']:.1%} | "
               f"{row['mean_rank_in_candidates']} | {row[f'distinct_top_{k}_negatives_per_query']} |")
 
 

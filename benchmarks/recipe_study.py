@@ -40,9 +40,9 @@ from statistics import mean
 import yaml
 
 from haystack_hardneg.experiment.config import ExperimentConfig
-from haystack_hardneg.experiment.keys import expected_keys
 from haystack_hardneg.experiment.portable import export_state, import_state
 from haystack_hardneg.experiment.runner import Experiment
+from haystack_hardneg.experiment.table import expected_keys
 from haystack_hardneg.files import atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -390,7 +390,8 @@ def main() -> None:
     report = commands.add_parser("report", help="every run's report from exported states, and the summary")
     report.add_argument("study", type=Path)
     report.add_argument("--out", type=Path, required=True)
-    report.add_argument("--states", type=Path, nargs="+", required=True, help="tar.gz files written by run, or states folders")
+    report.add_argument("--states", type=Path, nargs="+", required=True,
+                        help="tar.gz files written by run, or states folders")
     report.add_argument("--into", type=Path, required=True, help="the summary's folder (JSON, Markdown, chart)")
     report.set_defaults(func=cmd_report)
     args = parser.parse_args()

@@ -9,7 +9,8 @@ import shutil
 from functools import lru_cache
 from pathlib import Path
 
-from seed_repeats import load, summarise as summarise_seeds, tables
+from seed_repeats import load, tables
+from seed_repeats import summarise as summarise_seeds
 
 from haystack_hardneg.files import atomic_write_text
 

@@ -18,8 +18,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--chars", type=int, default=220)
     args = parser.parse_args()
-    triplets = [json.loads(l) for l in (args.folder / "triplets.jsonl").read_text().splitlines()]
-    provenance = [json.loads(l) for l in (args.folder / "provenance.jsonl").read_text().splitlines()]
+    triplets = [json.loads(line) for line in (args.folder / "triplets.jsonl").read_text().splitlines()]
+    provenance = [json.loads(line) for line in (args.folder / "provenance.jsonl").read_text().splitlines()]
     rng = random.Random(args.seed)
     for row in rng.sample(range(len(triplets)), args.count):
         k = rng.randrange(len(provenance[row]["negative_ids"]))

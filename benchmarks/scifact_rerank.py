@@ -15,13 +15,12 @@ import json
 import time
 from pathlib import Path
 
-
 from haystack_hardneg import CrossEncoderRanker, EnsembleTextEmbedder, build_query_pipeline, open_document_store
 from haystack_hardneg.evaluate.metrics import evaluate_run
 from haystack_hardneg.evaluate.significance import paired_test
 from haystack_hardneg.ingest.beir import load_beir
 from haystack_hardneg.pipelines import run_queries
-from haystack_hardneg.rank.fusion import fuse_scores
+from haystack_hardneg.scoring.fusion import fuse_scores
 
 MEMBERS = {"minilm": ["all-MiniLM-L6-v2"], "minilm+mpnet": ["all-MiniLM-L6-v2", "all-mpnet-base-v2"]}
 
@@ -40,7 +39,8 @@ def main() -> None:
     args = parser.parse_args()
     split = load_beir(args.data, "test")
     members = [{"model": str(args.models / m)} for m in MEMBERS[args.config]]
-    embedder = EnsembleTextEmbedder(members=members, cache_dir=str(Path("~/.cache/haystack-hardneg/embeddings").expanduser()))
+    cache = str(Path("~/.cache/haystack-hardneg/embeddings").expanduser())
+    embedder = EnsembleTextEmbedder(members=members, cache_dir=cache)
     embedder.warm_up()
     store = open_document_store(path=str(args.work / f"qdrant-{args.config}"), index="scifact",
                                 embedding_dim=embedder.encoder.dimension, progress_bar=False)
@@ -68,7 +68,8 @@ def main() -> None:
     seconds = time.perf_counter() - started
     results["reranked"] = evaluate_run(split.qrels, run)
     results["reranked"]["latency_ms_per_query"] = round(1000 * seconds / len(split.queries), 1)
-    results["reranked"]["vs_first_stage"] = {m: paired_test(split.qrels, run, first_run, m) for m in ("ndcg@10", "mrr@10")}
+    results["reranked"]["vs_first_stage"] = {m: paired_test(split.qrels, run, first_run, m)
+                                             for m in ("ndcg@10", "mrr@10")}
     print("reranked", results["reranked"], flush=True)
     # Fusion re-uses the ranker's scores: the same function CrossEncoderRanker(fusion_alpha=...) applies.
     alphas = [("defaults (fusion_alpha auto)", stored_alpha)] if stored_alpha is not None else []
@@ -83,7 +84,8 @@ def main() -> None:
                 assert all(abs(direct[i] - fused[query_id][i]) < 1e-6 for i in direct), query_id
         results[name] = evaluate_run(split.qrels, fused)
         results[name]["fusion_alpha"] = alpha
-        results[name]["vs_first_stage"] = {m: paired_test(split.qrels, fused, first_run, m) for m in ("ndcg@10", "mrr@10")}
+        results[name]["vs_first_stage"] = {m: paired_test(split.qrels, fused, first_run, m)
+                                           for m in ("ndcg@10", "mrr@10")}
         print(name, results[name], flush=True)
     store.close()
     record = {"model": args.model, "first_stage": args.config, "retrieve_k": args.retrieve_k,

@@ -1,5 +1,6 @@
 """Cut a small, self-contained BEIR slice out of SciFact (all judged documents of the chosen queries,
-plus random unjudged ones as distractors). Used to make the demo slice (src/haystack_hardneg/demo/scifact-mini) and the test fixture.
+plus random unjudged ones as distractors). Used to make the demo slice (src/haystack_hardneg/demo/scifact-mini) and
+the test fixture.
 
     python scripts/make_scifact_slice.py path/to/beir/scifact OUT --test-queries 60 --train-queries 120 --docs 600
 """
@@ -30,8 +31,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=13)
     args = parser.parse_args()
     rng = random.Random(args.seed)
-    corpus = [json.loads(l) for l in (args.source / "corpus.jsonl").read_text().splitlines() if l.strip()]
-    queries = {json.loads(l)["_id"]: l for l in (args.source / "queries.jsonl").read_text().splitlines() if l.strip()}
+    corpus = [json.loads(line) for line in (args.source / "corpus.jsonl").read_text().splitlines() if line.strip()]
+    queries = {json.loads(line)["_id"]: line for line in (args.source / "queries.jsonl").read_text().splitlines()
+               if line.strip()}
     chosen: dict[str, dict[str, dict[str, str]]] = {}
     for split, count in (("test", args.test_queries), ("train", args.train_queries)):
         qrels = read_qrels(args.source / "qrels" / f"{split}.tsv")
@@ -51,7 +53,8 @@ def main() -> None:
         for q in sorted({q for split in chosen.values() for q in split}, key=int):
             handle.write(queries[q] + "\n")
     for split, qrels in chosen.items():
-        lines = ["query-id\tcorpus-id\tscore"] + [f"{q}\t{d}\t{s}" for q, docs in qrels.items() for d, s in docs.items()]
+        lines = ["query-id\tcorpus-id\tscore"] + [f"{q}\t{d}\t{s}" for q, docs in qrels.items()
+                                                  for d, s in docs.items()]
         (args.out / "qrels" / f"{split}.tsv").write_text("\n".join(lines) + "\n")
     print(f"{len(keep)} documents, " + ", ".join(f"{len(v)} {k} queries" for k, v in chosen.items()))
 

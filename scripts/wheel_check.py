@@ -95,7 +95,8 @@ def check_extras_absent() -> None:
     from haystack_hardneg.extras import MissingExtraError
     from haystack_hardneg.store.lexical import LexicalIndex
 
-    absent = [m for m in ("bm25s", "ranx", "matplotlib", "datasets", "accelerate") if importlib.util.find_spec(m) is None]
+    absent = [m for m in ("bm25s", "ranx", "matplotlib", "datasets", "accelerate")
+              if importlib.util.find_spec(m) is None]
     assert absent == ["bm25s", "ranx", "matplotlib", "datasets", "accelerate"], f"not a core-only install: {absent}"
     try:
         LexicalIndex.build(["d0"], ["text"])
@@ -134,7 +135,7 @@ def check_exports(root: Path) -> None:
     from sentence_transformers import CrossEncoder
 
     from haystack_hardneg import CrossEncoderRanker, ExportConfig, export_model
-    from haystack_hardneg.export.runtime import ExportedCrossEncoder
+    from haystack_hardneg.rank.runtime import ExportedCrossEncoder
 
     folder = root / "ranker"
     CrossEncoder(tiny_model(root), num_labels=1).save(str(folder))

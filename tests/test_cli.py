@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from sentence_transformers import CrossEncoder
 
-from haystack_hardneg.rank.settings import RANKER_SETTINGS_FILE
+from haystack_hardneg.scoring.settings import RANKER_SETTINGS_FILE
 
 HTML = Path(__file__).parent / "fixtures" / "html"
 

@@ -4,8 +4,6 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from haystack_hardneg.export.layout import read_scoring_head
-from haystack_hardneg.export.runtime import ExportedCrossEncoder
 from haystack_hardneg.files import (
     UnsafePathError,
     atomic_directory,
@@ -16,6 +14,8 @@ from haystack_hardneg.files import (
     readable_directory,
     recover_interrupted_swap,
 )
+from haystack_hardneg.rank.layout import read_scoring_head
+from haystack_hardneg.rank.runtime import ExportedCrossEncoder
 
 
 def test_jsonl_round_trips_texts_with_unicode_line_separators(tmp_path):

@@ -4,8 +4,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from processes import fresh_python
-
 from haystack_hardneg import (
     DocumentChunker,
     EnsembleDocumentEmbedder,
@@ -16,6 +14,8 @@ from haystack_hardneg import (
     open_document_store,
 )
 
+from processes import fresh_python
+
 EXAMPLES = Path(__file__).parents[1] / "examples"
 HTML = Path(__file__).parent / "fixtures" / "html"
 
@@ -24,7 +24,8 @@ def _index(tiny_model, store, fixtures):
     embedder = EnsembleDocumentEmbedder(members=[tiny_model], progress_bar=False, meta_fields_to_embed=["title"])
     pipeline = build_indexing_pipeline(embedder, store, chunker=DocumentChunker(split_length=60, split_overlap=10))
     return pipeline.run(
-        {"converter": {"sources": [str(fixtures / "scifact-tiny"), str(HTML / "article.html"), str(HTML / "image.png")]}},
+        {"converter": {"sources": [str(fixtures / "scifact-tiny"), str(HTML / "article.html"),
+                                   str(HTML / "image.png")]}},
         include_outputs_from={"converter", "chunker"},
     )
 
@@ -75,7 +76,8 @@ def indexed_store(tiny_model, fixtures, tmp_path_factory):
     [
         ("import haystack_hardneg\nfrom haystack import Pipeline", "Pipeline.loads(text)", None),
         ("from haystack import Pipeline", "Pipeline.loads(text, allowed_modules=['haystack_hardneg'])", None),
-        ("from haystack import Pipeline", "Pipeline.loads(text)", {"HAYSTACK_DESERIALIZATION_ALLOWLIST": "haystack_hardneg"}),
+        ("from haystack import Pipeline", "Pipeline.loads(text)",
+         {"HAYSTACK_DESERIALIZATION_ALLOWLIST": "haystack_hardneg"}),
         ("from haystack_hardneg import load_pipeline", "load_pipeline(text)", None),
     ],
     ids=["import-package", "allowed_modules", "env-var", "load_pipeline"],

@@ -34,7 +34,8 @@ def test_the_python_quickstart_indexes_reports_failures_and_retrieves(tiny_model
     assert int(written) > 0
     # The page without main text is reported by name; the other two sources are indexed.
     assert "menu.html" in failures and "warranty.html" not in failures and "manual.html" not in failures
-    documents = namespace["query"].run({"embedder": {"text": "what does the warranty cover?"}})["retriever"]["documents"]
+    answer = namespace["query"].run({"embedder": {"text": "what does the warranty cover?"}})
+    documents = answer["retriever"]["documents"]
     assert 0 < len(documents) <= 10
     assert {Path(d.meta["source"]).name for d in documents if "source" in d.meta} <= {"manual.html", "warranty.html"}
     namespace["store"].close()

@@ -30,7 +30,8 @@ def _vocabulary() -> list[str]:
     return special + sorted(set(WORDS)) + letters + pieces + punctuation
 
 
-def build_tiny_sentence_transformer(folder: Path, *, seed: int = 0, hidden: int = 32, init_range: float = INIT_RANGE) -> Path:
+def build_tiny_sentence_transformer(folder: Path, *, seed: int = 0, hidden: int = 32,
+                                    init_range: float = INIT_RANGE) -> Path:
     """A 2-layer BERT sentence encoder with a small word-piece vocabulary, saved to ``folder``."""
     import torch
     from sentence_transformers import SentenceTransformer

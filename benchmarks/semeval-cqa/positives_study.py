@@ -20,7 +20,7 @@ from haystack_hardneg.evaluate.metrics import evaluate_run
 from haystack_hardneg.evaluate.significance import paired_test_on_values
 from haystack_hardneg.files import atomic_write_text, read_jsonl
 from haystack_hardneg.mine.candidates import record_qrels
-from haystack_hardneg.rank.fusion import fuse_scores
+from haystack_hardneg.scoring.fusion import fuse_scores
 
 BASELINE = "positives_5"
 

@@ -12,6 +12,10 @@ from haystack.core.serialization_security import allow_deserialization_module
 
 from haystack_hardneg.embed.components import EnsembleDocumentEmbedder, EnsembleTextEmbedder
 from haystack_hardneg.embed.ensemble import MemberSpec
+
+# Last: the experiment builds on the components above.
+from haystack_hardneg.experiment.config import ExperimentConfig
+from haystack_hardneg.experiment.runner import Experiment
 from haystack_hardneg.export.config import ExportConfig
 from haystack_hardneg.export.job import export_model
 from haystack_hardneg.ingest.components import CorpusConverter, DocumentChunker
@@ -20,10 +24,6 @@ from haystack_hardneg.pipelines import build_indexing_pipeline, build_query_pipe
 from haystack_hardneg.rank.ranker import CrossEncoderRanker
 from haystack_hardneg.store.lexical_components import HybridJoiner, LexicalIndexWriter, LexicalRetriever
 from haystack_hardneg.store.qdrant import EnsembleDocumentWriter, open_document_store
-
-# Last: the experiment builds on the components above.
-from haystack_hardneg.experiment.config import ExperimentConfig
-from haystack_hardneg.experiment.runner import Experiment
 from haystack_hardneg.train.component import TripletTrainer
 
 allow_deserialization_module("haystack_hardneg")

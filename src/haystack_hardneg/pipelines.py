@@ -1,6 +1,7 @@
 """The indexing and query pipelines, built in Python or loaded from YAML.
 
-    indexing: CorpusConverter -> DocumentCleaner -> DocumentChunker -> EnsembleDocumentEmbedder -> EnsembleDocumentWriter
+    indexing: CorpusConverter -> DocumentCleaner -> DocumentChunker -> EnsembleDocumentEmbedder
+              -> EnsembleDocumentWriter
                                                                   [-> LexicalIndexWriter]
     query:    EnsembleTextEmbedder -> QdrantEmbeddingRetriever [+ LexicalRetriever -> HybridJoiner] [-> ranker]
 """
@@ -15,10 +16,11 @@ from haystack.components.preprocessors import DocumentCleaner
 from haystack_integrations.components.retrievers.qdrant import QdrantEmbeddingRetriever
 from haystack_integrations.document_stores.qdrant import QdrantDocumentStore
 
-from haystack_hardneg.embed.components import EnsembleDocumentEmbedder, EnsembleTextEmbedder
+from haystack_hardneg.embed.components import ENSEMBLE_META_KEY, EnsembleDocumentEmbedder, EnsembleTextEmbedder
 from haystack_hardneg.ingest.components import CorpusConverter, DocumentChunker
 from haystack_hardneg.store.lexical_components import HybridJoiner, LexicalIndexWriter, LexicalRetriever
 from haystack_hardneg.store.qdrant import EnsembleDocumentWriter
+from haystack_hardneg.store.qdrant_access import qdrant_client, retriever_store
 
 # Haystack refuses to deserialize classes from modules outside its allowlist; these are ours.
 ALLOWED_MODULES = ["haystack_hardneg"]
@@ -146,14 +148,13 @@ def check_query_embedder_matches_store(pipeline: Pipeline) -> None:
     or weights at the same dimension give vectors in another space: the ranking would be meaningless, with
     no error from Qdrant). Reads one count from the store (and a few points when it is 0); documents written by other
     tools carry no ensemble id and are not judged."""
-    from haystack_hardneg.embed.components import ENSEMBLE_META_KEY
 
     components = dict(pipeline.walk())
     embedder = next((c for c in components.values() if isinstance(c, EnsembleTextEmbedder)), None)
     retriever = next((c for c in components.values() if isinstance(c, QdrantEmbeddingRetriever)), None)
     if embedder is None or retriever is None:
         return
-    store = retriever._document_store  # noqa: SLF001 (qdrant-haystack keeps no public accessor)
+    store = retriever_store(retriever)
     embedder.warm_up()
     identity = embedder.encoder.identity
     expected = identity.key
@@ -161,9 +162,8 @@ def check_query_embedder_matches_store(pipeline: Pipeline) -> None:
                                         "value": identity.key}):
         return
     # None of ours: look at a few stored points (payload only) for the ensemble that wrote them, if any.
-    store._initialize_client()  # noqa: SLF001
-    points, _ = store._client.scroll(collection_name=store.index, limit=20, with_payload=True,  # noqa: SLF001
-                                     with_vectors=False)
+    points, _ = qdrant_client(store).scroll(collection_name=store.index, limit=20, with_payload=True,
+                                            with_vectors=False)
     found = {(p.payload or {}).get("meta", {}).get(ENSEMBLE_META_KEY) for p in points} - {None}
     if found:
         raise ValueError(
@@ -184,7 +184,8 @@ def query_documents(pipeline: Pipeline, text: str) -> list[Document]:
     return result[last]["documents"]
 
 
-def run_queries(pipeline: Pipeline, queries: dict[str, str], *, progress_bar: bool = True) -> dict[str, dict[str, float]]:
+def run_queries(pipeline: Pipeline, queries: dict[str, str], *,
+                progress_bar: bool = True) -> dict[str, dict[str, float]]:
     """Run a query pipeline for every query; returns a run (query id -> {document id: score}).
 
     The last stage's output is used: the ranker's, else the hybrid joiner's, else the retriever's.

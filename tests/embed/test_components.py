@@ -15,12 +15,14 @@ def _unit(v):
 
 
 def test_ensemble_scores_equal_weighted_average_of_real_member_cosines(tiny_model, tiny_model_b):
-    embedder = EnsembleDocumentEmbedder(members=[{"model": tiny_model, "weight": 1}, {"model": tiny_model_b, "weight": 3}],
+    embedder = EnsembleDocumentEmbedder(members=[{"model": tiny_model, "weight": 1},
+                                                 {"model": tiny_model_b, "weight": 3}],
                                         progress_bar=False)
     embedder.warm_up()
     vectors = np.array([d.embedding for d in embedder.run([Document(content=t) for t in TEXTS])["documents"]])
     assert vectors.shape == (3, 32 + 48)
-    cos_a = _unit(SentenceTransformer(tiny_model).encode(TEXTS)) @ _unit(SentenceTransformer(tiny_model).encode(TEXTS)).T
+    unit_a = _unit(SentenceTransformer(tiny_model).encode(TEXTS))
+    cos_a = unit_a @ unit_a.T
     member_b = _unit(SentenceTransformer(tiny_model_b).encode(TEXTS))
     expected = 0.25 * cos_a + 0.75 * (member_b @ member_b.T)
     np.testing.assert_allclose(vectors @ vectors.T, expected, atol=1e-5)

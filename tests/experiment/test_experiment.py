@@ -36,7 +36,8 @@ def test_experiment_writes_its_report_and_reruns_only_what_a_change_touches(fixt
     pairs = first["strategy_pairs"]["re-ranker"]
     assert set(pairs) == {"random", "ensemble_cluster"}
     forth, back = pairs["ensemble_cluster"]["random"], pairs["random"]["ensemble_cluster"]
-    assert forth["difference"] == pytest.approx(-back["difference"]) and forth["p_value"] == pytest.approx(back["p_value"])
+    assert forth["difference"] == pytest.approx(-back["difference"])
+    assert forth["p_value"] == pytest.approx(back["p_value"])
     assert forth.items() <= versus["random negatives"]["ndcg@10"].items()
     # Holm's adjustment over the table's tests: never below the raw p-value, and the smallest is multiplied by their
     # number (capped at 1).
@@ -117,7 +118,8 @@ def test_interim_report_covers_the_strategies_finished_so_far(fixtures, tiny_mod
     with pytest.raises(ValueError, match="finished re-ranking"):
         interim_report(config, tmp_path / "interim")
     Experiment(config, progress_bar=False).run()
-    running = Experiment(replace(config, strategies=["random", "ensemble_cluster"]), progress_bar=False)  # holds the lock
+    # Holds the lock.
+    running = Experiment(replace(config, strategies=["random", "ensemble_cluster"]), progress_bar=False)
     results = interim_report(replace(config, strategies=["random", "ensemble_cluster"]), tmp_path / "interim")
     running.close()
     assert results["finished_strategies"] == ["random"] and "random re-ranker" in results["systems"]
@@ -193,17 +195,17 @@ def test_a_config_is_read_from_yaml_with_data_beside_it(fixtures, tmp_path):
 
 def test_a_variant_mines_with_its_own_options_and_leaves_the_built_in_keys_alone(fixtures, tiny_model,
                                                                                  trainable_model, tmp_path):
-    from haystack_hardneg.ingest.beir import load_beir
 
     variants = {"cluster_guarded": {"strategy": "ensemble_cluster", "guard_ratio": 0.5}}
     config = tiny_config(fixtures, tiny_model, trainable_model, tmp_path, variants=variants,
                      strategies=["ensemble_cluster", "cluster_guarded"])
-    train_split = load_beir(config.data, config.train_split)
     experiment = Experiment(config, progress_bar=False)
-    keys = experiment.mine(experiment.index(), train_split)
+    keys = {name.split("/")[1]: key for name, key in
+            experiment.ensure("mine/ensemble_cluster", "mine/cluster_guarded").items()}
     experiment.close()
     plain = Experiment(replace(config, variants={}, strategies=["ensemble_cluster"]), progress_bar=False)
-    assert plain.mine(plain.index(), train_split)["ensemble_cluster"] == keys["ensemble_cluster"]
+    assert plain.ensure("mine/ensemble_cluster")["mine/ensemble_cluster"] == keys["ensemble_cluster"]
+    assert plain.cache.reused == ["mine/ensemble_cluster"] and plain.cache.ran == []  # the same key: not redone
     plain.close()
     reports = {s: json.loads((tmp_path / "run" / "mine" / s / "report.json").read_text()) for s in keys}
     # The base mining has no false-negative guard; the variant holds back what scores above half the positive.
@@ -316,7 +318,7 @@ def test_a_model_folder_replaced_in_place_is_refused_where_a_recorded_stage_used
     shutil.copytree(tiny_model, member)
     config = tiny_config(fixtures, str(member), str(base), tmp_path, strategies=["random"])
     experiment = Experiment(config, progress_bar=False)
-    experiment.index()
+    experiment.ensure("index")
     experiment.close()
     Experiment(config, progress_bar=False).close()  # the same folders: accepted
     (member / ".git").mkdir()  # a git clone's bookkeeping changes while the model does not

@@ -58,8 +58,10 @@ def test_compiling_the_metrics_is_estimated_once_on_the_first_stage_left_that_me
                                                                                      trainable_model, tmp_path,
                                                                                      monkeypatch):
     from haystack_hardneg.experiment.plan import METRICS_COMPILE_SECONDS, estimate
+    from haystack_hardneg.experiment.table import stage_table
 
     config = tiny_config(fixtures, tiny_model, trainable_model, tmp_path)
+    table = stage_table(config)
     counts = {"pairs": 10, "validation_queries": 3, "steps": 4, "validations": 1}
     numbers = {"documents": 50, "test_queries": 5, "train_queries": 10, "train_queries_used": 10,
                "strategies": {"random": counts, "ensemble_cluster": counts}}
@@ -68,11 +70,11 @@ def test_compiling_the_metrics_is_estimated_once_on_the_first_stage_left_that_me
     cache = tmp_path / "numba-cache"
     monkeypatch.setenv("NUMBA_CACHE_DIR", str(cache))
     empty = METRICS_COMPILE_SECONDS["empty cache"]
-    seconds = estimate(config, numbers, free)
+    seconds = estimate(table, config, numbers, free)
     assert seconds["hybrid"] >= empty and seconds["train/random"] < 1 and sum(seconds.values()) < empty + 1
     # With the hybrid weight chosen already, the first training's validation compiles them.
-    assert estimate(config, numbers, free, done={"hybrid"})["train/random"] >= empty
+    assert estimate(table, config, numbers, free, done={"hybrid"})["train/random"] >= empty
     # A filled cache makes it cheap.
     (cache / "ranx").mkdir(parents=True)
     (cache / "ranx" / "ndcg._ndcg-72.py311.nbi").write_bytes(b"")
-    assert estimate(config, numbers, free)["hybrid"] < empty
+    assert estimate(table, config, numbers, free)["hybrid"] < empty

@@ -13,21 +13,21 @@ import torch
 from haystack import Document, Pipeline
 from sentence_transformers import CrossEncoder
 
-from processes import fresh_python
-from tiny_models import WORDS
-
 from haystack_hardneg import CrossEncoderRanker, ExportConfig, export_model
 from haystack_hardneg.cli import main
 from haystack_hardneg.export.convert import export_onnx
 from haystack_hardneg.export.job import REFERENCE_SCORES_FILE, check_and_record
-from haystack_hardneg.export.runtime import ExportedCrossEncoder
-from haystack_hardneg.rank.settings import (
+from haystack_hardneg.rank.runtime import ExportedCrossEncoder
+from haystack_hardneg.scoring.settings import (
     CALIBRATION_PAIRS_FILE,
     VALIDATION_CANDIDATES_FILE,
     read_default_backend,
     read_ranker_settings,
 )
 from haystack_hardneg.train.heads import build_cross_encoder
+
+from processes import fresh_python
+from tiny_models import WORDS
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")

@@ -32,8 +32,8 @@ def test_duplicate_and_empty_ids_name_the_line(tmp_path):
 
 def test_documents_without_text_are_skipped_and_counted(tmp_path):
     stats = LoadStats()
-    docs = load_corpus(_write_jsonl(tmp_path / "c.jsonl", [{"_id": "a", "text": "x", "title": "T"},
-                                                          {"_id": "b", "text": ""}, {"id": "c", "content": "z"}]), stats)
+    records = [{"_id": "a", "text": "x", "title": "T"}, {"_id": "b", "text": ""}, {"id": "c", "content": "z"}]
+    docs = load_corpus(_write_jsonl(tmp_path / "c.jsonl", records), stats)
     assert [d.id for d in docs] == ["a", "c"]
     assert docs[0].meta == {"title": "T"}
     assert stats.empty_documents == ["b"]

@@ -13,7 +13,8 @@ from haystack_hardneg.ingest.labels import join_labels, load_labels
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 TOPICS = {
-    "warranty": "Every dishwasher carries a five-year warranty on the pump and the motor when a defect causes the fault.",
+    "warranty": "Every dishwasher carries a five-year warranty on the pump and the motor when a defect causes the "
+                "fault.",
     "returns": "Unused appliances can be returned within thirty days for a full refund with the original receipt.",
     "delivery": "Large appliances are delivered within five working days and the old machine is taken away free.",
     "repairs": "A technician visits within two days to repair a machine under warranty at no cost to the owner.",

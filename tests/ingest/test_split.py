@@ -71,7 +71,8 @@ def test_chunker_meta_ids_and_no_mutation():
     assert result["skipped"] == 1
     assert [c.id for c in chunks] == ["p1#0", "p1#1", "p1#2", "p2"]
     assert [c.meta["chunk_index"] for c in chunks] == [0, 1, 2, 0]
-    assert all(c.meta["parent_id"] == "p1" and c.meta["chunk_count"] == 3 and c.meta["title"] == "T" for c in chunks[:3])
+    assert all(c.meta["parent_id"] == "p1" and c.meta["chunk_count"] == 3 and c.meta["title"] == "T"
+               for c in chunks[:3])
     assert all(TEXT[c.meta["char_start"] : c.meta["char_end"]] == c.content for c in chunks[:3])
     assert long_doc.meta == {"title": "T"}
 

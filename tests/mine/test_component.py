@@ -6,18 +6,23 @@ import numpy as np
 import pytest
 from haystack import Document
 
-from haystack_hardneg import ClusterNegativeMiner, EnsembleDocumentEmbedder, EnsembleDocumentWriter, EnsembleTextEmbedder
-from haystack_hardneg import open_document_store
+from haystack_hardneg import (
+    ClusterNegativeMiner,
+    EnsembleDocumentEmbedder,
+    EnsembleDocumentWriter,
+    EnsembleTextEmbedder,
+    open_document_store,
+)
 from haystack_hardneg.ingest.beir import DataError, load_beir
+from haystack_hardneg.mine.candidates import load_candidates
 from haystack_hardneg.mine.config import MiningConfig
+from haystack_hardneg.mine.negatives import mine_negatives
+from haystack_hardneg.mine.triplets import load_triplets, write_triplets
 from haystack_hardneg.options import names
 
-MINING_OPTIONS = set(names(MiningConfig))
-from haystack_hardneg.mine.negatives import mine_negatives
-from haystack_hardneg.mine.candidates import load_candidates
-from haystack_hardneg.mine.triplets import load_triplets, write_triplets
-
 from mine.synthetic import synthetic_data
+
+MINING_OPTIONS = set(names(MiningConfig))
 
 
 @pytest.fixture(scope="module")

@@ -263,8 +263,9 @@ def _plant_lexical_match(data, strategy: str, depth: int = 12):
 def test_lexical_weight_brings_the_lexical_match_the_ensemble_ranks_low(data, strategy):
     planted = _plant_lexical_match(data, strategy)
     base = dict(strategy=strategy, num_negatives=3, n_clusters=8, guard_ratio=None, guard_member_agreement=False)
-    first = lambda config: next(p for p in mine_negatives(planted, config, progress_bar=False).pairs
-                                if p.query_id == "q0")
+    def first(config):
+        return next(p for p in mine_negatives(planted, config, progress_bar=False).pairs if p.query_id == "q0")
+
     alone, fused = first(MiningConfig(**base)), first(MiningConfig(**base, lexical_weight=0.7))
     assert "lexical" not in alone.negative_ids
     assert fused.negative_ids[0] == "lexical"

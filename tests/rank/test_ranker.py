@@ -1,13 +1,13 @@
 import numpy as np
-import torch
 import pytest
+import torch
 from haystack import Document
 from sentence_transformers import CrossEncoder
 
 from haystack_hardneg import CrossEncoderRanker
 from haystack_hardneg.embed.encoder import ModelNotFoundError
-from haystack_hardneg.rank.fusion import fuse, min_max
 from haystack_hardneg.rank.passages import passages
+from haystack_hardneg.scoring.fusion import fuse, min_max
 
 QUERY = "vaccine infection risk in mice"
 TEXTS = [
@@ -83,7 +83,8 @@ def test_long_documents_are_scored_by_their_best_passage(cross_encoder_folder):
     long_text = " ".join(["heart kidney blood brain"] * 30 + [TEXTS[0]] + ["tumor growth pathway"] * 30)
     doc = Document(id="long", content=long_text)
     windows = passages(long_text, words=20, overlap=5)
-    direct = CrossEncoder(cross_encoder_folder).predict([(QUERY, w) for w in windows], activation_fn=torch.nn.Identity())
+    direct = CrossEncoder(cross_encoder_folder).predict([(QUERY, w) for w in windows],
+                                                        activation_fn=torch.nn.Identity())
     for aggregation, expected in (("max", np.max(direct)), ("first", direct[0]), ("mean", np.mean(direct))):
         ranker = _ranker(cross_encoder_folder, passage_words=20, passage_overlap=5, aggregation=aggregation,
                          scale_score=False)
@@ -93,8 +94,8 @@ def test_long_documents_are_scored_by_their_best_passage(cross_encoder_folder):
 def test_fusion_interpolates_normalised_scores(cross_encoder_folder):
     docs = _docs()
     retriever_order = [d.id for d in docs]
-    assert [d.id for d in _ranker(cross_encoder_folder, fusion_alpha=0.0).run(query=QUERY, documents=docs)["documents"]] \
-        == retriever_order
+    ranked = _ranker(cross_encoder_folder, fusion_alpha=0.0).run(query=QUERY, documents=docs)["documents"]
+    assert [d.id for d in ranked] == retriever_order
     alone = _ranker(cross_encoder_folder).run(query=QUERY, documents=docs)["documents"]
     only_ranker = _ranker(cross_encoder_folder, fusion_alpha=1.0).run(query=QUERY, documents=docs)["documents"]
     assert [d.id for d in only_ranker] == [d.id for d in alone]

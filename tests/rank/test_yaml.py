@@ -5,8 +5,6 @@ import pytest
 from haystack import Document
 from sentence_transformers import CrossEncoder
 
-from processes import fresh_python
-
 from haystack_hardneg import (
     EnsembleDocumentEmbedder,
     EnsembleDocumentWriter,
@@ -14,6 +12,8 @@ from haystack_hardneg import (
     build_query_pipeline,
     open_document_store,
 )
+
+from processes import fresh_python
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
 TEXTS = ["the vaccine reduced infection risk in mice", "tumor growth depends on a signaling pathway",
@@ -70,11 +70,12 @@ def test_swapping_one_type_line_replaces_haystacks_ranker(store_and_model, tmp_p
                                     ranker=SentenceTransformersSimilarityRanker(model=str(root / "ce"), top_k=4))
     text = existing.dumps()
     store.close()
-    old_type = "type: haystack_integrations.components.rankers.sentence_transformers.sentence_transformers_similarity." \
-               "SentenceTransformersSimilarityRanker"
+    old_type = ("type: haystack_integrations.components.rankers.sentence_transformers."
+                "sentence_transformers_similarity.SentenceTransformersSimilarityRanker")
     assert text.count(old_type) == 1
     results = {}
-    for name, yaml_text in (("haystack", text), ("ours", text.replace(old_type, "type: haystack_hardneg.rank.ranker.CrossEncoderRanker"))):
+    ours = text.replace(old_type, "type: haystack_hardneg.rank.ranker.CrossEncoderRanker")
+    for name, yaml_text in (("haystack", text), ("ours", ours)):
         yaml_file = tmp_path / f"{name}.yml"
         yaml_file.write_text(yaml_text)
         done = fresh_python(RUN_RANKED, str(yaml_file))

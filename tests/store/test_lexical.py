@@ -5,8 +5,6 @@ import sys
 import pytest
 from haystack import Document
 
-from processes import fresh_python
-
 from haystack_hardneg import (
     EnsembleDocumentEmbedder,
     EnsembleTextEmbedder,
@@ -19,9 +17,11 @@ from haystack_hardneg import (
 )
 from haystack_hardneg.ingest.beir import load_corpus
 from haystack_hardneg.pipelines import query_documents
-from haystack_hardneg.rank.fusion import fuse_rankings
+from haystack_hardneg.scoring.fusion import fuse_rankings
 from haystack_hardneg.store.lexical import LexicalIndex
 from haystack_hardneg.store.qdrant import DuplicateIdError
+
+from processes import fresh_python
 
 DOCS = {
     "a": "Influenza vaccines reduce hospital admissions in older adults.",

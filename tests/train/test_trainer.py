@@ -14,8 +14,8 @@ from transformers import TrainerCallback
 from haystack_hardneg import CrossEncoderRanker, TripletTrainer
 from haystack_hardneg.embed.encoder import ModelNotFoundError
 from haystack_hardneg.files import read_jsonl
-from haystack_hardneg.train.heads import build_cross_encoder, head_parameters, resolve_head
 from haystack_hardneg.train.config import TrainingConfig
+from haystack_hardneg.train.heads import build_cross_encoder, head_parameters, resolve_head
 from haystack_hardneg.train.trainer import train_cross_encoder
 from haystack_hardneg.train.validation import split_by_query
 
@@ -44,8 +44,8 @@ def ranking_accuracy(model_dir_or_model, rows: Dataset) -> float:
 
 
 def _config(tmp_path, trainable_model, **kwargs):
-    options = dict(base_model=trainable_model, output_dir=str(tmp_path / "run"), epochs=3, batch_size=8, encoder_lr=3e-3,
-                   head_lr=3e-2, validation_fraction=0.25, seed=0)
+    options = dict(base_model=trainable_model, output_dir=str(tmp_path / "run"), epochs=3, batch_size=8,
+                   encoder_lr=3e-3, head_lr=3e-2, validation_fraction=0.25, seed=0)
     options.update(kwargs)
     return TrainingConfig(**options)
 
@@ -322,7 +322,8 @@ def first_stage_records(rows: Dataset) -> list[dict]:
         texts = [row["negative_1"], row["negative_2"], row["positive"]]
         ids = [f"n1-{i}", f"n2-{i}", f"p-{i}"]
         records.append({"query_id": str(i), "query": row["query"], "positive_ids": [f"p-{i}"],
-                        "candidates": [{"id": d, "text": t, "score": s} for d, t, s in zip(ids, texts, [0.9, 0.8, 0.7])]})
+                        "candidates": [{"id": d, "text": t, "score": s}
+                                       for d, t, s in zip(ids, texts, [0.9, 0.8, 0.7])]})
     return records
 
 
@@ -351,7 +352,8 @@ def test_validation_on_first_stage_candidates_chooses_and_stores_the_fusion_weig
     assert sorted(r["query"] for r in kept_with_model) == sorted(report["validation_query_texts"])
     # And a sample of the training pairs, for an int8 export's calibration: none of them from a held-out query.
     calibration = read_jsonl(tmp_path / "run" / "model" / "hardneg_calibration.jsonl")
-    texts = {text for row in rows for text in (row["positive"], *(row[c] for c in rows.column_names if "negative" in c))}
+    negatives = [c for c in rows.column_names if "negative" in c]
+    texts = {text for row in rows for text in (row["positive"], *(row[c] for c in negatives))}
     assert calibration and all(r["text"] in texts for r in calibration)
     assert not {r["query"] for r in calibration} & set(report["validation_query_texts"])
     # The one-standard-error rule, on the same scores: among the fusions as good as the re-ranker alone (all

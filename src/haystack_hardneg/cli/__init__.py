@@ -22,13 +22,14 @@ from haystack_hardneg.options import ConfigError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="haystack-hardneg", description="Ensemble hard-negative mining and fine-tuned "
+    parser = argparse.ArgumentParser(prog="haystack-hardneg", description="Ensemble hard-negative mining and "
+                                     "fine-tuned "
                                      "cross-encoder re-rankers for Haystack, on Qdrant.")
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error (anywhere in the "
                                                              "command line)")
     commands = parser.add_subparsers(dest="command", required=True)
-    for add in (add_index_parser, add_query_parser, add_prepare_parser, add_mine_parser, add_train_parser, add_export_parser,
-                add_experiment_parser, add_demo_parser):
+    for add in (add_index_parser, add_query_parser, add_prepare_parser, add_mine_parser, add_train_parser,
+                add_export_parser, add_experiment_parser, add_demo_parser):
         add(commands)
     return parser
 
@@ -41,7 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except (ConfigError, DataError, OSError, ValueError, ExperimentBusyError, MissingExtraError) as error:
-        # Bad input (config, data, a missing file, model or optional package): one line saying what and where, exit code 2.
+        # Bad input (config, data, a missing file, model or optional package): one line saying what and where,
+        # exit code 2.
         if args.debug:
             raise
         print(f"haystack-hardneg {args.command}: {error}", file=sys.stderr)

@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
 from haystack.utils import Secret
 
 from haystack_hardneg.defaults import DEFAULT_CACHE_DIR, default_model
 from haystack_hardneg.store.qdrant import open_document_store
+from haystack_hardneg.store.qdrant_access import retriever_store
 
 
 def add_ensemble_arguments(parser: argparse.ArgumentParser) -> None:
@@ -72,8 +72,7 @@ def closing_stores(pipeline):
         yield pipeline
     finally:
         for _, component in pipeline.walk():
-            # Writers expose their store; Qdrant's retrievers keep it in a private attribute.
-            store = getattr(component, "document_store", None) or getattr(component, "_document_store", None)
+            store = retriever_store(component)
             if callable(getattr(store, "close", None)):
                 store.close()
 

@@ -8,17 +8,17 @@ import argparse
 import json
 from pathlib import Path
 
-from haystack_hardneg.cli.serving import (
-    add_train_export_arguments,
-    export_after_training,
-    export_config_for_training,
-)
 from haystack_hardneg.cli.common import (
     add_ensemble_arguments,
     add_store_arguments,
     embedder_dimension,
     ensemble_settings,
     open_store,
+)
+from haystack_hardneg.cli.serving import (
+    add_train_export_arguments,
+    export_after_training,
+    export_config_for_training,
 )
 from haystack_hardneg.defaults import default_model
 from haystack_hardneg.embed.components import EnsembleTextEmbedder
@@ -162,8 +162,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     result = TripletTrainer(training=config, resume=args.resume).run(triplets=args.triplets)
     report = result["report"]
     print(json.dumps({"model": result["model_path"], "loss": report["config"]["loss"], "steps": report["steps"],
-                      "validation": report["validation"],
-                      "validation_on": report["validation_on"], "best_checkpoint": report["best_checkpoint"]}, indent=2))
+                      "validation": report["validation"], "validation_on": report["validation_on"],
+                      "best_checkpoint": report["best_checkpoint"]}, indent=2))
     if report.get("fusion"):
         fusion = report["fusion"]
         print(f"Validation nDCG@10: first stage {fusion['first_stage']['ndcg@10']:.4f}, re-ranker alone "

@@ -9,8 +9,8 @@ from haystack import Document, component, default_from_dict, default_to_dict, lo
 from haystack.utils import ComponentDevice
 
 from haystack_hardneg.embed.encoder import EnsembleEncoder
-from haystack_hardneg.ingest.text import document_text
 from haystack_hardneg.embed.ensemble import CombineMode, MemberSpec
+from haystack_hardneg.ingest.text import document_text
 
 logger = logging.getLogger(__name__)
 
@@ -151,7 +151,8 @@ class EnsembleDocumentEmbedder(_EnsembleComponent):
             ``skipped``: how many Documents had no text and were left out.
         """
         if not isinstance(documents, list) or any(not isinstance(d, Document) for d in documents):
-            raise TypeError("EnsembleDocumentEmbedder expects a list of Documents; for strings use EnsembleTextEmbedder.")
+            raise TypeError("EnsembleDocumentEmbedder expects a list of Documents; for strings use "
+                            "EnsembleTextEmbedder.")
         self._ensure_loaded()
         kept = [d for d in documents if d.content and d.content.strip()]
         skipped = len(documents) - len(kept)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Hashable
 
 from haystack_hardneg.evaluate.metrics import evaluate_run
-from haystack_hardneg.rank.fusion import fuse_scores
+from haystack_hardneg.scoring.fusion import fuse_scores
 
 # How a fusion weight is chosen on a validation slice: "argmax" (the best weight there) or "one_se" (within one
 # standard error of the best, the weight closest to 0.5). Pulling towards 0.5 helps re-rankers about as good

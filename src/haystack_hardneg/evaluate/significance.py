@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+from haystack_hardneg.evaluate.metrics import evaluate_run
+
 StatTest = Literal["student", "fisher"]
 
 
@@ -24,7 +26,6 @@ def paired_test(
     randomisation test seeds only its main thread and reads 0 when no permutation is as extreme). Queries are
     paired by id; a query missing from a run scores 0 for it.
     """
-    from haystack_hardneg.evaluate.metrics import evaluate_run
 
     ours = evaluate_run(qrels, system, [metric], per_query=True)[metric]
     theirs = evaluate_run(qrels, baseline, [metric], per_query=True)[metric]

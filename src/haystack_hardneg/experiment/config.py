@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from haystack_hardneg.defaults import DEFAULT_CACHE_DIR, expand
 from haystack_hardneg.embed.ensemble import MemberSpec
 from haystack_hardneg.evaluate.selection import FUSION_RULES
-from haystack_hardneg.ingest.beir import BeirSplit, load_beir
+from haystack_hardneg.experiment.sections import lexical_section, store_section
 from haystack_hardneg.export.config import ExportConfig
+from haystack_hardneg.ingest.beir import BeirSplit, load_beir
 from haystack_hardneg.mine.config import STRATEGIES, MiningConfig, check_fits_ensemble
 from haystack_hardneg.options import ConfigError, from_mapping
 from haystack_hardneg.train.config import TrainingConfig, resolve_loss
@@ -105,11 +106,15 @@ class ExperimentConfig:
         if self.training_seed is not None and (not isinstance(self.training_seed, int)
                                                or isinstance(self.training_seed, bool)):
             raise ConfigError(f"training_seed must be an integer or null, got {self.training_seed!r}.")
-        for name in [*self.strategies, *self.variants]:
-            self.mining_config(name)
+        # The typed sections, built once here and read from here on (the mappings stay as written: the keys hash
+        # them).
+        self._mining = {name: self._mining_section(name) for name in [*self.strategies, *self.variants]}
         self._check_training()
         self._check_settings()
-        self.export_config("")
+        self.lexical_section = lexical_section(self.lexical)
+        self.store_section = store_section(self.store)
+        self._export = None if self.rerank_backend is None else \
+            from_mapping(ExportConfig, self.rerank_backend, where="rerank_backend", model_dir="")
 
     def _check_variants(self) -> None:
         for name, variant in self.variants.items():
@@ -124,15 +129,11 @@ class ExperimentConfig:
     def _check_training(self) -> None:
         if not isinstance(self.training, dict) or "base_model" not in self.training:
             raise ConfigError("training.base_model is required (a hub id or a local folder).")
-        self.training_config()
+        self._training = resolve_loss(from_mapping(TrainingConfig, self.training, where="training", output_dir="",
+                                                   strategy="", seed=self.effective_training_seed,
+                                                   data_description=""), teacher_scores=True)
 
     def _check_settings(self) -> None:
-        if not isinstance(self.store, dict):
-            raise ConfigError("store must be a mapping of Qdrant settings (url, index, api_key_env, ...).")
-        if "api_key" in self.store:
-            # A key written in the config would be copied into the run folder's config.json: refuse it unread.
-            raise ConfigError("store.api_key: a key is never written in a config; put it in an environment "
-                              "variable and name that variable with store.api_key_env (e.g. QDRANT_API_KEY).")
         if self.on_missing not in ("error", "skip"):
             raise ConfigError(f"on_missing must be 'error' or 'skip', got {self.on_missing!r}.")
         if not isinstance(self.min_relevance, int) or isinstance(self.min_relevance, bool) or self.min_relevance < 1:
@@ -147,21 +148,13 @@ class ExperimentConfig:
             raise ConfigError("The ensemble needs at least one member.")
         for i, member in enumerate(self.members):
             if not isinstance(member, dict):
-                raise ConfigError(f"members[{i}]: a member is a mapping with a model, e.g. {{model: all-MiniLM-L6-v2}}; "
+                raise ConfigError(f"members[{i}]: a member is a mapping with a model, e.g. "
+                                  f"{{model: all-MiniLM-L6-v2}}; "
                                   f"got {member!r}.")
             try:
                 MemberSpec.coerce(member)
             except (TypeError, ValueError) as error:
                 raise ConfigError(f"members[{i}]: {error}") from None
-        if self.lexical is not None:
-            unknown = set(self.lexical) - {"language", "weight", "tuning_queries"}
-            weight = self.lexical.get("weight", "auto")
-            tuning = self.lexical.get("tuning_queries")
-            if unknown or not (weight == "auto" or 0.0 <= float(weight) <= 1.0) or not (
-                    tuning is None or (isinstance(tuning, int) and not isinstance(tuning, bool) and tuning >= 1)):
-                raise ConfigError("lexical takes language (a Snowball stemmer language or null), weight ('auto' or "
-                                  "0..1) and tuning_queries (auto's weight chosen on a seeded sample of this many "
-                                  "training queries; none: all).")
 
     def load_splits(self) -> dict[str, BeirSplit]:
         """The test and the training split, validated with the config's on-missing policy; a training query needs a
@@ -172,6 +165,9 @@ class ExperimentConfig:
 
     def mining_config(self, name: str) -> MiningConfig:
         """The typed mining settings of a strategy or variant: ``mining:``, the variant's own options, the seed."""
+        return self._mining[name]
+
+    def _mining_section(self, name: str) -> MiningConfig:
         strategy, overrides = self.mining_for(name)
         where = f"Variant {name!r}" if name in self.variants else f"Strategy {name!r} with the mining settings"
         config = from_mapping(MiningConfig, {**self.mining, **overrides}, where=where, strategy=strategy,
@@ -187,10 +183,7 @@ class ExperimentConfig:
         """The typed training settings of one re-ranker: ``training:`` plus what the experiment sets itself (left
         empty where only the settings are read). The loss ``auto`` is the one it trains with on triplets mined
         here, which carry the ensemble's scores."""
-        config = from_mapping(TrainingConfig, self.training, where="training", output_dir=output_dir,
-                              strategy=strategy, seed=self.effective_training_seed,
-                              data_description=data_description)
-        return resolve_loss(config, teacher_scores=True)
+        return replace(self._training, output_dir=output_dir, strategy=strategy, data_description=data_description)
 
     @property
     def effective_training_seed(self) -> int:
@@ -199,9 +192,7 @@ class ExperimentConfig:
 
     def export_config(self, model_dir: str) -> ExportConfig | None:
         """The typed export settings of ``rerank_backend`` for one re-ranker (``None``: torch)."""
-        if self.rerank_backend is None:
-            return None
-        return from_mapping(ExportConfig, self.rerank_backend, where="rerank_backend", model_dir=model_dir)
+        return None if self._export is None else replace(self._export, model_dir=model_dir)
 
     def mining_for(self, strategy: str) -> tuple[str, dict[str, Any]]:
         """The built-in strategy a name mines with, and the mining options that differ from ``mining``."""

@@ -10,7 +10,7 @@ from tqdm.auto import tqdm
 from haystack_hardneg.evaluate.selection import FUSION_ALPHAS, choose_setting
 from haystack_hardneg.ingest.text import document_text
 from haystack_hardneg.mine.candidates import record_qrels
-from haystack_hardneg.rank.fusion import fuse_rankings
+from haystack_hardneg.scoring.fusion import fuse_rankings
 from haystack_hardneg.store.qdrant import search_many
 
 

@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from haystack_hardneg.experiment.config import ExperimentConfig
-from haystack_hardneg.experiment.keys import expected_keys
+from haystack_hardneg.experiment.folder import RunFolder, strategy_stage
 from haystack_hardneg.experiment.report import write_report
+from haystack_hardneg.experiment.table import expected_keys
 from haystack_hardneg.files import atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -23,8 +24,9 @@ def interim_report(config: ExperimentConfig, dest: str | Path) -> dict[str, Any]
     named in ``stale_strategies``: run the experiment again to bring it up to date."""
     config = config.resolved()
     out = Path(config.out)
-    records = json.loads((out / "stages.json").read_text(encoding="utf-8")) if (out / "stages.json").is_file() else {}
-    finished = [s for s in config.strategies if f"rerank/{s}" in records and "hybrid" in records]
+    stages = out / RunFolder.stages
+    records = json.loads(stages.read_text(encoding="utf-8")) if stages.is_file() else {}
+    finished = [s for s in config.strategies if strategy_stage("rerank", s) in records and "hybrid" in records]
     if not finished:
         raise ValueError(f"No strategy of {out} has finished re-ranking yet.")
     dest = Path(dest)
@@ -42,7 +44,8 @@ def interim_report(config: ExperimentConfig, dest: str | Path) -> dict[str, Any]
     if not (recorded("first_stage") and recorded("hybrid")):
         raise ValueError(f"The first stage recorded in {out} was made with other settings or data than this "
                          f"config's: run the experiment again first.")
-    stale = [s for s in finished if not (recorded(f"rerank/{s}") and recorded(f"train/{s}"))]
+    stale = [s for s in finished
+             if not (recorded(strategy_stage("rerank", s)) and recorded(strategy_stage("train", s)))]
     current = [s for s in finished if s not in stale]
     if stale:
         logger.warning("Left out of the interim report, recorded with other settings than this config's: %s.",

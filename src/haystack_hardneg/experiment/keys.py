@@ -40,87 +40,91 @@ MODELS_FILE = "models.json"
 def model_fingerprints(config: ExperimentConfig) -> dict[str, str]:
     """Every local model folder the run uses (ensemble members, the re-rankers' base) by a hash of its files. Stage
     keys name models by path; this catches a folder whose model was replaced in place (a hub id is not checked)."""
-    paths = [m["model"] for m in config.members] + [config.training["base_model"]]
+    paths = [m["model"] for m in config.members] + [config.training_config().base_model]
     return {path: folder_fingerprint(path) for path in dict.fromkeys(paths) if Path(path).expanduser().is_dir()}
 
 
-def ensemble_settings(c: ExperimentConfig) -> dict[str, Any]:
-    return {"members": c.members, "combine": c.combine, "meta_fields": c.meta_fields, "separator": c.separator}
+def ensemble_settings(config: ExperimentConfig) -> dict[str, Any]:
+    return {"members": config.members, "combine": config.combine, "meta_fields": config.meta_fields,
+            "separator": config.separator}
 
 
-def index_key(c: ExperimentConfig, data_key: str) -> str:
-    return stage_key(data=data_key, ensemble=ensemble_settings(c), store=c.store)
+def index_key(config: ExperimentConfig, data_key: str) -> str:
+    return stage_key(data=data_key, ensemble=ensemble_settings(config), store=config.store)
 
 
-def lexical_index_key(c: ExperimentConfig, data_key: str) -> str | None:
-    if c.lexical is None:
+def lexical_index_key(config: ExperimentConfig, data_key: str) -> str | None:
+    if config.lexical_section is None:
         return None
-    return stage_key(data=data_key, meta_fields=c.meta_fields, separator=c.separator,
-                     language=c.lexical.get("language", "english"))
+    return stage_key(data=data_key, meta_fields=config.meta_fields, separator=config.separator,
+                     language=config.lexical_section.language)
 
 
-def _graded(c: ExperimentConfig) -> dict[str, Any]:
+def _graded(config: ExperimentConfig) -> dict[str, Any]:
     """``min_relevance`` where it is not the default, so that the keys of runs made before it existed still hold."""
-    return {"min_relevance": c.min_relevance} if c.min_relevance != 1 else {}
+    return {"min_relevance": config.min_relevance} if config.min_relevance != 1 else {}
 
 
-def first_stage_key(c: ExperimentConfig, index: str, lexical: str | None, splits: dict[str, Any]) -> str:
-    return stage_key(index=index, lexical=lexical, retrieve_k=c.retrieve_k, splits=sorted(splits),
-                     queries={name: sorted(split.qrels) for name, split in splits.items()}, **_graded(c))
+def first_stage_key(config: ExperimentConfig, index: str, lexical: str | None, splits: dict[str, Any]) -> str:
+    return stage_key(index=index, lexical=lexical, retrieve_k=config.retrieve_k, splits=sorted(splits),
+                     queries={name: sorted(split.qrels) for name, split in splits.items()}, **_graded(config))
 
 
-def tuning_query_ids(c: ExperimentConfig, train_split) -> list[str]:
+def tuning_query_ids(config: ExperimentConfig, train_split) -> list[str]:
     """The training queries ``lexical.weight: auto`` is chosen on: those within the budget, or a seeded sample of
     ``lexical.tuning_queries`` of them."""
-    query_ids = training_query_ids(c, train_split)
-    size = (c.lexical or {}).get("tuning_queries")
+    query_ids = training_query_ids(config, train_split)
+    size = config.lexical_section.tuning_queries if config.lexical_section is not None else None
     if size is not None and size < len(query_ids):
-        query_ids = sorted(random.Random(c.seed).sample(query_ids, size))
+        query_ids = sorted(random.Random(config.seed).sample(query_ids, size))
     return query_ids
 
 
-def hybrid_key(c: ExperimentConfig, first_stage: str, train_split) -> str:
-    return stage_key(first_stage=first_stage, lexical=c.lexical is not None,
-                     weight=(c.lexical or {}).get("weight", "auto"), budget=tuning_query_ids(c, train_split))
+def hybrid_key(config: ExperimentConfig, first_stage: str, train_split) -> str:
+    lexical = config.lexical_section
+    return stage_key(first_stage=first_stage, lexical=lexical is not None,
+                     weight=lexical.weight if lexical is not None else "auto",
+                     budget=tuning_query_ids(config, train_split))
 
 
-def mine_key(c: ExperimentConfig, index: str, name: str, train_split) -> str:
-    strategy, overrides = c.mining_for(name)
+def mine_key(config: ExperimentConfig, index: str, name: str, train_split) -> str:
+    strategy, overrides = config.mining_for(name)
     # Only the options a variant sets differ from the mining section, so a built-in strategy's key does not
     # depend on which variants the config also defines.
-    query_ids = training_query_ids(c, train_split)
-    return stage_key(index=index, mining={"seed": c.seed, **c.mining, **overrides}, strategy=strategy,
-                     queries=query_ids, **_graded(c), **_positives_limit(c, name, train_split, query_ids))
+    query_ids = training_query_ids(config, train_split)
+    return stage_key(index=index, mining={"seed": config.seed, **config.mining, **overrides}, strategy=strategy,
+                     queries=query_ids, **_graded(config), **_positives_limit(config, name, train_split, query_ids))
 
 
-def _positives_limit(c: ExperimentConfig, name: str, train_split, query_ids: list[str]) -> dict[str, Any]:
+def _positives_limit(config: ExperimentConfig, name: str, train_split, query_ids: list[str]) -> dict[str, Any]:
     """The default ``max_positives_per_query`` where it leaves positives out (a query has more; set in the config,
     it is keyed with the mining section): keys of runs it does not touch stay as they were before it existed."""
-    _, overrides = c.mining_for(name)
-    if "max_positives_per_query" in {**c.mining, **overrides}:
+    _, overrides = config.mining_for(name)
+    if "max_positives_per_query" in {**config.mining, **overrides}:
         return {}
-    limit = c.mining_config(name).max_positives_per_query
-    if limit is None or all(sum(g >= c.min_relevance for g in train_split.qrels[q].values()) <= limit
+    limit = config.mining_config(name).max_positives_per_query
+    if limit is None or all(sum(g >= config.min_relevance for g in train_split.qrels[q].values()) <= limit
                             for q in query_ids):
         return {}
     return {"positives_limit": limit}
 
 
-def training_options(c: ExperimentConfig, train_split=None) -> dict[str, Any]:
+def training_options(config: ExperimentConfig, train_split=None) -> dict[str, Any]:
     """Every training option with its default filled in, so that a changed default retrains too (the stage sets
     the output folder, strategy and description itself; the seed is keyed apart). Options added since runs were
     recorded are named only where they change something (``KEYED_WHEN_SET``): ``max_validation_queries`` where
     it cuts the held-out queries of ``train_split``'s training queries, the others when set."""
-    config = resolve_loss(TrainingConfig(output_dir="", **c.training), teacher_scores=True)  # auto: what it trains
+    # The loss auto as what it trains with.
+    resolved = resolve_loss(TrainingConfig(output_dir="", **config.training), teacher_scores=True)
     defaults = asdict(TrainingConfig(base_model="", output_dir=""))
-    options = {k: v for k, v in asdict(config).items()
+    options = {k: v for k, v in asdict(resolved).items()
                if k != "output_dir" and not (k in KEYED_WHEN_SET and v == defaults[k])}
     options.pop("max_validation_queries", None)
-    if config.loss not in TEACHER_LOSSES:  # the teacher's options change nothing for the other losses
+    if resolved.loss not in TEACHER_LOSSES:  # the teacher's options change nothing for the other losses
         options.pop("teacher_scale", None), options.pop("label_weight", None)
-    limit = config.max_validation_queries
+    limit = resolved.max_validation_queries
     if limit is not None and train_split is not None and \
-            round(len(training_query_ids(c, train_split)) * config.validation_fraction) > limit:
+            round(len(training_query_ids(config, train_split)) * resolved.validation_fraction) > limit:
         options["max_validation_queries"] = limit
     head = resolve_head(options["base_model"], options["head"])
     if head != "mean":  # what head "auto" became; named only when it is not the default mean head
@@ -128,27 +132,13 @@ def training_options(c: ExperimentConfig, train_split=None) -> dict[str, Any]:
     return options
 
 
-def train_key(c: ExperimentConfig, mine: str, hybrid: str, train_split) -> str:
-    return stage_key(mine=mine, training=training_options(c, train_split), seed=c.effective_training_seed,
+def train_key(config: ExperimentConfig, mine: str, hybrid: str, train_split) -> str:
+    return stage_key(mine=mine, training=training_options(config, train_split), seed=config.effective_training_seed,
                      validation=hybrid,
-                     rerank_k=c.rerank_k, validation_split=VALIDATION_SPLIT)
+                     rerank_k=config.rerank_k, validation_split=VALIDATION_SPLIT)
 
 
-def rerank_key(c: ExperimentConfig, hybrid: str, train: str) -> str:
+def rerank_key(config: ExperimentConfig, hybrid: str, train: str) -> str:
     # The backend is named only when one is set, so that runs recorded on torch keep their keys.
-    backend = {"backend": c.rerank_backend} if c.rerank_backend is not None else {}
-    return stage_key(first_stage=hybrid, train=train, rerank_k=c.rerank_k, **backend)
-
-
-def expected_keys(c: ExperimentConfig, test_split, train_split) -> dict[str, str | None]:
-    """The key every stage of ``c`` would be recorded under, without running any."""
-    data_key = data_fingerprint(c)
-    keys: dict[str, str | None] = {"index": index_key(c, data_key), "lexical_index": lexical_index_key(c, data_key)}
-    keys["first_stage"] = first_stage_key(c, keys["index"], keys["lexical_index"],
-                                          {"test": test_split, "train": train_split})
-    keys["hybrid"] = hybrid_key(c, keys["first_stage"], train_split)
-    for name in c.strategies:
-        keys[f"mine/{name}"] = mine_key(c, keys["index"], name, train_split)
-        keys[f"train/{name}"] = train_key(c, keys[f"mine/{name}"], keys["hybrid"], train_split)
-        keys[f"rerank/{name}"] = rerank_key(c, keys["hybrid"], keys[f"train/{name}"])
-    return keys
+    backend = {"backend": config.rerank_backend} if config.rerank_backend is not None else {}
+    return stage_key(first_stage=hybrid, train=train, rerank_k=config.rerank_k, **backend)

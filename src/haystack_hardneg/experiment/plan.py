@@ -22,13 +22,16 @@ from typing import Any
 
 import numpy as np
 
-from haystack_hardneg.experiment import keys as K
+from haystack_hardneg.embed.cache import cache_keys
+from haystack_hardneg.embed.encoder import EnsembleEncoder
 from haystack_hardneg.experiment.config import ExperimentConfig
+from haystack_hardneg.experiment.keys import training_query_ids
 from haystack_hardneg.extras import require
 from haystack_hardneg.files import atomic_write_text
 from haystack_hardneg.ingest.text import document_text
 from haystack_hardneg.train.config import TEACHER_LOSSES, TrainingConfig
-from haystack_hardneg.train.trainer import evaluation_schedule
+from haystack_hardneg.train.heads import build_cross_encoder, resolve_head
+from haystack_hardneg.train.trainer import build_trainer, evaluation_schedule
 from haystack_hardneg.train.validation import held_out_queries
 
 SAMPLE = 32  # texts per measurement: a few seconds per model on 2 CPU cores
@@ -50,26 +53,27 @@ def record_estimates(out: Path, estimates: dict[str, float]) -> None:
         atomic_write_text(Path(out) / PLAN_ESTIMATES, json.dumps({**read_estimates(out), **estimates}, indent=2))
 
 
-def training_counts(c: ExperimentConfig, train_split, strategy: str) -> dict[str, int]:
+def training_counts(config: ExperimentConfig, train_split, strategy: str) -> dict[str, int]:
     """What one strategy's mining and training will handle: pairs, training rows, held-out queries, steps and
     validation passes, as the mining job and the trainer count them (every positive finding its negatives)."""
-    limit = c.mining_config(strategy).max_positives_per_query or math.inf
+    limit = config.mining_config(strategy).max_positives_per_query or math.inf
     rows: dict[str, int] = {}
-    for q in K.training_query_ids(c, train_split):
+    for q in training_query_ids(config, train_split):
         text = train_split.queries[q]
-        rows[text] = rows.get(text, 0) + min(sum(g >= c.min_relevance for g in train_split.qrels[q].values()), limit)
-    return _training_steps(c, strategy, rows)
+        positives = sum(g >= config.min_relevance for g in train_split.qrels[q].values())
+        rows[text] = rows.get(text, 0) + min(positives, limit)
+    return _training_steps(config, strategy, rows)
 
 
-def mined_counts(c: ExperimentConfig, strategy: str, triplets: Path) -> dict[str, int]:
+def mined_counts(config: ExperimentConfig, strategy: str, triplets: Path) -> dict[str, int]:
     """``training_counts`` from the rows mining wrote: exact, pairs left without negatives left out."""
     rows = Counter(json.loads(line)["query"] for line in triplets.read_text(encoding="utf-8").splitlines() if line)
-    return _training_steps(c, strategy, dict(rows))
+    return _training_steps(config, strategy, dict(rows))
 
 
-def _training_steps(c: ExperimentConfig, strategy: str, pairs: dict[str, int]) -> dict[str, int]:
+def _training_steps(config: ExperimentConfig, strategy: str, pairs: dict[str, int]) -> dict[str, int]:
     """Rows, held-out queries, steps and validations of a training on ``pairs`` rows per query text."""
-    mining, training = c.mining_config(strategy), _training(c)
+    mining, training = config.mining_config(strategy), _training(config)
     held_out = (held_out_queries(set(pairs), training.validation_fraction, training.seed,
                                  training.max_validation_queries) if training.validation_fraction > 0 else set())
     rows = sum(n for q, n in pairs.items() if q not in held_out)
@@ -83,39 +87,39 @@ def _training_steps(c: ExperimentConfig, strategy: str, pairs: dict[str, int]) -
             "steps": int(steps), "validations": passes if held_out else 0}
 
 
-def _training(c: ExperimentConfig) -> TrainingConfig:
-    return c.training_config()
+def _training(config: ExperimentConfig) -> TrainingConfig:
+    return config.training_config()
 
 
-def counts(c: ExperimentConfig, splits: dict[str, Any]) -> dict[str, Any]:
-    train_ids = K.training_query_ids(c, splits["train"])
+def counts(config: ExperimentConfig, splits: dict[str, Any]) -> dict[str, Any]:
+    train_ids = training_query_ids(config, splits["train"])
     return {
         "documents": len(splits["test"].corpus),
         "test_queries": len(splits["test"].queries),
         "train_queries": len(splits["train"].queries),
         "train_queries_used": len(train_ids),
-        "strategies": {name: training_counts(c, splits["train"], name) for name in c.strategies},
+        "strategies": {name: training_counts(config, splits["train"], name) for name in config.strategies},
     }
 
 
-def measure(c: ExperimentConfig, splits: dict[str, Any], *, sample: int = SAMPLE,
+def measure(config: ExperimentConfig, splits: dict[str, Any], *, sample: int = SAMPLE,
             ensemble: bool = True) -> dict[str, float]:
     """Seconds per document and per query for the ensemble, per training step and per scored pair for the
     re-ranker, measured here on a seeded sample of the data (models loaded once, first calls not timed).
 
     ``ensemble=False``: the ensemble's stages are done (imported from another machine, say), so its models are
     not loaded, and need not be on this machine; its rates are 0."""
-    rng = random.Random(c.seed)
-    corpus = [document_text(d, c.meta_fields, c.separator) for d in splits["test"].corpus]
+    rng = random.Random(config.seed)
+    corpus = [document_text(d, config.meta_fields, config.separator) for d in splits["test"].corpus]
     # Evenly spread over the lengths: encoding time follows length, and a plain sample may miss the long tail.
     by_length = sorted(corpus, key=len)
     spread = min(2 * sample, len(corpus))
     documents = [by_length[int(i * len(by_length) / spread)] for i in range(spread)]
     queries = rng.sample(list(splits["train"].queries.values()) + list(splits["test"].queries.values()),
                          min(sample, len(splits["train"].queries) + len(splits["test"].queries)))
-    rates = (_ensemble_rates(c, corpus, documents, queries) if ensemble else
+    rates = (_ensemble_rates(config, corpus, documents, queries) if ensemble else
              {"seconds_per_document": 0.0, "seconds_per_query": 0.0, "dimension": 0})
-    rates.update(_reranker_rates(c, queries, rng.sample(documents, len(documents))))  # rows of mixed lengths
+    rates.update(_reranker_rates(config, queries, rng.sample(documents, len(documents))))  # rows of mixed lengths
     return rates
 
 
@@ -136,16 +140,14 @@ def _padded_tokens(model, texts: list[str], batch_size: int) -> int:
                for i in range(0, len(lengths), batch_size))
 
 
-def _ensemble_rates(c: ExperimentConfig, corpus: list[str], documents: list[str],
+def _ensemble_rates(config: ExperimentConfig, corpus: list[str], documents: list[str],
                     queries: list[str], *, most: int = 5000) -> dict[str, float]:
     """Seconds to encode the corpus documents each member's cache lacks, per corpus document, and seconds per
     query. Each member's speed is measured in padded tokens per second on a length-spread sample, and the corpus
     is counted in the padded tokens its encode computes (on a seeded sample of ``most`` documents for a large one):
     encoding time follows the padded length, which a document count hides."""
-    from haystack_hardneg.embed.cache import cache_keys
-    from haystack_hardneg.embed.encoder import EnsembleEncoder
 
-    encoder = EnsembleEncoder(c.members, combine=c.combine, cache_dir=c.cache_dir, progress_bar=False)
+    encoder = EnsembleEncoder(config.members, combine=config.combine, cache_dir=config.cache_dir, progress_bar=False)
     encoder.load()
     cache, encoder.cache = encoder.cache, None  # timed without the cache, which may hold the sample
     encoder.encode(documents[:2], kind="document")
@@ -158,7 +160,7 @@ def _ensemble_rates(c: ExperimentConfig, corpus: list[str], documents: list[str]
         if cache is not None:
             keys = cache_keys(encoder.fingerprints[member], spec.document_prompt, model.max_seq_length, corpus)
             missing = [t for t, v in zip(corpus, cache.get_many(keys)) if v is None]
-        counted = random.Random(c.seed).sample(missing, most) if len(missing) > most else missing
+        counted = random.Random(config.seed).sample(missing, most) if len(missing) > most else missing
         scale = len(missing) / max(1, len(counted))
         index_seconds += per_token * _padded_tokens(model, counted, spec.batch_size) * scale
     per_query = _timed(lambda: encoder.encode(queries, kind="query")) / len(queries)
@@ -166,16 +168,14 @@ def _ensemble_rates(c: ExperimentConfig, corpus: list[str], documents: list[str]
             "dimension": encoder.dimension}
 
 
-def _reranker_rates(c: ExperimentConfig, queries: list[str], documents: list[str]) -> dict[str, float]:
+def _reranker_rates(config: ExperimentConfig, queries: list[str], documents: list[str]) -> dict[str, float]:
     """A few real training steps of the re-ranker (as the trainer runs them) and its scoring speed."""
     Dataset = require("datasets", "The plan's training warm-up").Dataset
     from transformers import PrinterCallback, TrainerCallback
 
-    from haystack_hardneg.train.heads import build_cross_encoder, resolve_head
-    from haystack_hardneg.train.trainer import _trainer
 
-    negatives = max(1, c.mining_config(c.strategies[0]).num_negatives)
-    training = _training(c)
+    negatives = max(1, config.mining_config(config.strategies[0]).num_negatives)
+    training = _training(config)
     # A distillation loss reads the mining ensemble's scores of each row; any numbers time it the same.
     scores = {"scores": [1.0] + [0.5] * negatives} if training.loss in TEACHER_LOSSES else {}
     rows = [{"query": q, "positive": documents[i % len(documents)],
@@ -193,9 +193,9 @@ def _reranker_rates(c: ExperimentConfig, queries: list[str], documents: list[str
             step_seconds.append(time.perf_counter() - self.started)
 
     with tempfile.TemporaryDirectory() as folder:
-        config = replace(training, output_dir=folder, max_steps=3, epochs=1.0, max_minutes=None)
-        head_lr = config.head_lr if head != "pretrained" and config.head_lr is not None else config.encoder_lr
-        trainer = _trainer(model, Dataset.from_list(rows), None, config, head_lr, progress_bar=False,
+        trial = replace(training, output_dir=folder, max_steps=3, epochs=1.0, max_minutes=None)
+        head_lr = trial.head_lr if head != "pretrained" and trial.head_lr is not None else trial.encoder_lr
+        trainer = build_trainer(model, Dataset.from_list(rows), None, trial, head_lr, progress_bar=False,
                            callbacks=[StepTimer()])
         trainer.args.save_strategy = "no"
         trainer.remove_callback(PrinterCallback)  # the warm-up's loss lines are not the run's
@@ -206,34 +206,59 @@ def _reranker_rates(c: ExperimentConfig, queries: list[str], documents: list[str
     return {"seconds_per_step": float(np.median(step_seconds[1:] or step_seconds)), "seconds_per_pair": per_pair}
 
 
-def estimate(c: ExperimentConfig, numbers: dict[str, Any], rates: dict[str, float],
-             done: set[str] = frozenset()) -> dict[str, float]:
-    """Seconds per stage: the warm-up's rates times the counts (0 for stages in ``done``)."""
-    documents, queries = numbers["documents"], numbers["test_queries"] + numbers["train_queries"]
+def index_seconds(config: ExperimentConfig, numbers: dict[str, Any], rates: dict[str, float]) -> float:
+    return numbers["documents"] * rates["seconds_per_document"]
+
+
+def lexical_index_seconds(config: ExperimentConfig, numbers: dict[str, Any], rates: dict[str, float]) -> float:
+    return numbers["documents"] * 2e-4 if config.lexical_section is not None else 0.0
+
+
+def _queries(numbers: dict[str, Any]) -> int:
+    return numbers["test_queries"] + numbers["train_queries"]
+
+
+def first_stage_seconds(config: ExperimentConfig, numbers: dict[str, Any], rates: dict[str, float]) -> float:
     # Exact search in Qdrant's local mode: a product over every stored vector per query, plus the answer's payload.
-    search = documents * rates["dimension"] * 4 / 2e9 + c.retrieve_k * 2e-5
-    stages = {
-        "index": documents * rates["seconds_per_document"],
-        "lexical_index": documents * 2e-4 if c.lexical is not None else 0.0,
-        "first_stage": queries * (rates["seconds_per_query"] + search),
-        "hybrid": queries * c.retrieve_k * 5e-6 * 11,
-    }
-    # The first stage left to run that measures anything pays for compiling the metrics: the hybrid weight's
-    # choice, or else a training's validation.
-    measuring = (["hybrid"] if c.lexical is not None else []) + [f"train/{name}" for name in numbers["strategies"]]
-    first_to_measure = next((stage for stage in measuring if stage not in done), None)
-    used = numbers["train_queries_used"]
-    for name, count in numbers["strategies"].items():
-        # Mining: each training query against every document vector, plus clustering for ensemble_cluster.
-        stages[f"mine/{name}"] = used * documents * rates["dimension"] * 4 / 2e9 + count["pairs"] * 1e-3
-        scored_per_validation = count["validation_queries"] * c.rerank_k * rates["seconds_per_pair"]
-        stages[f"train/{name}"] = (count["steps"] * rates["seconds_per_step"]
-                                   + count["validations"] * scored_per_validation)
-        if _training(c).max_minutes is not None:
-            stages[f"train/{name}"] = min(stages[f"train/{name}"], 60 * _training(c).max_minutes
-                                          + scored_per_validation)
-        stages[f"rerank/{name}"] = ((numbers["test_queries"] + count["validation_queries"]) * c.rerank_k
-                                    * rates["seconds_per_pair"])
+    search = numbers["documents"] * rates["dimension"] * 4 / 2e9 + config.retrieve_k * 2e-5
+    return _queries(numbers) * (rates["seconds_per_query"] + search)
+
+
+def hybrid_seconds(config: ExperimentConfig, numbers: dict[str, Any], rates: dict[str, float]) -> float:
+    return _queries(numbers) * config.retrieve_k * 5e-6 * 11
+
+
+def mine_seconds(config: ExperimentConfig, numbers: dict[str, Any], rates: dict[str, float], strategy: str) -> float:
+    # Each training query against every document vector, plus clustering for ensemble_cluster.
+    return (numbers["train_queries_used"] * numbers["documents"] * rates["dimension"] * 4 / 2e9
+            + numbers["strategies"][strategy]["pairs"] * 1e-3)
+
+
+def _scored_per_validation(config: ExperimentConfig, count: dict[str, int], rates: dict[str, float]) -> float:
+    return count["validation_queries"] * config.rerank_k * rates["seconds_per_pair"]
+
+
+def train_seconds(config: ExperimentConfig, numbers: dict[str, Any], rates: dict[str, float], strategy: str) -> float:
+    count = numbers["strategies"][strategy]
+    seconds = count["steps"] * rates["seconds_per_step"] + count["validations"] * _scored_per_validation(config, count,
+                                                                                                         rates)
+    if _training(config).max_minutes is not None:
+        seconds = min(seconds, 60 * _training(config).max_minutes + _scored_per_validation(config, count, rates))
+    return seconds
+
+
+def rerank_seconds(config: ExperimentConfig, numbers: dict[str, Any], rates: dict[str, float], strategy: str) -> float:
+    count = numbers["strategies"][strategy]
+    return (numbers["test_queries"] + count["validation_queries"]) * config.rerank_k * rates["seconds_per_pair"]
+
+
+def estimate(table: dict[str, Any], config: ExperimentConfig, numbers: dict[str, Any], rates: dict[str, float],
+             done: set[str] = frozenset()) -> dict[str, float]:
+    """Seconds per stage of ``table`` (experiment/table.py): the warm-up's rates times the counts (0 for stages in
+    ``done``). The first stage left to run that measures anything also pays for compiling the metrics."""
+    stages = {name: stage.estimate(config, numbers, rates) for name, stage in table.items()}
+    first_to_measure = next((name for name, stage in table.items() if stage.measures(config) and name not in done),
+                            None)
     if first_to_measure is not None:
         stages[first_to_measure] += _metrics_compile_seconds()
     return {stage: 0.0 if stage in done else round(seconds, 1) for stage, seconds in stages.items()}
@@ -245,14 +270,15 @@ def _metrics_compile_seconds() -> float:
     return METRICS_COMPILE_SECONDS["filled cache" if filled else "empty cache"]
 
 
-def make_plan(c: ExperimentConfig, splits: dict[str, Any], done: set[str] = frozenset(), *,
+def make_plan(table: dict[str, Any], config: ExperimentConfig, splits: dict[str, Any], done: set[str] = frozenset(), *,
               measured: bool = True) -> dict[str, Any]:
-    """The counts, and with ``measured`` the warm-up's rates and each stage's estimated seconds."""
-    plan: dict[str, Any] = {"counts": counts(c, splits), "done": sorted(done)}
+    """The counts, and with ``measured`` the warm-up's rates and each stage's estimated seconds; the ensemble's
+    models are loaded for the warm-up only where a stage left to run uses them."""
+    plan: dict[str, Any] = {"counts": counts(config, splits), "done": sorted(done)}
     if measured:
-        embedding = {"index", "first_stage", *(f"mine/{name}" for name in c.strategies)}
-        plan["rates"] = measure(c, splits, ensemble=not embedding <= done)
-        plan["estimate_seconds"] = estimate(c, plan["counts"], plan["rates"], done)
+        ensemble = any("ensemble" in stage.uses for name, stage in table.items() if name not in done)
+        plan["rates"] = measure(config, splits, ensemble=ensemble)
+        plan["estimate_seconds"] = estimate(table, config, plan["counts"], plan["rates"], done)
     return plan
 
 

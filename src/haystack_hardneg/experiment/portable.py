@@ -19,18 +19,17 @@ from pathlib import Path
 from typing import Any, Callable
 
 from haystack_hardneg.experiment.config import ExperimentConfig
-from haystack_hardneg.experiment.keys import MODELS_FILE, expected_keys, model_fingerprints
+from haystack_hardneg.experiment.folder import SPLITS, RunFolder
+from haystack_hardneg.experiment.keys import MODELS_FILE, data_fingerprint, model_fingerprints
 from haystack_hardneg.experiment.plan import read_estimates, record_estimates
 from haystack_hardneg.experiment.stages import StageCache
-from haystack_hardneg.experiment.state_file import (FORMAT, RECORD_ONLY, STATE_FILE, StateError, check_paths,
-                                                   decompressed, read_state)
+from haystack_hardneg.experiment.state_file import FORMAT, STATE_FILE, StateError, check_paths, decompressed, read_state
+from haystack_hardneg.experiment.table import Inputs, Stage, stage_table, table_keys
 from haystack_hardneg.files import atomic_directory, atomic_write_bytes, atomic_write_text, confined_path, jsonl_text
 from haystack_hardneg.ingest.beir import load_queries
 from haystack_hardneg.ingest.text import document_text
 from haystack_hardneg.mine.config import STRATEGIES
 from haystack_hardneg.pipelines import prepared_documents, whole_document_chunker
-
-LARGEST_COPIED_FILE = 5 << 20
 
 
 def _sha256(data: bytes) -> str:
@@ -104,21 +103,25 @@ def _rebuilds(rebuild: Callable[[bytes, Texts], bytes], stored: bytes, texts: Te
         return False
 
 
-def _stage_files(out: Path, name: str, record: dict[str, Any]) -> list[str] | None:
-    """The files (relative to the run folder) that carry stage ``name``, or None where it is not carried."""
-    if name == "first_stage":
-        return list(record["outputs"])
-    if name.startswith("mine/"):
-        folder = out / name
-        return [f"{name}/{f}" for f in ("triplets.jsonl", "provenance.jsonl", "report.json", "suspected_positives.jsonl")
-                if (folder / f).is_file()]
-    if name.startswith("train/"):
-        folder = out / name
-        return [f"{name}/{p.name}" for p in sorted(folder.iterdir())
-                if p.is_file() and not p.name.startswith(".") and p.stat().st_size <= LARGEST_COPIED_FILE]
-    if name.startswith("rerank/"):
-        return list(record["outputs"])
-    return None
+def _table(config: ExperimentConfig, names) -> dict[str, Stage]:
+    """The stage table of ``config`` with every strategy among the stage ``names`` that it can name: what a run
+    folder or a state holds is carried whatever --strategies says runs now."""
+    found = [n.split("/", 1)[1] for n in names if "/" in n]
+    known = [n for n in dict.fromkeys(found) if n in STRATEGIES or n in config.variants]
+    return stage_table(replace(config, strategies=list(dict.fromkeys([*config.strategies, *known]))))
+
+
+def _how_stored(rel: str, original: bytes, folder: RunFolder, texts: Texts) -> tuple[str, bytes]:
+    """How a file travels: without the texts the data set gives back byte for byte, else as it is."""
+    if rel in {RunFolder.lists(split) for split in SPLITS}:
+        stripped = _strip_lists(original)
+        if _rebuilds(_rebuild_lists, stripped, texts, original):
+            return "lists", stripped
+    provenance = folder / rel.replace("/triplets.jsonl", "/provenance.jsonl")
+    if rel.endswith("/triplets.jsonl") and provenance.is_file():
+        if _rebuilds(_rebuild_triplets_from, provenance.read_bytes(), texts, original):
+            return "triplets", b""
+    return "copy", original
 
 
 def export_state(config: ExperimentConfig, dest: str | Path, *, only: set[str] | None = None) -> dict[str, Any]:
@@ -134,33 +137,21 @@ def export_state(config: ExperimentConfig, dest: str | Path, *, only: set[str] |
     if not stages_path.is_file():
         raise StateError(f"{out} has no finished stage (no stages.json).")
     records: dict[str, dict[str, Any]] = json.loads(stages_path.read_text(encoding="utf-8"))
-    texts = Texts(config)
+    table, folder, texts = _table(config, records), RunFolder(out), Texts(config)
     carried: dict[str, Any] = {}
     with atomic_directory(dest) as staging:
         for name, record in records.items():
-            if only is not None and name not in only:
+            stage = table.get(name)
+            if (only is not None and name not in only) or stage is None or stage.carry is None or \
+                    (stage.carried_with is not None and stage.carried_with not in records):
                 continue
-            if name in RECORD_ONLY:
-                carried[name] = {"record": record, "files": {}}
-                continue
-            if name.startswith("train/") and f"rerank/{name[len('train/'):]}" not in records:
-                continue
-            relative = _stage_files(out, name, record)
-            if relative is None or not all(confined_path(out, r, named_in=stages_path).is_file() for r in relative):
+            relative = stage.carry(folder, record)
+            if not all(confined_path(out, r, named_in=stages_path).is_file() for r in relative):
                 continue
             files = {}
             for rel in relative:
                 original = (out / rel).read_bytes()
-                how, stored = "copy", original
-                # Texts are left out only where the data set gives them back byte for byte.
-                if name == "first_stage":
-                    stripped = _strip_lists(original)
-                    if _rebuilds(_rebuild_lists, stripped, texts, original):
-                        how, stored = "lists", stripped
-                elif rel.endswith("/triplets.jsonl") and (out / name / "provenance.jsonl").is_file():
-                    provenance = (out / name / "provenance.jsonl").read_bytes()
-                    if _rebuilds(_rebuild_triplets_from, provenance, texts, original):
-                        how, stored = "triplets", b""
+                how, stored = _how_stored(rel, original, folder, texts)
                 entry = {"sha256": _sha256(original), "rebuild": how, "bytes": len(original)}
                 if how != "triplets":
                     entry["stored"] = f"files/{rel}.gz"
@@ -189,13 +180,8 @@ def import_state(config: ExperimentConfig, source: str | Path) -> dict[str, list
     config = config.resolved()
     source = Path(source)
     state, state_path = read_state(source)
-    # Every strategy the state has that this config can name: --strategies decides what runs, not what is imported.
-    names = [n.split("/", 1)[1] for n in state["stages"] if n.startswith(("mine/", "train/", "rerank/"))]
-    known = [n for n in dict.fromkeys(names) if n in STRATEGIES or n in config.variants]
-    splits = config.load_splits()
-    test_split, train_split = splits["test"], splits["train"]
-    keys = expected_keys(replace(config, strategies=list(dict.fromkeys([*config.strategies, *known]))),
-                         test_split, train_split)
+    table = _table(config, state["stages"])
+    keys = table_keys(table, Inputs(config, data_fingerprint(config), config.load_splits()))
     changed = {p: (state["models"][p], now) for p, now in model_fingerprints(config).items()
                if p in state["models"] and state["models"][p] != now}
     if changed:
@@ -213,10 +199,10 @@ def import_state(config: ExperimentConfig, source: str | Path) -> dict[str, list
             if keys.get(name) != record["key"]:
                 summary["left_out"].append(name)
                 continue
-            # A record-only stage, or a training carried without its re-ranker, is there when its record is.
-            carried_as_record = name in RECORD_ONLY or name.startswith("train/")
+            # A stage carried without some of its outputs (a record, a training without its model) is there when
+            # its record is.
             if cache.is_done(name, record["key"]) or \
-                    (carried_as_record and cache.records.get(name, {}).get("key") == record["key"]):
+                    (table[name].carried_partly and cache.records.get(name, {}).get("key") == record["key"]):
                 summary["already_there"].append(name)
                 continue
             pending[name] = (record, _rebuilt_files(source, entry["files"], texts))
@@ -237,7 +223,7 @@ def import_state(config: ExperimentConfig, source: str | Path) -> dict[str, list
 
 def _rebuilt_files(source: Path, files: dict[str, dict[str, Any]], texts: Texts) -> dict[str, bytes]:
     rebuilders: dict[str, Callable[[bytes, Texts], bytes]] = {"copy": lambda data, _: data, "lists": _rebuild_lists}
-    # Paths were checked against the state's folder (``_check_paths``) before this reads any of them.
+    # Paths were checked against the state's folder (``check_paths``) before this reads any of them.
     rebuilt: dict[str, bytes] = {}
     for rel, entry in sorted(files.items(), key=lambda item: item[1]["rebuild"] == "triplets"):
         if entry["rebuild"] == "triplets":

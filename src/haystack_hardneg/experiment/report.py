@@ -12,11 +12,13 @@ from haystack_hardneg.evaluate.metrics import DEFAULT_METRICS, evaluate_run
 from haystack_hardneg.evaluate.selection import MIN_INFORMATIVE_QUERIES, choose_fusion_alpha
 from haystack_hardneg.evaluate.significance import bootstrap_ci, holm_adjusted, paired_test_on_values
 from haystack_hardneg.evaluate.subsets import split_by_document_length
+from haystack_hardneg.experiment.folder import RunFolder
 from haystack_hardneg.experiment.plan import read_estimates
+from haystack_hardneg.experiment.report_markdown import markdown
 from haystack_hardneg.extras import require
 from haystack_hardneg.files import atomic_save_figure, atomic_write_text, read_jsonl
 from haystack_hardneg.mine.candidates import record_qrels
-from haystack_hardneg.rank.fusion import fuse_scores
+from haystack_hardneg.scoring.fusion import fuse_scores
 
 TESTED_METRICS = ("ndcg@10", "mrr@10")
 FIRST_STAGE = "first stage"
@@ -46,11 +48,11 @@ def system_runs(out: Path, strategies: list[str], fusion_rule: str = "argmax",
     ``fusion_rule``) on its held-out training queries, re-ranked from the same first stage, and what its training
     reported; and the re-rankers' runs on those held-out queries with the training qrels (``{"qrels", "runs"}``,
     runs named as the test ones)."""
-    test_records = read_jsonl(out / "first_stage" / "test_candidates.jsonl")
-    train_records = read_jsonl(out / "first_stage" / "train_candidates.jsonl")
+    test_records = read_jsonl(out / RunFolder.candidates("test"))
+    train_records = read_jsonl(out / RunFolder.candidates("train"))
     first = _scores(test_records)
     runs: dict[str, dict] = {FIRST_STAGE: first}
-    lists = read_jsonl(out / "first_stage" / "test_lists.jsonl")
+    lists = read_jsonl(out / RunFolder.lists("test"))
     if any("lexical" in r for r in lists):
         runs[DENSE_ONLY] = _scores(lists, "dense")
         runs[LEXICAL_ONLY] = _scores(lists, "lexical")
@@ -59,8 +61,8 @@ def system_runs(out: Path, strategies: list[str], fusion_rule: str = "argmax",
     chosen: dict[str, dict[str, Any]] = {}
     validation_runs: dict[str, dict] = {}
     for strategy in strategies:
-        scores = json.loads((out / "rerank" / f"{strategy}.json").read_text())
-        training = json.loads((out / "train" / strategy / "training_report.json").read_text())
+        scores = json.loads((out / RunFolder.scores(strategy)).read_text())
+        training = json.loads((out / RunFolder.trained(strategy, "training_report.json")).read_text())
         sweep = (choose_fusion_alpha(train_qrels, train_first, scores["validation"], rule=fusion_rule,
                                      min_queries=min_queries)
                  if scores["validation"] else None)
@@ -193,93 +195,6 @@ def report_metrics(depth: int) -> tuple[str, ...]:
     return (*(m for m in DEFAULT_METRICS if not m.startswith("recall@")), f"recall@{depth}")
 
 
-def _p(comparison: dict[str, float]) -> str:
-    holm = f"; Holm {comparison['p_holm']:.2g}" if "p_holm" in comparison else ""
-    return f"{comparison['difference']:+.3f} (p={comparison['p_value']:.2g}{holm})"
-
-
-def _left_out_line(results: dict[str, Any]) -> list[str]:
-    """One sentence on the judgements and queries loading left out, when it left any."""
-    parts = [f"{split}: {counts['unknown_judgements']} judgement(s) of unknown queries or documents, "
-             f"{counts['queries_without_positives']} query(ies) without a positive"
-             for split, counts in results.get("left_out_when_loading", {}).items() if any(counts.values())]
-    return ["", "Left out when loading the data: " + "; ".join(parts) + "."] if parts else []
-
-
-def markdown(results: dict[str, Any]) -> str:
-    systems = results["systems"]
-    recall = f"recall@{results['retrieve_k']}"
-    lines = [f"# Experiment: {results['data']}", "",
-             f"{results['test_queries']} test queries; first stage: {results['first_stage']}; re-rankers re-score "
-             f"its top {results['rerank_k']}. 95% bootstrap intervals in brackets; {results['test']} "
-             f"(two-sided) on nDCG@10, with the p-value adjusted by Holm's method over the table's "
-             f"{_tests_in(systems)} tests.", *_left_out_line(results), "",
-             f"| system | nDCG@10 | MRR@10 | P@1 | P@5 | P@10 | R@{results['retrieve_k']} | vs first stage "
-             f"| vs random negatives | vs BM25 negatives |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    for name, entry in systems.items():
-        m, ci = entry["metrics"], entry["ci95"]["ndcg@10"]
-        vs = entry.get("vs", {})
-        versus = [_p(vs[against]["ndcg@10"]) if against in vs else ""
-                  for against in ("first stage", "random negatives", "bm25 negatives")]
-        lines.append(
-            f"| {name} | {m['ndcg@10']:.4f} [{ci[0]:.3f}, {ci[1]:.3f}] | {m['mrr@10']:.4f} | {m['precision@1']:.3f} "
-            f"| {m['precision@5']:.3f} | {m['precision@10']:.3f} | {m[recall]:.3f} | " + " | ".join(versus) + " |")
-    for title, key in (("test queries", "strategy_pairs"),
-                       ("validation slice, where settings are chosen; in-sample for the fused rows, whose weight "
-                        "was chosen on these queries", "validation_pairs")):
-        for kind, table in results.get(key, {}).items():
-            names = list(table)
-            lines += ["", f"## Strategies against each other ({title}): {kind}, nDCG@10 of the row minus the "
-                          f"column ({results['test']})",
-                      "", "| | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
-            lines += [f"| {a} | " + " | ".join(_p(table[a][b]) if b in table[a] else "" for b in names) + " |"
-                      for a in names]
-    for group, subset in results["subsets"].items():
-        lines += ["", f"## {group.capitalize()} relevant documents ({subset['queries']} queries; mean length of their "
-                      f"relevant documents {'above' if group == 'long' else 'at most'} the corpus median of "
-                      f"{results['length_median_words']:.0f} words)", "",
-                  f"| system | nDCG@10 | MRR@10 | P@1 | P@5 | P@10 | R@{results['retrieve_k']} | vs first stage |",
-                  "|---|---|---|---|---|---|---|---|"]
-        for name, m in subset["systems"].items():
-            ci = m["ndcg@10"]["ci95"]
-            versus = _p(m["vs first stage"]) if "vs first stage" in m else ""
-            lines.append(f"| {name} | {m['ndcg@10']['mean']:.4f} [{ci[0]:.3f}, {ci[1]:.3f}] | {m['mrr@10']['mean']:.4f} "
-                         f"| {m['precision@1']['mean']:.3f} | {m['precision@5']['mean']:.3f} "
-                         f"| {m['precision@10']['mean']:.3f} | {m[recall]['mean']:.3f} | {versus} |")
-    lines += ["", "## Re-rankers: the fusion weight chosen on validation (each re-ranker's held-out training "
-              f"queries, their first-stage top {results['rerank_k']}; rule: {results['fusion_rule']})", "",
-              "| strategy | train rows | train s | val. first stage | val. re-ranker | fusion alpha | val. fused | "
-              "ms/query (median / p95) | backend |", "|---|---|---|---|---|---|---|---|---|"]
-    for strategy, chosen in results["rerankers"].items():
-        v = chosen["validation"] or {}
-        first = (v.get("first_stage") or {}).get("ndcg@10")
-        alone = (v.get("reranker_alone") or {}).get("ndcg@10")
-        best = (v.get("best") or {}).get("ndcg@10")
-        lines.append(f"| {strategy} | {chosen['train_rows']} | {chosen['train_seconds'] or 0:.0f} | "
-                     f"{first if first is None else f'{first:.4f}'} | {alone if alone is None else f'{alone:.4f}'} | "
-                     f"{chosen['fusion_alpha']} | {best if best is None else f'{best:.4f}'} | "
-                     f"{_latency(chosen)} | {chosen.get('backend', 'torch')} |")
-    lines += [f"\n{strategy} re-ranked with {chosen['file_name']}: {_gate_text(chosen['export_gate'])}"
-              for strategy, chosen in results["rerankers"].items() if chosen.get("file_name")]
-    lines += [f"\n{strategy} mined the same triplets as {chosen['same_triplets_as']}: its re-ranker is that one, trained "
-              "once." for strategy, chosen in results["rerankers"].items() if chosen.get("same_triplets_as")]
-    lines += [f"\n**Warning ({strategy})**: {chosen['validation']['fallback']}; its fused row is the first stage."
-              for strategy, chosen in results["rerankers"].items() if (chosen["validation"] or {}).get("fallback")]
-    estimates = results.get("plan_estimate_seconds") or {}
-    lines += ["", "## Stages (measured; the plan's estimate from its warm-up before the run)", "",
-              "| stage | seconds | estimated |", "|---|---|---|"]
-    imported = set(results.get("stages_imported", []))
-    lines += [f"| {name} | {seconds}{' (imported)' if name in imported else ''} | {estimates.get(name, '')} |"
-              for name, seconds in results["stage_seconds"].items()]
-    lines += ["", "Charts: `chart_ndcg.png`, `chart_long_short.png`. Per-query values: `per_query.json`."]
-    return "\n".join(lines) + "\n"
-
-
-def _tests_in(systems: dict[str, Any]) -> int:
-    return sum(1 for entry in systems.values() for versus in entry.get("vs", {}).values() if "ndcg@10" in versus)
-
-
 def charts(results: dict[str, Any], out: Path) -> list[Path]:
     matplotlib = require("matplotlib", "Charts")
     matplotlib.use("Agg")
@@ -311,7 +226,8 @@ def charts(results: dict[str, Any], out: Path) -> list[Path]:
     for g, group in enumerate(groups):
         entries = [results["subsets"][group]["systems"][n]["ndcg@10"] for n in names]
         means = [e["mean"] for e in entries]
-        errors = [[m - e["ci95"][0] for m, e in zip(means, entries)], [e["ci95"][1] - m for m, e in zip(means, entries)]]
+        errors = [[m - e["ci95"][0] for m, e in zip(means, entries)],
+                  [e["ci95"][1] - m for m, e in zip(means, entries)]]
         axis.bar(np.arange(len(names)) + g * width, means, width, yerr=errors, capsize=3,
                  label=f"{group} documents ({results['subsets'][group]['queries']} queries)")
     axis.set_xticks(np.arange(len(names)) + width * (len(groups) - 1) / 2, names, rotation=30, ha="right")
@@ -334,7 +250,7 @@ def write_report(out: Path, config, splits: dict[str, Any], stage_records: dict[
     systems = evaluate_systems(test_split.qrels, runs, test=config.significance, depth=config.retrieve_k)
     groups, median = split_by_document_length(test_split.qrels, document_lengths(test_split))
     members = " + ".join(Path(m["model"]).name for m in config.members)
-    choice = json.loads((out / "first_stage" / "choice.json").read_text())
+    choice = json.loads((out / RunFolder.choice).read_text())
     first_stage = f"ensemble of {members} ({config.combine}) in Qdrant"
     if choice.get("lexical"):
         first_stage += (f", fused with BM25 at weight {choice['lexical_weight']}"
@@ -371,17 +287,3 @@ def write_report(out: Path, config, splits: dict[str, Any], stage_records: dict[
     return results
 
 
-def _latency(chosen: dict[str, Any]) -> str:
-    """Milliseconds per test query: median / 95th percentile, or the mean where only that was recorded."""
-    if chosen.get("ms_per_query_median") is None:
-        return f"{chosen['ms_per_query']:.0f} (mean)"
-    return f"{chosen['ms_per_query_median']:.0f} / {chosen['ms_per_query_p95']:.0f}"
-
-
-def _gate_text(gate: dict[str, Any] | None) -> str:
-    if not gate:
-        return "not checked against fp32."
-    ndcg = gate["ndcg@10"]
-    verdict = "within" if gate["passed"] else "ABOVE"
-    return (f"nDCG@10 on its validation candidates {ndcg['exported']:.4f} against fp32 {ndcg['fp32']:.4f} (loss "
-            f"{ndcg['loss']:+.4f}, {verdict} the limit {gate['max_loss']}).")

@@ -12,7 +12,7 @@ import hashlib
 import json
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 from haystack_hardneg.files import atomic_write_text
 
@@ -109,3 +109,77 @@ class StageCache:
     def seconds(self, name: str) -> float | None:
         record = self.records.get(name)
         return record["seconds"] if record else None
+
+
+class Walk:
+    """Stages ensured in the order of what they read: a stage that is there is reused; one that is not runs once
+    the stages it reads are there. ``run`` computes a stage (through ``StageCache.run``); without it the walk is a
+    dry run that lists, in ``would_run``, what a run would compute.
+
+    A stage with ``kept`` files is there for the report when its record has its key and those files exist (a
+    training imported without its model); it runs after all when a stage that reads it has to run."""
+
+    def __init__(self, table: dict[str, Any], cache: StageCache, keys: dict[str, str | None],
+                 run: Callable[[Any], None] | None = None):
+        self.table, self.cache, self.keys, self._run = table, cache, keys, run
+        self.settled: dict[str, bool] = {}  # name -> there whole (False: its kept files only)
+        self.would_run: list[str] = []
+
+    def wanted(self) -> list[str]:
+        """The stages every run ensures, in table order."""
+        return [name for name, stage in self.table.items() if stage.wanted]
+
+    def _there(self, name: str, whole: bool) -> bool:
+        stage, key = self.table[name], self.keys[name]
+        if key is None or self.cache.is_done(name, key):
+            return True
+        record = self.cache.records.get(name, {})
+        return not whole and bool(stage.kept) and record.get("key") == key and \
+            all((self.cache.folder / f).exists() for f in stage.kept)
+
+    def ensure(self, name: str, whole: bool | None = None) -> None:
+        stage = self.table[name]
+        whole = not stage.kept if whole is None else whole
+        if self.settled.get(name) is True or (name in self.settled and not whole):
+            return
+        if self._there(name, whole):
+            if self.keys[name] is not None and self._run is not None:
+                self.cache.reused.append(name)
+            self.settled[name] = whole or self.cache.is_done(name, self.keys[name])
+            return
+        for upstream in stage.reads:
+            self.ensure(upstream, whole=True)
+        if self._run is None:
+            self.would_run.append(name)
+        else:
+            self.cache.run(name, self.keys[name], stage.outputs(), lambda: self._run(stage))
+        self.settled[name] = True
+
+    def needs(self, name: str, resource: str) -> bool:
+        """Whether ensuring ``name`` may still use ``resource``: it or a stage it reads is not settled yet and
+        uses it."""
+        if name in self.settled:
+            return False
+        stage = self.table[name]
+        return resource in stage.uses or any(self.needs(upstream, resource) for upstream in stage.reads)
+
+
+class StageRun(Protocol):
+    """What a stage's compute is given: the running experiment (runner.Experiment), as far as computes use it."""
+
+    config: Any
+    folder: Any
+    progress_bar: bool
+    mining_data: Any
+
+    @property
+    def splits(self) -> dict[str, Any]: ...
+
+    @property
+    def keys(self) -> dict[str, str | None]: ...
+
+    def store(self, *, recreate: bool = False) -> Any: ...
+
+    def text_embedder(self) -> Any: ...
+
+    def close_store(self) -> None: ...

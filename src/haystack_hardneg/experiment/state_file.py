@@ -16,9 +16,6 @@ from haystack_hardneg.files import confined_path
 
 FORMAT = 1
 STATE_FILE = "state.json"
-# Records carried for their times only: their outputs (a Qdrant store, a BM25 index) stay behind, so the stage
-# counts as not done and runs again where something downstream still needs it.
-RECORD_ONLY = ("index", "lexical_index")
 # How a file is carried: as it is, without the texts of its candidate lists, or rebuilt from its provenance.
 REBUILDS = ("copy", "lists", "triplets")
 
@@ -86,10 +83,9 @@ def check_paths(state: dict[str, Any], state_path: Path, source: Path, out: Path
     """Every path the state names stays inside its folder, and each stage names only its own files, before any
     file is read or written."""
     for name, entry in state["stages"].items():
-        carried = {*entry["files"], *([] if name in RECORD_ONLY else entry["record"]["outputs"])}
         for rel in entry["record"]["outputs"]:
             confined_path(out, rel, named_in=state_path)
-        for rel in sorted(carried):
+        for rel in sorted(entry["files"]):
             confined_path(out, rel, named_in=state_path)
             if not _owned_by(name, rel):
                 raise StateError(f"{state_path}: stage {name!r} names {rel!r}, which is not one of its own files "

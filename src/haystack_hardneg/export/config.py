@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from haystack_hardneg.export.gate import DEFAULT_MAX_LOSS
-from haystack_hardneg.export.layout import BACKENDS, OPTIMIZATIONS, QUANTIZATIONS, Backend
 from haystack_hardneg.options import Options, option
+from haystack_hardneg.rank.layout import BACKENDS, OPTIMIZATIONS, QUANTIZATIONS, Backend
 
 
 @dataclass

@@ -17,11 +17,11 @@ from haystack_hardneg.export.convert import (
     quantize_openvino,
 )
 from haystack_hardneg.export.gate import gate_records, quality_check
-from haystack_hardneg.export.layout import export_file_name, read_scoring_head, weights_fingerprint
-from haystack_hardneg.export.runtime import ExportedCrossEncoder
 from haystack_hardneg.files import atomic_write_text, read_jsonl
 from haystack_hardneg.mine.candidates import load_candidates
-from haystack_hardneg.rank.settings import (
+from haystack_hardneg.rank.layout import export_file_name, read_scoring_head, weights_fingerprint
+from haystack_hardneg.rank.runtime import ExportedCrossEncoder
+from haystack_hardneg.scoring.settings import (
     CALIBRATION_PAIRS_FILE,
     VALIDATION_CANDIDATES_FILE,
     read_ranker_settings,

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Literal

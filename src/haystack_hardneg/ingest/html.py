@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 import trafilatura
 
-_HTML_MARKERS = re.compile(rb"<\s*(!doctype|html|head|body|div|p|article|section|main|span|h[1-6]|table|ul|ol|br)\b", re.I)
+_HTML_MARKERS = re.compile(rb"<\s*(!doctype|html|head|body|div|p|article|section|main|span|h[1-6]|table|ul|ol|br)\b",
+                           re.I)
 
 
 class NotHtmlError(ValueError):

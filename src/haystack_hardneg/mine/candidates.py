@@ -11,9 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from haystack_hardneg.files import atomic_write_text, jsonl_text, read_jsonl
 from haystack_hardneg.mine.data import MiningData
 from haystack_hardneg.mine.search import top_k
-from haystack_hardneg.files import atomic_write_text, jsonl_text, read_jsonl
 
 
 def first_stage_candidates(data: MiningData, k: int = 30) -> list[dict[str, Any]]:
@@ -27,7 +27,8 @@ def first_stage_candidates(data: MiningData, k: int = 30) -> list[dict[str, Any]
             "query_id": query_id,
             "query": data.query_texts[row],
             "positive_ids": list(data.positives.get(query_id, [])),
-            "relevance": dict((data.relevant or {}).get(query_id) or dict.fromkeys(data.positives.get(query_id, []), 1)),
+            "relevance": dict((data.relevant or {}).get(query_id)
+                              or dict.fromkeys(data.positives.get(query_id, []), 1)),
             "candidates": [{"id": data.doc_ids[i], "text": data.doc_texts[i], "score": s} for i, s in found],
         })
     return records
@@ -52,5 +53,6 @@ def load_candidates(path: str | Path) -> list[dict[str, Any]]:
     for record in records:
         missing = {"query", "positive_ids", "candidates"} - set(record)
         if missing:
-            raise ValueError(f"{path}: a record lacks {sorted(missing)}; expected the output of first_stage_candidates.")
+            raise ValueError(f"{path}: a record lacks {sorted(missing)}; expected the output of "
+                             f"first_stage_candidates.")
     return records

@@ -10,14 +10,14 @@ from haystack_integrations.document_stores.qdrant import QdrantDocumentStore
 
 from haystack_hardneg.embed.components import ENSEMBLE_META_KEY, EnsembleTextEmbedder
 from haystack_hardneg.embed.ensemble import normalized_weights
-from haystack_hardneg.ingest.text import document_text
 from haystack_hardneg.ingest.beir import DataError, LoadStats, OnMissing, parse_grade, validate_qrels
+from haystack_hardneg.ingest.text import document_text
 from haystack_hardneg.mine.candidates import first_stage_candidates
 from haystack_hardneg.mine.config import STRATEGIES, MiningConfig, check_fits_ensemble
-from haystack_hardneg.mine.job import mine
 from haystack_hardneg.mine.data import MiningData, positives_by_chunk
-from haystack_hardneg.options import as_config, to_mapping
+from haystack_hardneg.mine.job import mine
 from haystack_hardneg.mine.triplets import provenance_rows, triplet_rows
+from haystack_hardneg.options import as_config, to_mapping
 from haystack_hardneg.store.vectors import read_stored_vectors
 
 logger = logging.getLogger(__name__)

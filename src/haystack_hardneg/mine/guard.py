@@ -9,11 +9,21 @@ Which positive, when a query has several: by default each (query, positive) pair
 against the document it trains beside (``MiningConfig.guard_reference="pair"``); ``"lowest"`` takes the query's
 lowest-scoring positive for all its pairs, NV-Retriever's choice, which holds back more. Documents judged
 relevant are never candidates at all, whatever their grade.
+
+The guard screens every strategy's candidate windows alike (``Guard``). A held-back candidate is recorded as a
+suspected positive when the scan reaches it before it has ``num_negatives`` negatives (with ``sampling="random"``,
+which may take any eligible candidate, every one is): those are the documents that would have been trained on as
+negatives. Later ones were never in question.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+
+from haystack_hardneg.mine.config import MiningConfig
+from haystack_hardneg.mine.data import MiningData, Pairs
 
 
 def suspected_false_negatives(
@@ -47,3 +57,102 @@ def suspected_false_negatives(
     reasons = np.where(by_ratio & by_members, "score_ratio+all_members_above",
                        np.where(by_ratio, "score_ratio", np.where(by_members, "all_members_above", "")))
     return by_ratio | by_members, reasons
+
+
+@dataclass
+class Verdict:
+    """The guard's verdict on ``pairs x c`` candidates (document indices, -1 = padding, never held back)."""
+
+    scores: np.ndarray  # the candidates' ensemble scores (-inf at padding)
+    held_back: np.ndarray
+    reasons: np.ndarray  # why each held-back candidate is suspect ("" for the others)
+
+
+def screen_candidates(data: MiningData, guard_ratio: float | None, use_members: bool, pairs: Pairs,
+                      pair_ids: np.ndarray, candidates: np.ndarray, *, known_scores: np.ndarray | None = None,
+                      chunk: int = 512) -> Verdict:
+    """The guard's verdict on ``candidates`` (one row per pair of ``pair_ids``), computed ``chunk`` pairs at a time
+    so that memory stays bounded. ``known_scores``: the candidates' ensemble scores when the caller has them
+    already (the ensemble ranking), which spares gathering their vectors."""
+    scores = np.full(candidates.shape, -np.inf, dtype=np.float32)
+    held_back = np.zeros(candidates.shape, dtype=bool)
+    reasons = np.full(candidates.shape, "", dtype=object)
+    for start in range(0, len(pair_ids), chunk):
+        block = slice(start, start + chunk)
+        ids = pair_ids[block]
+        valid = candidates[block] >= 0
+        safe = np.where(valid, candidates[block], 0)
+        queries = data.query_vectors[pairs.rows[ids]]
+        if known_scores is not None:
+            block_scores = known_scores[block]
+        else:
+            block_scores = np.matmul(data.doc_vectors[safe], queries[:, :, None])[:, :, 0]
+        member_scores = member_positive = None
+        if use_members:
+            member_scores, member_positive = _member_scores(data, safe, queries, pairs.guard_positives[ids])
+        block_mask, block_reasons = suspected_false_negatives(
+            block_scores, pairs.guard_scores[ids][:, None], ratio=guard_ratio,
+            member_candidate_scores=member_scores, member_positive_scores=member_positive,
+        )
+        scores[block] = np.where(valid, block_scores, -np.inf)
+        held_back[block] = block_mask & valid
+        reasons[block] = np.where(valid & block_mask, block_reasons, "")
+    return Verdict(scores, held_back, reasons)
+
+
+def _member_scores(data: MiningData, candidates: np.ndarray, queries: np.ndarray,
+                   positives: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each member's cosines of the candidates (``m x pairs x c``) and of the positives (``m x pairs``), read
+    from the member's columns of the concatenated ensemble vectors."""
+    member_scores, member_positive = [], []
+    for (a, b), weight in zip(data.member_slices, data.member_weights):
+        member_scores.append(np.matmul(data.doc_vectors[candidates, a:b], queries[:, a:b, None])[:, :, 0] / weight)
+        member_positive.append(np.einsum("pd,pd->p", data.doc_vectors[positives, a:b], queries[:, a:b]) / weight)
+    return np.stack(member_scores), np.stack(member_positive)
+
+
+class Guard:
+    """The false-negative guard of one mining run, and the suspected positives it has found so far."""
+
+    def __init__(self, data: MiningData, config: MiningConfig, pairs: Pairs):
+        self.data, self.config, self.pairs = data, config, pairs
+        self.use_members = (config.guard_member_agreement and data.member_slices is not None
+                            and len(data.member_slices) > 1)
+        self._suspects: dict[str, dict[str, dict]] = {}
+
+    def screen(self, pair_ids: np.ndarray, candidates: np.ndarray, *,
+               known_scores: np.ndarray | None = None) -> Verdict:
+        """The verdict on ``candidates`` (``pairs x c`` in scan order) of the pairs ``pair_ids``; suspects recorded."""
+        verdict = screen_candidates(self.data, self.config.guard_ratio, self.use_members, self.pairs, pair_ids,
+                                    candidates, known_scores=known_scores)
+        self._record(pair_ids, candidates, verdict)
+        return verdict
+
+    def screen_window(self, pair: int, candidates: np.ndarray) -> np.ndarray:
+        """Which of one pair's ``candidates`` (in scan order) are held back; suspects recorded."""
+        if len(candidates) == 0:
+            return np.zeros(0, dtype=bool)
+        return self.screen(np.array([pair]), candidates[None, :]).held_back[0]
+
+    def _record(self, pair_ids: np.ndarray, candidates: np.ndarray, verdict: Verdict) -> None:
+        usable = (candidates >= 0) & ~verdict.held_back
+        if self.config.sampling == "random":
+            reached = np.ones_like(verdict.held_back)
+        else:
+            reached = np.cumsum(usable, axis=1) - usable < self.config.num_negatives
+        rows, columns = np.nonzero(verdict.held_back & reached)
+        found = pair_ids[rows]
+        query_ids, doc_ids, suspects = self.data.query_ids, self.data.doc_ids, self._suspects
+        for query, doc, score, positive, positive_score, reason in zip(
+                self.pairs.rows[found].tolist(), candidates[rows, columns].tolist(),
+                verdict.scores[rows, columns].tolist(), self.pairs.guard_positives[found].tolist(),
+                self.pairs.guard_scores[found].tolist(), verdict.reasons[rows, columns].tolist()):
+            # A document held back for several of a query's positives is reported once, for the first.
+            suspects.setdefault(query_ids[query], {}).setdefault(doc_ids[doc], {
+                "doc_id": doc_ids[doc], "score": score, "positive_id": doc_ids[positive],
+                "positive_score": positive_score, "reason": str(reason),
+            })
+
+    def suspected_positives(self) -> dict[str, list[dict]]:
+        """Per query, its suspects, highest ensemble score first."""
+        return {q: sorted(v.values(), key=lambda e: -e["score"]) for q, v in self._suspects.items()}

@@ -28,8 +28,9 @@ from tqdm.auto import tqdm
 from haystack_hardneg.mine.cluster import Clustering
 from haystack_hardneg.mine.config import MiningConfig
 from haystack_hardneg.mine.data import MiningData, Pairs
+from haystack_hardneg.mine.guard import Guard, Verdict
 from haystack_hardneg.mine.providers import CandidateProvider, RankedWindows, Window, candidate_provider
-from haystack_hardneg.mine.select import Guard, Verdict, choose, take_top
+from haystack_hardneg.mine.select import choose, take_top
 
 logger = logging.getLogger(__name__)
 

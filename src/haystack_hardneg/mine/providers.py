@@ -19,7 +19,7 @@ from haystack_hardneg.mine.cluster import Clustering, cluster_documents
 from haystack_hardneg.mine.config import MiningConfig, uses_bm25
 from haystack_hardneg.mine.data import MiningData, Pairs
 from haystack_hardneg.mine.search import top_k
-from haystack_hardneg.rank.fusion import fuse_rankings, min_max
+from haystack_hardneg.scoring.fusion import fuse_rankings, min_max
 from haystack_hardneg.store.lexical import LexicalIndex
 
 Ranking = tuple[np.ndarray, np.ndarray]  # per query: document indices best first and their scores (-1 / -inf padding)
@@ -64,7 +64,8 @@ class CandidateProvider(Protocol):
 
 
 def bm25_ranking(index: LexicalIndex, queries: Sequence[str], hi: int, exclude: Sequence[np.ndarray]) -> Ranking:
-    """Per query, the ``hi`` best BM25 documents outside ``exclude`` (the documents judged relevant to it) that share a term with it."""
+    """Per query, the ``hi`` best BM25 documents outside ``exclude`` (the documents judged relevant to it) that
+    share a term with it."""
     extra = max((len(e) for e in exclude), default=0)
     indices = np.full((len(queries), hi), -1, dtype=np.int64)
     scores = np.full((len(queries), hi), -np.inf, dtype=np.float32)
@@ -78,7 +79,7 @@ def bm25_ranking(index: LexicalIndex, queries: Sequence[str], hi: int, exclude: 
 
 
 def fuse_ranked(dense: Ranking, lexical: Ranking, lexical_weight: float, hi: int) -> Ranking:
-    """Two rankings fused per query as the hybrid first stage fuses its lists (``rank.fusion.fuse_rankings``),
+    """Two rankings fused per query as the hybrid first stage fuses its lists (``scoring.fusion.fuse_rankings``),
     best first, cut to ``hi``."""
     indices = np.full((len(dense[0]), hi), -1, dtype=np.int64)
     fused_scores = np.full((len(dense[0]), hi), -np.inf, dtype=np.float32)

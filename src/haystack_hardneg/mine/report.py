@@ -59,7 +59,8 @@ def format_report(report: dict) -> str:
 
     lines = [
         f"strategy: {report['strategy']}",
-        f"  pairs mined: {report['pairs']} of {report['queries']} queries, {report['negatives_per_pair']} negatives each",
+        f"  pairs mined: {report['pairs']} of {report['queries']} queries, "
+        f"{report['negatives_per_pair']} negatives each",
         f"  negative rank in its strategy: {fmt(report['negative_rank_in_strategy'])}",
         f"  negative rank in the ensemble: {fmt(report['negative_rank_in_ensemble'])}",
         f"  negative score: {fmt(report['negative_score'])}; positive score: {fmt(report['positive_score'])}",
@@ -77,10 +78,12 @@ def format_report(report: dict) -> str:
 
 def comparison_table(reports: dict[str, dict]) -> str:
     """The strategies side by side, as a Markdown table (``mining_report.md``)."""
-    lines = ["| strategy | pairs | rank in ensemble (mean) | score gap to positive (mean) | suspected positives | seconds |",
+    lines = ["| strategy | pairs | rank in ensemble (mean) | score gap to positive (mean) | suspected positives | "
+             "seconds |",
              "|---|---|---|---|---|---|"]
     for strategy, r in reports.items():
         rank = r["negative_rank_in_ensemble"]["mean"] if r["negative_rank_in_ensemble"] else float("nan")
         gap = r["score_gap_to_positive"]["mean"] if r["score_gap_to_positive"] else float("nan")
-        lines.append(f"| {strategy} | {r['pairs']} | {rank:.1f} | {gap:.3f} | {r['suspected_positives']} | {r['seconds']} |")
+        lines.append(f"| {strategy} | {r['pairs']} | {rank:.1f} | {gap:.3f} | {r['suspected_positives']} | "
+                     f"{r['seconds']} |")
     return "\n".join(lines) + "\n"

@@ -26,7 +26,8 @@ def negative_columns(column_names) -> list[str]:
     return sorted((c for c in column_names if c.startswith("negative_") and c[9:].isdigit()), key=lambda c: int(c[9:]))
 
 
-def triplet_rows(pairs: list[MinedPair], query_texts: dict[str, str], doc_texts: dict[str, str]) -> list[dict[str, str]]:
+def triplet_rows(pairs: list[MinedPair], query_texts: dict[str, str],
+                 doc_texts: dict[str, str]) -> list[dict[str, str]]:
     rows = []
     for pair in pairs:
         row = {"query": query_texts[pair.query_id], "positive": doc_texts[pair.positive_id]}
@@ -109,7 +110,8 @@ def attach_teacher_scores(dataset, provenance: list[dict[str, Any]], *, where: s
     scores = provenance_scores(provenance)
     problem = ("lacks scores" if scores is None else
                f"has {len(scores)} rows for {len(dataset)} triplets" if len(scores) != len(dataset) else
-               f"does not give 1 + {negatives} scores per row" if any(len(r) != 1 + negatives for r in scores) else None)
+               f"does not give 1 + {negatives} scores per row" if any(len(r) != 1 + negatives for r in scores)
+               else None)
     if problem:
         logger.warning("%s %s (from another mining run?): no teacher scores.", where, problem)
         return dataset

@@ -13,19 +13,39 @@ from haystack.utils import ComponentDevice, Secret
 from haystack.utils.hf import deserialize_hf_model_kwargs, serialize_hf_model_kwargs
 
 from haystack_hardneg.embed.encoder import check_model_source, looks_like_path
-from haystack_hardneg.ingest.text import document_text
-from haystack_hardneg.rank.fusion import fuse
-from haystack_hardneg.rank.passages import AGGREGATIONS, Aggregation, aggregate, passages
-from haystack_hardneg.export.layout import BACKENDS, UnsupportedModelError, weights_fingerprint
-from haystack_hardneg.export.runtime import ExportedCrossEncoder
 from haystack_hardneg.extras import MissingExtraError
-from haystack_hardneg.rank.settings import read_default_backend, read_fusion_alpha
+from haystack_hardneg.ingest.text import document_text
+from haystack_hardneg.rank.layout import BACKENDS, UnsupportedModelError, weights_fingerprint
+from haystack_hardneg.rank.passages import AGGREGATIONS, Aggregation, aggregate, passages
+from haystack_hardneg.rank.runtime import ExportedCrossEncoder
+from haystack_hardneg.scoring.fusion import fuse
+from haystack_hardneg.scoring.settings import read_default_backend, read_fusion_alpha
 
 logger = logging.getLogger(__name__)
 
 RANKER_BACKENDS: tuple[str, ...] = ("auto", "torch", "onnx", "openvino")
 # model_kwargs that choose and configure an export (as in sentence-transformers), not the torch model.
 EXPORT_ONLY_KWARGS = ("file_name", "provider", "threads", "ov_config", "device")
+
+
+def _check_settings(model: str | Path, top_k: int, aggregation: str, passage_words: int | None,
+                    passage_overlap: int, backend: str, fusion_alpha: Any) -> None:
+    """The init parameters that cannot work, refused when the component is built (before any model loads)."""
+    check_model_source(str(model))
+    if top_k <= 0:
+        raise ValueError(f"top_k must be > 0, got {top_k}.")
+    if aggregation not in AGGREGATIONS:
+        raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {aggregation!r}.")
+    if passage_words is not None and not 0 <= passage_overlap < passage_words:
+        raise ValueError("passage_overlap must be >= 0 and smaller than passage_words.")
+    if backend not in RANKER_BACKENDS:
+        raise ValueError(f"backend must be one of {RANKER_BACKENDS}, got {backend!r}.")
+    if backend in BACKENDS and not looks_like_path(str(model)):
+        raise ValueError(f"backend={backend!r} runs a local model folder's export; {model!r} is a hub id: save "
+                         f"it to a folder, export it with `haystack-hardneg export FOLDER --backend {backend}` "
+                         f"and give the folder.")
+    if fusion_alpha is not None and fusion_alpha != "auto" and not 0.0 <= float(fusion_alpha) <= 1.0:
+        raise ValueError(f"fusion_alpha must be in [0, 1], 'auto' or None, got {fusion_alpha!r}.")
 
 
 @component
@@ -57,6 +77,30 @@ class CrossEncoderRanker:
     ranker.warm_up()
     result = ranker.run(query="what does the warranty cover?", documents=retrieved_documents)
     ```
+
+    :param model: a cross-encoder folder (e.g. from TripletTrainer) or hub id.
+    :param device: the device to run on; ``None`` picks one.
+    :param top_k: how many documents to return.
+    :param query_prefix: text put before the query.
+    :param document_prefix: text put before each document.
+    :param meta_fields_to_embed: meta fields put before the content (e.g. ``["title"]``).
+    :param embedding_separator: separator between those meta fields and the content.
+    :param scale_score: apply a sigmoid to the model's logits (scores in 0..1).
+    :param score_threshold: drop documents scoring below it.
+    :param batch_size: pairs per forward pass.
+    :param max_length: truncation length in tokens; ``None`` keeps the model's.
+    :param passage_words: score documents by windows of this many words; ``None`` scores the whole text.
+    :param passage_overlap: words shared by consecutive windows.
+    :param aggregation: ``max``, ``first`` or ``mean`` of a document's passage scores.
+    :param fusion_alpha: weight of the re-ranker against the retriever's score (1: the re-ranker alone);
+        ``None`` for no fusion; ``"auto"``: the weight stored with the model by its training, else none.
+    :param backend: ``torch``, ``onnx`` or ``openvino`` (files written by ``haystack-hardneg export``, or any
+        sentence-transformers export; ``model_kwargs={"file_name": "onnx/model_qint8.onnx"}`` picks one), or
+        ``auto``: the backend of a given ``file_name``, else the export the folder's quality gate made its
+        default (if made from the weights the folder holds and its runtime is installed), else torch. Exports
+        run on ONNX Runtime / OpenVINO directly (the ``onnx`` / ``openvino`` extras); a hub id runs on torch.
+    :param token, query_suffix, document_suffix, trust_remote_code, model_kwargs, tokenizer_kwargs,
+        config_kwargs: as in ``SentenceTransformersSimilarityRanker``, so that its YAML loads unchanged.
     """
 
     def __init__(
@@ -86,46 +130,7 @@ class CrossEncoderRanker:
         config_kwargs: dict[str, Any] | None = None,
         backend: str = "auto",
     ):
-        """
-        :param model: a cross-encoder folder (e.g. from TripletTrainer) or hub id.
-        :param device: the device to run on; ``None`` picks one.
-        :param top_k: how many documents to return.
-        :param query_prefix: text put before the query.
-        :param document_prefix: text put before each document.
-        :param meta_fields_to_embed: meta fields put before the content (e.g. ``["title"]``).
-        :param embedding_separator: separator between those meta fields and the content.
-        :param scale_score: apply a sigmoid to the model's logits (scores in 0..1).
-        :param score_threshold: drop documents scoring below it.
-        :param batch_size: pairs per forward pass.
-        :param max_length: truncation length in tokens; ``None`` keeps the model's.
-        :param passage_words: score documents by windows of this many words; ``None`` scores the whole text.
-        :param passage_overlap: words shared by consecutive windows.
-        :param aggregation: ``max``, ``first`` or ``mean`` of a document's passage scores.
-        :param fusion_alpha: weight of the re-ranker against the retriever's score (1: the re-ranker alone);
-            ``None`` for no fusion; ``"auto"``: the weight stored with the model by its training, else none.
-        :param backend: ``torch``, ``onnx`` or ``openvino`` (files written by ``haystack-hardneg export``, or any
-            sentence-transformers export; ``model_kwargs={"file_name": "onnx/model_qint8.onnx"}`` picks one), or
-            ``auto``: the backend of a given ``file_name``, else the export the folder's quality gate made its
-            default (if made from the weights the folder holds and its runtime is installed), else torch. Exports
-            run on ONNX Runtime / OpenVINO directly (the ``onnx`` / ``openvino`` extras); a hub id runs on torch.
-        :param token, query_suffix, document_suffix, trust_remote_code, model_kwargs, tokenizer_kwargs,
-            config_kwargs: as in ``SentenceTransformersSimilarityRanker``, so that its YAML loads unchanged.
-        """
-        check_model_source(str(model))
-        if top_k <= 0:
-            raise ValueError(f"top_k must be > 0, got {top_k}.")
-        if aggregation not in AGGREGATIONS:
-            raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {aggregation!r}.")
-        if passage_words is not None and not 0 <= passage_overlap < passage_words:
-            raise ValueError("passage_overlap must be >= 0 and smaller than passage_words.")
-        if backend not in RANKER_BACKENDS:
-            raise ValueError(f"backend must be one of {RANKER_BACKENDS}, got {backend!r}.")
-        if backend in BACKENDS and not looks_like_path(str(model)):
-            raise ValueError(f"backend={backend!r} runs a local model folder's export; {model!r} is a hub id: save "
-                             f"it to a folder, export it with `haystack-hardneg export FOLDER --backend {backend}` "
-                             f"and give the folder.")
-        if fusion_alpha is not None and fusion_alpha != "auto" and not 0.0 <= float(fusion_alpha) <= 1.0:
-            raise ValueError(f"fusion_alpha must be in [0, 1], 'auto' or None, got {fusion_alpha!r}.")
+        _check_settings(model, top_k, aggregation, passage_words, passage_overlap, backend, fusion_alpha)
         self.model = str(model)
         self.device = device
         self.top_k = top_k

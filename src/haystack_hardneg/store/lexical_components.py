@@ -12,7 +12,7 @@ from haystack import Document, component, default_from_dict, default_to_dict
 
 from haystack_hardneg.files import readable_directory
 from haystack_hardneg.ingest.text import document_text
-from haystack_hardneg.rank.fusion import fuse_rankings
+from haystack_hardneg.scoring.fusion import fuse_rankings
 from haystack_hardneg.store.lexical import LexicalIndex
 from haystack_hardneg.store.qdrant import drop_identical_duplicates
 

@@ -16,6 +16,7 @@ from haystack.utils import Secret
 from haystack_integrations.document_stores.qdrant import QdrantDocumentStore
 
 from haystack_hardneg.embed.components import ENSEMBLE_META_KEY
+from haystack_hardneg.store.qdrant_access import qdrant_client
 
 logger = logging.getLogger(__name__)
 
@@ -80,15 +81,7 @@ def collection_vector_size(store: QdrantDocumentStore) -> int | None:
 
     Read through the store's own client: Qdrant's local mode on disk allows one client per folder.
     """
-    client = store._client  # noqa: SLF001 - qdrant-haystack exposes no public accessor for it
-    if client is None:
-        try:
-            store._initialize_client()  # noqa: SLF001
-        except ValueError:
-            # The store refuses a collection of another size; find out which to say so plainly below.
-            client = store._client  # noqa: SLF001
-        else:
-            client = store._client  # noqa: SLF001
+    client = qdrant_client(store, check=False)  # the store refuses a collection of another size: say so below
     if client is None or not client.collection_exists(store.index):
         return None
     vectors = client.get_collection(store.index).config.params.vectors
@@ -169,7 +162,8 @@ class EnsembleDocumentWriter:
         :param policy: what to do with ids the collection already holds (OVERWRITE, SKIP or FAIL).
         """
         if not isinstance(document_store, QdrantDocumentStore):
-            raise TypeError(f"EnsembleDocumentWriter writes to a QdrantDocumentStore, not {type(document_store).__name__}.")
+            raise TypeError(f"EnsembleDocumentWriter writes to a QdrantDocumentStore, not "
+                            f"{type(document_store).__name__}.")
         if isinstance(policy, str):
             policy = DuplicatePolicy[policy.upper()]
         if policy == DuplicatePolicy.NONE:
@@ -217,18 +211,20 @@ class EnsembleDocumentWriter:
 def search_many(store: QdrantDocumentStore, vectors, top_k: int, *, batch_size: int = 64) -> list[list[Document]]:
     """Each query vector's ``top_k`` documents, as ``QdrantEmbeddingRetriever`` returns them one query at a time, but
     through Qdrant's batch query: one request per ``batch_size`` queries (local mode and server alike)."""
-    from haystack_integrations.document_stores.qdrant.converters import (DENSE_VECTORS_NAME,
-                                                                          convert_qdrant_point_to_haystack_document)
+    from haystack_integrations.document_stores.qdrant.converters import (
+        DENSE_VECTORS_NAME,
+        convert_qdrant_point_to_haystack_document,
+    )
     from qdrant_client.http import models as rest
 
-    store._initialize_client()  # noqa: SLF001 - qdrant-haystack has no public batch query
+    client = qdrant_client(store)
     sparse = store.use_sparse_embeddings
     using = DENSE_VECTORS_NAME if sparse else None
     found: list[list[Document]] = []
     for start in range(0, len(vectors), batch_size):
         requests = [rest.QueryRequest(query=[float(x) for x in vector], using=using, limit=top_k, with_payload=True)
                     for vector in vectors[start:start + batch_size]]
-        responses = store._client.query_batch_points(collection_name=store.index, requests=requests)  # noqa: SLF001
+        responses = client.query_batch_points(collection_name=store.index, requests=requests)
         found.extend([convert_qdrant_point_to_haystack_document(point, use_sparse_embeddings=sparse)
                       for point in response.points] for response in responses)
     return found

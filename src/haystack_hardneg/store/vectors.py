@@ -10,6 +10,7 @@ from haystack_integrations.document_stores.qdrant import QdrantDocumentStore
 from tqdm.auto import tqdm
 
 from haystack_hardneg.embed.components import ENSEMBLE_META_KEY
+from haystack_hardneg.store.qdrant_access import stored_documents
 
 
 def iter_stored_documents(store: QdrantDocumentStore) -> Iterator[Document]:
@@ -18,7 +19,7 @@ def iter_stored_documents(store: QdrantDocumentStore) -> Iterator[Document]:
     qdrant-haystack's public ``filter_documents`` builds one list of every Document; its generator (used here)
     pages through the collection the same way against local mode and a server, holding one page at a time.
     """
-    yield from store._get_documents_generator()  # noqa: SLF001
+    yield from stored_documents(store)
 
 
 def read_stored_vectors(

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from haystack_hardneg.extras import require
 from haystack_hardneg.files import atomic_save_figure, atomic_write_text
-from haystack_hardneg.rank.settings import CALIBRATION_PAIRS_FILE, RANKER_SETTINGS_FILE, VALIDATION_CANDIDATES_FILE
+from haystack_hardneg.scoring.settings import CALIBRATION_PAIRS_FILE, RANKER_SETTINGS_FILE, VALIDATION_CANDIDATES_FILE
 from haystack_hardneg.train.config import TEACHER_LOSSES
 
 

@@ -9,6 +9,7 @@ from haystack import component, default_from_dict, default_to_dict
 
 from haystack_hardneg.embed.encoder import check_model_source
 from haystack_hardneg.extras import require
+from haystack_hardneg.mine.triplets import attach_teacher_scores, load_triplets
 from haystack_hardneg.options import as_config, to_mapping
 from haystack_hardneg.train.config import TrainingConfig, reads_teacher_scores
 from haystack_hardneg.train.trainer import train_cross_encoder
@@ -70,7 +71,6 @@ class TripletTrainer:
         """
         Dataset = require("datasets", "Training").Dataset
 
-        from haystack_hardneg.mine.triplets import attach_teacher_scores, load_triplets
 
         if isinstance(triplets, (str, Path)):
             dataset = load_triplets(triplets, teacher_scores=reads_teacher_scores(self.config.loss))

@@ -103,10 +103,10 @@ def build_cross_encoder(model_name_or_path: str, head: str = "auto", max_length:
     chosen = resolve_head(model_name_or_path, head) if head == "auto" else head
     if chosen not in POOLED_HEADS:
         return CrossEncoder(model_name_or_path, num_labels=1, max_length=max_length)
-    from torch import nn
     from sentence_transformers.base.modules import Dense
     from sentence_transformers.base.modules.transformer import Transformer
     from sentence_transformers.sentence_transformer.modules import Pooling
+    from torch import nn
 
     encoder = Transformer(model_name_or_path, transformer_task="feature-extraction", max_seq_length=max_length)
     width = encoder.auto_model.config.hidden_size

@@ -3,7 +3,7 @@ CrossEncoderTrainer (no Haystack here).
 
 A run holds out a validation slice of its training queries and keeps the best checkpoint by it
 (``train.validation``), resumes from its checkpoints (``train.manifest``), and writes the model with its fusion
-weight (``rank.settings``) and model card, the training report and its curves (``train.card``).
+weight (``scoring.settings``) and model card, the training report and its curves (``train.card``).
 """
 
 from __future__ import annotations
@@ -16,11 +16,12 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from haystack_hardneg.embed.encoder import check_model_source, looks_like_path
 from haystack_hardneg.extras import require
 from haystack_hardneg.files import atomic_directory, atomic_write_text, jsonl_text
 from haystack_hardneg.mine.candidates import load_candidates
 from haystack_hardneg.mine.triplets import negative_columns
-from haystack_hardneg.rank.settings import CALIBRATION_PAIRS_FILE, VALIDATION_CANDIDATES_FILE, write_ranker_settings
+from haystack_hardneg.scoring.settings import CALIBRATION_PAIRS_FILE, VALIDATION_CANDIDATES_FILE, write_ranker_settings
 from haystack_hardneg.train.card import append_model_card, plot_curves
 from haystack_hardneg.train.config import TEACHER_LOSSES, TrainingConfig, resolve_loss
 from haystack_hardneg.train.heads import build_cross_encoder, head_parameters, resolve_head
@@ -47,7 +48,6 @@ def train_cross_encoder(triplets, config: TrainingConfig, *, resume: bool = Fals
     """
     import torch
 
-    from haystack_hardneg.embed.encoder import check_model_source, looks_like_path
 
     config = _resolved_loss(triplets, config)
     columns = _check_triplets(triplets) + _teacher_column(triplets, config)
@@ -69,7 +69,8 @@ def train_cross_encoder(triplets, config: TrainingConfig, *, resume: bool = Fals
     # A new head starts from random weights and needs a far larger rate than the pre-trained encoder; a
     # re-ranker's own head is trained already.
     head_lr = config.head_lr if head != "pretrained" and config.head_lr is not None else config.encoder_lr
-    trainer = _trainer(model, train_rows, evaluator, config, head_lr, progress_bar=progress_bar, callbacks=callbacks)
+    trainer = build_trainer(model, train_rows, evaluator, config, head_lr, progress_bar=progress_bar,
+                            callbacks=callbacks)
     resume_from = checkpoint_to_resume(output / "checkpoints", resume=resume, base=base, head=head)
     save_or_check_manifest(output / "checkpoints", run_manifest(config, base, head, triplets, held_out_candidates),
                            resuming=resume_from is not None)
@@ -141,7 +142,7 @@ def _param_groups(model, encoder_lr: float, head_lr: float) -> list[dict[str, An
     return groups
 
 
-def _trainer(model, train_rows, evaluator, config: TrainingConfig, head_lr: float, *, progress_bar: bool,
+def build_trainer(model, train_rows, evaluator, config: TrainingConfig, head_lr: float, *, progress_bar: bool,
              callbacks: list | None):
     """sentence-transformers' CrossEncoderTrainer for the run: an evaluation and a checkpoint every
     ``eval_steps`` (an epoch by default), the best checkpoint by validation nDCG@10 loaded at the end, and the

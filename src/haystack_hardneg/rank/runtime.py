@@ -14,9 +14,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from haystack_hardneg.export.layout import BACKENDS, export_file_name, read_scoring_head
 from haystack_hardneg.extras import require
 from haystack_hardneg.files import confined_path
+from haystack_hardneg.rank.layout import BACKENDS, export_file_name, read_scoring_head
 
 
 def _onnx_runner(path: Path, options: dict[str, Any]):
@@ -66,7 +66,8 @@ class ExportedCrossEncoder:
         self.tokenizer = AutoTokenizer.from_pretrained(str(self.model_dir), **(tokenizer_kwargs or {}))
         # As sentence-transformers: the tokenizer's length, capped at the positions the model has.
         positions = getattr(AutoConfig.from_pretrained(str(self.model_dir)), "max_position_embeddings", None)
-        self.max_length = max_length or min(self.tokenizer.model_max_length, positions or self.tokenizer.model_max_length)
+        window = self.tokenizer.model_max_length
+        self.max_length = max_length or min(window, positions or window)
         options = dict(options or {})
         self.input_names, self._run = (_onnx_runner(path, options) if backend == "onnx"
                                        else _openvino_runner(path, options))

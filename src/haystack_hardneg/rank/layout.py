@@ -17,6 +17,7 @@ from typing import Literal
 import numpy as np
 
 from haystack_hardneg.files import confined_path
+from haystack_hardneg.train.heads import saved_pooling
 
 Backend = Literal["onnx", "openvino"]
 BACKENDS: tuple[str, ...] = ("onnx", "openvino")
@@ -96,7 +97,6 @@ def read_scoring_head(model_dir: str | Path) -> ScoringHead:
     """The scoring head of a cross-encoder folder; :class:`UnsupportedModelError` for module stacks other than
     [Transformer] (sequence classification) and [Transformer, Pooling (mean/cls), Dense (one output, no
     activation)], the two that ``TripletTrainer`` and hub re-rankers save."""
-    from haystack_hardneg.train.heads import saved_pooling
 
     folder = Path(model_dir)
     modules_file = folder / "modules.json"
