@@ -13,6 +13,7 @@ import typing
 from pathlib import Path
 
 from haystack_hardneg.experiment.config import ExperimentConfig
+from haystack_hardneg.experiment.sections import LexicalSection, StoreSection
 from haystack_hardneg.export.config import ExportConfig
 from haystack_hardneg.mine.config import MiningConfig
 from haystack_hardneg.train.config import TrainingConfig
@@ -42,10 +43,12 @@ def _cell(value) -> str:
     return text.replace("|", "\\|")
 
 
-def options_table(cls) -> str:
+def options_table(cls, skip: tuple[str, ...] = ()) -> str:
     hints = typing.get_type_hints(cls)
     rows = ["| option | type | default | description |", "|---|---|---|---|"]
     for field in dataclasses.fields(cls):
+        if field.name in skip:
+            continue
         default = field.default if field.default_factory is dataclasses.MISSING else field.default_factory()
         meta = field.metadata
         text = meta.get("help", "")
@@ -76,6 +79,9 @@ def page() -> str:
     return "\n".join([
         INTRO,
         "## Experiment config (YAML)\n", experiment_table(), "",
+        "## The experiment's BM25 member (`lexical:`)\n", options_table(LexicalSection), "",
+        "## The experiment's Qdrant store (`store:`; keys other than these go to `QdrantDocumentStore` as they "
+        "are)\n", options_table(StoreSection, skip=("qdrant",)), "",
         "## Mining options (`MiningConfig`)\n", options_table(MiningConfig), "",
         "## Training options (`TrainingConfig`)\n", options_table(TrainingConfig), "",
         "## Export options (`ExportConfig`)\n", options_table(ExportConfig), "",

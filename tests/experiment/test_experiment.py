@@ -354,6 +354,12 @@ def test_a_model_folder_replaced_in_place_is_refused_where_a_recorded_stage_used
     ({"on_missing": "maybe"}, "on_missing must be 'error' or 'skip'"),
     ({"min_relevance": 0}, "min_relevance must be a whole number >= 1"),
     ({"lexical": {"weight": "auto", "tuning_queries": 0}}, "tuning_queries"),
+    ({"lexical": {"weight": 1.5}}, "lexical: weight must be 'auto' or a number in 0..1"),
+    ({"lexical": {"weight": "half"}}, "lexical: weight must be 'auto'"),
+    ({"lexical": {"langauge": "english"}}, r"lexical: unknown option\(s\) \['langauge'\]"),
+    ({"store": {"api_key": "secret"}}, "store.api_key: a key is never written in a config"),
+    ({"store": {"index": 3}}, "store: index must be a string"),
+    ({"store": ["url"]}, "store must be a mapping"),
     ({"training_seed": "1"}, "training_seed must be an integer"),
     ({"training_seed": True}, "training_seed must be an integer"),
 ])

@@ -20,7 +20,7 @@ class LexicalSection(Options):
     """A BM25 member for a hybrid first stage."""
 
     language: str | None = option("english", help="the Snowball stemmer's language (null: no stemming)")
-    weight: Any = option("auto", help=(
+    weight: float | str = option("auto", help=(
         "BM25's weight in the hybrid first stage: 'auto' (chosen on the training queries) or a number in 0..1"))
     tuning_queries: int | None = option(None, help=(
         "'auto' chooses the weight on a seeded sample of this many training queries (null: all of them)"))

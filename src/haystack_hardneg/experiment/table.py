@@ -40,6 +40,7 @@ from haystack_hardneg.experiment.plan import (
     rerank_seconds,
     train_seconds,
 )
+from haystack_hardneg.experiment.stages import StageRun
 
 # Resources a stage may use: "ensemble" is the embedding models and the Qdrant store (released once no stage left
 # to run uses them: local mode holds a lock, and the models hold memory that training wants).
@@ -94,7 +95,7 @@ class Stage:
     reads: tuple[str, ...]
     key: Callable[[Inputs, Mapping[str, str | None]], str | None]
     outputs: Callable[[], list[str]]
-    compute: Callable[[Any], None]
+    compute: Callable[[StageRun], None]
     wanted: bool = True
     kept: tuple[str, ...] = ()
     uses: frozenset[str] = field(default_factory=frozenset)
