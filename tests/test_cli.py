@@ -75,3 +75,4 @@ def test_demo_runs_the_shipped_quick_experiment(tiny_model, tmp_path, capsys):
     assert "Plan: 600 documents, 60 test queries, 120 training queries" in out
     for strategy in ("random", "bm25", "dense", "ensemble", "ensemble_cluster"):
         assert f"| train/{strategy} |" in out
+    assert not (tmp_path / "demo").exists()  # a plan writes nothing, not even the run folder

@@ -9,6 +9,7 @@ backends for fast serving), ``all``.
 from __future__ import annotations
 
 import importlib
+import os
 from types import ModuleType
 
 # Which extra brings each optional top-level module.
@@ -28,6 +29,12 @@ EXTRA_OF = {
 }
 
 
+# Environment an optional package is imported under, unless the user set it: bm25s imports JAX where JAX is installed,
+# and JAX by default preallocates most of a GPU's memory in every process that imports it, which starves a training
+# beside it; the lexical member computes nothing with JAX.
+ENVIRONMENT_BEFORE_IMPORT = {"bm25s": {"JAX_PLATFORMS": "cpu"}}
+
+
 class MissingExtraError(ImportError):
     """An optional package is not installed: the message names the extra and the pip command."""
 
@@ -38,6 +45,8 @@ def install_hint(extra: str) -> str:
 
 def require(module: str, purpose: str) -> ModuleType:
     """``module`` imported, or a :class:`MissingExtraError` saying that ``purpose`` needs its extra."""
+    for name, value in ENVIRONMENT_BEFORE_IMPORT.get(module.split(".")[0], {}).items():
+        os.environ.setdefault(name, value)
     try:
         return importlib.import_module(module)
     except ImportError as error:

@@ -16,7 +16,9 @@ from sentence_transformers import CrossEncoder
 from haystack_hardneg import CrossEncoderRanker, ExportConfig, export_model
 from haystack_hardneg.cli import main
 from haystack_hardneg.export.convert import export_onnx
+from haystack_hardneg.export.gate import gate_records
 from haystack_hardneg.export.job import REFERENCE_SCORES_FILE, check_and_record
+from haystack_hardneg.mine.candidates import load_candidates
 from haystack_hardneg.rank.runtime import ExportedCrossEncoder
 from haystack_hardneg.scoring.settings import (
     CALIBRATION_PAIRS_FILE,
@@ -236,6 +238,30 @@ def test_auto_keeps_a_passing_default_and_falls_back_to_torch_when_it_cannot_ser
         CrossEncoderRanker(model=folder, backend="onnx").warm_up()
     with pytest.raises(ValueError, match="is a hub id"):
         CrossEncoderRanker(model="org/some-reranker", backend="onnx")
+
+
+def test_an_export_that_fails_its_quality_check_exits_1(folder, capsys):
+    assert main(["export", folder, "--backend", "onnx", "--no-default"]) == 0
+    # A folder whose check was tampered with: each validation query's relevant document is now the one the model
+    # scores lowest, and the fp32 reference scores kept in the folder rank it first. The export, unchanged, falls
+    # short of that reference.
+    candidates, cache = Path(folder) / VALIDATION_CANDIDATES_FILE, Path(folder) / REFERENCE_SCORES_FILE
+    records, stored = gate_records(load_candidates(candidates)), json.loads(cache.read_text())
+    scores, start, ideal = stored["scores"], 0, []
+    for record in records:
+        own = scores[start:start + len(record["candidates"])]
+        start += len(own)
+        worst = record["candidates"][int(np.argmin(own))]["id"]
+        record["positive_ids"] = [worst]
+        ideal += [float(c["id"] == worst) for c in record["candidates"]]
+    candidates.write_text("".join(json.dumps(r) + "\n" for r in records))
+    cache.write_text(json.dumps({**stored, "scores": ideal}))
+    capsys.readouterr()
+    assert main(["export", folder, "--backend", "onnx", "--max-loss", "0"]) == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("haystack-hardneg")]
+    assert len(errors) == 1 and "onnx/model.onnx failed its quality check" in errors[0], errors
+    settings = json.loads((Path(folder) / "hardneg.json").read_text())
+    assert not settings.get("backend") and settings["exports"]["onnx/model.onnx"]["gate"]["passed"] is False
 
 
 def test_the_export_command(folder, tmp_path, capsys):

@@ -29,7 +29,8 @@ def add_store_arguments(parser: argparse.ArgumentParser) -> None:
     where = group.add_mutually_exclusive_group()
     where.add_argument("--store", default="qdrant-data", help="folder of Qdrant's embedded local mode (default)")
     where.add_argument("--url", help="a Qdrant server or cluster, e.g. http://localhost:6333")
-    group.add_argument("--api-key-env", default="QDRANT_API_KEY", help="environment variable holding the API key")
+    group.add_argument("--api-key-env", help="environment variable holding the server's API key (with --url; "
+                                             "default: QDRANT_API_KEY)")
     group.add_argument("--index", default="Document", help="collection name")
 
 
@@ -57,9 +58,12 @@ def ensemble_settings(args: argparse.Namespace) -> dict[str, Any]:
 
 def open_store(args: argparse.Namespace, embedding_dim: int, recreate: bool = False):
     if args.url:
-        key = Secret.from_env_var(args.api_key_env, strict=False)
+        key = Secret.from_env_var(args.api_key_env or "QDRANT_API_KEY", strict=False)
         return open_document_store(url=args.url, api_key=key, index=args.index, embedding_dim=embedding_dim,
                                    recreate_index=recreate)
+    if args.api_key_env:
+        raise ValueError(f"--api-key-env {args.api_key_env} applies to a Qdrant server (--url); the local store "
+                         f"--store {args.store} has no key: leave it out, or give --url.")
     return open_document_store(path=args.store, index=args.index, embedding_dim=embedding_dim, recreate_index=recreate)
 
 

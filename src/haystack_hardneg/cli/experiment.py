@@ -100,7 +100,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 def _run(config: ExperimentConfig, title: str, *, plan_only: bool, report: bool = True) -> int:
     require_all(EXPERIMENT_MODULES, "The experiment")
     print(f"{title} -> {config.resolved().out}")
-    experiment = Experiment(config)
+    experiment = Experiment(config, plan_only=plan_only)
     if plan_only:
         try:
             print(format_plan(experiment.plan()))

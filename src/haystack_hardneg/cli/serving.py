@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from dataclasses import replace
 
 from haystack_hardneg.export.config import ExportConfig
@@ -50,5 +51,14 @@ def run_export(config: ExportConfig, as_json: bool = False) -> dict:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    run_export(from_arguments(ExportConfig, args, model_dir=args.model_dir), as_json=args.json)
+    """Exit code 1 where the export failed its quality check: it is written and recorded, but not a default, and a
+    script should not ship it."""
+    record = run_export(from_arguments(ExportConfig, args, model_dir=args.model_dir), as_json=args.json)
+    gate = record.get("gate")
+    if gate and not gate["passed"]:
+        print(f"haystack-hardneg export: {record['file_name']} failed its quality check (nDCG@10 loss "
+              f"{gate['ndcg@10']['loss']:+.4f} above {gate['max_loss']}): written and recorded, not made a default; "
+              f"try another backend or no quantisation, or raise --max-loss if that loss is acceptable.",
+              file=sys.stderr)
+        return 1
     return 0

@@ -33,14 +33,16 @@ REPORT_FILES = ("results.json", "results.md", "per_query.json")
 class Experiment:
     """Runs (or resumes) an experiment in ``config.out``; ``run()`` returns the results."""
 
-    def __init__(self, config: ExperimentConfig, *, progress_bar: bool = True):
+    def __init__(self, config: ExperimentConfig, *, progress_bar: bool = True, plan_only: bool = False):
+        """``plan_only``: for ``plan()`` alone; nothing is written (no run folder is made) and no lock is taken."""
         self.config = config.resolved()
         self.out = Path(self.config.out)
         self.progress_bar = progress_bar
         self.folder = RunFolder(self.out)
         self.data_key = data_fingerprint(self.config)
         self.table = stage_table(self.config)
-        self.cache = StageCache(self.out)
+        self.plan_only = plan_only
+        self.cache = StageCache(self.out, read_only=plan_only)
         self._store = None
         self._text_embedder = None
         self.mining_data = None  # built by the first mining stage that runs, for all (upstream.py)
@@ -69,7 +71,8 @@ class Experiment:
             raise ValueError(f"The model folder(s) {used} changed since the stages in {self.out} were computed "
                              f"with them (the cache knows models by path): run into another --out, or delete "
                              f"{self.out} to start over.")
-        atomic_write_text(path, json.dumps({**recorded, **current}, indent=2))
+        if not self.plan_only:
+            atomic_write_text(path, json.dumps({**recorded, **current}, indent=2))
 
     # -- shared pieces ---------------------------------------------------------------------------------------
     @property
@@ -111,6 +114,8 @@ class Experiment:
     def run(self, *, report: bool = True) -> dict[str, Any]:
         """Every stage left to run, then the report; ``report=False``: the stages only (a training machine whose
         state is exported and reported elsewhere)."""
+        if self.plan_only:
+            raise RuntimeError("This Experiment was opened with plan_only=True: open another to run it.")
         try:
             return self._run(report)
         finally:

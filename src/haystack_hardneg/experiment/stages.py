@@ -60,18 +60,22 @@ class StageCache:
     """The run folder's stage records. One experiment process per folder: a second one is refused (it would
     race on the same files), through an advisory lock held while the cache lives."""
 
-    def __init__(self, folder: str | Path):
+    def __init__(self, folder: str | Path, *, read_only: bool = False):
+        """``read_only``: the records as they are, for a plan: no folder made, no lock taken (records are written
+        whole, so reading them beside a running experiment is safe)."""
         import fcntl
 
         self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self._lock = open(self.folder / ".lock", "w")
-        try:
-            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._lock.close()
-            raise ExperimentBusyError(f"Another experiment is running in {self.folder}; wait for it or use "
-                                      f"another --out.") from None
+        self._lock = None
+        if not read_only:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self._lock = open(self.folder / ".lock", "w")
+            try:
+                fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                self._lock.close()
+                raise ExperimentBusyError(f"Another experiment is running in {self.folder}; wait for it or use "
+                                          f"another --out.") from None
         self.path = self.folder / "stages.json"
         self.records: dict[str, dict[str, Any]] = (
             json.loads(self.path.read_text(encoding="utf-8")) if self.path.is_file() else {})
@@ -104,7 +108,8 @@ class StageCache:
 
     def close(self) -> None:
         """Release the folder (also released when the process ends)."""
-        self._lock.close()
+        if self._lock is not None:
+            self._lock.close()
 
     def seconds(self, name: str) -> float | None:
         record = self.records.get(name)

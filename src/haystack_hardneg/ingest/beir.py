@@ -11,6 +11,7 @@ import csv
 import json
 import logging
 import math
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Literal
@@ -32,23 +33,46 @@ def read_jsonl_records(path: Path) -> Iterator[tuple[int, dict]]:
     if not path.is_file():
         raise FileNotFoundError(f"No such file: {path}")
     with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
+        for number, line in utf8_lines(handle, path):
             if not line.strip():
                 continue
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as error:
-                raise DataError(f"{path}:{number}: not valid JSON ({error.msg}).") from error
+                reason = error.msg.removesuffix(" at")  # e.g. "Invalid control character at"
+                raise DataError(f"{path}:{number}: not valid JSON ({reason} at column {error.colno}).") from None
             if not isinstance(record, dict):
                 raise DataError(f"{path}:{number}: expected a JSON object, got {type(record).__name__}.")
             yield number, record
+
+
+def utf8_lines(handle, path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, line) of a text file opened as UTF-8; bytes that are not UTF-8 (a file saved as UTF-16 or
+    Latin-1) are one error naming the file and the line."""
+    number = 0
+    try:
+        for number, line in enumerate(handle, start=1):
+            yield number, line
+    except UnicodeDecodeError as error:
+        raise DataError(f"{path}:{number + 1}: not UTF-8 text ({error.reason} at byte {error.start} of the line "
+                        f"block); save the file as UTF-8.") from None
+
+
+def check_id(value: str, where: str, what: str = "id") -> str:
+    """``value`` as an id: ids go into tab-separated qrels lines, so a tab, a line break or another control
+    character in one is an error naming ``where``."""
+    bad = sorted({repr(ch) for ch in value if unicodedata.category(ch) == "Cc"})
+    if bad:
+        raise DataError(f"{where}: {what} {value!r} holds the control character(s) {', '.join(bad)}; ids are "
+                        f"written into tab-separated qrels lines: remove them.")
+    return value
 
 
 def _record_id(record: dict, path: Path, number: int) -> str:
     raw = record.get("_id", record.get("id"))
     if raw is None or not str(raw).strip():
         raise DataError(f"{path}:{number}: empty or missing id (expected an '_id' or 'id' field).")
-    return str(raw)
+    return check_id(str(raw), f"{path}:{number}")
 
 
 @dataclass
@@ -143,17 +167,31 @@ def _is_grade(value: str) -> bool:
     return True
 
 
+# The highest grade accepted: nDCG's gain is 2^grade - 1, which a larger grade would overflow or make meaningless.
+MAX_GRADE = 100
+
+
 def parse_grade(value: object, where: str) -> int:
-    """A relevance grade as an integer (``2``, ``"1"``, ``"1.0"``); anything else is a DataError naming ``where``."""
+    """A relevance grade as an integer from 0 to ``MAX_GRADE`` (``2``, ``"1"``, ``"1.0"``), read exactly; anything
+    else is a DataError naming ``where``."""
+    hint = f"give an integer relevance grade from 0 (not relevant) to {MAX_GRADE} (1, 2, ... = more relevant)"
+    if isinstance(value, bool):
+        raise DataError(f"{where}: grade {value!r} is not a number; {hint}.")
     try:
-        grade = float(value)
-    except (TypeError, ValueError):
-        raise DataError(f"{where}: grade {value!r} is not a number; give an integer relevance grade "
-                        f"(0 = not relevant, 1, 2, ... = more relevant).") from None
-    if not math.isfinite(grade) or grade != int(grade):
-        raise DataError(f"{where}: grade {value!r} is not a whole finite number; give an integer relevance grade "
-                        f"(0 = not relevant, 1, 2, ... = more relevant).")
-    return int(grade)
+        grade = int(str(value).strip()) if not isinstance(value, float) else None
+    except ValueError:
+        grade = None
+    if grade is None:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise DataError(f"{where}: grade {value!r} is not a number; {hint}.") from None
+        if not math.isfinite(number) or number != int(number):
+            raise DataError(f"{where}: grade {value!r} is not a whole finite number; {hint}.")
+        grade = int(number)
+    if not 0 <= grade <= MAX_GRADE:
+        raise DataError(f"{where}: grade {value!r} is out of range; {hint}.")
+    return grade
 
 
 def validate_qrels(

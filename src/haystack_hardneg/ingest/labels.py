@@ -23,7 +23,15 @@ from typing import Any, Iterator
 from haystack import Document
 
 from haystack_hardneg.files import atomic_write_text, jsonl_text
-from haystack_hardneg.ingest.beir import DataError, LoadStats, OnMissing, Qrels, parse_grade, read_jsonl_records
+from haystack_hardneg.ingest.beir import (
+    DataError,
+    LoadStats,
+    OnMissing,
+    Qrels,
+    check_id,
+    parse_grade,
+    read_jsonl_records,
+)
 
 LABEL_COLUMNS = ("query", "document", "grade", "query_id")
 
@@ -47,18 +55,26 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     tsv = path.suffix == ".tsv"
     # utf-8-sig: a spreadsheet's byte-order mark is not part of the first column's name. TSV fields are not quoted.
     with path.open(encoding="utf-8-sig", newline="") as handle:
-        reader = csv.DictReader(handle, delimiter="\t" if tsv else ",",
-                                quoting=csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL)
-        missing = {"query", "document"} - set(reader.fieldnames or [])
-        if missing:
-            raise DataError(f"{path}:1: the header must name the columns query and document (and optionally grade, "
-                            f"query_id); got {reader.fieldnames}.")
-        for row in reader:
-            if None in row:
-                raise DataError(f"{path}:{reader.line_num}: more fields than the header names"
-                                f"{'' if tsv else '; put a query or document that holds a comma in double quotes'}.")
-            if any(str(v or "").strip() for v in row.values()):
-                yield reader.line_num, row
+        try:
+            yield from _table_rows(path, handle, tsv)
+        except UnicodeDecodeError as error:
+            raise DataError(f"{path}: not UTF-8 text ({error.reason}); save the file as UTF-8 (a spreadsheet's "
+                            f"'CSV UTF-8' or 'Unicode text' with UTF-8).") from None
+
+
+def _table_rows(path: Path, handle, tsv: bool) -> Iterator[tuple[int, dict[str, Any]]]:
+    reader = csv.DictReader(handle, delimiter="\t" if tsv else ",",
+                            quoting=csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL)
+    missing = {"query", "document"} - set(reader.fieldnames or [])
+    if missing:
+        raise DataError(f"{path}:1: the header must name the columns query and document (and optionally grade, "
+                        f"query_id); got {reader.fieldnames}.")
+    for row in reader:
+        if None in row:
+            raise DataError(f"{path}:{reader.line_num}: more fields than the header names"
+                            f"{'' if tsv else '; put a query or document that holds a comma in double quotes'}.")
+        if any(str(v or "").strip() for v in row.values()):
+            yield reader.line_num, row
 
 
 def load_labels(path: str | Path) -> list[Label]:
@@ -81,7 +97,8 @@ def load_labels(path: str | Path) -> list[Label]:
             raise DataError(f"{where}: every row needs a query and a document (an id, URL or file path).")
         grade = row.get("grade")
         grade = 1 if grade is None or str(grade).strip() == "" else parse_grade(grade, where)
-        given = str(row.get("query_id") if row.get("query_id") is not None else "").strip()
+        given = check_id(str(row.get("query_id") if row.get("query_id") is not None else "").strip(), where,
+                         "query_id")
         query_id = given or ids.get(query) or next(numbers)
         ids.setdefault(query, query_id)
         labels.append(Label(query_id, query, document, grade, where))
@@ -163,6 +180,9 @@ def write_beir_folder(folder: str | Path, documents: list[Document], queries: di
                       splits: dict[str, Qrels]) -> Path:
     """``corpus.jsonl``, ``queries.jsonl`` and ``qrels/<split>.tsv`` in ``folder`` (each written atomically)."""
     folder = Path(folder)
+    for document in documents:
+        check_id(document.id, str(document.meta.get("file_path") or document.meta.get("url") or document.id),
+                 "document id")
     corpus = [{"_id": d.id, "title": str(d.meta.get("title") or ""), "text": d.content or "",
                "meta": {k: v for k, v in d.meta.items() if k != "title"}} for d in documents]
     atomic_write_text(folder / "corpus.jsonl", jsonl_text(corpus))

@@ -7,6 +7,7 @@ reads the weight back for ``fusion_alpha="auto"``.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +34,22 @@ def write_ranker_settings(model_dir: str | Path, fusion: dict[str, Any], chosen_
 
 def read_fusion_alpha(model_dir: str | Path) -> float | None:
     """The fusion weight stored in ``model_dir``; ``None`` without a settings file, without a weight, or for a
-    weight of 1 or more (the re-ranker alone: nothing to fuse)."""
-    settings = Path(model_dir).expanduser() / RANKER_SETTINGS_FILE
-    if not settings.is_file():
+    weight of 1 (the re-ranker alone: nothing to fuse). A weight that is not a number in 0..1 is an error naming the
+    file: read as it stands, it would rank by something the training never chose."""
+    settings = read_ranker_settings(model_dir)
+    alpha = settings.get("fusion_alpha")
+    if alpha is None:
         return None
-    alpha = json.loads(settings.read_text(encoding="utf-8")).get("fusion_alpha")
-    return None if alpha is None or float(alpha) >= 1.0 else float(alpha)
+    valid = isinstance(alpha, (int, float)) and not isinstance(alpha, bool) and math.isfinite(alpha) and \
+        0.0 <= alpha <= 1.0
+    if not valid:
+        raise ValueError(f"{_settings_path(model_dir)}: fusion_alpha must be a number in 0..1 or null, got "
+                         f"{alpha!r}; train the model again, or set the ranker's fusion_alpha yourself.")
+    return None if alpha == 1.0 else float(alpha)
+
+
+def _settings_path(model_dir: str | Path) -> Path:
+    return Path(model_dir).expanduser() / RANKER_SETTINGS_FILE
 
 
 # The held-out validation queries' first-stage candidates, kept with the model: an export is checked on them.
@@ -49,9 +60,18 @@ CALIBRATION_PAIRS_FILE = "hardneg_calibration.jsonl"
 
 
 def read_ranker_settings(model_dir: str | Path) -> dict[str, Any]:
-    """Everything in ``hardneg.json`` (an empty mapping without one)."""
-    settings = Path(model_dir).expanduser() / RANKER_SETTINGS_FILE
-    return json.loads(settings.read_text(encoding="utf-8")) if settings.is_file() else {}
+    """Everything in ``hardneg.json`` (an empty mapping without one); a file that is not a JSON object is an error
+    naming it."""
+    path = _settings_path(model_dir)
+    if not path.is_file():
+        return {}
+    try:
+        settings = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path}: not a settings file ({error}); train the model again or delete the file.") from None
+    if not isinstance(settings, dict):
+        raise ValueError(f"{path}: expected a JSON object of settings, got {type(settings).__name__}.")
+    return settings
 
 
 def update_ranker_settings(model_dir: str | Path, **changes: Any) -> dict[str, Any]:

@@ -1,0 +1,136 @@
+"""Hostile and broken inputs, as a user's files can hold them: each ends in one line saying what is wrong and where,
+exit code 2 from the command line, and nothing half-written where a later step would read it."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+from sentence_transformers import CrossEncoder
+
+from haystack_hardneg import CrossEncoderRanker
+from haystack_hardneg.cli import main
+from haystack_hardneg.ingest.beir import DataError, load_qrels, load_queries
+
+GOOD_CORPUS = [{"_id": "d1", "text": "the warranty covers the pump"}, {"_id": "d2", "text": "returns within 30 days"},
+               {"_id": "d3", "text": "shipping is free in the country"}]
+GOOD_LABELS = "query,document\nwhat does the warranty cover,d1\nhow do I return it,d2\nwhat does shipping cost,d3\n"
+
+
+def _jsonl(path, records):
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+def _prepare(tmp_path, capsys, corpus, labels: bytes):
+    """``prepare`` in this process on the given corpus records and labels bytes; (exit code, stderr lines)."""
+    _jsonl(tmp_path / "corpus.jsonl", corpus)
+    (tmp_path / "labels.csv").write_bytes(labels)
+    capsys.readouterr()
+    code = main(["prepare", str(tmp_path / "corpus.jsonl"), "--labels", str(tmp_path / "labels.csv"),
+                 "--out", str(tmp_path / "beir")])
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("haystack-hardneg")]
+    return code, errors
+
+
+def test_a_document_id_with_a_tab_is_refused_and_no_beir_folder_is_written(tmp_path, capsys):
+    corpus = [{"_id": "doc\tone", "text": "the warranty covers the pump"}, *GOOD_CORPUS[1:]]
+    labels = b"query,document\nwhat does the warranty cover,doc\tone\nhow do I return it,d2\n"
+    code, errors = _prepare(tmp_path, capsys, corpus, labels)
+    assert code == 2 and len(errors) == 1, errors
+    assert not (tmp_path / "beir").exists()
+
+
+def test_a_query_id_with_a_line_break_is_refused_naming_the_line(tmp_path, capsys):
+    labels = b'query,document,query_id\nwhat does the warranty cover,d1,"C\nD"\nhow do I return it,d2,R\n'
+    code, errors = _prepare(tmp_path, capsys, GOOD_CORPUS, labels)
+    assert code == 2 and len(errors) == 1 and "labels.csv:3: query_id 'C\\nD'" in errors[0], errors
+    assert not (tmp_path / "beir").exists()
+
+
+@pytest.mark.parametrize("grade", ["-1", "99999999999999999999999", "101"])
+def test_a_grade_out_of_range_is_refused_in_labels_and_in_qrels(tmp_path, capsys, grade):
+    labels = GOOD_LABELS.replace("d3\n", "d3\n").replace("query,document\n", "query,document,grade\n")
+    labels = labels.replace("cover,d1\n", "cover,d1,1\n").replace("it,d2\n", "it,d2,1\n")
+    labels = labels.replace("cost,d3\n", f"cost,d3,{grade}\n")
+    code, errors = _prepare(tmp_path, capsys, GOOD_CORPUS, labels.encode())
+    assert code == 2 and len(errors) == 1 and f"labels.csv:4: grade '{grade}' is out of range" in errors[0], errors
+    assert not (tmp_path / "beir").exists()
+    (tmp_path / "q.tsv").write_text(f"query-id\tcorpus-id\tscore\nq1\td1\t1\nq1\td2\t{grade}\n")
+    with pytest.raises(DataError, match=rf"q.tsv:3: grade '{grade}' is out of range"):
+        load_qrels(tmp_path / "q.tsv")
+
+
+def test_a_huge_grade_is_read_exactly_or_refused_never_rounded(tmp_path):
+    (tmp_path / "q.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t100\nq1\td2\t1.0\n")
+    assert load_qrels(tmp_path / "q.tsv") == {"q1": {"d1": 100, "d2": 1}}
+
+
+def test_a_utf16_labels_file_is_named(tmp_path, capsys):
+    code, errors = _prepare(tmp_path, capsys, GOOD_CORPUS, GOOD_LABELS.encode("utf-16"))
+    assert code == 2 and len(errors) == 1 and "labels.csv: not UTF-8 text" in errors[0], errors
+
+
+def test_a_bad_json_line_says_where_in_the_line(tmp_path):
+    (tmp_path / "queries.jsonl").write_text('{"_id": "q1", "text": "fine"}\n{"_id": "q2", "text": "a\tb"}\n')
+    with pytest.raises(DataError, match=r"queries.jsonl:2: not valid JSON \(Invalid control character at column "
+                                        r"\d+\)\.$"):
+        load_queries(tmp_path / "queries.jsonl")
+
+
+@pytest.fixture(scope="module")
+def cross_encoder_folder(tiny_model, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("ce") / "tiny-ce"
+    CrossEncoder(tiny_model, num_labels=1).save(str(folder))
+    return folder
+
+
+@pytest.mark.parametrize("stored", [7.0, math.nan, -0.5, "0.5", True])
+def test_an_invalid_stored_fusion_weight_is_one_error_naming_the_file(cross_encoder_folder, stored):
+    settings = cross_encoder_folder / "hardneg.json"
+    settings.write_text(json.dumps({"fusion_alpha": stored}))
+    try:
+        with pytest.raises(ValueError, match=r"hardneg.json: fusion_alpha must be a number in 0..1 or null") as error:
+            CrossEncoderRanker(model=str(cross_encoder_folder)).warm_up()
+        assert "\n" not in str(error.value)
+    finally:
+        settings.unlink()
+
+
+def test_a_corrupt_settings_file_is_named_and_valid_weights_still_read(cross_encoder_folder):
+    settings = cross_encoder_folder / "hardneg.json"
+    try:
+        settings.write_text('{"fusion_alpha": 0.4')
+        with pytest.raises(ValueError, match=r"hardneg.json: not a settings file"):
+            CrossEncoderRanker(model=str(cross_encoder_folder)).warm_up()
+        for stored, used in ((0.4, 0.4), (1.0, None), (None, None), (0, 0.0)):
+            settings.write_text(json.dumps({"fusion_alpha": stored}))
+            ranker = CrossEncoderRanker(model=str(cross_encoder_folder))
+            ranker.warm_up()
+            assert ranker.effective_fusion_alpha == used
+    finally:
+        settings.unlink()
+
+
+@pytest.mark.parametrize("given", [None, "cuda"])
+def test_the_lexical_member_keeps_jax_off_the_accelerator_unless_told(tmp_path, given):
+    # bm25s imports JAX where it is installed, and JAX takes most of a GPU's memory in every process importing it.
+    script = ("import os; from haystack_hardneg.store.lexical import LexicalIndex; "
+              "LexicalIndex.build(['a', 'b'], ['one pump', 'two pumps'], language=None); "
+              "print(os.environ.get('JAX_PLATFORMS'))")
+    environment = {k: v for k, v in os.environ.items() if k != "JAX_PLATFORMS"}
+    if given:
+        environment["JAX_PLATFORMS"] = given
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=environment, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == (given or "cpu")
+
+
+def test_an_api_key_variable_with_a_local_store_is_refused_not_ignored(fixtures, tiny_model, tmp_path, capsys):
+    code = main(["index", str(fixtures / "scifact-tiny"), "--model", tiny_model, "--store", str(tmp_path / "q"),
+                 "--api-key-env", "MY_QDRANT_KEY"])
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("haystack-hardneg")]
+    assert code == 2 and len(errors) == 1 and "--api-key-env MY_QDRANT_KEY applies to a Qdrant server" in errors[0]
+    assert not (tmp_path / "q").exists()
