@@ -134,3 +134,73 @@ def test_an_api_key_variable_with_a_local_store_is_refused_not_ignored(fixtures,
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("haystack-hardneg")]
     assert code == 2 and len(errors) == 1 and "--api-key-env MY_QDRANT_KEY applies to a Qdrant server" in errors[0]
     assert not (tmp_path / "q").exists()
+
+
+def _errors(capsys) -> list[str]:
+    return [line for line in capsys.readouterr().err.splitlines() if line.startswith("haystack-hardneg")]
+
+
+def test_indexing_into_a_collection_of_another_dimension_names_the_flag_and_writes_nothing(
+        fixtures, tiny_model, tiny_model_b, tmp_path, capsys):
+    from haystack_hardneg import open_document_store
+
+    store = str(tmp_path / "q")
+    assert main(["index", str(fixtures / "scifact-tiny"), "--model", tiny_model, "--store", store]) == 0
+    capsys.readouterr()
+    assert main(["index", str(fixtures / "scifact-tiny"), "--model", tiny_model_b, "--store", store]) == 2
+    errors = _errors(capsys)
+    assert len(errors) == 1 and "holds 32-d vectors" in errors[0] and "`index --recreate`" in errors[0], errors
+    kept = open_document_store(path=store, index="Document", embedding_dim=32, progress_bar=False)
+    try:
+        assert kept.count_documents() > 0 and all(len(d.embedding) == 32 for d in kept.filter_documents())
+    finally:
+        kept.close()
+
+
+def test_an_unreachable_qdrant_server_is_one_line(fixtures, tiny_model, capsys):
+    assert main(["index", str(fixtures / "scifact-tiny"), "--model", tiny_model, "--url", "http://127.0.0.1:9"]) == 2
+    errors = _errors(capsys)
+    assert len(errors) == 1 and "cannot reach the Qdrant server at http://127.0.0.1:9" in errors[0], errors
+
+
+def test_a_yaml_pipeline_naming_a_disallowed_type_is_one_line(tmp_path, capsys):
+    (tmp_path / "evil.yml").write_text("components:\n  shell:\n    type: subprocess.Popen\n"
+                                       "    init_parameters: {args: [touch, pwned]}\nconnections: []\n")
+    assert main(["query", "what is covered?", "--pipeline", str(tmp_path / "evil.yml")]) == 2
+    errors = _errors(capsys)
+    assert len(errors) == 1 and "subprocess" in errors[0], errors
+    assert not (tmp_path / "pwned").exists() and not os.path.exists("pwned")
+
+
+def test_truncated_weights_are_one_line_on_export_and_one_error_on_warm_up(cross_encoder_folder, tmp_path, capsys):
+    import shutil
+
+    damaged = tmp_path / "damaged"
+    shutil.copytree(cross_encoder_folder, damaged)
+    weights = damaged / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    assert main(["export", str(damaged), "--backend", "onnx"]) == 2
+    errors = _errors(capsys)
+    assert len(errors) == 1 and "the model's weights cannot be read" in errors[0], errors
+    assert not (damaged / "onnx").exists()
+    with pytest.raises(ValueError, match="the model's weights cannot be read"):
+        CrossEncoderRanker(model=str(damaged)).warm_up()
+
+
+def test_a_max_length_beyond_the_base_models_positions_is_capped_with_a_warning(
+        fixtures, tiny_model, trainable_model, tmp_path, capsys, monkeypatch, caplog):
+    # It failed deep in torch (an index error, 92 lines) at the first long pair, even under --plan.
+    import yaml
+
+    with open(os.path.join(trainable_model, "config.json")) as handle:
+        positions = json.load(handle)["max_position_embeddings"]
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "numba"))
+    config = {"data": str(fixtures / "scifact-tiny"), "members": [{"model": tiny_model}], "strategies": ["random"],
+              "retrieve_k": 20, "rerank_k": 10, "cache_dir": str(tmp_path / "cache"),
+              "training": {"base_model": trainable_model, "max_length": positions + 1}}
+    (tmp_path / "config.yml").write_text(yaml.safe_dump(config))
+    with caplog.at_level("WARNING"):
+        code = main(["experiment", str(tmp_path / "config.yml"), "--out", str(tmp_path / "run"), "--plan"])
+    assert code == 0 and "About" in capsys.readouterr().out
+    assert f"max_length {positions + 1} is above the {positions} positions" in caplog.text
+    assert not (tmp_path / "run").exists()

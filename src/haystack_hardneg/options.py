@@ -39,14 +39,20 @@ class Options:
     """Base of the typed configs: values are checked against the field types, then by ``validate``."""
 
     def __post_init__(self) -> None:
-        hints = typing.get_type_hints(type(self))
-        for item in dataclasses.fields(self):
-            value = _coerce(item.name, getattr(self, item.name), hints[item.name], item.metadata.get("choices"))
-            object.__setattr__(self, item.name, value)
+        check_types(self)
         self.validate()
 
     def validate(self) -> None:
         """Checks that span several fields; a subclass raises ``ValueError`` naming the fields."""
+
+
+def check_types(config: Any) -> None:
+    """Each field of the dataclass ``config`` checked against its type (``ValueError`` naming the field); YAML's
+    lists become tuples where a tuple is declared."""
+    hints = typing.get_type_hints(type(config))
+    for item in dataclasses.fields(config):
+        value = _coerce(item.name, getattr(config, item.name), hints[item.name], item.metadata.get("choices"))
+        object.__setattr__(config, item.name, value)
 
 
 def names(cls: type[Options]) -> list[str]:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from haystack.core.errors import DeserializationError, PipelineRuntimeError
+
 from haystack_hardneg.cli.experiment import add_demo_parser, add_experiment_parser
 from haystack_hardneg.cli.learning import add_mine_parser, add_train_parser
 from haystack_hardneg.cli.prepare import add_prepare_parser
@@ -19,6 +21,27 @@ from haystack_hardneg.experiment.stages import ExperimentBusyError
 from haystack_hardneg.extras import MissingExtraError
 from haystack_hardneg.ingest.beir import DataError
 from haystack_hardneg.options import ConfigError
+
+BAD_INPUT = (ConfigError, DataError, OSError, ValueError, ExperimentBusyError, MissingExtraError, DeserializationError)
+
+
+def _bad_input_cause(error: BaseException) -> BaseException | None:
+    """The bad-input error behind ``error`` (its cause, or the cause's cause, ...), if any."""
+    seen: set[int] = set()
+    cause = error.__cause__ or error.__context__
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, BAD_INPUT):
+            return cause
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return None
+
+
+def _one_line(error: BaseException, args: argparse.Namespace) -> str:
+    text = " ".join(str(error).split())
+    if isinstance(error, ConnectionError) and getattr(args, "url", None):
+        text = f"cannot reach the Qdrant server at {args.url} ({text}): check --url and that the server runs"
+    return text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,12 +64,20 @@ def main(argv: list[str] | None = None) -> int:
     args.debug = debug
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, DataError, OSError, ValueError, ExperimentBusyError, MissingExtraError) as error:
+    except BAD_INPUT as error:
         # Bad input (config, data, a missing file, model or optional package): one line saying what and where,
         # exit code 2.
         if args.debug:
             raise
-        print(f"haystack-hardneg {args.command}: {error}", file=sys.stderr)
+        print(f"haystack-hardneg {args.command}: {_one_line(error, args)}", file=sys.stderr)
+        return 2
+    except PipelineRuntimeError as error:
+        # Haystack wraps what a component raised; bad input inside a pipeline is bad input all the same.
+        cause = _bad_input_cause(error)
+        if args.debug or cause is None:
+            raise
+        print(f"haystack-hardneg {args.command}: {_one_line(cause, args)} (in the pipeline's "
+              f"'{error.component_name}')", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\nInterrupted: everything embedded so far is in the cache; run the same command again to resume.",

@@ -86,7 +86,8 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     source = Path(args.config)
     config = ExperimentConfig.from_yaml(source, out=args.out, seed=args.seed, strategies=args.strategies,
                                         training_seed=args.training_seed)
-    _own_numba_cache(Path(args.interim_report) if args.interim_report else Path(config.resolved().out))
+    if not args.plan:  # a plan writes nothing into the run folder, not even numba's cache
+        _own_numba_cache(Path(args.interim_report) if args.interim_report else Path(config.resolved().out))
     if args.interim_report:
         return _interim_report(config, args.interim_report)
     if args.export_state:
@@ -136,5 +137,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     config = ExperimentConfig.from_yaml(DEMO_EXPERIMENT, out=args.out)
     config = dataclasses.replace(config, members=[{"model": model}],
                                  training={**config.training, "base_model": model})
-    _own_numba_cache(Path(config.resolved().out))
+    if not args.plan:
+        _own_numba_cache(Path(config.resolved().out))
     return _run(config, f"Demo: {len(config.strategies)} negative strategies with {model}", plan_only=args.plan)

@@ -14,7 +14,7 @@ from haystack_hardneg.experiment.sections import lexical_section, store_section
 from haystack_hardneg.export.config import ExportConfig
 from haystack_hardneg.ingest.beir import BeirSplit, load_beir
 from haystack_hardneg.mine.config import STRATEGIES, MiningConfig, check_fits_ensemble
-from haystack_hardneg.options import ConfigError, from_mapping
+from haystack_hardneg.options import ConfigError, check_types, from_mapping
 from haystack_hardneg.train.config import TrainingConfig, resolve_loss
 
 
@@ -91,6 +91,10 @@ class ExperimentConfig:
 
     def __post_init__(self) -> None:
         """The whole config is checked here, before any stage runs: every error names the key at fault."""
+        try:
+            check_types(self)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
         if not self.strategies:
             raise ConfigError("Name at least one negative strategy.")
         if len(set(self.strategies)) != len(self.strategies):
@@ -219,18 +223,23 @@ class ExperimentConfig:
         try:
             settings = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as error:
-            raise ConfigError(f"{path}: not valid YAML ({error}).") from None
+            raise ConfigError(f"{path}: not valid YAML ({' '.join(str(error).split())}).") from None
+        except RecursionError:
+            raise ConfigError(f"{path}: not valid YAML here (nested too deeply).") from None
+        except UnicodeDecodeError as error:
+            raise ConfigError(f"{path}: not UTF-8 text ({error.reason}); save the file as UTF-8.") from None
         if not isinstance(settings, dict):
             raise ConfigError(f"{path}: an experiment config is a mapping of settings.")
-        data = settings.get("data")
-        if isinstance(data, str) and not Path(expand(data)).is_absolute():
-            settings["data"] = str((path.parent / expand(data)).resolve())
-        settings.update({k: v for k, v in overrides.items() if v is not None})
         known = {f.name for f in fields(cls)}
-        unknown = sorted(set(settings) - known)
+        unknown = sorted(str(key) for key in set(settings) - known)
         if unknown:
             raise ConfigError(f"{path}: unknown setting(s) {unknown}; known: {sorted(known)}.")
         try:
+            data = settings.get("data")
+            if isinstance(data, str) and not Path(expand(data)).is_absolute():
+                settings["data"] = str((path.parent / expand(data)).resolve())
+            settings.update({k: v for k, v in overrides.items() if v is not None})
             return cls(**settings)
-        except (ConfigError, TypeError) as error:  # TypeError: a required setting (data, training) is missing
-            raise ConfigError(f"{path}: {error}") from None
+        except (ConfigError, TypeError, ValueError) as error:
+            # TypeError: a required setting (data, training) is missing, or a value of a type no check foresaw.
+            raise ConfigError(f"{path}: {' '.join(str(error).split())}") from None

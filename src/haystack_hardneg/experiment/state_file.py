@@ -32,8 +32,9 @@ def read_state(source: Path) -> tuple[dict[str, Any], Path]:
         raise StateError(f"{source} holds no exported experiment state ({STATE_FILE}).")
     try:
         state = json.loads(state_path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise StateError(f"{state_path} is not an exported state ({error}); export the state again.") from None
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+        raise StateError(f"{state_path} is not an exported state ({error or 'nested too deeply'}); export the state "
+                         f"again.") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         found = state.get("format") if isinstance(state, dict) else type(state).__name__
         raise StateError(f"{state_path} has format {found!r}; this version reads format {FORMAT}.")

@@ -20,7 +20,7 @@ from haystack_hardneg.export.gate import gate_records, quality_check
 from haystack_hardneg.files import atomic_write_text, read_jsonl
 from haystack_hardneg.mine.candidates import load_candidates
 from haystack_hardneg.rank.layout import export_file_name, read_scoring_head, weights_fingerprint
-from haystack_hardneg.rank.runtime import ExportedCrossEncoder
+from haystack_hardneg.rank.runtime import ExportedCrossEncoder, load_torch_cross_encoder
 from haystack_hardneg.scoring.settings import (
     CALIBRATION_PAIRS_FILE,
     VALIDATION_CANDIDATES_FILE,
@@ -98,8 +98,6 @@ def _convert(config: ExportConfig, folder: Path, model, calibration: tuple[list[
 def export_model(config: ExportConfig, *, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Export ``config.model_dir`` as ``config`` says, check it against the fp32 model, record it in
     ``hardneg.json`` (and make it the default backend when it passed and ``make_default``); returns the record."""
-    from sentence_transformers import CrossEncoder
-
     folder = _model_folder(config.model_dir)
     read_scoring_head(folder)  # refuses an unsupported model before anything is written
     records = _check_records(config, folder)
@@ -114,7 +112,7 @@ def export_model(config: ExportConfig, *, log: Callable[[str], None] = print) ->
     # Eager attention exports as matmul, mask add, softmax, matmul: the pattern OpenVINO's CPU plugin fuses into
     # one kernel per layer. Torch's SDPA exports with guards for fully masked rows (IsNaN, Select) that it does
     # not fuse. Both compute the same scores, which the gate checks.
-    model = CrossEncoder(str(folder), device="cpu", model_kwargs={"attn_implementation": "eager"})
+    model = load_torch_cross_encoder(str(folder), device="cpu", model_kwargs={"attn_implementation": "eager"})
     started = time.perf_counter()
     file_name = _convert(config, folder, model, calibration, log)
     return check_and_record(config, folder, file_name, model, checked, seconds=time.perf_counter() - started,

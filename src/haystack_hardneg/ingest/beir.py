@@ -38,6 +38,8 @@ def read_jsonl_records(path: Path) -> Iterator[tuple[int, dict]]:
                 continue
             try:
                 record = json.loads(line)
+            except RecursionError:
+                raise DataError(f"{path}:{number}: not valid JSON here (nested too deeply).") from None
             except json.JSONDecodeError as error:
                 reason = error.msg.removesuffix(" at")  # e.g. "Invalid control character at"
                 raise DataError(f"{path}:{number}: not valid JSON ({reason} at column {error.colno}).") from None
@@ -111,6 +113,8 @@ def load_corpus(path: str | Path, stats: LoadStats | None = None) -> list[Docume
         if not str(text).strip():
             stats.empty_documents.append(doc_id)
             continue
+        if not isinstance(record.get("meta") or {}, dict):
+            raise DataError(f"{path}:{number}: 'meta' must be a JSON object, got {type(record['meta']).__name__}.")
         meta = dict(record.get("meta") or {})
         meta.update({k: v for k, v in record.items() if k not in {"_id", "id", "text", "content", "meta"}})
         if not meta.get("title"):
@@ -144,7 +148,7 @@ def load_qrels(path: str | Path) -> Qrels:
         raise FileNotFoundError(f"No such file: {path}")
     qrels: Qrels = {}
     with path.open(encoding="utf-8", newline="") as handle:
-        rows = csv.reader(handle, delimiter="\t")
+        rows = csv.reader((line for _, line in utf8_lines(handle, path)), delimiter="\t")
         for number, row in enumerate(rows, start=1):
             if number == 1 and row and not _is_grade(row[-1]):
                 continue  # header

@@ -17,7 +17,7 @@ from haystack_hardneg.extras import MissingExtraError
 from haystack_hardneg.ingest.text import document_text
 from haystack_hardneg.rank.layout import BACKENDS, UnsupportedModelError, weights_fingerprint
 from haystack_hardneg.rank.passages import AGGREGATIONS, Aggregation, aggregate, passages
-from haystack_hardneg.rank.runtime import ExportedCrossEncoder
+from haystack_hardneg.rank.runtime import ExportedCrossEncoder, load_torch_cross_encoder
 from haystack_hardneg.scoring.fusion import fuse
 from haystack_hardneg.scoring.settings import read_default_backend, read_fusion_alpha
 
@@ -211,13 +211,12 @@ class CrossEncoderRanker:
                     raise
                 logger.warning("The folder's default backend cannot run here ({error}); ranking on torch.",
                                error=error)
-        from sentence_transformers import CrossEncoder
 
         self._backend = ("torch", None)
         device = ComponentDevice.resolve_device(self.device).to_torch_str() if self.device is not None else None
         # The export-only keys would reach the torch model's constructor.
         model_kwargs = {k: v for k, v in (self.model_kwargs or {}).items() if k not in EXPORT_ONLY_KWARGS} or None
-        self._cross_encoder = CrossEncoder(
+        self._cross_encoder = load_torch_cross_encoder(
             source, device=device, max_length=self.max_length, token=self.token.resolve_value() if self.token else None,
             trust_remote_code=self.trust_remote_code, model_kwargs=model_kwargs,
             processor_kwargs=self.tokenizer_kwargs, config_kwargs=self.config_kwargs, backend="torch",

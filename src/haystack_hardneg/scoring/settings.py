@@ -67,8 +67,9 @@ def read_ranker_settings(model_dir: str | Path) -> dict[str, Any]:
         return {}
     try:
         settings = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ValueError(f"{path}: not a settings file ({error}); train the model again or delete the file.") from None
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+        raise ValueError(f"{path}: not a settings file ({error or 'nested too deeply'}); train the model again or "
+                         f"delete the file.") from None
     if not isinstance(settings, dict):
         raise ValueError(f"{path}: expected a JSON object of settings, got {type(settings).__name__}.")
     return settings

@@ -101,7 +101,8 @@ def check_store_matches(store: QdrantDocumentStore, ensemble_id: str, dimension:
     if size is not None and size != dimension:
         raise StoreMismatchError(
             f"Collection '{store.index}' holds {size}-d vectors but ensemble {ensemble_id} makes {dimension}-d "
-            f"vectors. Use another index name, or recreate the collection (recreate_index=True) to replace it."
+            f"vectors. Use another index name, or replace the collection: `index --recreate` on the command line, "
+            f"recreate_index=True in Python."
         )
     others = {"field": f"meta.{ENSEMBLE_META_KEY}", "operator": "!=", "value": ensemble_id}
     if store.count_documents_by_filter(others) == 0:

@@ -15,10 +15,13 @@ Heads for an encoder base:
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Literal
 
 from haystack_hardneg.files import confined_path
+
+logger = logging.getLogger(__name__)
 
 HeadName = Literal["auto", "mean", "cls", "classifier"]
 HEADS: tuple[str, ...] = ("auto", "mean", "cls", "classifier")
@@ -95,11 +98,24 @@ def resolve_head(model_name_or_path: str, head: HeadName) -> str:
     return head
 
 
+def fitted_max_length(model_name_or_path: str, max_length: int) -> int:
+    """``max_length`` capped at the positions the model has (beyond them its position embeddings have no row: an
+    index error deep in torch at the first long pair), with a warning naming both when it caps."""
+    positions = (_model_file(model_name_or_path, "config.json") or {}).get("max_position_embeddings")
+    if isinstance(positions, int) and 0 < positions < max_length:
+        logger.warning("max_length %d is above the %d positions of %s: pairs are cut at %d tokens. Set the "
+                       "training's max_length (--max-length, training.max_length) to %d or less to silence this.",
+                       max_length, positions, model_name_or_path, positions, positions)
+        return positions
+    return max_length
+
+
 def build_cross_encoder(model_name_or_path: str, head: str = "auto", max_length: int = 256):
     """A one-logit CrossEncoder from a re-ranker or an encoder base; the new head's weights follow torch's seed.
     ``head`` is a :data:`HEADS` name or a resolved one (``pretrained``)."""
     from sentence_transformers import CrossEncoder
 
+    max_length = fitted_max_length(model_name_or_path, max_length)
     chosen = resolve_head(model_name_or_path, head) if head == "auto" else head
     if chosen not in POOLED_HEADS:
         return CrossEncoder(model_name_or_path, num_labels=1, max_length=max_length)
