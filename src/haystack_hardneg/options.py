@@ -88,15 +88,16 @@ def to_mapping(config: Options) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
 
 
-def _is_number(value: Any) -> bool:
+def is_number(value: Any) -> bool:
+    """A finite int or float as JSON or YAML gives one (not a bool, not NaN or infinity)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 # Plain field types: what a value must be, and the test of it.
 _SIMPLE_TYPES: dict[Any, tuple[str, Any]] = {
     bool: ("true or false", lambda v: isinstance(v, bool)),
-    int: ("an integer", lambda v: _is_number(v) and float(v).is_integer()),
-    float: ("a number", _is_number),
+    int: ("an integer", lambda v: is_number(v) and float(v).is_integer()),
+    float: ("a number", is_number),
     str: ("a string", lambda v: isinstance(v, str)),
 }
 

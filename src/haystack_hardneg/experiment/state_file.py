@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import gzip
 import json
-import math
 import zlib
 from pathlib import Path
 from typing import Any
 
 from haystack_hardneg.files import confined_path
+from haystack_hardneg.options import is_number
 
 FORMAT = 1
 STATE_FILE = "state.json"
@@ -42,10 +42,6 @@ def read_state(source: Path) -> tuple[dict[str, Any], Path]:
     return state, state_path
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def _check_shape(state: dict[str, Any], state_path: Path) -> None:
     def require(ok: bool, where: str, what: str) -> None:
         if not ok:
@@ -55,7 +51,7 @@ def _check_shape(state: dict[str, Any], state_path: Path) -> None:
     require(isinstance(state.get("models", {}), dict) and all(
         isinstance(v, str) for v in state.get("models", {}).values()), "'models'", "a mapping of fingerprints")
     estimates = state.get("plan_estimates", {})
-    require(isinstance(estimates, dict) and all(_is_number(v) for v in estimates.values()),
+    require(isinstance(estimates, dict) and all(is_number(v) for v in estimates.values()),
             "'plan_estimates'", "a mapping of seconds")
     state.setdefault("models", {})
     for name, entry in state["stages"].items():
@@ -66,7 +62,7 @@ def _check_shape(state: dict[str, Any], state_path: Path) -> None:
         require(isinstance(record.get("key"), str), f"{where}'s key", "a string")
         require(isinstance(record.get("outputs"), list) and all(isinstance(o, str) for o in record["outputs"]),
                 f"{where}'s outputs", "a list of paths")
-        require(record.get("seconds") is None or _is_number(record["seconds"]), f"{where}'s seconds", "a number")
+        require(record.get("seconds") is None or is_number(record["seconds"]), f"{where}'s seconds", "a number")
         for rel, file in entry["files"].items():
             require(isinstance(file, dict) and file.get("rebuild") in REBUILDS, f"{where}'s file {rel!r}",
                     f"a mapping whose 'rebuild' is one of {list(REBUILDS)}")

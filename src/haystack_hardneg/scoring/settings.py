@@ -7,11 +7,11 @@ reads the weight back for ``fusion_alpha="auto"``.
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
 from haystack_hardneg.files import atomic_write_text
+from haystack_hardneg.options import is_number
 
 RANKER_SETTINGS_FILE = "hardneg.json"
 
@@ -40,9 +40,7 @@ def read_fusion_alpha(model_dir: str | Path) -> float | None:
     alpha = settings.get("fusion_alpha")
     if alpha is None:
         return None
-    valid = isinstance(alpha, (int, float)) and not isinstance(alpha, bool) and math.isfinite(alpha) and \
-        0.0 <= alpha <= 1.0
-    if not valid:
+    if not (is_number(alpha) and 0.0 <= alpha <= 1.0):
         raise ValueError(f"{_settings_path(model_dir)}: fusion_alpha must be a number in 0..1 or null, got "
                          f"{alpha!r}; train the model again, or set the ranker's fusion_alpha yourself.")
     return None if alpha == 1.0 else float(alpha)
