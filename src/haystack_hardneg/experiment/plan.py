@@ -26,6 +26,7 @@ from haystack_hardneg.embed.cache import cache_keys
 from haystack_hardneg.embed.encoder import EnsembleEncoder
 from haystack_hardneg.experiment.config import ExperimentConfig
 from haystack_hardneg.experiment.keys import training_query_ids
+from haystack_hardneg.experiment.stages import ENSEMBLE
 from haystack_hardneg.extras import require
 from haystack_hardneg.files import atomic_write_text
 from haystack_hardneg.ingest.text import document_text
@@ -276,7 +277,7 @@ def make_plan(table: dict[str, Any], config: ExperimentConfig, splits: dict[str,
     models are loaded for the warm-up only where a stage left to run uses them."""
     plan: dict[str, Any] = {"counts": counts(config, splits), "done": sorted(done)}
     if measured:
-        ensemble = any("ensemble" in stage.uses for name, stage in table.items() if name not in done)
+        ensemble = any(ENSEMBLE in stage.uses for name, stage in table.items() if name not in done)
         plan["rates"] = measure(config, splits, ensemble=ensemble)
         plan["estimate_seconds"] = estimate(table, config, plan["counts"], plan["rates"], done)
     return plan

@@ -22,8 +22,8 @@ from haystack_hardneg.experiment.folder import RunFolder, strategy_stage
 from haystack_hardneg.experiment.keys import MODELS_FILE, data_fingerprint, model_fingerprints
 from haystack_hardneg.experiment.plan import estimate, format_plan, make_plan, mined_counts, record_estimates
 from haystack_hardneg.experiment.report import write_report
-from haystack_hardneg.experiment.stages import StageCache, Walk
-from haystack_hardneg.experiment.table import ENSEMBLE, Inputs, stage_table, table_keys
+from haystack_hardneg.experiment.stages import ENSEMBLE, StageCache, Walk
+from haystack_hardneg.experiment.table import Inputs, stage_table, table_keys
 from haystack_hardneg.files import atomic_write_text
 from haystack_hardneg.store.qdrant import open_document_store
 

@@ -52,6 +52,11 @@ def folder_fingerprint(folder: str | Path) -> str:
     return digest.hexdigest()[:16]
 
 
+# A resource stages may use: the embedding models and the Qdrant store, released once no stage left to run uses
+# them (local mode holds a lock, and the models hold memory that training wants).
+ENSEMBLE = "ensemble"
+
+
 class ExperimentBusyError(RuntimeError):
     pass
 
@@ -134,23 +139,21 @@ class Walk:
         """The stages every run ensures, in table order."""
         return [name for name, stage in self.table.items() if stage.wanted]
 
-    def _there(self, name: str, whole: bool) -> bool:
+    def _kept_there(self, name: str) -> bool:
         stage, key = self.table[name], self.keys[name]
-        if key is None or self.cache.is_done(name, key):
-            return True
-        record = self.cache.records.get(name, {})
-        return not whole and bool(stage.kept) and record.get("key") == key and \
+        return bool(stage.kept) and self.cache.records.get(name, {}).get("key") == key and \
             all((self.cache.folder / f).exists() for f in stage.kept)
 
     def ensure(self, name: str, whole: bool | None = None) -> None:
-        stage = self.table[name]
+        stage, key = self.table[name], self.keys[name]
         whole = not stage.kept if whole is None else whole
         if self.settled.get(name) is True or (name in self.settled and not whole):
             return
-        if self._there(name, whole):
-            if self.keys[name] is not None and self._run is not None:
+        done = key is None or self.cache.is_done(name, key)
+        if done or (not whole and self._kept_there(name)):
+            if key is not None and self._run is not None:
                 self.cache.reused.append(name)
-            self.settled[name] = whole or self.cache.is_done(name, self.keys[name])
+            self.settled[name] = done
             return
         for upstream in stage.reads:
             self.ensure(upstream, whole=True)

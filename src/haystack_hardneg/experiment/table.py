@@ -40,11 +40,7 @@ from haystack_hardneg.experiment.plan import (
     rerank_seconds,
     train_seconds,
 )
-from haystack_hardneg.experiment.stages import StageRun
-
-# Resources a stage may use: "ensemble" is the embedding models and the Qdrant store (released once no stage left
-# to run uses them: local mode holds a lock, and the models hold memory that training wants).
-ENSEMBLE = "ensemble"
+from haystack_hardneg.experiment.stages import ENSEMBLE, StageRun
 
 
 @dataclass(frozen=True)

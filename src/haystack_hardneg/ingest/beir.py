@@ -50,14 +50,13 @@ def read_jsonl_records(path: Path) -> Iterator[tuple[int, dict]]:
 
 def utf8_lines(handle, path: Path) -> Iterator[tuple[int, str]]:
     """(line number, line) of a text file opened as UTF-8; bytes that are not UTF-8 (a file saved as UTF-16 or
-    Latin-1) are one error naming the file and the line."""
-    number = 0
+    Latin-1) are one error naming the file. Not the line: text is decoded a block at a time, ahead of the lines
+    read so far."""
     try:
-        for number, line in enumerate(handle, start=1):
-            yield number, line
+        yield from enumerate(handle, start=1)
     except UnicodeDecodeError as error:
-        raise DataError(f"{path}:{number + 1}: not UTF-8 text ({error.reason} at byte {error.start} of the line "
-                        f"block); save the file as UTF-8.") from None
+        raise DataError(f"{path}: not UTF-8 text ({error.reason}); save the file as UTF-8 (from a spreadsheet: "
+                        f"'CSV UTF-8').") from None
 
 
 def check_id(value: str, where: str, what: str = "id") -> str:

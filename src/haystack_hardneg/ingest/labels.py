@@ -31,6 +31,7 @@ from haystack_hardneg.ingest.beir import (
     check_id,
     parse_grade,
     read_jsonl_records,
+    utf8_lines,
 )
 
 LABEL_COLUMNS = ("query", "document", "grade", "query_id")
@@ -55,26 +56,18 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     tsv = path.suffix == ".tsv"
     # utf-8-sig: a spreadsheet's byte-order mark is not part of the first column's name. TSV fields are not quoted.
     with path.open(encoding="utf-8-sig", newline="") as handle:
-        try:
-            yield from _table_rows(path, handle, tsv)
-        except UnicodeDecodeError as error:
-            raise DataError(f"{path}: not UTF-8 text ({error.reason}); save the file as UTF-8 (a spreadsheet's "
-                            f"'CSV UTF-8' or 'Unicode text' with UTF-8).") from None
-
-
-def _table_rows(path: Path, handle, tsv: bool) -> Iterator[tuple[int, dict[str, Any]]]:
-    reader = csv.DictReader(handle, delimiter="\t" if tsv else ",",
-                            quoting=csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL)
-    missing = {"query", "document"} - set(reader.fieldnames or [])
-    if missing:
-        raise DataError(f"{path}:1: the header must name the columns query and document (and optionally grade, "
-                        f"query_id); got {reader.fieldnames}.")
-    for row in reader:
-        if None in row:
-            raise DataError(f"{path}:{reader.line_num}: more fields than the header names"
-                            f"{'' if tsv else '; put a query or document that holds a comma in double quotes'}.")
-        if any(str(v or "").strip() for v in row.values()):
-            yield reader.line_num, row
+        reader = csv.DictReader((line for _, line in utf8_lines(handle, path)), delimiter="\t" if tsv else ",",
+                                quoting=csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL)
+        missing = {"query", "document"} - set(reader.fieldnames or [])
+        if missing:
+            raise DataError(f"{path}:1: the header must name the columns query and document (and optionally "
+                            f"grade, query_id); got {reader.fieldnames}.")
+        for row in reader:
+            if None in row:
+                raise DataError(f"{path}:{reader.line_num}: more fields than the header names"
+                                f"{'' if tsv else '; put a query or document that holds a comma in double quotes'}.")
+            if any(str(v or "").strip() for v in row.values()):
+                yield reader.line_num, row
 
 
 def load_labels(path: str | Path) -> list[Label]:
