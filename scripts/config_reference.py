@@ -15,6 +15,7 @@ from pathlib import Path
 from haystack_hardneg.experiment.config import ExperimentConfig
 from haystack_hardneg.experiment.sections import LexicalSection, StoreSection
 from haystack_hardneg.export.config import ExportConfig
+from haystack_hardneg.measure.config import PipelineEvalConfig, TuneConfig
 from haystack_hardneg.mine.config import MiningConfig
 from haystack_hardneg.train.config import TrainingConfig
 
@@ -28,7 +29,8 @@ Each option is declared once. Mining options are `ClusterNegativeMiner(mining=..
 flags (`--num-negatives` for `num_negatives`) and an experiment's `mining:` section; training options are
 `TripletTrainer(training=...)`'s keys, the `train` command's flags and an experiment's `training:` section; export
 options are `export_model(ExportConfig(...))`'s keys and the `export` command's flags (`train --export BACKEND`
-takes them too).
+takes them too); evaluation options are `evaluate_pipeline`'s and the `evaluate` / `tune` commands' flags, tuning
+options `tune_pipeline`'s and the `tune` command's.
 """
 
 
@@ -85,6 +87,8 @@ def page() -> str:
         "## Mining options (`MiningConfig`)\n", options_table(MiningConfig), "",
         "## Training options (`TrainingConfig`)\n", options_table(TrainingConfig), "",
         "## Export options (`ExportConfig`)\n", options_table(ExportConfig), "",
+        "## Evaluating your pipeline (`PipelineEvalConfig`)\n", options_table(PipelineEvalConfig), "",
+        "## Tuning the ranker for your pipeline (`TuneConfig`)\n", options_table(TuneConfig), "",
     ])
 
 

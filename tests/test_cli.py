@@ -41,12 +41,15 @@ def test_index_then_query_from_the_command_line(tiny_model, fixtures, tmp_path, 
     assert code == 0
     assert out.count("\n  1. ") + out.count("\n  2. ") + out.count("\n  3. ") == 3
 
-    # A ranker folder with a stored fusion weight: `auto` (the default) uses it and says so; grouped by
-    # document, no source document appears twice.
+    # A ranker folder with a stored fusion weight chosen on another first stage: `auto` (the default) ranks by the
+    # cross-encoder alone and says so; a weight given is used. Grouped by document, no source document appears twice.
     ranker = tmp_path / "ranker"
     CrossEncoder(tiny_model, num_labels=1).save(str(ranker))
     (ranker / RANKER_SETTINGS_FILE).write_text(json.dumps({"fusion_alpha": 0.3}))
-    code, out, _ = query("dishwasher warranty pump motor", "--ranker", str(ranker), "--top-k", "8", "--by-document")
+    code, out, _ = query("pump", "--ranker", str(ranker))
+    assert code == 0 and "cross-encoder alone" in out
+    code, out, _ = query("dishwasher warranty pump motor", "--ranker", str(ranker), "--top-k", "8", "--by-document",
+                         "--fusion-alpha", "0.3")
     assert code == 0
     assert "fused with the retriever's score at weight 0.30" in out
     ids = re.findall(r"^ +\d+\. \S+  (\S+)", out, flags=re.M)

@@ -106,8 +106,8 @@ def test_a_corrupt_settings_file_is_named_and_valid_weights_still_read(cross_enc
         with pytest.raises(ValueError, match=r"hardneg.json: not a settings file"):
             CrossEncoderRanker(model=str(cross_encoder_folder)).warm_up()
         for stored, used in ((0.4, 0.4), (1.0, None), (None, None), (0, 0.0)):
-            settings.write_text(json.dumps({"fusion_alpha": stored}))
-            ranker = CrossEncoderRanker(model=str(cross_encoder_folder))
+            settings.write_text(json.dumps({"fusion_alpha": stored, "first_stage_name": "fs"}))
+            ranker = CrossEncoderRanker(model=str(cross_encoder_folder), first_stage="fs")
             ranker.warm_up()
             assert ranker.effective_fusion_alpha == used
     finally:

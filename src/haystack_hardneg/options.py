@@ -170,6 +170,8 @@ def _add_flag(parser: argparse._ActionsContainer, item: dataclasses.Field, hint:
         parser.add_argument(flag, action="store_true", **common)
         parser.add_argument(negative, action="store_false", dest=item.name, default=default,
                             help=f"turn {item.name} off")
+    elif get_origin(hint) is list:  # the flag repeated, one value each time
+        parser.add_argument(flag, action="append", type=get_args(hint)[0], metavar=meta.get("metavar"), **common)
     elif get_origin(hint) is tuple:
         parser.add_argument(flag, nargs=len(get_args(hint)), type=get_args(hint)[0],
                             metavar=meta.get("metavar") or tuple(f"V{i}" for i in range(len(get_args(hint)))),

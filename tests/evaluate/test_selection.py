@@ -66,3 +66,51 @@ def test_tied_fusion_weights_go_to_the_first_stage_side():
     qrels, first, _ = _fusion_inputs([f"q{i}" for i in range(12)], True)
     same_order = {q: dict(scores) for q, scores in first.items()}  # the re-ranker agrees: every weight ties
     assert choose_fusion_alpha(qrels, first, same_order)["best_alpha"] == 0.0
+
+
+def test_the_gain_test_allows_for_choosing_the_best_of_many_weights():
+    import numpy as np
+
+    from haystack_hardneg.evaluate.selection import gain_p_value
+
+    rng = np.random.default_rng(3)
+    noise = rng.normal(0, 0.2, size=(22, 10))  # ten weights, no real gain: the best mean is ahead by chance
+    best = int(np.argmax(noise.mean(axis=0)))
+    from scipy.stats import ttest_1samp
+
+    naive = ttest_1samp(noise[:, best], 0, alternative="greater").pvalue
+    assert gain_p_value(noise) > 0.05 and gain_p_value(noise) > 3 * naive
+    assert gain_p_value(np.abs(noise) + 0.01) < 0.001  # every query gains
+    assert gain_p_value(-np.abs(noise)) == 1.0 and gain_p_value(np.zeros((5, 3))) == 1.0
+    assert gain_p_value(noise) == gain_p_value(noise)  # seeded
+
+
+def _noisy_curve(queries: int, seed: int):
+    """A re-ranker that helps some queries and hurts as many: the fused curve is flat up to noise."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    qrels, first, ranker = {}, {}, {}
+    for i in range(queries):
+        q = f"q{i}"
+        qrels[q] = {"rel": 1}
+        first[q] = {"a": 0.9, "rel": 0.8, "b": 0.7, "c": 0.1}
+        up = rng.random() < 0.5
+        ranker[q] = {"rel": 0.95 if up else 0.05, "a": rng.random(), "b": rng.random(), "c": rng.random()}
+    return qrels, first, ranker
+
+
+def test_a_flat_noisy_validation_curve_ships_weight_0_and_says_why():
+    from haystack_hardneg.evaluate.selection import choose_fusion_alpha
+
+    chosen = choose_fusion_alpha(*_noisy_curve(22, seed=1))
+    assert chosen["argmax_alpha"] > 0  # the plain best is some weight above 0 ...
+    assert chosen["best_alpha"] == 0.0  # ... but it does not ship
+    assert chosen["p_value"] >= 0.05 and "significantly" in chosen["fallback"] and "weight 0" in chosen["fallback"]
+    # The same re-ranker with its gains on every query ships its weight, on the evidence recorded.
+    clear = choose_fusion_alpha(*_fusion_inputs([f"q{i}" for i in range(22)], True))
+    assert clear["best_alpha"] > 0 and clear["fallback"] is None and clear["p_value"] < 0.001
+    # A re-ranker that only hurts: weight 0, and the reason is given too.
+    worse = choose_fusion_alpha(*_fusion_inputs([f"q{i}" for i in range(22)], False))
+    assert worse["best_alpha"] == 0.0 and "did not improve" in worse["fallback"]
+    assert choose_fusion_alpha(*_noisy_curve(22, seed=1), significance=None)["best_alpha"] == chosen["argmax_alpha"]

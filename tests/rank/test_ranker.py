@@ -132,5 +132,3 @@ def test_serialization_and_bad_arguments(cross_encoder_folder, tmp_path):
         CrossEncoderRanker(model=str(tmp_path / "missing"))
     with pytest.raises(ValueError, match="aggregation"):
         CrossEncoderRanker(model=cross_encoder_folder, aggregation="median")
-    with pytest.raises(RuntimeError, match="warm_up"):
-        CrossEncoderRanker(model=cross_encoder_folder).run(query=QUERY, documents=_docs())

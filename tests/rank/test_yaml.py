@@ -40,6 +40,9 @@ def store_and_model(tiny_model, tmp_path_factory):
         embedder.run([Document(id=f"d{i}", content=t) for i, t in enumerate(TEXTS)])["documents"])
     store.close()
     CrossEncoder(tiny_model, num_labels=1).save(str(root / "ce"))
+    # As training leaves it: a fusion weight chosen on another first stage than the pipelines' here.
+    stored = {"fusion_alpha": 0.3, "first_stage_name": "runs/mine/c.jsonl"}
+    (root / "ce" / "hardneg.json").write_text(json.dumps(stored))
     return root, tiny_model
 
 
@@ -81,5 +84,6 @@ def test_swapping_one_type_line_replaces_haystacks_ranker(store_and_model, tmp_p
         done = fresh_python(RUN_RANKED, str(yaml_file))
         assert done.returncode == 0, done.stderr[-2000:]
         results[name] = json.loads(done.stdout.strip().splitlines()[-1])
+    # The stored weight was chosen on another first stage: the cross-encoder ranks alone, as the stock ranker.
     assert [d for d, _ in results["ours"]] == [d for d, _ in results["haystack"]]
     assert [s for _, s in results["ours"]] == pytest.approx([s for _, s in results["haystack"]], abs=1e-5)

@@ -374,17 +374,25 @@ def test_validation_on_first_stage_candidates_chooses_and_stores_the_fusion_weig
     with pytest.raises(ValueError, match="Unknown fusion rule"):
         choose_fusion_alpha(qrels, first, ranker_scores, rule="best")
 
+    # Candidates given as records name no first stage: "auto" then never applies the weight ...
+    assert stored["first_stage_name"] is None and stored["p_value"] < 0.05
     ranker = CrossEncoderRanker(model=str(tmp_path / "run" / "model"))  # fusion_alpha="auto"
+    ranker.warm_up()
+    assert ranker.effective_fusion_alpha is None
+    # ... which it does behind the first stage the weight was chosen on.
+    stored["first_stage_name"] = "runs/mine/candidates.jsonl"
+    (tmp_path / "run" / "model" / "hardneg.json").write_text(json.dumps(stored))
+    ranker = CrossEncoderRanker(model=str(tmp_path / "run" / "model"), first_stage=stored["first_stage_name"])
     ranker.warm_up()
     assert ranker.effective_fusion_alpha == fusion["best_alpha"]
     stored["fusion_alpha"] = 1.0
     (tmp_path / "run" / "model" / "hardneg.json").write_text(json.dumps(stored))
-    ranker = CrossEncoderRanker(model=str(tmp_path / "run" / "model"))
+    ranker = CrossEncoderRanker(model=str(tmp_path / "run" / "model"), first_stage=stored["first_stage_name"])
     ranker.warm_up()
     assert ranker.effective_fusion_alpha is None  # alpha 1.0 is the re-ranker alone
     stored["fusion_alpha"] = 0.3
     (tmp_path / "run" / "model" / "hardneg.json").write_text(json.dumps(stored))
-    ranker = CrossEncoderRanker(model=str(tmp_path / "run" / "model"))
+    ranker = CrossEncoderRanker(model=str(tmp_path / "run" / "model"), first_stage=stored["first_stage_name"])
     ranker.warm_up()
     assert ranker.effective_fusion_alpha == 0.3
     pinned = CrossEncoderRanker(model=str(tmp_path / "run" / "model"), fusion_alpha=None)

@@ -2,7 +2,7 @@
 
 One module per group of commands: ``retrieval`` (index, query), ``prepare`` (documents and labels into a
 BEIR folder), ``learning`` (mine, train; their flags are generated from ``MiningConfig`` and ``TrainingConfig``),
-``serving`` (export), ``experiment`` (experiment, demo).
+``serving`` (export), ``evaluation`` (evaluate, tune: the user's own pipeline), ``experiment`` (experiment, demo).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import sys
 
 from haystack.core.errors import DeserializationError, PipelineRuntimeError
 
+from haystack_hardneg.cli.evaluation import add_evaluate_parser, add_tune_parser
 from haystack_hardneg.cli.experiment import add_demo_parser, add_experiment_parser
 from haystack_hardneg.cli.learning import add_mine_parser, add_train_parser
 from haystack_hardneg.cli.prepare import add_prepare_parser
@@ -52,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                              "command line)")
     commands = parser.add_subparsers(dest="command", required=True)
     for add in (add_index_parser, add_query_parser, add_prepare_parser, add_mine_parser, add_train_parser,
-                add_export_parser, add_experiment_parser, add_demo_parser):
+                add_export_parser, add_evaluate_parser, add_tune_parser, add_experiment_parser, add_demo_parser):
         add(commands)
     return parser
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from haystack_hardneg.cli.common import (
@@ -168,7 +169,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         fusion = report["fusion"]
         print(f"Validation nDCG@10: first stage {fusion['first_stage']['ndcg@10']:.4f}, re-ranker alone "
               f"{fusion['reranker_alone']['ndcg@10']:.4f}, fused at alpha {fusion['best_alpha']} "
-              f"{fusion['best']['ndcg@10']:.4f} (stored with the model for fusion_alpha='auto').")
+              f"{fusion['best']['ndcg@10']:.4f} (stored with the model; `haystack-hardneg tune` chooses one for "
+              f"your own pipeline).")
+        if fusion.get("fallback"):
+            print(f"WARNING: the re-ranker did not beat the first stage: {fusion['fallback']}. Try more training "
+                  f"queries, another negative strategy or more steps, and measure your pipeline with "
+                  f"`haystack-hardneg evaluate`.", file=sys.stderr)
     print(f"Training curves: {Path(config.output_dir) / 'training_curves.png'}")
     export_after_training(export, result["model_path"])
     return 0

@@ -102,8 +102,9 @@ def add_query_parser(commands) -> None:
     query.add_argument("--ranker", help="a cross-encoder folder (from `train`) to re-rank the retrieved documents")
     query.add_argument("--retrieve-k", type=int, default=50, help="chunks retrieved for the ranker (default 50)")
     query.add_argument("--fusion-alpha", type=fusion_alpha, default="auto", metavar="auto|none|ALPHA",
-                       help="the ranker's weight against the retriever's score: auto (default) takes the weight "
-                            "training chose on validation and stored with the model, none the ranker alone")
+                       help="the ranker's weight against the retriever's score: a number, none (the ranker alone) "
+                            "or auto (default): the weight stored with the model only behind the first stage it was "
+                            "chosen on, else the ranker alone (with a warning); `tune` chooses one for a pipeline")
     query.add_argument("--by-document", action="store_true",
                        help="one result per source document (its best chunk), instead of one per chunk")
     add_ensemble_arguments(query)

@@ -19,13 +19,18 @@ from haystack_hardneg.rank.layout import BACKENDS, UnsupportedModelError, weight
 from haystack_hardneg.rank.passages import AGGREGATIONS, Aggregation, aggregate, passages
 from haystack_hardneg.rank.runtime import ExportedCrossEncoder, load_torch_cross_encoder
 from haystack_hardneg.scoring.fusion import fuse
-from haystack_hardneg.scoring.settings import read_default_backend, read_fusion_alpha
+from haystack_hardneg.scoring.settings import read_default_backend, read_fusion_alpha, read_ranker_settings
 
 logger = logging.getLogger(__name__)
 
 RANKER_BACKENDS: tuple[str, ...] = ("auto", "torch", "onnx", "openvino")
 # model_kwargs that choose and configure an export (as in sentence-transformers), not the torch model.
 EXPORT_ONLY_KWARGS = ("file_name", "provider", "threads", "ov_config", "device")
+# The stock ranker's default model, so that a YAML without `model:` loads as it did.
+DEFAULT_MODEL = "cross-encoder/ms-marco-MiniLM-L-6-v2"
+# Where every returned document keeps the cross-encoder's own score (and, when fused, the retriever's).
+CROSS_ENCODER_SCORE = "cross_encoder_score"
+RETRIEVER_SCORE = "retriever_score"
 
 
 def _check_settings(model: str | Path, top_k: int, aggregation: str, passage_words: int | None,
@@ -60,10 +65,18 @@ class CrossEncoderRanker:
     - long documents are scored by passages: overlapping windows of ``passage_words`` words, aggregated by
       ``max``, ``first`` or ``mean``;
     - ``fusion_alpha`` interpolates the re-ranker's score with the retriever's (both min-max normalised per
-      query): ``alpha * ranker + (1 - alpha) * retriever``. The default, ``"auto"``, takes the weight that
-      TripletTrainer chose on its validation slice (``hardneg.json`` in the model folder); a model without
-      one (any hub re-ranker) ranks alone, exactly as ``SentenceTransformersSimilarityRanker`` does;
-    - pairs are scored in one call, which sentence-transformers sorts by length so batches pad little.
+      query): ``alpha * ranker + (1 - alpha) * retriever``; the returned score is then the fused one (and
+      ``score_threshold`` applies to it). ``None`` (and ``1``) rank by the cross-encoder alone, exactly as
+      ``SentenceTransformersSimilarityRanker`` does. The default, ``"auto"``, applies the weight TripletTrainer
+      stored in the model folder (``hardneg.json``) only when ``first_stage`` names the first stage it was
+      chosen on: a ranker cannot see which retriever feeds it, and a weight chosen for one retriever can make
+      another's results worse. Otherwise it ranks alone and says so at WARNING; ``haystack-hardneg tune`` chooses
+      a weight for your own pipeline and writes it into its YAML. A weight of 0 keeps the retriever's order and
+      is announced at WARNING, never silently;
+    - every returned document carries the cross-encoder's own score in ``meta["cross_encoder_score"]`` and the
+      score it arrived with (the retriever's) in ``meta["retriever_score"]``;
+    - pairs are scored in one call, which sentence-transformers sorts by length so batches pad little;
+    - as the stock ranker, it loads its model at ``warm_up()`` or, failing that, at the first ``run()``.
 
     Documents without content are not scored: they are returned after every scored document, with score
     ``None`` (and dropped when a ``score_threshold`` is set).
@@ -93,7 +106,10 @@ class CrossEncoderRanker:
     :param passage_overlap: words shared by consecutive windows.
     :param aggregation: ``max``, ``first`` or ``mean`` of a document's passage scores.
     :param fusion_alpha: weight of the re-ranker against the retriever's score (1: the re-ranker alone);
-        ``None`` for no fusion; ``"auto"``: the weight stored with the model by its training, else none.
+        ``None`` for no fusion; ``"auto"``: the weight stored with the model by its training when ``first_stage``
+        matches the one it was chosen on, else none.
+    :param first_stage: the first stage feeding this ranker, as ``hardneg.json`` names it (its ``first_stage_name``
+        field): with ``fusion_alpha="auto"``, the stored weight applies only when the two match.
     :param backend: ``torch``, ``onnx`` or ``openvino`` (files written by ``haystack-hardneg export``, or any
         sentence-transformers export; ``model_kwargs={"file_name": "onnx/model_qint8.onnx"}`` picks one), or
         ``auto``: the backend of a given ``file_name``, else the export the folder's quality gate made its
@@ -106,7 +122,7 @@ class CrossEncoderRanker:
     def __init__(
         self,
         *,
-        model: str | Path,
+        model: str | Path = DEFAULT_MODEL,
         device: ComponentDevice | None = None,
         top_k: int = 10,
         query_prefix: str = "",
@@ -129,10 +145,12 @@ class CrossEncoderRanker:
         tokenizer_kwargs: dict[str, Any] | None = None,
         config_kwargs: dict[str, Any] | None = None,
         backend: str = "auto",
+        first_stage: str | None = None,
     ):
         _check_settings(model, top_k, aggregation, passage_words, passage_overlap, backend, fusion_alpha)
         self.model = str(model)
-        self.device = device
+        # Resolved here, as the stock ranker does, so that to_dict names the device it runs on.
+        self.device = ComponentDevice.resolve_device(device)
         self.top_k = top_k
         self.query_prefix = query_prefix
         self.document_prefix = document_prefix
@@ -154,14 +172,41 @@ class CrossEncoderRanker:
         self.tokenizer_kwargs = tokenizer_kwargs
         self.config_kwargs = config_kwargs
         self.backend = backend
+        self.first_stage = first_stage
         self._cross_encoder = None
         self._exported = None
         self._backend: tuple[str, str | None] | None = None
         self._fusion_alpha: float | None = None if fusion_alpha in ("auto", None) else float(fusion_alpha)
 
     def _stored_fusion_alpha(self) -> float | None:
-        """The fusion weight TripletTrainer chose on validation, when the model is a folder it wrote."""
-        return read_fusion_alpha(self.model) if looks_like_path(self.model) else None
+        """The fusion weight TripletTrainer stored with the model, when ``first_stage`` names the first stage it was
+        chosen on; else ``None`` (the cross-encoder alone), with a WARNING saying what was set aside."""
+        if not looks_like_path(self.model):
+            return None
+        alpha = read_fusion_alpha(self.model)  # checks the stored value; 1 (the ranker alone) reads as None
+        if alpha is None:
+            return None
+        chosen_on = read_ranker_settings(self.model).get("first_stage_name")
+        if self.first_stage is not None and self.first_stage == chosen_on:
+            return alpha
+        reason = (f"this ranker's first_stage is {self.first_stage!r}" if self.first_stage is not None
+                  else "a ranker cannot see which retriever feeds it")
+        logger.warning(
+            "{path} holds the fusion weight {alpha} chosen on {chosen_on}; {reason}, so it ranks by the cross-encoder "
+            "alone, as SentenceTransformersSimilarityRanker does. To fuse with this pipeline's retriever, choose a "
+            "weight for it: `haystack-hardneg tune PIPELINE.yml --labels FILE` (or set fusion_alpha).",
+            path=Path(self.model) / "hardneg.json", alpha=alpha, reason=reason,
+            chosen_on=repr(chosen_on) if chosen_on else "the training run's first stage")
+        return None
+
+    def _announce_fusion(self) -> None:
+        if self._fusion_alpha == 0.0:
+            logger.warning("CrossEncoderRanker({model}) has fusion weight 0: documents keep the retriever's order "
+                           "(scores min-max rescaled); the cross-encoder's scores are in meta['{key}'].",
+                           model=self.model, key=CROSS_ENCODER_SCORE)
+        elif self._fusion_alpha is not None:
+            logger.info("Fusing with the retriever's score at weight {alpha} ({model}).", alpha=self._fusion_alpha,
+                        model=self.model)
 
     @property
     def effective_backend(self) -> tuple[str, str | None] | None:
@@ -192,13 +237,11 @@ class CrossEncoderRanker:
 
     def warm_up(self) -> None:
         """Load the cross-encoder (and, for ``fusion_alpha="auto"``, the weight stored with it)."""
-        if self.fusion_alpha == "auto":
-            self._fusion_alpha = self._stored_fusion_alpha()
-            if self._fusion_alpha is not None:
-                logger.info("Fusing with the retriever's score at alpha {alpha} (chosen on validation, {path}).",
-                            alpha=self._fusion_alpha, path=self.model)
         if self._cross_encoder is not None or self._exported is not None:
             return
+        if self.fusion_alpha == "auto":
+            self._fusion_alpha = self._stored_fusion_alpha()
+        self._announce_fusion()
         backend, file_name = self._resolve_backend()
         source = str(Path(self.model).expanduser()) if looks_like_path(self.model) else self.model
         if backend != "torch":
@@ -213,7 +256,7 @@ class CrossEncoderRanker:
                                error=error)
 
         self._backend = ("torch", None)
-        device = ComponentDevice.resolve_device(self.device).to_torch_str() if self.device is not None else None
+        device = self.device.to_torch_str()
         # The export-only keys would reach the torch model's constructor.
         model_kwargs = {k: v for k, v in (self.model_kwargs or {}).items() if k not in EXPORT_ONLY_KWARGS} or None
         self._cross_encoder = load_torch_cross_encoder(
@@ -239,7 +282,7 @@ class CrossEncoderRanker:
             meta_fields_to_embed=self.meta_fields_to_embed, embedding_separator=self.embedding_separator,
             scale_score=self.scale_score, score_threshold=self.score_threshold, batch_size=self.batch_size,
             max_length=self.max_length, passage_words=self.passage_words, passage_overlap=self.passage_overlap,
-            aggregation=self.aggregation, fusion_alpha=self.fusion_alpha,
+            aggregation=self.aggregation, fusion_alpha=self.fusion_alpha, first_stage=self.first_stage,
         )
         if data["init_parameters"].get("model_kwargs") is not None:
             # Serialised in place: on a copy, or the live component would hand transformers "torch.float16" strings.
@@ -261,7 +304,7 @@ class CrossEncoderRanker:
     def score(self, query: str, documents: list[Document], *, scale_score: bool) -> np.ndarray:
         """One raw (or sigmoid-scaled) relevance score per document, aggregated over its passages."""
         if self._cross_encoder is None and self._exported is None:
-            raise RuntimeError("CrossEncoderRanker was not warmed up: call warm_up() before run().")
+            self.warm_up()
         windows = [passages(self._document_text(d), words=self.passage_words, overlap=self.passage_overlap)
                    for d in documents]
         prepared_query = self.query_prefix + query + self.query_suffix
@@ -282,6 +325,25 @@ class CrossEncoderRanker:
         raw = self._cross_encoder.predict(pairs, batch_size=self.batch_size, show_progress_bar=False,
                                           activation_fn=torch.nn.Identity(), convert_to_numpy=True)
         return np.asarray(raw, dtype=np.float64).reshape(len(pairs), -1)[:, 0]
+
+    def _fused(self, own: np.ndarray, documents: list[Document]) -> np.ndarray:
+        """The scores to rank by: the cross-encoder's, or fused with the retriever's when a weight is in use."""
+        if self._fusion_alpha is None:
+            return own
+        first_stage = np.array([d.score if d.score is not None else np.nan for d in documents], dtype=np.float64)
+        if np.all(np.isnan(first_stage)):
+            logger.warning("fusion_alpha is {alpha} but no document has a retriever score; using the ranker alone.",
+                           alpha=self._fusion_alpha)
+            return own
+        first_stage[np.isnan(first_stage)] = np.nanmin(first_stage)
+        return fuse(own, first_stage, self._fusion_alpha)
+
+    @staticmethod
+    def _meta(document: Document, own: float) -> dict[str, Any]:
+        meta = {**document.meta, CROSS_ENCODER_SCORE: float(own)}
+        if document.score is not None:
+            meta[RETRIEVER_SCORE] = document.score
+        return meta
 
     @component.output_types(documents=list[Document])
     def run(
@@ -318,17 +380,10 @@ class CrossEncoderRanker:
         empty = [replace(d, score=None) for d in unique if not (d.content and d.content.strip())]
         ranked: list[Document] = []
         if scorable:
-            scores = self.score(query, scorable, scale_score=scale_score)
-            if self._fusion_alpha is not None:
-                first_stage = np.array([d.score if d.score is not None else np.nan for d in scorable], dtype=np.float64)
-                if np.all(np.isnan(first_stage)):
-                    logger.warning("fusion_alpha is {alpha} but no document has a retriever score; using the ranker "
-                                   "alone.", alpha=self._fusion_alpha)
-                else:
-                    first_stage[np.isnan(first_stage)] = np.nanmin(first_stage)
-                    scores = fuse(scores, first_stage, self._fusion_alpha)
+            own = self.score(query, scorable, scale_score=scale_score)
+            scores = self._fused(own, scorable)
             order = np.argsort(-scores, kind="stable")
-            ranked = [replace(scorable[i], score=float(scores[i])) for i in order]
+            ranked = [replace(scorable[i], score=float(scores[i]), meta=self._meta(scorable[i], own[i])) for i in order]
         if score_threshold is not None:
             ranked = [d for d in ranked if d.score >= score_threshold]
             empty = []

@@ -16,11 +16,14 @@ from haystack_hardneg.options import is_number
 RANKER_SETTINGS_FILE = "hardneg.json"
 
 
-def write_ranker_settings(model_dir: str | Path, fusion: dict[str, Any], chosen_on: str) -> None:
+def write_ranker_settings(model_dir: str | Path, fusion: dict[str, Any], chosen_on: str,
+                          first_stage: str | None = None) -> None:
     """Store the fusion weight of ``fusion`` (a ``choose_fusion_alpha`` result) in ``model_dir``, with the rule
     that chose it, the plain best weight and the scores behind it; ``chosen_on`` says which queries they were
-    measured on."""
-    settings = {"fusion_alpha": fusion["best_alpha"], "chosen_on": chosen_on,
+    measured on, ``first_stage`` which first stage produced their candidates (``CrossEncoderRanker`` applies the
+    weight only behind that one)."""
+    settings = {"fusion_alpha": fusion["best_alpha"], "chosen_on": chosen_on, "first_stage_name": first_stage,
+                "p_value": fusion.get("p_value"), "significance": fusion.get("significance"),
                 "rule": fusion["rule"], "argmax_alpha": fusion["argmax_alpha"],
                 "validation": fusion["best"], "reranker_alone": fusion["reranker_alone"],
                 "first_stage": fusion["first_stage"],

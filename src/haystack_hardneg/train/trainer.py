@@ -273,7 +273,8 @@ def _write_outputs(output: Path, model, report: dict, held_out_candidates: list[
     with atomic_directory(output / "model") as model_dir:
         model.save(str(model_dir))
         if report["fusion"] is not None:
-            write_ranker_settings(model_dir, report["fusion"], chosen_on=report["validation_on"])
+            write_ranker_settings(model_dir, report["fusion"], chosen_on=report["validation_on"],
+                                  first_stage=report["config"]["validation_candidates"])
         if held_out_candidates:  # what an export of this model is checked on
             atomic_write_text(model_dir / VALIDATION_CANDIDATES_FILE, jsonl_text(held_out_candidates))
         if calibration:
