@@ -61,16 +61,20 @@ def index(data: Path, minilm: str, out: Path) -> None:
 
 def write_pipelines(minilm: str, out: Path) -> None:
     store = open_document_store(path=str(out / "qdrant"), index="scifact", embedding_dim=384)
-    embedder = EnsembleTextEmbedder(members=[minilm])
-    lexical = LexicalRetriever(index_path=str(out / "bm25"), top_k=TOP_K)
-    (out / "dense.yml").write_text(build_query_pipeline(embedder, store, top_k=TOP_K).dumps())
-    (out / "hybrid.yml").write_text(build_query_pipeline(embedder, store, top_k=TOP_K, lexical_retriever=lexical,
-                                                         lexical_weight=0.5).dumps())
+
+    def lexical() -> LexicalRetriever:
+        return LexicalRetriever(index_path=str(out / "bm25"), top_k=TOP_K)
+
+    # A component belongs to one pipeline: each gets its own.
+    (out / "dense.yml").write_text(build_query_pipeline(EnsembleTextEmbedder(members=[minilm]), store,
+                                                        top_k=TOP_K).dumps())
+    (out / "hybrid.yml").write_text(build_query_pipeline(EnsembleTextEmbedder(members=[minilm]), store, top_k=TOP_K,
+                                                         lexical_retriever=lexical(), lexical_weight=0.5).dumps())
     store.close()
     from haystack import Pipeline
 
     bm25 = Pipeline()
-    bm25.add_component("retriever", lexical)
+    bm25.add_component("retriever", lexical())
     (out / "bm25.yml").write_text(bm25.dumps())
 
 

@@ -399,3 +399,23 @@ def test_identical_triplets_train_one_re_ranker(fixtures, tiny_model, trainable_
     stages = json.loads((out / "stages.json").read_text())
     assert stages["train/dense"]["seconds"] < stages["train/ensemble"]["seconds"] / 5
     assert "dense mined the same triplets as ensemble" in (out / "results.md").read_text()
+
+
+def test_a_time_budget_is_one_step_count_for_every_strategy(fixtures, tiny_model, trainable_model, tmp_path):
+    from haystack_hardneg.experiment.folder import RunFolder
+
+    # Many epochs and a budget of a few steps: each training would stop wherever its deadline fell on a busy machine.
+    config = tiny_config(fixtures, tiny_model, trainable_model, tmp_path,
+                         training={**tiny_config(fixtures, tiny_model, trainable_model, tmp_path).training,
+                                   "epochs": 20, "max_minutes": 0.01})
+    results = Experiment(config, progress_bar=False).run()
+    budget = json.loads((tmp_path / "run" / RunFolder.budget).read_text())
+    plan = json.loads((tmp_path / "run" / RunFolder.plan).read_text())
+    assert budget["seconds_per_step"] == plan["rates"]["seconds_per_step"]  # the plan's warm-up, not another
+    assert budget["steps"] == max(1, int(0.6 // budget["seconds_per_step"])) and budget["cpu"]["model"]
+    steps = {s: json.loads((tmp_path / "run" / RunFolder.trained(s, "training_report.json")).read_text())["steps"]
+             for s in config.strategies}
+    assert set(steps.values()) == {budget["steps"]}
+    assert steps["random"] < plan["counts"]["strategies"]["random"]["steps"]  # the budget, not the epochs, ended it
+    assert all(results["rerankers"][s]["steps"] == budget["steps"] for s in config.strategies)
+    assert "| steps |" in (tmp_path / "run" / "results.md").read_text()

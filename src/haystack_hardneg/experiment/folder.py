@@ -24,6 +24,9 @@ class RunFolder:
     qdrant = "qdrant"
     bm25 = "bm25"
     choice = "first_stage/choice.json"
+    # training.max_minutes turned into one step count for every strategy.
+    budget = "budget.json"
+    plan = "plan.json"
 
     def __init__(self, root: str | Path):
         self.root = Path(root)

@@ -132,10 +132,19 @@ def training_options(config: ExperimentConfig, train_split=None) -> dict[str, An
     return options
 
 
-def train_key(config: ExperimentConfig, mine: str, hybrid: str, train_split) -> str:
+def budget_key(config: ExperimentConfig, train_split) -> str | None:
+    """A time budget's step count depends on what a step is (every training option); none without a budget."""
+    if config.training_config().max_minutes is None:
+        return None
+    return stage_key(budget=training_options(config, train_split))
+
+
+def train_key(config: ExperimentConfig, mine: str, hybrid: str, train_split, budget: str | None = None) -> str:
+    # The budget is named only when there is one, so that runs recorded without keep their keys.
+    steps = {"budget": budget} if budget is not None else {}
     return stage_key(mine=mine, training=training_options(config, train_split), seed=config.effective_training_seed,
                      validation=hybrid,
-                     rerank_k=config.rerank_k, validation_split=VALIDATION_SPLIT)
+                     rerank_k=config.rerank_k, validation_split=VALIDATION_SPLIT, **steps)
 
 
 def rerank_key(config: ExperimentConfig, hybrid: str, train: str) -> str:

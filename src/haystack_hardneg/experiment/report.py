@@ -75,7 +75,8 @@ def system_runs(out: Path, strategies: list[str], fusion_rule: str = "argmax",
                             "export_gate": (scores.get("export") or {}).get("gate"),
                             "train_seconds": next((h["train_runtime"] for h in reversed(training["history"])
                                                    if "train_runtime" in h), None),
-                            "train_rows": training["train_rows"], "validation_queries": training["validation_queries"],
+                            "train_rows": training["train_rows"], "steps": training.get("steps"),
+                            "validation_queries": training["validation_queries"],
                             "training_validation": training.get("validation"),
                             "same_triplets_as": training.get("same_triplets_as")}
         if scores["validation"]:  # alpha is None exactly when there is no validation slice

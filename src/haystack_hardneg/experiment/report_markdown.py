@@ -98,17 +98,20 @@ def _subsets(results: dict[str, Any]) -> list[str]:
 def _rerankers(results: dict[str, Any]) -> list[str]:
     lines = ["", "## Re-rankers: the fusion weight chosen on validation (each re-ranker's held-out training "
              f"queries, their first-stage top {results['rerank_k']}; rule: {results['fusion_rule']})", "",
-             "| strategy | train rows | train s | val. first stage | val. re-ranker | fusion alpha | val. fused | "
-             "ms/query (median / p95) | backend |", "|---|---|---|---|---|---|---|---|---|"]
+             "| strategy | train rows | steps | train s | val. first stage | val. re-ranker | fusion alpha (p) | "
+             "val. fused | ms/query (median / p95) | backend |", "|---|---|---|---|---|---|---|---|---|---|"]
     rerankers = results["rerankers"]
     for strategy, chosen in rerankers.items():
         v = chosen["validation"] or {}
         first = (v.get("first_stage") or {}).get("ndcg@10")
         alone = (v.get("reranker_alone") or {}).get("ndcg@10")
         best = (v.get("best") or {}).get("ndcg@10")
-        lines.append(f"| {strategy} | {chosen['train_rows']} | {chosen['train_seconds'] or 0:.0f} | "
+        p_value = v.get("p_value")
+        lines.append(f"| {strategy} | {chosen['train_rows']} | {chosen.get('steps') or ''} | "
+                     f"{chosen['train_seconds'] or 0:.0f} | "
                      f"{first if first is None else f'{first:.4f}'} | {alone if alone is None else f'{alone:.4f}'} | "
-                     f"{chosen['fusion_alpha']} | {best if best is None else f'{best:.4f}'} | "
+                     f"{chosen['fusion_alpha']}{'' if p_value is None else f' ({p_value:.3g})'} | "
+                     f"{best if best is None else f'{best:.4f}'} | "
                      f"{_latency(chosen)} | {chosen.get('backend', 'torch')} |")
     lines += [f"\n{strategy} re-ranked with {chosen['file_name']}: {_gate_text(chosen['export_gate'])}"
               for strategy, chosen in rerankers.items() if chosen.get("file_name")]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,35 @@ from haystack_hardneg.train.config import TEACHER_LOSSES
 from haystack_hardneg.train.trainer import train_cross_encoder
 
 
+def budget(run: StageRun) -> None:
+    """``training.max_minutes`` as one step count for every strategy: the minutes over the seconds a training step
+    took in this run's warm-up (``plan.json``; measured again when the run has none). A deadline per training
+    would give each strategy the steps its own run happened to reach on a loaded machine: not like for like."""
+    from haystack_hardneg.experiment.environment import cpu
+    from haystack_hardneg.experiment.plan import measure
+
+    minutes = run.config.training_config().max_minutes
+    plan = run.folder / RunFolder.plan
+    rates = json.loads(plan.read_text(encoding="utf-8")).get("rates") if plan.is_file() else None
+    seconds = (rates or {}).get("seconds_per_step") or measure(run.config, run.splits, ensemble=False)[
+        "seconds_per_step"]
+    steps = max(1, int(60 * minutes // seconds))
+    if run.progress_bar:
+        print(f"Time budget: {minutes} min at {seconds:.2f} s per step is {steps} steps for every strategy.",
+              flush=True)
+    atomic_write_text(run.folder / RunFolder.budget, json.dumps(
+        {"max_minutes": minutes, "seconds_per_step": seconds, "steps": steps, "cpu": cpu()}, indent=2))
+
+
+def _budgeted(run: StageRun, config):
+    """The training settings with the run's time budget as its step count (and no deadline of its own)."""
+    budget_file = run.folder / RunFolder.budget
+    if config.max_minutes is None or not budget_file.is_file():
+        return config
+    steps = json.loads(budget_file.read_text(encoding="utf-8"))["steps"]
+    return replace(config, max_steps=min(steps, config.max_steps or steps), max_minutes=None)
+
+
 def train(run: StageRun, strategy: str) -> None:
     """One cross-encoder on the strategy's triplets, validated on its held-out queries' top rerank_k from the
     experiment's own first stage (the candidates it will re-rank at test time)."""
@@ -27,8 +57,8 @@ def train(run: StageRun, strategy: str) -> None:
     twin = _trained_twin(run, strategy)
     if twin is not None:
         return _reuse_training(run, twin, strategy)
-    config = c.training_config(output_dir=str(folder), strategy=strategy,
-                               data_description=f"{Path(c.data).name} {c.train_split} triplets")
+    config = _budgeted(run, c.training_config(output_dir=str(folder), strategy=strategy,
+                                              data_description=f"{Path(c.data).name} {c.train_split} triplets"))
     # An interrupted run of the same stage continues from its last checkpoint.
     resume = (folder / "checkpoints").is_dir() and (folder / "stage_key").is_file() and \
         (folder / "stage_key").read_text() == key

@@ -147,9 +147,12 @@ class Experiment:
         walk = self._walk(dry=True)
         for name in walk.wanted():
             walk.ensure(name)
-        done = set(self.table) - set(walk.would_run)
+        # A stage with no key has nothing to do in this config (no lexical member, no time budget): neither done
+        # nor estimated.
+        table = {name: stage for name, stage in self.table.items() if self.keys[name] is not None}
+        done = set(table) - set(walk.would_run)
         # Nothing left to run (a report rebuilt, say): no warm-up of the models.
-        return make_plan(self.table, self.config, self.splits, done, measured=measured and bool(walk.would_run))
+        return make_plan(table, self.config, self.splits, done, measured=measured and bool(walk.would_run))
 
     def _replan_after_mining(self, plan: dict[str, Any]) -> None:
         """Training's estimates again from the rows mining wrote (pairs left without negatives are not trained),
@@ -182,7 +185,7 @@ class Experiment:
         atomic_write_text(self.out / "environment.json", json.dumps({"versions": versions(), "machine": machine()},
                                                                     indent=2))
         plan = self.plan()
-        atomic_write_text(self.out / "plan.json", json.dumps(plan, indent=2))
+        atomic_write_text(self.out / RunFolder.plan, json.dumps(plan, indent=2))
         record_estimates(self.out, {k: v for k, v in plan.get("estimate_seconds", {}).items()
                                     if k not in plan["done"]})
         if self.progress_bar and "estimate_seconds" in plan:

@@ -6,7 +6,8 @@ computes it, what it uses, how it is estimated and how it travels in an exported
     first_stage    test and training queries through Haystack's retrievers: each member kind's top retrieve_k
     hybrid         the first stage's candidates: dense alone, or fused with BM25 at a weight chosen on training queries
     mine/<s>       triplets for strategy s from the store's vectors (the mining job)
-    train/<s>      one cross-encoder per strategy, same base, budget and seed; fusion weight chosen on validation
+    budget         with training.max_minutes: the budget as one step count, from this machine's measured step time
+    train/<s>      one cross-encoder per strategy, same base, steps and seed; fusion weight chosen on validation
     rerank/<s>     that cross-encoder's scores for the top rerank_k of the test and the held-out training queries
 
 The run (runner.py), the plan, the interim report, the expected keys and the state's export and import all walk
@@ -22,6 +23,7 @@ from haystack_hardneg.experiment import rerankers, upstream
 from haystack_hardneg.experiment.config import ExperimentConfig
 from haystack_hardneg.experiment.folder import SPLITS, RunFolder, strategy_stage
 from haystack_hardneg.experiment.keys import (
+    budget_key,
     data_fingerprint,
     first_stage_key,
     hybrid_key,
@@ -154,12 +156,14 @@ def _mining_stages(config: ExperimentConfig) -> list[Stage]:
 
 
 def _training_stages(config: ExperimentConfig) -> list[Stage]:
-    stages = []
+    # A time budget becomes one step count, measured once, so that every strategy trains as many steps.
+    stages = [Stage("budget", (), lambda x, up: budget_key(x.config, x.train_split), lambda: [RunFolder.budget],
+                    rerankers.budget, wanted=False, carry=carry_outputs)]
     for s in config.strategies:
         mine, train, rerank = (strategy_stage(kind, s) for kind in ("mine", "train", "rerank"))
         stages += [
-            Stage(train, (mine, "hybrid"), lambda x, up, mine=mine: train_key(x.config, up[mine], up["hybrid"],
-                                                                               x.train_split),
+            Stage(train, (mine, "hybrid", "budget"),
+                  lambda x, up, mine=mine: train_key(x.config, up[mine], up["hybrid"], x.train_split, up["budget"]),
                   lambda s=s: [RunFolder.trained(s, "model"), RunFolder.trained(s, "training_report.json")],
                   lambda run, s=s: rerankers.train(run, s), kept=(RunFolder.trained(s, "training_report.json"),),
                   estimate=lambda c, n, r, s=s: train_seconds(c, n, r, s), carry=_carry_trained(s),

@@ -45,8 +45,9 @@ class TrainingConfig(Options):
     epochs: float = option(3.0, help="passes over the triplets; the best epoch on validation is kept")
     max_steps: int | None = option(None, help="stop after at most this many steps (none: the epochs decide)")
     max_minutes: float | None = option(None, help=(
-        "stop training after this many minutes (validated and saved first); the best checkpoint so far is kept "
-        "(none: no limit)"))
+        "stop training after this many minutes (validated and saved first); the best checkpoint so far is kept. "
+        "In an experiment, the minutes become one step count for every strategy, from the plan's measured step "
+        "time (budget.json), so that strategies are compared at equal steps (none: no limit)"))
     batch_size: int = option(8, help="rows per step (each row scores 1 + negatives pairs)")
     encoder_lr: float = option(5e-5, help="learning rate of the pre-trained weights")
     head_lr: float | None = option(2e-3, help="learning rate of a new head (none: the encoder's)")

@@ -82,8 +82,9 @@ def train_cross_encoder(triplets, config: TrainingConfig, *, resume: bool = Fals
     validation = ({f"validation_{k}": v for k, v in fusion["reranker_alone"].items()} if fusion
                   else evaluator(model) if evaluator else {})
     if fusion and fusion["fallback"]:
-        logger.warning("Fusion weight not trusted: %s. Give more training queries (or a larger "
-                       "validation_fraction) for a weight chosen on evidence.", fusion["fallback"])
+        logger.warning("The re-ranker did not beat its first stage on validation: %s. Try more training queries "
+                       "(or a larger validation_fraction), another negative strategy or more steps.",
+                       fusion["fallback"])
     held_out = sorted(set(validation_rows["query"])) if len(validation_rows) else []
     report = _report(config, trainer.state, head=head, head_lr=head_lr, train_rows=len(train_rows), held_out=held_out,
                      validation_on=validation_on(evaluator, held_out_candidates), validation=validation, fusion=fusion,
