@@ -12,6 +12,8 @@ FIXTURES = Path(__file__).parent / "fixtures"
 # One numba cache for the suite and the commands it starts (the experiment CLI would otherwise compile ranx into
 # each run folder), apart from the installed package's, which another process may be writing.
 os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(__file__).resolve().parents[1] / ".pytest_cache" / "numba"))
+# Haystack's usage telemetry would try the network from every test that builds a pipeline.
+os.environ.setdefault("HAYSTACK_TELEMETRY_ENABLED", "False")
 
 
 @pytest.fixture(scope="session")

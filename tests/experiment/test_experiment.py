@@ -401,14 +401,21 @@ def test_identical_triplets_train_one_re_ranker(fixtures, tiny_model, trainable_
     assert "dense mined the same triplets as ensemble" in (out / "results.md").read_text()
 
 
-def test_a_time_budget_is_one_step_count_for_every_strategy(fixtures, tiny_model, trainable_model, tmp_path):
+def test_budgets_bound_the_work_alike_for_every_strategy(fixtures, tiny_model, trainable_model, tmp_path):
     from haystack_hardneg.experiment.folder import RunFolder
+    from haystack_hardneg.experiment.keys import training_query_ids
+    from haystack_hardneg.files import read_jsonl
 
     # Many epochs and a budget of a few steps: each training would stop wherever its deadline fell on a busy machine.
-    config = tiny_config(fixtures, tiny_model, trainable_model, tmp_path,
+    config = tiny_config(fixtures, tiny_model, trainable_model, tmp_path, max_train_queries=8,
                          training={**tiny_config(fixtures, tiny_model, trainable_model, tmp_path).training,
                                    "epochs": 20, "max_minutes": 0.01})
     results = Experiment(config, progress_bar=False).run()
+    # The first stage retrieved the training queries within max_train_queries only, not every training query.
+    train_split = config.resolved().load_splits()["train"]
+    retrieved = [r["query_id"] for r in read_jsonl(tmp_path / "run" / RunFolder.lists("train"))]
+    assert sorted(retrieved) == training_query_ids(config, train_split) and len(retrieved) == 8 < len(
+        train_split.qrels)
     budget = json.loads((tmp_path / "run" / RunFolder.budget).read_text())
     plan = json.loads((tmp_path / "run" / RunFolder.plan).read_text())
     assert budget["seconds_per_step"] == plan["rates"]["seconds_per_step"]  # the plan's warm-up, not another

@@ -46,6 +46,7 @@ def test_the_plans_counts_are_what_the_run_does_and_its_estimates_reach_the_repo
     planned_by_run = json.loads((out / "plan.json").read_text())
     assert results["plan_estimate_seconds"] == planned_by_run["estimate_seconds"]
     assert planned_by_run["counts"] == plan["counts"]
+    assert planned_by_run["rates"] == plan["rates"]  # the warm-up the plan made, not a second one
     assert "| estimated |" in (out / "results.md").read_text()
     # Planned again, the finished stages are done and cost nothing.
     again = Experiment(config, progress_bar=False)

@@ -334,6 +334,12 @@ def test_validation_on_first_stage_candidates_chooses_and_stores_the_fusion_weig
                                        "validation_fraction": 0.25}, progress_bar=False)
     report = trainer.run(triplets=rows.to_list(), candidates=first_stage_records(rows))["report"]
     assert report["validation_on"].startswith("first-stage candidates")
+    # One validation figure: the checkpoint kept was chosen on what hardneg.json reports for it.
+    evaluations = [h for h in report["history"] if "eval_validation_ndcg@10" in h]
+    assert max(h["eval_validation_ndcg@10"] for h in evaluations) == \
+        pytest.approx(report["fusion"]["reranker_alone"]["ndcg@10"])
+    assert [h["eval_validation_base_ndcg@10"] for h in evaluations] == \
+        pytest.approx([report["fusion"]["first_stage"]["ndcg@10"]] * len(evaluations))
     fusion = report["fusion"]
     assert fusion["queries"] == 24 and len(fusion["by_alpha"]) == 11
     # The first stage puts every positive third of three; the trained ranker puts it first.
@@ -417,3 +423,27 @@ def test_candidates_that_miss_every_held_out_query_are_refused(trainable_model, 
     with pytest.raises(ValueError, match="held-out queries"):
         train_cross_encoder(rows, _config(tmp_path, trainable_model, epochs=1), candidates=strangers,
                             progress_bar=False)
+
+
+def test_the_checkpoint_evaluator_scores_as_the_stored_figures(tiny_model):
+    from sentence_transformers import CrossEncoder
+    from sentence_transformers.cross_encoder.evaluation import CrossEncoderRerankingEvaluator
+
+    from haystack_hardneg.train.validation import candidate_evaluator, fusion_sweep
+
+    # Graded judgements, and a relevant document the first stage missed: it counts in the ideal DCG.
+    records = [{"query_id": f"q{i}", "query": f"query {i} about topic {i}", "positive_ids": [f"a{i}", f"missed{i}"],
+                "relevance": {f"a{i}": 2, f"missed{i}": 1},
+                "candidates": [{"id": f"n{i}-{j}", "text": f"text {j} of {i}", "score": 1.0 - j / 10}
+                               for j in range(4)] + [{"id": f"a{i}", "text": f"topic {i} answer", "score": 0.5}]}
+               for i in range(6)]
+    model = CrossEncoder(tiny_model, num_labels=1)
+    ours = candidate_evaluator(records)(model)
+    stored = fusion_sweep(model, records, min_queries=1)
+    assert ours["validation_ndcg@10"] == pytest.approx(stored["reranker_alone"]["ndcg@10"])
+    assert ours["validation_base_ndcg@10"] == pytest.approx(stored["first_stage"]["ndcg@10"])
+    theirs = CrossEncoderRerankingEvaluator(
+        samples=[{"query": r["query"], "positive": [r["candidates"][-1]["text"]],
+                  "documents": [c["text"] for c in r["candidates"]]} for r in records],
+        at_k=10, always_rerank_positives=False, write_csv=False)(model)
+    assert theirs["ndcg@10"] > ours["validation_ndcg@10"] + 0.05  # blind to the missed document

@@ -65,9 +65,16 @@ def _graded(config: ExperimentConfig) -> dict[str, Any]:
     return {"min_relevance": config.min_relevance} if config.min_relevance != 1 else {}
 
 
+def first_stage_query_ids(config: ExperimentConfig, name: str, split) -> list[str]:
+    """The queries of split ``name`` the first stage retrieves for: every test query; of the training queries, those
+    within the budget (mining, validation and the hybrid weight's tuning sample all draw from them)."""
+    return training_query_ids(config, split) if name == "train" else sorted(split.qrels)
+
+
 def first_stage_key(config: ExperimentConfig, index: str, lexical: str | None, splits: dict[str, Any]) -> str:
     return stage_key(index=index, lexical=lexical, retrieve_k=config.retrieve_k, splits=sorted(splits),
-                     queries={name: sorted(split.qrels) for name, split in splits.items()}, **_graded(config))
+                     queries={name: first_stage_query_ids(config, name, split) for name, split in splits.items()},
+                     **_graded(config))
 
 
 def tuning_query_ids(config: ExperimentConfig, train_split) -> list[str]:

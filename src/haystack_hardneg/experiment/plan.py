@@ -16,7 +16,7 @@ import random
 import tempfile
 import time
 from collections import Counter
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,9 @@ from haystack_hardneg.train.trainer import build_trainer, evaluation_schedule
 from haystack_hardneg.train.validation import held_out_queries
 
 SAMPLE = 32  # texts per measurement: a few seconds per model on 2 CPU cores
+# A warm-up is reused by a later plan of the same config on the same CPU within this many seconds (`--plan`, then the
+# run): its models load and train for minutes on 2 cores, and the machine's speed does not change that fast.
+WARM_UP_REUSED_FOR = 6 * 3600
 PLAN_ESTIMATES = "plan_estimates.json"  # in a run folder: each stage's estimate, made before it ran
 # ranx compiles its metrics (numba) at their first use in a process; measured on 2 CPU cores: 30-38 s with an empty
 # cache, as a new run folder has (its cache lives there), about 3 s with a filled one.
@@ -121,6 +124,28 @@ def measure(config: ExperimentConfig, splits: dict[str, Any], *, sample: int = S
     rates = (_ensemble_rates(config, corpus, documents, queries) if ensemble else
              {"seconds_per_document": 0.0, "seconds_per_query": 0.0, "dimension": 0})
     rates.update(_reranker_rates(config, queries, rng.sample(documents, len(documents))))  # rows of mixed lengths
+    return rates
+
+
+def measured_rates(config: ExperimentConfig, splits: dict[str, Any], *, ensemble: bool = True) -> dict[str, float]:
+    """``measure``'s rates, reused from a warm-up of the same config on this CPU (model and instruction sets, torch
+    threads) in the last ``WARM_UP_REUSED_FOR`` seconds; kept beside the embedding cache (none without one)."""
+    import torch
+
+    from haystack_hardneg.experiment.environment import cpu
+    from haystack_hardneg.experiment.stages import stage_key
+
+    settings = {k: v for k, v in asdict(config).items() if k != "out"}
+    key = stage_key(config=settings, ensemble=ensemble, cpu=cpu(), threads=torch.get_num_threads(), sample=SAMPLE)
+    path = Path(config.cache_dir).expanduser() / "warm-up" / f"{key}.json" if config.cache_dir else None
+    if path is not None and path.is_file() and time.time() - path.stat().st_mtime < WARM_UP_REUSED_FOR:
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))["rates"]
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # a damaged cache entry is measured again
+    rates = measure(config, splits, ensemble=ensemble)
+    if path is not None:
+        atomic_write_text(path, json.dumps({"rates": rates}, indent=2))
     return rates
 
 
@@ -216,7 +241,8 @@ def lexical_index_seconds(config: ExperimentConfig, numbers: dict[str, Any], rat
 
 
 def _queries(numbers: dict[str, Any]) -> int:
-    return numbers["test_queries"] + numbers["train_queries"]
+    """The queries the first stage retrieves for: the test queries and the training queries within the budget."""
+    return numbers["test_queries"] + numbers["train_queries_used"]
 
 
 def first_stage_seconds(config: ExperimentConfig, numbers: dict[str, Any], rates: dict[str, float]) -> float:
@@ -278,7 +304,7 @@ def make_plan(table: dict[str, Any], config: ExperimentConfig, splits: dict[str,
     plan: dict[str, Any] = {"counts": counts(config, splits), "done": sorted(done)}
     if measured:
         ensemble = any(ENSEMBLE in stage.uses for name, stage in table.items() if name not in done)
-        plan["rates"] = measure(config, splits, ensemble=ensemble)
+        plan["rates"] = measured_rates(config, splits, ensemble=ensemble)
         plan["estimate_seconds"] = estimate(table, config, plan["counts"], plan["rates"], done)
     return plan
 

@@ -25,12 +25,12 @@ def budget(run: StageRun) -> None:
     took in this run's warm-up (``plan.json``; measured again when the run has none). A deadline per training
     would give each strategy the steps its own run happened to reach on a loaded machine: not like for like."""
     from haystack_hardneg.experiment.environment import cpu
-    from haystack_hardneg.experiment.plan import measure
+    from haystack_hardneg.experiment.plan import measured_rates
 
     minutes = run.config.training_config().max_minutes
     plan = run.folder / RunFolder.plan
     rates = json.loads(plan.read_text(encoding="utf-8")).get("rates") if plan.is_file() else None
-    seconds = (rates or {}).get("seconds_per_step") or measure(run.config, run.splits, ensemble=False)[
+    seconds = (rates or {}).get("seconds_per_step") or measured_rates(run.config, run.splits, ensemble=False)[
         "seconds_per_step"]
     steps = max(1, int(60 * minutes // seconds))
     if run.progress_bar:

@@ -5,13 +5,14 @@ of the running experiment, which holds what they share: the store, the embedder,
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 from haystack_hardneg.embed.components import EnsembleDocumentEmbedder
 from haystack_hardneg.experiment.config import ExperimentConfig
 from haystack_hardneg.experiment.first_stage import choose_lexical_weight, hybrid_candidates, retrieve_lists
 from haystack_hardneg.experiment.folder import SPLITS, RunFolder
-from haystack_hardneg.experiment.keys import training_query_ids, tuning_query_ids
+from haystack_hardneg.experiment.keys import first_stage_query_ids, training_query_ids, tuning_query_ids
 from haystack_hardneg.experiment.stages import StageRun
 from haystack_hardneg.files import atomic_write_text, jsonl_text, read_jsonl
 from haystack_hardneg.mine.component import ClusterNegativeMiner, skipped_when_loading
@@ -51,6 +52,8 @@ def first_stage(run: StageRun) -> None:
         lexical = LexicalRetriever(index_path=str(run.folder / RunFolder.bm25), top_k=c.retrieve_k)
         lexical.warm_up()
     for name, split in run.splits.items():
+        # Only the training queries a later stage reads: max_train_queries bounds this stage's time too.
+        split = replace(split, queries={q: split.queries[q] for q in first_stage_query_ids(c, name, split)})
         records = retrieve_lists(split, run.text_embedder(), run.store(), lexical, c.retrieve_k,
                                  meta_fields=c.meta_fields, separator=c.separator,
                                  min_relevance=c.min_relevance if name == "train" else 1,

@@ -56,28 +56,12 @@ def reranking_samples(rows) -> list[dict[str, Any]]:
             for q, s in by_query.items()]
 
 
-def candidate_samples(records: list[dict[str, Any]], queries: set[str]) -> list[dict[str, Any]]:
-    """CrossEncoderRerankingEvaluator samples from first-stage candidates: each held-out query's ranked
-    documents (``documents``), of which those with a relevant id are its ``positive``."""
-    samples = []
-    for record in records:
-        if record["query"] not in queries or not record["candidates"]:
-            continue
-        # Every document judged relevant counts, whatever its grade (the evaluator's nDCG is binary).
-        relevant = {d for d, grade in record_qrels(record).items() if grade > 0}
-        samples.append({
-            "query": record["query"],
-            "positive": [c["text"] for c in record["candidates"] if c["id"] in relevant],
-            "documents": [c["text"] for c in record["candidates"]],
-        })
-    return samples
-
-
 def validation_evaluator(validation_rows, candidates: list[dict[str, Any]] | None, *, progress_bar: bool = False
                          ) -> tuple[Any | None, list[dict[str, Any]]]:
     """The evaluator of the held-out queries in ``validation_rows`` (MRR@10 / nDCG@10; ``None`` when none is held
     out) and their records among the first-stage ``candidates``. With candidates it re-ranks each query's
-    first-stage top-k; without, its positives among its mined negatives."""
+    first-stage top-k, scored as ``fusion_sweep`` scores them (so the checkpoint kept and ``hardneg.json`` give the
+    same figure for the same model); without, its positives among its mined negatives."""
     from sentence_transformers.cross_encoder.evaluation import CrossEncoderRerankingEvaluator
 
     if len(validation_rows) and candidates:
@@ -86,10 +70,7 @@ def validation_evaluator(validation_rows, candidates: list[dict[str, Any]] | Non
         if not held_out_candidates:
             raise ValueError(f"None of the {len(held_out)} held-out queries is among the first-stage candidates "
                              f"given: give the candidates mined with these triplets.")
-        evaluator = CrossEncoderRerankingEvaluator(
-            samples=candidate_samples(held_out_candidates, held_out), at_k=10, always_rerank_positives=False,
-            name="validation", write_csv=False, batch_size=32, show_progress_bar=progress_bar)
-        return evaluator, held_out_candidates
+        return candidate_evaluator(held_out_candidates, progress_bar=progress_bar), held_out_candidates
     if len(validation_rows):
         evaluator = CrossEncoderRerankingEvaluator(samples=reranking_samples(validation_rows), at_k=10,
                                                    name="validation", write_csv=False, batch_size=32,
@@ -107,11 +88,9 @@ def validation_on(evaluator, held_out_candidates: list[dict[str, Any]]) -> str:
     return "none"
 
 
-def fusion_sweep(model, records: list[dict[str, Any]], alphas=FUSION_ALPHAS, batch_size: int = 32, *,
-                 min_queries: int = MIN_INFORMATIVE_QUERIES, progress_bar: bool = False) -> dict[str, Any]:
-    """nDCG@10 / MRR@10 (graded) of the first stage, the re-ranker alone and their fusion at every ``alpha`` on
-    ``records`` (first-stage candidates with relevant ids), and the weight chosen by ``choose_fusion_alpha`` (the
-    first stage's order when fewer than ``min_queries`` records have a relevant candidate). One scoring pass."""
+def _scored(model, records: list[dict[str, Any]], batch_size: int = 32, progress_bar: bool = False):
+    """The re-ranker's scores, the first stage's and the judgements of ``records`` that have candidates and relevant
+    documents, each keyed by the record's position: one scoring pass."""
     records = [r for r in records if r["candidates"] and r["positive_ids"]]
     if not records:
         raise ValueError("No validation query has first-stage candidates and relevant documents.")
@@ -124,4 +103,40 @@ def fusion_sweep(model, records: list[dict[str, Any]], alphas=FUSION_ALPHAS, bat
     ranker_scores = {str(i): {c["id"]: float(next(scores)) for c in r["candidates"]} for i, r in enumerate(records)}
     first_stage = {str(i): {c["id"]: c["score"] for c in r["candidates"]} for i, r in enumerate(records)}
     qrels = {str(i): record_qrels(r) for i, r in enumerate(records)}
+    return ranker_scores, first_stage, qrels
+
+
+def candidate_evaluator(records: list[dict[str, Any]], *, progress_bar: bool = False):
+    """A sentence-transformers evaluator of the re-ranker alone on ``records``' first-stage candidates: graded
+    nDCG@10 and MRR@10 through ranx, exactly the ``reranker_alone`` figures of ``fusion_sweep``. Its ``base_``
+    figures are the first stage's. (sentence-transformers' CrossEncoderRerankingEvaluator would count only the
+    relevant documents the first stage retrieved in its ideal DCG, and no grades: a checkpoint chosen on it and
+    the figures stored with the model would disagree on the same queries.)"""
+    from sentence_transformers.sentence_transformer.evaluation import SentenceEvaluator
+
+    from haystack_hardneg.evaluate.metrics import evaluate_run
+
+    class CandidateEvaluator(SentenceEvaluator):
+        def __init__(self) -> None:
+            super().__init__()
+            self.name, self.primary_metric = "validation", "ndcg@10"
+
+        def __call__(self, model, output_path=None, epoch: int = -1, steps: int = -1) -> dict[str, float]:
+            ranker_scores, first_stage, qrels = _scored(model, records, progress_bar=progress_bar)
+            metrics = evaluate_run(qrels, ranker_scores, ("ndcg@10", "mrr@10"))
+            base = evaluate_run(qrels, first_stage, ("ndcg@10", "mrr@10"))
+            metrics.update({f"base_{k}": v for k, v in base.items()})
+            metrics = self.prefix_name_to_metrics(metrics, self.name)
+            self.store_metrics_in_model_card_data(model, metrics, epoch, steps)
+            return metrics
+
+    return CandidateEvaluator()
+
+
+def fusion_sweep(model, records: list[dict[str, Any]], alphas=FUSION_ALPHAS, batch_size: int = 32, *,
+                 min_queries: int = MIN_INFORMATIVE_QUERIES, progress_bar: bool = False) -> dict[str, Any]:
+    """nDCG@10 / MRR@10 (graded) of the first stage, the re-ranker alone and their fusion at every ``alpha`` on
+    ``records`` (first-stage candidates with relevant ids), and the weight chosen by ``choose_fusion_alpha`` (the
+    first stage's order when fewer than ``min_queries`` records have a relevant candidate). One scoring pass."""
+    ranker_scores, first_stage, qrels = _scored(model, records, batch_size, progress_bar)
     return choose_fusion_alpha(qrels, first_stage, ranker_scores, alphas, min_queries=min_queries)
