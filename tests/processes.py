@@ -12,3 +12,20 @@ def fresh_python(code: str, *args: str, env: dict | None = None) -> subprocess.C
     environment.update(env or {})
     return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=environment,
                           timeout=300)
+
+
+def fresh_pythons(runs: list[tuple[str, list[str], dict | None]]) -> list[subprocess.CompletedProcess]:
+    """``fresh_python`` for each (code, args, env), all started at once: most of a fresh process's time is importing
+    torch and Haystack, which several processes do side by side. Each must use files of its own (a local Qdrant
+    folder admits one process at a time)."""
+    started = []
+    for code, args, env in runs:
+        environment = {k: v for k, v in os.environ.items() if not k.startswith("HAYSTACK_")}
+        environment.update(env or {})
+        started.append(subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, text=True, env=environment))
+    done = []
+    for process, (code, args, _) in zip(started, runs):
+        out, err = process.communicate(timeout=300)
+        done.append(subprocess.CompletedProcess(process.args, process.returncode, out, err))
+    return done

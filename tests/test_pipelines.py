@@ -14,7 +14,7 @@ from haystack_hardneg import (
     open_document_store,
 )
 
-from processes import fresh_python
+from processes import fresh_pythons
 
 EXAMPLES = Path(__file__).parents[1] / "examples"
 HTML = Path(__file__).parent / "fixtures" / "html"
@@ -71,33 +71,35 @@ def indexed_store(tiny_model, fixtures, tmp_path_factory):
     return path
 
 
-@pytest.mark.parametrize(
-    "prelude, loader, env",
-    [
-        ("import haystack_hardneg\nfrom haystack import Pipeline", "Pipeline.loads(text)", None),
-        ("from haystack import Pipeline", "Pipeline.loads(text, allowed_modules=['haystack_hardneg'])", None),
-        ("from haystack import Pipeline", "Pipeline.loads(text)",
-         {"HAYSTACK_DESERIALIZATION_ALLOWLIST": "haystack_hardneg"}),
-        ("from haystack_hardneg import load_pipeline", "load_pipeline(text)", None),
-    ],
-    ids=["import-package", "allowed_modules", "env-var", "load_pipeline"],
-)
-def test_yaml_loads_and_runs_in_a_fresh_process(tiny_model, indexed_store, tmp_path, prelude, loader, env):
-    yaml_file = tmp_path / "query.yml"
-    yaml_file.write_text(_pipeline_yaml(tiny_model, indexed_store))
-    done = fresh_python(LOAD_AND_RUN.format(prelude=prelude, loader=loader), str(yaml_file), env=env)
-    assert done.returncode == 0, done.stderr[-2000:]
-    ids = json.loads(done.stdout.strip().splitlines()[-1])
-    assert len(ids) == 3
+# Every way a user loads a YAML naming our components, each in a fresh process (the allowlist is per process).
+LOADERS = {
+    "import-package": ("import haystack_hardneg\nfrom haystack import Pipeline", "Pipeline.loads(text)", None),
+    "allowed_modules": ("from haystack import Pipeline", "Pipeline.loads(text, allowed_modules=['haystack_hardneg'])",
+                        None),
+    "env-var": ("from haystack import Pipeline", "Pipeline.loads(text)",
+                {"HAYSTACK_DESERIALIZATION_ALLOWLIST": "haystack_hardneg"}),
+    "load_pipeline": ("from haystack_hardneg import load_pipeline", "load_pipeline(text)", None),
+    "refused": ("from haystack import Pipeline", "Pipeline.loads(text)", None),
+}
 
 
-def test_yaml_without_the_allowlist_is_refused_with_haystacks_explanation(tiny_model, indexed_store, tmp_path):
-    yaml_file = tmp_path / "query.yml"
-    yaml_file.write_text(_pipeline_yaml(tiny_model, indexed_store))
-    done = fresh_python(LOAD_AND_RUN.format(prelude="from haystack import Pipeline", loader="Pipeline.loads(text)"),
-                         str(yaml_file))
-    assert done.returncode != 0
-    assert "haystack_hardneg" in done.stderr and "allowlist" in done.stderr
+def test_yaml_loads_and_runs_in_a_fresh_process_and_without_the_allowlist_is_refused(tiny_model, indexed_store,
+                                                                                     tmp_path):
+    import shutil
+
+    runs = []
+    for name, (prelude, loader, env) in LOADERS.items():
+        store = tmp_path / name / "qdrant"  # a copy each: the processes run side by side
+        shutil.copytree(indexed_store, store)
+        (tmp_path / name / "query.yml").write_text(_pipeline_yaml(tiny_model, store))
+        runs.append((LOAD_AND_RUN.format(prelude=prelude, loader=loader), [str(tmp_path / name / "query.yml")], env))
+    for name, done in zip(LOADERS, fresh_pythons(runs)):
+        if name == "refused":
+            assert done.returncode != 0
+            assert "haystack_hardneg" in done.stderr and "allowlist" in done.stderr
+            continue
+        assert done.returncode == 0, (name, done.stderr[-2000:])
+        assert len(json.loads(done.stdout.strip().splitlines()[-1])) == 3, name
 
 
 @pytest.mark.parametrize("name", ["indexing_pipeline.yml", "query_pipeline.yml"])

@@ -13,7 +13,7 @@ from haystack_hardneg import (
     open_document_store,
 )
 
-from processes import fresh_python
+from processes import fresh_python, fresh_pythons
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
 TEXTS = ["the vaccine reduced infection risk in mice", "tumor growth depends on a signaling pathway",
@@ -76,12 +76,16 @@ def test_swapping_one_type_line_replaces_haystacks_ranker(store_and_model, tmp_p
     old_type = ("type: haystack_integrations.components.rankers.sentence_transformers."
                 "sentence_transformers_similarity.SentenceTransformersSimilarityRanker")
     assert text.count(old_type) == 1
-    results = {}
+    import shutil
+
+    results, runs = {}, []
     ours = text.replace(old_type, "type: haystack_hardneg.rank.ranker.CrossEncoderRanker")
     for name, yaml_text in (("haystack", text), ("ours", ours)):
+        shutil.copytree(root / "q", tmp_path / name)  # a store each: the two processes run side by side
         yaml_file = tmp_path / f"{name}.yml"
-        yaml_file.write_text(yaml_text)
-        done = fresh_python(RUN_RANKED, str(yaml_file))
+        yaml_file.write_text(yaml_text.replace(f"path: {root / 'q'}", f"path: {tmp_path / name}"))
+        runs.append((RUN_RANKED, [str(yaml_file)], None))
+    for name, done in zip(("haystack", "ours"), fresh_pythons(runs)):
         assert done.returncode == 0, done.stderr[-2000:]
         results[name] = json.loads(done.stdout.strip().splitlines()[-1])
     # The stored weight was chosen on another first stage: the cross-encoder ranks alone, as the stock ranker.

@@ -46,7 +46,8 @@ def append_model_card(model_dir: Path, report: dict) -> None:
                      f"{'one-standard-error rule towards 0.5' if fusion['rule'] == 'one_se' else 'best score'}, "
                      f"best on the slice: alpha {fusion['argmax_alpha']})")
         if fusion.get("fallback"):
-            lines.append(f"- **the fusion weight was not chosen on evidence**: {fusion['fallback']}")
+            lines.append(f"- **warning: the re-ranker did not beat its first stage on validation**: "
+                         f"{fusion['fallback']}")
     card = model_dir / "README.md"
     existing = card.read_text(encoding="utf-8") if card.exists() else "# Cross-encoder\n"
     atomic_write_text(card, existing.rstrip() + "\n" + "\n".join(lines) + "\n")
