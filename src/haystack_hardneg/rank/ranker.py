@@ -19,7 +19,7 @@ from haystack_hardneg.rank.layout import BACKENDS, UnsupportedModelError, weight
 from haystack_hardneg.rank.passages import AGGREGATIONS, Aggregation, aggregate, passages
 from haystack_hardneg.rank.runtime import ExportedCrossEncoder, load_torch_cross_encoder
 from haystack_hardneg.scoring.fusion import fuse
-from haystack_hardneg.scoring.settings import read_default_backend, read_fusion_alpha, read_ranker_settings
+from haystack_hardneg.scoring.settings import applicable_fusion_alpha, read_default_backend
 
 logger = logging.getLogger(__name__)
 
@@ -183,21 +183,11 @@ class CrossEncoderRanker:
         chosen on; else ``None`` (the cross-encoder alone), with a WARNING saying what was set aside."""
         if not looks_like_path(self.model):
             return None
-        alpha = read_fusion_alpha(self.model)  # checks the stored value; 1 (the ranker alone) reads as None
-        if alpha is None:
-            return None
-        chosen_on = read_ranker_settings(self.model).get("first_stage_name")
-        if self.first_stage is not None and self.first_stage == chosen_on:
-            return alpha
-        reason = (f"this ranker's first_stage is {self.first_stage!r}" if self.first_stage is not None
-                  else "a ranker cannot see which retriever feeds it")
-        logger.warning(
-            "{path} holds the fusion weight {alpha} chosen on {chosen_on}; {reason}, so it ranks by the cross-encoder "
-            "alone, as SentenceTransformersSimilarityRanker does. To fuse with this pipeline's retriever, choose a "
-            "weight for it: `haystack-hardneg tune PIPELINE.yml --labels FILE` (or set fusion_alpha).",
-            path=Path(self.model) / "hardneg.json", alpha=alpha, reason=reason,
-            chosen_on=repr(chosen_on) if chosen_on else "the training run's first stage")
-        return None
+        alpha, set_aside = applicable_fusion_alpha(self.model, self.first_stage)
+        if set_aside:
+            logger.warning("{reason} To fuse with this pipeline's retriever, choose a weight for it: `haystack-hardneg "
+                           "tune PIPELINE.yml --labels FILE` (or set fusion_alpha).", reason=set_aside)
+        return alpha
 
     def _announce_fusion(self) -> None:
         if self._fusion_alpha == 0.0:

@@ -49,6 +49,23 @@ def read_fusion_alpha(model_dir: str | Path) -> float | None:
     return None if alpha == 1.0 else float(alpha)
 
 
+def applicable_fusion_alpha(model_dir: str | Path, first_stage: str | None) -> tuple[float | None, str | None]:
+    """The stored fusion weight to apply behind ``first_stage`` (``None``: the re-ranker alone) and, when a weight is
+    stored but set aside, why: a weight applies only behind the first stage it was chosen on (``first_stage_name``),
+    since one chosen for another retriever can make this one's results worse."""
+    alpha = read_fusion_alpha(model_dir)  # checks the stored value; 1 (the ranker alone) reads as None
+    if alpha is None:
+        return None, None
+    chosen_on = read_ranker_settings(model_dir).get("first_stage_name")
+    if first_stage is not None and first_stage == chosen_on:
+        return alpha, None
+    reason = (f"this ranker's first_stage is {first_stage!r}" if first_stage is not None
+              else "a ranker cannot see which retriever feeds it")
+    where = repr(chosen_on) if chosen_on else "the training run's first stage"
+    return None, (f"{_settings_path(model_dir)} holds the fusion weight {alpha} chosen on {where}; {reason}, so it "
+                  f"ranks by the cross-encoder alone, as SentenceTransformersSimilarityRanker does.")
+
+
 def _settings_path(model_dir: str | Path) -> Path:
     return Path(model_dir).expanduser() / RANKER_SETTINGS_FILE
 
