@@ -2,7 +2,8 @@
 characters, huge numbers, deep nesting, hostile paths), a reader either parses them or raises its own one-line
 error, never another exception.
 
-A few hundred cases per reader in the default suite; ``HARDNEG_FUZZ=long pytest -m fuzz`` runs thousands.
+About a hundred cases per reader in the default suite (it must stay within its time); ``HARDNEG_FUZZ=long pytest
+-m fuzz`` runs thousands.
 """
 
 import json
@@ -21,7 +22,7 @@ from haystack_hardneg.ingest.labels import load_labels
 from haystack_hardneg.options import ConfigError
 from haystack_hardneg.scoring.settings import read_fusion_alpha, read_ranker_settings
 
-settings.register_profile("default", max_examples=200, deadline=None,
+settings.register_profile("default", max_examples=120, deadline=None,
                           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 settings.register_profile("long", max_examples=5000, deadline=None,
                           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])

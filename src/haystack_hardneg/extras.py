@@ -19,7 +19,7 @@ EXTRA_OF = {
     "datasets": "train",
     "accelerate": "train",
     "pyarrow": "train",
-    "ranx": "experiment",
+    "ranx": "evaluate",
     "matplotlib": "experiment",
     "onnxruntime": "onnx",
     "onnx": "onnx",
