@@ -7,10 +7,15 @@ import subprocess
 import sys
 
 
-def fresh_python(code: str, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+def _environment(env: dict | None) -> dict:
+    """This process's environment without Haystack's settings, plus ``env``."""
     environment = {k: v for k, v in os.environ.items() if not k.startswith("HAYSTACK_")}
     environment.update(env or {})
-    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=environment,
+    return environment
+
+
+def fresh_python(code: str, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=_environment(env),
                           timeout=300)
 
 
@@ -18,14 +23,10 @@ def fresh_pythons(runs: list[tuple[str, list[str], dict | None]]) -> list[subpro
     """``fresh_python`` for each (code, args, env), all started at once: most of a fresh process's time is importing
     torch and Haystack, which several processes do side by side. Each must use files of its own (a local Qdrant
     folder admits one process at a time)."""
-    started = []
-    for code, args, env in runs:
-        environment = {k: v for k, v in os.environ.items() if not k.startswith("HAYSTACK_")}
-        environment.update(env or {})
-        started.append(subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE,
-                                        stderr=subprocess.PIPE, text=True, env=environment))
+    started = [subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, env=_environment(env)) for code, args, env in runs]
     done = []
-    for process, (code, args, _) in zip(started, runs):
+    for process in started:
         out, err = process.communicate(timeout=300)
         done.append(subprocess.CompletedProcess(process.args, process.returncode, out, err))
     return done

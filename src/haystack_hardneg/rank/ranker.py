@@ -12,45 +12,23 @@ from haystack import Document, component, default_from_dict, default_to_dict, lo
 from haystack.utils import ComponentDevice, Secret
 from haystack.utils.hf import deserialize_hf_model_kwargs, serialize_hf_model_kwargs
 
-from haystack_hardneg.embed.encoder import check_model_source, looks_like_path
+from haystack_hardneg.embed.encoder import looks_like_path
 from haystack_hardneg.extras import MissingExtraError
 from haystack_hardneg.ingest.text import document_text
-from haystack_hardneg.rank.layout import BACKENDS, UnsupportedModelError, weights_fingerprint
-from haystack_hardneg.rank.passages import AGGREGATIONS, Aggregation, aggregate, passages
+from haystack_hardneg.rank.choice import EXPORT_ONLY_KWARGS, check_settings, resolve_backend
+from haystack_hardneg.rank.layout import UnsupportedModelError
+from haystack_hardneg.rank.passages import Aggregation, aggregate, passages
 from haystack_hardneg.rank.runtime import ExportedCrossEncoder, load_torch_cross_encoder
 from haystack_hardneg.scoring.fusion import fuse
-from haystack_hardneg.scoring.settings import applicable_fusion_alpha, read_default_backend
+from haystack_hardneg.scoring.settings import applicable_fusion_alpha
 
 logger = logging.getLogger(__name__)
 
-RANKER_BACKENDS: tuple[str, ...] = ("auto", "torch", "onnx", "openvino")
-# model_kwargs that choose and configure an export (as in sentence-transformers), not the torch model.
-EXPORT_ONLY_KWARGS = ("file_name", "provider", "threads", "ov_config", "device")
 # The stock ranker's default model, so that a YAML without `model:` loads as it did.
 DEFAULT_MODEL = "cross-encoder/ms-marco-MiniLM-L-6-v2"
-# Where every returned document keeps the cross-encoder's own score (and, when fused, the retriever's).
+# Where every returned document keeps the cross-encoder's own score and the score it arrived with.
 CROSS_ENCODER_SCORE = "cross_encoder_score"
 RETRIEVER_SCORE = "retriever_score"
-
-
-def _check_settings(model: str | Path, top_k: int, aggregation: str, passage_words: int | None,
-                    passage_overlap: int, backend: str, fusion_alpha: Any) -> None:
-    """The init parameters that cannot work, refused when the component is built (before any model loads)."""
-    check_model_source(str(model))
-    if top_k <= 0:
-        raise ValueError(f"top_k must be > 0, got {top_k}.")
-    if aggregation not in AGGREGATIONS:
-        raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {aggregation!r}.")
-    if passage_words is not None and not 0 <= passage_overlap < passage_words:
-        raise ValueError("passage_overlap must be >= 0 and smaller than passage_words.")
-    if backend not in RANKER_BACKENDS:
-        raise ValueError(f"backend must be one of {RANKER_BACKENDS}, got {backend!r}.")
-    if backend in BACKENDS and not looks_like_path(str(model)):
-        raise ValueError(f"backend={backend!r} runs a local model folder's export; {model!r} is a hub id: save "
-                         f"it to a folder, export it with `haystack-hardneg export FOLDER --backend {backend}` "
-                         f"and give the folder.")
-    if fusion_alpha is not None and fusion_alpha != "auto" and not 0.0 <= float(fusion_alpha) <= 1.0:
-        raise ValueError(f"fusion_alpha must be in [0, 1], 'auto' or None, got {fusion_alpha!r}.")
 
 
 @component
@@ -147,7 +125,7 @@ class CrossEncoderRanker:
         backend: str = "auto",
         first_stage: str | None = None,
     ):
-        _check_settings(model, top_k, aggregation, passage_words, passage_overlap, backend, fusion_alpha)
+        check_settings(model, top_k, aggregation, passage_words, passage_overlap, backend, fusion_alpha)
         self.model = str(model)
         # Resolved here, as the stock ranker does, so that to_dict names the device it runs on.
         self.device = ComponentDevice.resolve_device(device)
@@ -203,23 +181,6 @@ class CrossEncoderRanker:
         """The backend and export file in use (``"auto"`` resolved at warm-up); ``None`` before warm-up."""
         return self._backend
 
-    def _resolve_backend(self) -> tuple[str, str | None]:
-        """(backend, export file): as given, or for ``auto`` the file's backend (a ``file_name`` given), the
-        folder's default export when it was made from the weights the folder holds now, else torch."""
-        file_name = (self.model_kwargs or {}).get("file_name")
-        if self.backend != "auto":
-            return self.backend, file_name
-        if not looks_like_path(self.model):
-            return "torch", None
-        if file_name:
-            return ("onnx" if file_name.endswith(".onnx") else "openvino"), file_name
-        default, default_file, weights = read_default_backend(self.model)
-        if default != "torch" and weights != weights_fingerprint(self.model):
-            logger.warning("The default {backend} export of {path} was made from other weights; ranking on torch. "
-                           "Export again to use it.", backend=default, path=self.model)
-            return "torch", None
-        return default, default_file
-
     @property
     def effective_fusion_alpha(self) -> float | None:
         """The fusion weight in use (``"auto"`` resolved at warm-up); ``None``: the re-ranker alone."""
@@ -232,7 +193,7 @@ class CrossEncoderRanker:
         if self.fusion_alpha == "auto":
             self._fusion_alpha = self._stored_fusion_alpha()
         self._announce_fusion()
-        backend, file_name = self._resolve_backend()
+        backend, file_name = resolve_backend(self.model, self.backend, self.model_kwargs)
         source = str(Path(self.model).expanduser()) if looks_like_path(self.model) else self.model
         if backend != "torch":
             try:
