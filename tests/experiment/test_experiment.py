@@ -1,4 +1,5 @@
 import json
+import math
 from dataclasses import replace
 
 import pytest
@@ -6,7 +7,7 @@ import pytest
 from haystack_hardneg.evaluate.significance import bootstrap_ci
 from haystack_hardneg.evaluate.subsets import split_by_document_length
 from haystack_hardneg.experiment.config import ExperimentConfig
-from haystack_hardneg.experiment.report import evaluate_systems, reranked_run
+from haystack_hardneg.experiment.report import evaluate_systems, reranked_run, withheld_weights
 from haystack_hardneg.experiment.runner import Experiment
 
 from experiment.tiny_experiment import tiny_config
@@ -255,6 +256,24 @@ def test_reranked_head_then_first_stage_tail():
     first = {"a": 0.9, "b": 0.8, "c": 0.7, "d": 0.6}
     run = reranked_run(first, {"b": 0.99, "a": 0.1})
     assert sorted(run, key=run.get, reverse=True) == ["b", "a", "c", "d"]
+
+
+def test_a_weight_held_back_by_the_significance_rule_is_reported_on_test_for_the_record(tmp_path):
+    # The first stage puts the relevant document second on every query; the re-ranker puts it first.
+    queries = [f"q{i}" for i in range(6)]
+    qrels = {q: {f"{q}-rel": 1} for q in queries}
+    first = {q: {f"{q}-x": 2.0, f"{q}-rel": 1.0, f"{q}-y": 0.5} for q in queries}
+    (tmp_path / "rerank").mkdir()
+    heads = {q: {f"{q}-x": 0.1, f"{q}-rel": 0.9, f"{q}-y": 0.0} for q in queries}
+    for strategy in ("random", "bm25"):
+        (tmp_path / "rerank" / f"{strategy}.json").write_text(json.dumps({"test": heads}))
+    chosen = {"random": {"validation": {"fallback": "no fusion weight beat the first stage", "argmax_alpha": 0.7}},
+              "bm25": {"validation": {"fallback": None, "argmax_alpha": 0.7}}}
+    withheld_weights(tmp_path, chosen, qrels, first)
+    assert "withheld" not in chosen["bm25"]  # shipped: nothing held back
+    held = chosen["random"]["withheld"]
+    assert held["alpha"] == 0.7 and held["ndcg@10"] == pytest.approx(1.0)
+    assert held["difference"] == pytest.approx(1.0 - 1 / math.log2(3))
 
 
 def test_every_re_ranker_is_tested_against_the_random_and_bm25_negative_ones_of_its_kind():

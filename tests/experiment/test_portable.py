@@ -71,6 +71,8 @@ def test_an_exported_run_resumes_in_another_folder_without_redoing_its_work(fixt
     resumed = Experiment(elsewhere, progress_bar=False).run()
     # Only the cheap fusion of the imported lists is redone: no index, no embedding, no training.
     assert resumed["stages_ran"] == ["hybrid"]
+    # Nor a warm-up of the models for the plan: the one stage left needs no timing.
+    assert "rates" not in json.loads((tmp_path / "elsewhere" / "plan.json").read_text())
     assert not (tmp_path / "elsewhere" / "qdrant").exists() and not (tmp_path / "elsewhere" / "bm25").exists()
     assert not (tmp_path / "elsewhere" / "train" / "random" / "model").exists()
     assert resumed["systems"] == first["systems"]

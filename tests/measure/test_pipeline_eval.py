@@ -122,7 +122,7 @@ def test_tune_chooses_on_some_queries_reports_on_the_others_and_keeps_weight_0_o
     result, data = tune_pipeline(pipeline, labelled, config, PipelineEvalConfig(match="meta.parent_id", k=5),
                                  progress_bar=False)
     # A random cross-encoder cannot beat BM25 significantly: weight 0 ships, with the reason.
-    assert result["weight"] == 0.0 and result["chosen_on"]["fallback"]
+    assert result["weight"] == 0.0 and "11 tuning queries" in result["chosen_on"]["fallback"]
     assert result["tuning_queries"] == 11 and result["report_queries"] == 11
     assert result["metrics"]["tuned"]["ndcg@5"] == pytest.approx(result["metrics"]["as given"]["ndcg@5"])
     assert set(result["differences"]) == {"tuned", "ranker alone"}
@@ -189,9 +189,11 @@ def test_evaluate_and_tune_from_the_command_line_on_a_yaml_pipeline(tiny_model, 
     saved = json.loads((tmp_path / "eval.json").read_text())
     assert len(saved["systems"]) == 2 and set(saved["differences"]) == {"ndcg@10", "mrr@10", "recall@100"}
 
-    code, out, err = cli("tune", *common, "--ranker", ranker_folder, "--out", str(tmp_path / "tuned.yml"))
+    code, out, err = cli("tune", *common, "--ranker", ranker_folder, "--out", str(tmp_path / "tuned.yml"),
+                         "--weight", "0", "--weight", "0.5", "--weight", "1", "--json", str(tmp_path / "tune.json"))
     assert code == 0
     assert "Tuned pipeline:" in out and "as given" in out
+    assert set(json.loads((tmp_path / "tune.json").read_text())["chosen_on"]["by_alpha"]) == {"0.0", "0.5", "1.0"}
     assert "WARNING: the re-ranker did not beat this pipeline's first stage" in err
     # The tuned YAML loads as a user's script loads it, in a fresh process.
     ran = fresh_python(RUN_TUNED, str(tmp_path / "tuned.yml"))

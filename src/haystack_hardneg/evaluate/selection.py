@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any, Hashable
 
 from haystack_hardneg.evaluate.metrics import evaluate_run
@@ -22,6 +23,12 @@ MIN_INFORMATIVE_QUERIES = 10
 FUSION_SIGNIFICANCE = 0.05
 # Sign flips drawn by ``gain_p_value`` (seeded: the same slice always gives the same p-value).
 PERMUTATIONS = 10_000
+
+
+def seeded_order(ids, seed: int) -> list[str]:
+    """``ids`` (each once) in the order of a seeded hash of each: a query's place, and so its side of a split taken
+    from the front, does not depend on which other queries there are."""
+    return sorted(set(ids), key=lambda q: hashlib.sha256(f"{seed}\x1f{q}".encode()).hexdigest())
 
 
 def choose_setting(qrels: dict[str, dict[str, int]], runs: dict[Hashable, dict[str, dict[str, float]]], *,
@@ -86,7 +93,8 @@ def gain_p_value(gains, *, permutations: int = PERMUTATIONS, seed: int = 0) -> f
     return (1 + exceed) / (1 + permutations)
 
 
-def _significance_fallback(qrels, runs, chosen: float, level: float) -> tuple[str | None, float | None]:
+def _significance_fallback(qrels, runs, chosen: float, level: float, slice_name: str
+                           ) -> tuple[str | None, float | None]:
     """Why ``chosen`` may not ship, or why the first stage's order was chosen (``None``: it ships a weight on
     evidence), and the p-value of the best weight's gain over weight 0."""
     import numpy as np
@@ -102,10 +110,10 @@ def _significance_fallback(qrels, runs, chosen: float, level: float) -> tuple[st
     if p_value < level and own_gain > 0:
         return None, p_value
     if chosen == 0.0:
-        return (f"the first stage's own order (weight 0) scored best on {len(queries)} validation queries: the "
+        return (f"the first stage's own order (weight 0) scored best on {len(queries)} {slice_name} queries: the "
                 f"re-ranker did not improve on it"), p_value
     best = others[int(np.argmax(gains.mean(axis=0)))] if others else chosen
-    return (f"no fusion weight beat the first stage significantly on {len(queries)} validation quer"
+    return (f"no fusion weight beat the first stage significantly on {len(queries)} {slice_name} quer"
             f"{'y' if len(queries) == 1 else 'ies'} (best: weight {best}, nDCG@10 "
             f"{gains.mean(axis=0).max():+.4f}, p = {p_value:.3f} >= {level}, a test that allows for the weight being "
             f"chosen among {len(others)}): the first stage's order is kept (weight 0)"), p_value
@@ -132,14 +140,15 @@ def choose_fusion_alpha(qrels, first_stage: dict[str, dict[str, float]], ranker_
 
 def choose_fusion_weight(qrels, runs: dict[float, dict[str, dict[str, float]]], informative: int, *,
                          rule: str = "argmax", min_queries: int = MIN_INFORMATIVE_QUERIES,
-                         significance: float | None = FUSION_SIGNIFICANCE) -> dict[str, Any]:
+                         significance: float | None = FUSION_SIGNIFICANCE,
+                         slice_name: str = "validation") -> dict[str, Any]:
     """The fusion weight among ``runs`` (weight -> run over the queries of ``qrels``; weight 0 is the first stage's
     order). ``rule``: ``argmax`` (default: the best weight on the slice; ties go to the smaller weight, nearer the
     first stage) or ``one_se`` (see ``FUSION_RULES``). With fewer than ``min_queries`` ``informative`` queries (with a
     relevant candidate) the weight is 0 and ``fallback`` says why: a re-ranker is never trusted on no evidence.
     Likewise when the chosen weight's gain over the first stage is not significant at ``significance``
     (``gain_p_value``, which allows for the choice among all weights; ``None`` turns the test off): a flat or noisy
-    curve keeps weight 0."""
+    curve keeps weight 0. ``slice_name`` names the queries in the ``fallback`` message."""
     if rule not in FUSION_RULES:
         raise ValueError(f"Unknown fusion rule {rule!r}; choose one of {FUSION_RULES}.")
     if rule == "argmax":
@@ -149,10 +158,11 @@ def choose_fusion_weight(qrels, runs: dict[float, dict[str, dict[str, float]]], 
         chosen, top, by_alpha = choose_setting_within_one_se(qrels, runs, towards=0.5)
     fallback, p_value = None, None
     if informative < min_queries:
-        fallback = (f"only {informative} validation quer{'y' if informative == 1 else 'ies'} with a relevant document "
-                    f"among the candidates (at least {min_queries} needed): the first stage's order is kept (weight 0)")
+        fallback = (f"only {informative} {slice_name} quer{'y' if informative == 1 else 'ies'} with a relevant "
+                    f"document among the candidates (at least {min_queries} needed): the first stage's order is kept "
+                    f"(weight 0)")
     elif significance is not None:
-        fallback, p_value = _significance_fallback(qrels, runs, chosen, significance)
+        fallback, p_value = _significance_fallback(qrels, runs, chosen, significance, slice_name)
     chosen = min(by_alpha) if fallback else chosen
     return {
         "p_value": p_value,

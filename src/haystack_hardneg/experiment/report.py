@@ -94,6 +94,24 @@ def system_runs(out: Path, strategies: list[str], fusion_rule: str = "argmax",
     return runs, chosen, {"qrels": train_qrels, "runs": validation_runs}
 
 
+def withheld_weights(out: Path, chosen: dict[str, dict[str, Any]], qrels, first: dict[str, dict[str, float]], *,
+                     test: str = "student") -> None:
+    """For each strategy whose best validation weight was held back (its gain there not significant), what that
+    weight gives on the test queries, into ``chosen[strategy]["withheld"]``: the price (or the saving) of the rule,
+    for the record. It is never used to choose anything."""
+    first_values = evaluate_run(qrels, first, ("ndcg@10",), per_query=True)["ndcg@10"]
+    for strategy, entry in chosen.items():
+        sweep = entry["validation"] or {}
+        alpha = sweep.get("argmax_alpha")
+        if not sweep.get("fallback") or not alpha:
+            continue
+        heads = json.loads((out / RunFolder.scores(strategy)).read_text())["test"]
+        run = {q: reranked_run(first[q], fuse_scores(head, first[q], alpha)) for q, head in heads.items() if head}
+        values = evaluate_run(qrels, run, ("ndcg@10",), per_query=True)["ndcg@10"]
+        tested = paired_test_on_values(values, first_values, list(qrels), test=test)
+        entry["withheld"] = {"alpha": alpha, "ndcg@10": float(np.mean(list(values.values()))), **tested}
+
+
 def document_lengths(split) -> dict[str, int]:
     return {d.id: len((d.content or "").split()) for d in split.corpus}
 
@@ -249,6 +267,7 @@ def write_report(out: Path, config, splits: dict[str, Any], stage_records: dict[
     min_queries = config.training_config().min_validation_queries
     runs, chosen, validation = system_runs(out, config.strategies, config.fusion_rule, min_queries)
     systems = evaluate_systems(test_split.qrels, runs, test=config.significance, depth=config.retrieve_k)
+    withheld_weights(out, chosen, test_split.qrels, runs[FIRST_STAGE], test=config.significance)
     groups, median = split_by_document_length(test_split.qrels, document_lengths(test_split))
     members = " + ".join(Path(m["model"]).name for m in config.members)
     choice = json.loads((out / RunFolder.choice).read_text())

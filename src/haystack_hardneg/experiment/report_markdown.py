@@ -118,8 +118,17 @@ def _rerankers(results: dict[str, Any]) -> list[str]:
     lines += [f"\n{strategy} mined the same triplets as {chosen['same_triplets_as']}: its re-ranker is that one, "
               f"trained once." for strategy, chosen in rerankers.items() if chosen.get("same_triplets_as")]
     lines += [f"\n**Warning ({strategy})**: {chosen['validation']['fallback']}; its fused row is the first stage."
+              + _withheld_text(chosen.get("withheld"))
               for strategy, chosen in rerankers.items() if (chosen["validation"] or {}).get("fallback")]
     return lines
+
+
+def _withheld_text(withheld: dict[str, Any] | None) -> str:
+    if not withheld:
+        return ""
+    return (f" For the record, not shipped: at its best validation weight ({withheld['alpha']}) the test queries "
+            f"score {withheld['ndcg@10']:.4f} nDCG@10 ({withheld['difference']:+.4f} vs the first stage, "
+            f"p={withheld['p_value']:.2g}).")
 
 
 def _stages(results: dict[str, Any]) -> list[str]:

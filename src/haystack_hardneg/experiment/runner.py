@@ -151,8 +151,10 @@ class Experiment:
         # nor estimated.
         table = {name: stage for name, stage in self.table.items() if self.keys[name] is not None}
         done = set(table) - set(walk.would_run)
-        # Nothing left to run (a report rebuilt, say): no warm-up of the models.
-        return make_plan(table, self.config, self.splits, done, measured=measured and bool(walk.would_run))
+        # Nothing left to run that the models' speed would time (a report rebuilt from an imported state, say): no
+        # warm-up of the models.
+        timed = any(self.table[name].timed for name in walk.would_run)
+        return make_plan(table, self.config, self.splits, done, measured=measured and timed)
 
     def _replan_after_mining(self, plan: dict[str, Any]) -> None:
         """Training's estimates again from the rows mining wrote (pairs left without negatives are not trained),

@@ -87,6 +87,7 @@ class Stage:
     :param carry: the files an exported state carries (``carry_record``: the record only); ``None``: not carried.
     :param carried_with: carried only when this stage is recorded too (a training goes with its scores).
     :param measures: the first of these left to run compiles the metrics (the plan counts that time).
+    :param timed: its estimate reads the warm-up's rates: only a run with such a stage left warms the models up.
     """
 
     name: str
@@ -101,6 +102,7 @@ class Stage:
     carry: Callable[[RunFolder, dict[str, Any]], list[str]] | None = None
     carried_with: str | None = None
     measures: Callable[[ExperimentConfig], bool] = lambda config: False
+    timed: bool = False
 
     @property
     def carried_partly(self) -> bool:
@@ -112,14 +114,14 @@ def _shared_stages(config: ExperimentConfig) -> list[Stage]:
     return [
         Stage("index", (), lambda x, up: index_key(x.config, x.data_key), lambda: [RunFolder.index],
               upstream.index, wanted=False, uses=frozenset({ENSEMBLE}), estimate=index_seconds,
-              carry=carry_record),
+              carry=carry_record, timed=True),
         Stage("lexical_index", (), lambda x, up: lexical_index_key(x.config, x.data_key), lambda: [RunFolder.bm25],
               upstream.lexical_index, wanted=False, estimate=lexical_index_seconds,
               carry=carry_record),
         Stage("first_stage", ("index", "lexical_index"),
               lambda x, up: first_stage_key(x.config, up["index"], up["lexical_index"], x.splits),
               lambda: [RunFolder.lists(split) for split in SPLITS], upstream.first_stage,
-              uses=frozenset({ENSEMBLE}), estimate=first_stage_seconds, carry=carry_outputs),
+              uses=frozenset({ENSEMBLE}), estimate=first_stage_seconds, carry=carry_outputs, timed=True),
         Stage("hybrid", ("first_stage",), lambda x, up: hybrid_key(x.config, up["first_stage"], x.train_split),
               lambda: [*(RunFolder.candidates(split) for split in SPLITS), RunFolder.choice],
               upstream.hybrid, estimate=hybrid_seconds,
@@ -151,7 +153,7 @@ def _mining_stages(config: ExperimentConfig) -> list[Stage]:
                   lambda x, up, s=s: mine_key(x.config, up["index"], s, x.train_split),
                   lambda s=s: [RunFolder.mined(s, "triplets.jsonl"), RunFolder.mined(s, "report.json")],
                   lambda run, s=s: upstream.mine(run, s), uses=frozenset({ENSEMBLE}),
-                  estimate=lambda c, n, r, s=s: mine_seconds(c, n, r, s), carry=_carry_mined(s))
+                  estimate=lambda c, n, r, s=s: mine_seconds(c, n, r, s), carry=_carry_mined(s), timed=True)
             for s in config.strategies]
 
 
@@ -167,10 +169,10 @@ def _training_stages(config: ExperimentConfig) -> list[Stage]:
                   lambda s=s: [RunFolder.trained(s, "model"), RunFolder.trained(s, "training_report.json")],
                   lambda run, s=s: rerankers.train(run, s), kept=(RunFolder.trained(s, "training_report.json"),),
                   estimate=lambda c, n, r, s=s: train_seconds(c, n, r, s), carry=_carry_trained(s),
-                  carried_with=rerank, measures=lambda config: True),
+                  carried_with=rerank, measures=lambda config: True, timed=True),
             Stage(rerank, ("hybrid", train), lambda x, up, train=train: rerank_key(x.config, up["hybrid"], up[train]),
                   lambda s=s: [RunFolder.scores(s)], lambda run, s=s: rerankers.rerank(run, s),
-                  estimate=lambda c, n, r, s=s: rerank_seconds(c, n, r, s), carry=carry_outputs),
+                  estimate=lambda c, n, r, s=s: rerank_seconds(c, n, r, s), carry=carry_outputs, timed=True),
         ]
     return stages
 

@@ -55,7 +55,9 @@ class TuneConfig(Options):
     significance: float | None = option(FUSION_SIGNIFICANCE, help=(
         "a weight other than 0 ships only when its gain over the pipeline's own order is significant at this "
         "level (none: the rule's choice ships)"))
-    weights: list[float] = option(default_factory=lambda: list(FUSION_ALPHAS), cli=False, help="fusion weights tried")
+    weights: list[float] = option(default_factory=lambda: list(FUSION_ALPHAS), flag="--weight", metavar="W", help=(
+        "a fusion weight to try (0: the pipeline's own order, 1: the ranker alone); repeat the flag for each, 0 "
+        "among them"))
 
     def validate(self) -> None:
         if not 0.0 < self.tune_fraction < 1.0:

@@ -8,7 +8,6 @@ the others, against the pipeline as it was given, so the figures a user reads we
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 from dataclasses import replace
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any
 
 from haystack import Document, Pipeline
 
-from haystack_hardneg.evaluate.selection import choose_fusion_weight
+from haystack_hardneg.evaluate.selection import choose_fusion_weight, seeded_order
 from haystack_hardneg.files import atomic_write_text
 from haystack_hardneg.measure.config import PipelineEvalConfig, TuneConfig
 from haystack_hardneg.measure.pipeline import (
@@ -69,7 +68,7 @@ def with_ranker(pipeline: Pipeline, model: str, *, result: str, **params: Any) -
 def split_queries(ids, fraction: float, seed: int) -> tuple[list[str], list[str]]:
     """(tuning, report) query ids: the first ``fraction`` in the order of a seeded hash of the id, so a query's side
     does not depend on which other queries are labelled."""
-    ordered = sorted(ids, key=lambda q: hashlib.sha256(f"{seed}\x1f{q}".encode()).hexdigest())
+    ordered = seeded_order(ids, seed)
     size = min(max(1, round(len(ordered) * fraction)), len(ordered) - 1)
     return sorted(ordered[:size]), sorted(ordered[size:])
 
@@ -109,7 +108,7 @@ def choose_weight(candidates: dict[str, list[Document]], labelled: LabelledQueri
     runs = {w: _as_run({q: fused_ranking(candidates[q], w, top_k, eval_config.match) for q in labelled.queries})
             for w in config.weights}
     return choose_fusion_weight(labelled.qrels, runs, _informative(labelled.qrels, candidates, eval_config.match),
-                                rule=config.rule, significance=config.significance)
+                                rule=config.rule, significance=config.significance, slice_name="tuning")
 
 
 def tune_pipeline(pipeline: Pipeline, labelled: LabelledQueries, config: TuneConfig,
@@ -135,7 +134,7 @@ def tune_pipeline(pipeline: Pipeline, labelled: LabelledQueries, config: TuneCon
     choice = choose_weight({q: candidates[q] for q in tuning.queries}, tuning, top_k, eval_config, config)
     report = _report(before, candidates, reported, choice, top_k, eval_config)
     report.update(ranker=config.ranker, ranker_component=name, top_k=top_k, tuning_queries=len(tuning.queries),
-                  labels=labelled.source, rule=config.rule, significance=config.significance)
+                  labels=labelled.source, rule=config.rule, significance=config.significance, slice_name="tuning")
     data = pipeline.to_dict()
     data["components"][name]["init_parameters"].update(top_k=top_k, fusion_alpha=float(choice["best_alpha"]))
     return report, data

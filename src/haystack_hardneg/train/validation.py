@@ -8,12 +8,16 @@ the training report names as such.
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 import numpy as np
 
-from haystack_hardneg.evaluate.selection import FUSION_ALPHAS, MIN_INFORMATIVE_QUERIES, choose_fusion_alpha
+from haystack_hardneg.evaluate.selection import (
+    FUSION_ALPHAS,
+    MIN_INFORMATIVE_QUERIES,
+    choose_fusion_alpha,
+    seeded_order,
+)
 from haystack_hardneg.mine.candidates import record_qrels
 from haystack_hardneg.mine.triplets import negative_columns
 
@@ -38,7 +42,7 @@ def split_by_query(dataset, fraction: float, seed: int, limit: int | None = None
 def held_out_queries(queries, fraction: float, seed: int, limit: int | None = None) -> set[str]:
     """The query texts ``split_by_query`` holds out of ``queries``: the first ``fraction`` (at most ``limit``) in the
     order of a seeded hash of their text."""
-    ordered = sorted(set(queries), key=lambda q: hashlib.sha256(f"{seed}\x1f{q}".encode()).hexdigest())
+    ordered = seeded_order(queries, seed)
     size = int(round(len(ordered) * fraction))
     return set(ordered[: size if limit is None else min(size, limit)])
 
