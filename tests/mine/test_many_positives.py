@@ -113,3 +113,108 @@ def test_the_default_budget_keys_mining_only_where_it_leaves_positives_out():
     assert K._positives_limit(config, "ensemble", many, ["q"]) == {"positives_limit": 5}
     explicit = ExperimentConfig(data="d", training={"base_model": "x"}, mining={"max_positives_per_query": 5})
     assert K._positives_limit(explicit, "ensemble", many, ["q"]) == {}  # keyed with the mining section already
+
+
+def _crowded(n_positives: int = 12):
+    """_many_positives where every document of a query's topic is judged relevant to it at grade 1 or 2, and the
+    guard is strict: a topic's windows hold little but suspects, as on data with many similar relevant passages."""
+    data = _many_positives(n_positives)
+    return data, dict(num_negatives=4, rank_window=(0, 20), n_clusters=6, max_positives_per_query=None,
+                      guard_ratio=0.8)
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_pairs_the_window_cannot_fill_are_filled_from_beyond_it_and_never_with_a_relevant_document(strategy, caplog):
+    data, options = _crowded()
+    dropping = mine_negatives(data, MiningConfig(strategy=strategy, fill_beyond_window=False, **options),
+                              progress_bar=False)
+    filled = mine_negatives(data, MiningConfig(strategy=strategy, **options), progress_bar=False)
+    asked = sum(len(p) for p in data.positives.values())
+    assert filled.pairs_asked == dropping.pairs_asked == asked
+    assert len(filled.pairs) == asked and not filled.skipped["too_few_candidates"]  # every pair kept
+    if strategy != "random":  # random draws from the whole corpus already
+        assert len(dropping.pairs) < asked
+        beyond = [p for p in filled.pairs if p.fallback]
+        assert beyond
+        if strategy in ("ensemble", "dense", "bm25"):  # ranked: the fill continues the strategy's own ranking
+            for p in beyond:
+                further = p.negative_ranks[-p.fallback:]
+                assert None not in further
+                # BM25 ranks only the documents sharing a term, with ties in its own order.
+                assert strategy == "bm25" or min(further) >= 20
+    for pair in filled.pairs:
+        assert len(set(pair.negative_ids)) == 4
+        assert not set(pair.negative_ids) & set(data.relevant[pair.query_id])
+    report = mining_report(data, filled)
+    assert report["pairs"] == report["pairs_asked"] == asked
+    assert report["pairs_filled_beyond_window"] == len([p for p in filled.pairs if p.fallback])
+    assert sum(report["held_back_by_rule"].values()) > 0
+
+
+def test_a_pair_is_left_out_only_when_the_whole_corpus_is_short_and_the_warning_says_why_and_what_to_change(caplog):
+    data, options = _crowded()
+    with caplog.at_level("WARNING"):
+        dropping = mine_negatives(data, MiningConfig(strategy="ensemble", fill_beyond_window=False, **options),
+                                  progress_bar=False)
+    dropped = len(dropping.skipped["too_few_candidates"])
+    assert dropped / dropping.pairs_asked > 0.10
+    message = caplog.records[-1].getMessage()
+    assert f"{dropped} of {dropping.pairs_asked} pair(s)" in message and "in their rank window" in message
+    assert "score_ratio: " in message and "fill_beyond_window: true" in message and "guard_ratio" in message
+    # Nothing the guard lets through is left anywhere: a query whose every document is judged relevant.
+    everything = replace(data, relevant={**data.relevant, "q0": {d: 1 for d in data.doc_ids}})
+    result = mine_negatives(everything, MiningConfig(strategy="ensemble", **options), progress_bar=False)
+    assert {q for q, _ in result.skipped["too_few_candidates"]} == {"q0"}
+
+
+def test_every_strategy_trains_on_the_same_pairs_and_holds_out_the_same_queries_when_the_window_runs_dry():
+    from haystack_hardneg.train.validation import held_out_queries
+
+    data, options = _crowded()
+    kept = {strategy: {(p.query_id, p.positive_id) for p in
+                       mine_negatives(data, MiningConfig(strategy=strategy, **options), progress_bar=False).pairs}
+            for strategy in STRATEGIES}
+    assert len({frozenset(pairs) for pairs in kept.values()}) == 1
+    # Training holds out queries by a seeded hash of those it has rows for: the same queries, the same held-out.
+    held_out = {frozenset(held_out_queries({q for q, _ in pairs}, 0.25, seed=0)) for pairs in kept.values()}
+    assert len(held_out) == 1 and len(next(iter(held_out))) == 4
+
+
+def test_the_guard_rules_relative_absolute_and_ceiling_and_the_highest_reference():
+    from haystack_hardneg.mine.guard import suspected_false_negatives
+
+    candidates = np.array([0.95, 0.85, 0.75, 0.5])
+    held, why = suspected_false_negatives(candidates, 0.9, ratio=None, margin=0.1)
+    assert held.tolist() == [True, True, False, False] and why[0] == "score_margin"
+    held, why = suspected_false_negatives(candidates, 0.9, ratio=0.9, max_score=0.7)
+    assert held.tolist() == [True, True, True, False]
+    assert why.tolist()[:3] == ["score_ratio+max_score", "score_ratio+max_score", "max_score"]
+    with pytest.raises(ValueError, match="guard_margin"):
+        MiningConfig(guard_margin=-0.1)
+
+    data = _many_positives(n_positives=6)
+    base = MiningConfig(strategy="ensemble", num_negatives=3, rank_window=(0, 200), guard_ratio=0.9,
+                        guard_member_agreement=False, max_positives_per_query=None)
+    held_back = {reference: sum(mine_negatives(data, replace(base, guard_reference=reference),
+                                               progress_bar=False).held_back_by_rule.values())
+                 for reference in ("lowest", "pair", "highest")}
+    # The query's best positive as the reference holds back least, its weakest most.
+    assert held_back["highest"] <= held_back["pair"] <= held_back["lowest"]
+    assert held_back["highest"] < held_back["lowest"]
+
+
+def test_filling_beyond_the_window_is_keyed_so_that_runs_recorded_without_it_are_mined_again():
+    from types import SimpleNamespace
+
+    from haystack_hardneg.experiment import keys as K
+    from haystack_hardneg.experiment.config import ExperimentConfig
+
+    split = SimpleNamespace(qrels={"q": {"d": 1}})
+
+    def key(**mining):
+        return K.mine_key(ExperimentConfig(data="d", training={"base_model": "x"}, mining=mining), "i", "random",
+                          split)
+
+    recorded_before = K.stage_key(index="i", mining={"seed": 0}, strategy="random", queries=["q"])
+    assert key(fill_beyond_window=False) == recorded_before  # pinned off: the recorded runs still match
+    assert key() == key(fill_beyond_window=True) != recorded_before  # the default is on, and keyed

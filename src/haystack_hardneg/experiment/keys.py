@@ -99,7 +99,14 @@ def mine_key(config: ExperimentConfig, index: str, name: str, train_split) -> st
     # Only the options a variant sets differ from the mining section, so a built-in strategy's key does not
     # depend on which variants the config also defines.
     query_ids = training_query_ids(config, train_split)
-    return stage_key(index=index, mining={"seed": config.seed, **config.mining, **overrides}, strategy=strategy,
+    mining = {"seed": config.seed, **config.mining, **overrides}
+    # Runs recorded before pairs were filled from beyond the window kept none: fill off keeps their keys, and the
+    # default (on) is keyed, so that those runs are mined again.
+    if mining.get("fill_beyond_window", True):
+        mining["fill_beyond_window"] = True
+    else:
+        del mining["fill_beyond_window"]
+    return stage_key(index=index, mining=mining, strategy=strategy,
                      queries=query_ids, **_graded(config), **_positives_limit(config, name, train_split, query_ids))
 
 

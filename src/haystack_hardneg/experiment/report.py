@@ -112,6 +112,25 @@ def withheld_weights(out: Path, chosen: dict[str, dict[str, Any]], qrels, first:
         entry["withheld"] = {"alpha": alpha, "ndcg@10": float(np.mean(list(values.values()))), **tested}
 
 
+def mining_counts(out: Path, strategies) -> dict[str, dict[str, Any]]:
+    """Per strategy, how many (query, positive) pairs mining was asked to fill, kept, filled from beyond the rank
+    window and left out, and what the false-negative guard held back by rule (from its ``report.json``)."""
+    counts = {}
+    for strategy in strategies:
+        path = out / RunFolder.mined(strategy, "report.json")
+        if not path.is_file():
+            continue
+        report = json.loads(path.read_text())
+        left_out = report["skipped"].get("too_few_candidates", 0)
+        asked = report.get("pairs_asked", report["pairs"] + left_out)
+        counts[strategy] = {"pairs": report["pairs"], "pairs_asked": asked,
+                            "pairs_filled_beyond_window": report.get("pairs_filled_beyond_window"),
+                            "left_out": left_out,
+                            "held_back_by_rule": report.get("held_back_by_rule"),
+                            "fill_beyond_window": report["config"].get("fill_beyond_window", False)}
+    return counts
+
+
 def document_lengths(split) -> dict[str, int]:
     return {d.id: len((d.content or "").split()) for d in split.corpus}
 
@@ -286,6 +305,7 @@ def write_report(out: Path, config, splits: dict[str, Any], stage_records: dict[
         "test": "paired t-test" if config.significance == "student" else "paired randomisation test",
         "systems": {name: {k: v for k, v in entry.items() if k != "per_query"} for name, entry in systems.items()},
         "rerankers": chosen,
+        "mining": mining_counts(out, config.strategies),
         "strategy_pairs": strategy_pairs(test_split.qrels, runs, list(config.strategies), test=config.significance),
         "validation_pairs": strategy_pairs(validation["qrels"], validation["runs"], list(config.strategies),
                                            test=config.significance, shared_only=True),

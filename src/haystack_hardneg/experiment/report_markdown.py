@@ -131,6 +131,23 @@ def _withheld_text(withheld: dict[str, Any] | None) -> str:
             f"p={withheld['p_value']:.2g}).")
 
 
+def _mining(results: dict[str, Any]) -> list[str]:
+    mining = results.get("mining") or {}
+    if not mining:
+        return []
+    lines = ["", "## Mining: the (query, positive) pairs each strategy trained on", "",
+             "| strategy | pairs kept (of asked) | filled beyond the window | left out | "
+             "held back by the guard, by rule |",
+             "|---|---|---|---|---|"]
+    for strategy, m in mining.items():
+        filled = m["pairs_filled_beyond_window"]
+        rules = ", ".join(f"{rule} {count}" for rule, count in (m["held_back_by_rule"] or {}).items())
+        lines.append(f"| {strategy} | {m['pairs']} ({m['pairs_asked']}) | "
+                     f"{'off' if not m['fill_beyond_window'] else filled} | {m['left_out']} | "
+                     f"{rules if m['held_back_by_rule'] is not None else 'not recorded'} |")
+    return lines
+
+
 def _stages(results: dict[str, Any]) -> list[str]:
     estimates = results.get("plan_estimate_seconds") or {}
     lines = ["", "## Stages (measured; the plan's estimate from its warm-up before the run)", "",
@@ -143,6 +160,6 @@ def _stages(results: dict[str, Any]) -> list[str]:
 
 def markdown(results: dict[str, Any]) -> str:
     lines = [*_systems(results), *_strategy_pairs(results), *_subsets(results), *_rerankers(results),
-             *_stages(results),
+             *_mining(results), *_stages(results),
              "", "Charts: `chart_ndcg.png`, `chart_long_short.png`. Per-query values: `per_query.json`."]
     return "\n".join(lines) + "\n"

@@ -17,7 +17,7 @@ STRATEGIES: tuple[str, ...] = ("ensemble_cluster", "ensemble", "dense", "bm25", 
 # The strategies that can rank their candidates by the ensemble fused with BM25 (``lexical_weight``).
 LEXICAL_FUSION_STRATEGIES: tuple[str, ...] = ("ensemble_cluster", "ensemble")
 SAMPLINGS: tuple[str, ...] = ("top", "random")
-GUARD_REFERENCES: tuple[str, ...] = ("pair", "lowest")
+GUARD_REFERENCES: tuple[str, ...] = ("pair", "lowest", "highest")
 
 
 @dataclass
@@ -38,10 +38,17 @@ class MiningConfig(Options):
     cluster_algorithm: ClusterAlgorithm = option("auto", choices=CLUSTER_ALGORITHMS, help=(
         "auto (KMeans, MiniBatchKMeans above 50,000 documents), kmeans, minibatch_kmeans, gmm or agglomerative"))
     guard_ratio: float | None = option(0.95, help=(
-        "hold back candidates scoring above this fraction of the positive's ensemble score (none: off)"))
-    guard_reference: Literal["pair", "lowest"] = option("pair", choices=GUARD_REFERENCES, help=(
-        "the positive whose score guard_ratio scales when a query has several: pair (the pair's own positive) or "
-        "lowest (the query's lowest-scoring positive, as NV-Retriever: stricter, holds back more)"))
+        "hold back candidates scoring above this fraction of the positive's ensemble score, a relative margin "
+        "(NV-Retriever's TopK-PercPos; none: off)"))
+    guard_margin: float | None = option(None, help=(
+        "hold back candidates scoring above the positive's ensemble score minus this, an absolute margin "
+        "(NV-Retriever's TopK-MarginPos; none: off)"))
+    guard_max_score: float | None = option(None, help=(
+        "hold back candidates whose ensemble score is above this, whatever the positive's (none: off)"))
+    guard_reference: Literal["pair", "lowest", "highest"] = option("pair", choices=GUARD_REFERENCES, help=(
+        "the positive the margins are taken from when a query has several: pair (the pair's own positive), "
+        "lowest (the query's lowest-scoring positive, as NV-Retriever: stricter, holds back more) or highest "
+        "(its best-scoring one: holds back least)"))
     guard_member_agreement: bool = option(True, negative_flag="--no-member-agreement", help=(
         "also hold back candidates that every ensemble member scores above the positive"))
     lexical_weight: float | None = option(None, help=(
@@ -49,6 +56,11 @@ class MiningConfig(Options):
         "candidates, so that negatives lean towards what a hybrid first stage shows the re-ranker; BM25 here has "
         "English stopwords and no stemmer. Clusters, guard, fallback and recorded scores stay on the ensemble "
         "(none: the ensemble alone, the paper)"))
+    fill_beyond_window: bool = option(True, negative_flag="--no-fill", help=(
+        "when the window leaves a pair short of negatives the guard lets through, take the next ones beyond it in "
+        "the strategy's own order (ensemble_cluster: the ensemble's ranking outside the clusters; random: more "
+        "draws), down to the whole corpus, so that every strategy trains on the same pairs; off: such pairs "
+        "are left out"))
     max_positives_per_query: int | None = option(5, help=(
         "mine for at most this many positives per query (a seeded sample of them), so that a query's rows in the "
         "training set stay bounded however many documents are judged relevant to it (none: every positive)"))
@@ -64,6 +76,10 @@ class MiningConfig(Options):
             raise ValueError(f"rank_window must be (lo, hi) with 0 <= lo < hi, got {self.rank_window}.")
         if hi - lo < self.num_negatives:
             raise ValueError(f"rank_window {self.rank_window} holds fewer than num_negatives={self.num_negatives}.")
+        if self.guard_margin is not None and not 0.0 <= self.guard_margin <= 2.0:
+            raise ValueError(f"guard_margin must be in [0, 2] (a difference of cosines), got {self.guard_margin}.")
+        if self.guard_max_score is not None and not -1.0 <= self.guard_max_score <= 1.0:
+            raise ValueError(f"guard_max_score must be in [-1, 1] (a cosine), got {self.guard_max_score}.")
         if self.lexical_weight is not None:
             if self.strategy not in LEXICAL_FUSION_STRATEGIES:
                 raise ValueError(f"lexical_weight applies to the strategies {LEXICAL_FUSION_STRATEGIES}, not "

@@ -71,8 +71,8 @@ class MiningData:
 class Pairs:
     """The (query, positive) pairs to mine, query by query: the query's row, the positive's document index and
     the positive's ensemble score; and, per pair, the positive the false-negative guard compares candidates with
-    (``guard_positives``, ``guard_scores``): the pair's own unless ``reference="lowest"`` chose the query's
-    lowest-scoring positive."""
+    (``guard_positives``, ``guard_scores``): the pair's own unless ``reference`` chose the query's lowest- or
+    highest-scoring positive."""
 
     rows: np.ndarray
     positives: np.ndarray
@@ -87,17 +87,19 @@ class Pairs:
     @classmethod
     def of(cls, data: MiningData, positives: list[np.ndarray], *, reference: str = "pair",
            every_positive: list[np.ndarray] | None = None) -> "Pairs":
-        """The pairs of each query's ``positives``; with ``reference="lowest"`` the guard compares with the lowest
-        ensemble score among ``every_positive`` of the query (default: ``positives``), sampled out or not."""
+        """The pairs of each query's ``positives``; with ``reference="lowest"`` (``"highest"``) the guard compares
+        with the lowest (highest) ensemble score among ``every_positive`` of the query (default: ``positives``),
+        sampled out or not."""
         rows = np.repeat(np.arange(len(data.query_ids)), [len(p) for p in positives])
         docs = np.concatenate(positives) if positives else np.zeros(0, dtype=np.int64)
         pairs = cls(rows, docs, np.einsum("pd,pd->p", data.query_vectors[rows], data.doc_vectors[docs]))
-        if reference == "lowest":
-            lowest = [_lowest_positive(data, row, own) for row, own in enumerate(every_positive or positives)]
-            pairs.guard_positives = np.array([lowest[r][0] for r in rows.tolist()], dtype=np.int64)
-            pairs.guard_scores = np.array([lowest[r][1] for r in rows.tolist()], dtype=pairs.scores.dtype)
+        if reference in ("lowest", "highest"):
+            chosen = [_reference_positive(data, row, own, highest=reference == "highest")
+                      for row, own in enumerate(every_positive or positives)]
+            pairs.guard_positives = np.array([chosen[r][0] for r in rows.tolist()], dtype=np.int64)
+            pairs.guard_scores = np.array([chosen[r][1] for r in rows.tolist()], dtype=pairs.scores.dtype)
         elif reference != "pair":
-            raise ValueError(f"reference must be 'pair' or 'lowest', got {reference!r}.")
+            raise ValueError(f"reference must be 'pair', 'lowest' or 'highest', got {reference!r}.")
         return pairs
 
     def __len__(self) -> int:
@@ -107,12 +109,13 @@ class Pairs:
         return data.query_ids[self.rows[pair]], data.doc_ids[self.positives[pair]]
 
 
-def _lowest_positive(data: MiningData, row: int, positives: np.ndarray) -> tuple[int, float]:
-    """The query's positive with the lowest ensemble score, and that score ((-1, 0.0) without positives)."""
+def _reference_positive(data: MiningData, row: int, positives: np.ndarray, *, highest: bool) -> tuple[int, float]:
+    """The query's positive with the lowest (``highest``: the highest) ensemble score, and that score ((-1, 0.0)
+    without positives)."""
     if len(positives) == 0:
         return -1, 0.0
     scores = data.doc_vectors[positives] @ data.query_vectors[row]
-    at = int(np.argmin(scores))
+    at = int(np.argmax(scores) if highest else np.argmin(scores))
     return int(positives[at]), float(scores[at])
 
 

@@ -25,38 +25,52 @@ import numpy as np
 from haystack_hardneg.mine.config import MiningConfig
 from haystack_hardneg.mine.data import MiningData, Pairs
 
+# The guard's rules, in the order their names are joined when several hold a candidate back.
+GUARD_RULES: tuple[str, ...] = ("score_ratio", "score_margin", "max_score", "all_members_above")
+
 
 def suspected_false_negatives(
     candidate_scores: np.ndarray,
     positive_score: float | np.ndarray,
     *,
     ratio: float | None = 0.95,
+    margin: float | None = None,
+    max_score: float | None = None,
     member_candidate_scores: np.ndarray | None = None,
     member_positive_scores: np.ndarray | None = None,
-) -> tuple[np.ndarray, list[str]]:
+) -> tuple[np.ndarray, np.ndarray]:
     """Which candidates to hold back, and why.
 
     :param candidate_scores: ensemble scores of the candidates (``c``), or of many pairs' candidates (``p x c``).
     :param positive_score: the positive's ensemble score for the same query (``p x 1`` for many pairs).
-    :param ratio: hold back candidates scoring above ``ratio * positive_score``; ``None`` turns the rule off.
-    :param member_candidate_scores: ``m x c`` (or ``m x p x c``) per-member scores of the candidates
-        (``None``: rule off).
+    :param ratio: hold back candidates scoring above ``ratio * positive_score`` (a relative margin).
+    :param margin: hold back candidates scoring above ``positive_score - margin`` (an absolute margin).
+    :param max_score: hold back candidates scoring above ``max_score``, whatever the positive's.
+    :param member_candidate_scores: ``m x c`` (or ``m x p x c``) per-member scores of the candidates: those every
+        member scores above the positive are held back.
     :param member_positive_scores: ``m`` (or ``m x p``) per-member scores of the positive.
-    :returns: a boolean mask over the candidates and, per candidate, the reason (``""`` when kept), both
-        shaped like ``candidate_scores``.
+    Each rule is off where its argument is ``None``.
+    :returns: a boolean mask over the candidates and, per candidate, the rules that held it back joined by ``+``
+        in ``GUARD_RULES`` order (``""`` when kept), both shaped like ``candidate_scores``.
     """
-    candidate_scores = np.asarray(candidate_scores, dtype=np.float64)
-    by_ratio = np.zeros(candidate_scores.shape, dtype=bool)
+    scores = np.asarray(candidate_scores, dtype=np.float64)
+    positive = np.asarray(positive_score, dtype=np.float64)
+    rules = {name: np.zeros(scores.shape, dtype=bool) for name in GUARD_RULES}
     if ratio is not None:
         if not 0 < ratio <= 1.5:
             raise ValueError(f"guard ratio must be in (0, 1.5], got {ratio}.")
-        by_ratio = candidate_scores > ratio * np.asarray(positive_score, dtype=np.float64)
-    by_members = np.zeros(candidate_scores.shape, dtype=bool)
+        rules["score_ratio"] = scores > ratio * positive
+    if margin is not None:
+        rules["score_margin"] = scores > positive - margin
+    if max_score is not None:
+        rules["max_score"] = scores > max_score
     if member_candidate_scores is not None and member_positive_scores is not None and len(member_positive_scores) > 1:
-        by_members = np.all(np.asarray(member_candidate_scores) > np.expand_dims(member_positive_scores, -1), axis=0)
-    reasons = np.where(by_ratio & by_members, "score_ratio+all_members_above",
-                       np.where(by_ratio, "score_ratio", np.where(by_members, "all_members_above", "")))
-    return by_ratio | by_members, reasons
+        rules["all_members_above"] = np.all(np.asarray(member_candidate_scores)
+                                            > np.expand_dims(member_positive_scores, -1), axis=0)
+    reasons = np.full(scores.shape, "", dtype=object)
+    for name, held in rules.items():
+        reasons = np.where(held, np.where(reasons == "", name, reasons + "+" + name), reasons)
+    return np.logical_or.reduce(list(rules.values())), reasons
 
 
 @dataclass
@@ -68,7 +82,7 @@ class Verdict:
     reasons: np.ndarray  # why each held-back candidate is suspect ("" for the others)
 
 
-def screen_candidates(data: MiningData, guard_ratio: float | None, use_members: bool, pairs: Pairs,
+def screen_candidates(data: MiningData, config: MiningConfig, use_members: bool, pairs: Pairs,
                       pair_ids: np.ndarray, candidates: np.ndarray, *, known_scores: np.ndarray | None = None,
                       chunk: int = 512) -> Verdict:
     """The guard's verdict on ``candidates`` (one row per pair of ``pair_ids``), computed ``chunk`` pairs at a time
@@ -91,7 +105,8 @@ def screen_candidates(data: MiningData, guard_ratio: float | None, use_members: 
         if use_members:
             member_scores, member_positive = _member_scores(data, safe, queries, pairs.guard_positives[ids])
         block_mask, block_reasons = suspected_false_negatives(
-            block_scores, pairs.guard_scores[ids][:, None], ratio=guard_ratio,
+            block_scores, pairs.guard_scores[ids][:, None], ratio=config.guard_ratio, margin=config.guard_margin,
+            max_score=config.guard_max_score,
             member_candidate_scores=member_scores, member_positive_scores=member_positive,
         )
         scores[block] = np.where(valid, block_scores, -np.inf)
@@ -119,28 +134,34 @@ class Guard:
         self.use_members = (config.guard_member_agreement and data.member_slices is not None
                             and len(data.member_slices) > 1)
         self._suspects: dict[str, dict[str, dict]] = {}
+        # Candidates held back where a pair would have trained on them, by rule (one may count for several).
+        self.held_back_by_rule: dict[str, int] = {}
 
     def screen(self, pair_ids: np.ndarray, candidates: np.ndarray, *,
-               known_scores: np.ndarray | None = None) -> Verdict:
-        """The verdict on ``candidates`` (``pairs x c`` in scan order) of the pairs ``pair_ids``; suspects recorded."""
-        verdict = screen_candidates(self.data, self.config.guard_ratio, self.use_members, self.pairs, pair_ids,
+               known_scores: np.ndarray | None = None, needed: int | None = None) -> Verdict:
+        """The verdict on ``candidates`` (``pairs x c`` in scan order) of the pairs ``pair_ids``; suspects recorded
+        up to where the scan stops, after ``needed`` negatives (default ``num_negatives``)."""
+        verdict = screen_candidates(self.data, self.config, self.use_members, self.pairs, pair_ids,
                                     candidates, known_scores=known_scores)
-        self._record(pair_ids, candidates, verdict)
+        self._record(pair_ids, candidates, verdict, self.config.num_negatives if needed is None else needed)
         return verdict
 
-    def screen_window(self, pair: int, candidates: np.ndarray) -> np.ndarray:
+    def screen_window(self, pair: int, candidates: np.ndarray, *, needed: int | None = None) -> np.ndarray:
         """Which of one pair's ``candidates`` (in scan order) are held back; suspects recorded."""
         if len(candidates) == 0:
             return np.zeros(0, dtype=bool)
-        return self.screen(np.array([pair]), candidates[None, :]).held_back[0]
+        return self.screen(np.array([pair]), candidates[None, :], needed=needed).held_back[0]
 
-    def _record(self, pair_ids: np.ndarray, candidates: np.ndarray, verdict: Verdict) -> None:
+    def _record(self, pair_ids: np.ndarray, candidates: np.ndarray, verdict: Verdict, needed: int) -> None:
         usable = (candidates >= 0) & ~verdict.held_back
         if self.config.sampling == "random":
             reached = np.ones_like(verdict.held_back)
         else:
-            reached = np.cumsum(usable, axis=1) - usable < self.config.num_negatives
+            reached = np.cumsum(usable, axis=1) - usable < needed
         rows, columns = np.nonzero(verdict.held_back & reached)
+        for reason in verdict.reasons[rows, columns].tolist():
+            for rule in str(reason).split("+"):
+                self.held_back_by_rule[rule] = self.held_back_by_rule.get(rule, 0) + 1
         found = pair_ids[rows]
         query_ids, doc_ids, suspects = self.data.query_ids, self.data.doc_ids, self._suspects
         for query, doc, score, positive, positive_score, reason in zip(

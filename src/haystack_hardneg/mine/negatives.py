@@ -46,7 +46,7 @@ class MinedPair:
     negative_clusters: list[int | None] = field(default_factory=list)
     query_cluster: int | None = None
     positive_cluster: int | None = None
-    fallback: int = 0  # negatives taken from outside the clusters because the clusters had too few
+    fallback: int = 0  # negatives taken beyond the window (ensemble_cluster: outside the clusters): it had too few
 
 
 @dataclass
@@ -58,6 +58,8 @@ class MiningResult:
     skipped: dict[str, list]
     clustering: Clustering | None = None
     positives_not_sampled: int = 0  # positives left out by max_positives_per_query
+    pairs_asked: int = 0  # (query, positive) pairs mining was asked to fill
+    held_back_by_rule: dict[str, int] = field(default_factory=dict)  # the guard's candidates held back, by rule
 
 
 def _known_positives(data: MiningData) -> tuple[list[np.ndarray], list[np.ndarray], dict[str, list]]:
@@ -105,8 +107,8 @@ def mine_negatives(data: MiningData, config: MiningConfig, *, progress_bar: bool
     mined = _mine_pairs(data, config, pairs, provider, guard, rng, progress_bar)
     skipped["too_few_candidates"] = [pairs.ids(data, pair) for pair, found in enumerate(mined) if found is None]
     if skipped["too_few_candidates"]:
-        logger.warning("%d pair(s) had fewer than %d usable candidates and were left out.",
-                       len(skipped["too_few_candidates"]), config.num_negatives)
+        logger.warning(dropped_message(config, len(skipped["too_few_candidates"]), len(pairs),
+                                       guard.held_back_by_rule))
     return MiningResult(
         strategy=config.strategy,
         config=asdict(config),
@@ -115,7 +117,34 @@ def mine_negatives(data: MiningData, config: MiningConfig, *, progress_bar: bool
         skipped=skipped,
         clustering=provider.clustering,
         positives_not_sampled=sum(len(a) - len(b) for a, b in zip(every_positive, positives)),
+        pairs_asked=len(pairs),
+        held_back_by_rule=dict(guard.held_back_by_rule),
     )
+
+
+# Above this share of pairs left out, the warning says which guard rule held their candidates back and what to change.
+DROPPED_SHARE_EXPLAINED = 0.10
+# What loosens each guard rule (MiningConfig's options).
+LOOSER = {
+    "score_ratio": "a higher guard_ratio (e.g. 0.98), or guard_reference: highest",
+    "score_margin": "a smaller guard_margin, or guard_reference: highest",
+    "max_score": "a higher guard_max_score",
+    "all_members_above": "guard_member_agreement: false (--no-member-agreement)",
+}
+
+
+def dropped_message(config: MiningConfig, dropped: int, asked: int, held_back_by_rule: dict[str, int]) -> str:
+    """Why pairs were left out, and, when they are many, which rule held their candidates back and what to change."""
+    where = "in the whole corpus" if config.fill_beyond_window else "in their rank window"
+    text = (f"{dropped} of {asked} pair(s) ({dropped / max(asked, 1):.0%}) had fewer than {config.num_negatives} "
+            f"candidates the false-negative guard let through {where} and were left out")
+    if dropped / max(asked, 1) <= DROPPED_SHARE_EXPLAINED:
+        return text + "."
+    rules = sorted(held_back_by_rule.items(), key=lambda item: -item[1])
+    text += ("; held back by " + ", ".join(f"{rule}: {count}" for rule, count in rules)) if rules else ""
+    advice = [] if config.fill_beyond_window else ["fill_beyond_window: true (take negatives beyond the window)"]
+    advice += [LOOSER[rule] for rule, _ in rules if rule in LOOSER]
+    return text + (". To keep them: " + "; or ".join(advice) + "." if advice else ".")
 
 
 def _mine_pairs(data: MiningData, config: MiningConfig, pairs: Pairs, provider: CandidateProvider, guard: Guard,
@@ -127,16 +156,17 @@ def _mine_pairs(data: MiningData, config: MiningConfig, pairs: Pairs, provider: 
         # Every pair's window is known up front, so the guard screens them all at once.
         verdict = guard.screen(np.arange(len(pairs)), windows.candidates, known_scores=windows.known_scores)
         if config.sampling == "top":
-            return _top_of_every_window(data, config, pairs, windows, verdict, bar)
+            return _top_of_every_window(data, config, pairs, windows, verdict, bar, provider, guard)
         windows = windows.rows(verdict.held_back)
     return [_mine_window(data, config, pairs, window, guard, rng, provider)
             for window in tqdm(windows, total=len(pairs), **bar)]
 
 
 def _top_of_every_window(data: MiningData, config: MiningConfig, pairs: Pairs, windows: RankedWindows,
-                         verdict: Verdict, bar: dict) -> list[MinedPair | None]:
-    """Each pair's best candidates the guard let through, taken for every pair at once (``None``: too few);
-    the loop only assembles the records."""
+                         verdict: Verdict, bar: dict, provider: CandidateProvider, guard: Guard
+                         ) -> list[MinedPair | None]:
+    """Each pair's best candidates the guard let through, taken for every pair at once; a pair the window leaves
+    short is filled one by one (``_mine_window``; ``None``: still short). The loop only assembles the records."""
     enough, positions = take_top(windows.candidates, verdict.held_back, config.num_negatives)
     negative_idx = np.take_along_axis(windows.candidates[enough], positions, axis=1).tolist()
     negative_scores = np.take_along_axis(verdict.scores[enough], positions, axis=1).tolist()
@@ -152,26 +182,29 @@ def _top_of_every_window(data: MiningData, config: MiningConfig, pairs: Pairs, w
             negative_scores=negative_scores[n],
             negative_ranks=negative_ranks[n],
         )
+    if config.fill_beyond_window:
+        short = [window for window in windows.rows(verdict.held_back) if not enough[window.pair]]
+        for window in short:
+            mined[window.pair] = _mine_window(data, config, pairs, window, guard, None, provider)
     return mined
 
 
 def _mine_window(data: MiningData, config: MiningConfig, pairs: Pairs, window: Window, guard: Guard,
-                 rng: np.random.Generator, provider: CandidateProvider) -> MinedPair | None:
+                 rng: np.random.Generator | None, provider: CandidateProvider) -> MinedPair | None:
     """One pair's negatives: chosen among the window's candidates the guard let through, then, if those are
-    too few, the first of the window's fallback candidates it lets through (``None``: still too few)."""
+    too few, the first candidates beyond the window it lets through (``provider.beyond``: the whole corpus with
+    ``fill_beyond_window``, else only the clusters' fallback; ``None``: still too few)."""
     held_back = window.held_back
     if held_back is None:
         held_back = guard.screen_window(window.pair, window.candidates)
     chosen = choose(held_back, config, rng, presampled=provider.presampled)
     negatives = window.candidates[chosen].tolist()
     ranks = [None if r < 0 else r for r in window.ranks[chosen].tolist()]
-    fallback: list[int] = []
-    if window.fallback is not None and len(negatives) < config.num_negatives:
-        extra = window.fallback()
-        fallback = extra[~guard.screen_window(window.pair, extra)][: config.num_negatives - len(negatives)].tolist()
-    if len(negatives) + len(fallback) < config.num_negatives:
+    needed = config.num_negatives - len(negatives)
+    extra, extra_ranks = _beyond_window(config, pairs, window, guard, provider, needed) if needed > 0 else ([], [])
+    if len(negatives) + len(extra) < config.num_negatives:
         return None
-    negatives += fallback
+    negatives += extra
     query_id, positive_id = pairs.ids(data, window.pair)
     return MinedPair(
         query_id=query_id,
@@ -179,12 +212,30 @@ def _mine_window(data: MiningData, config: MiningConfig, pairs: Pairs, window: W
         positive_score=float(pairs.scores[window.pair]),
         negative_ids=[data.doc_ids[i] for i in negatives],
         negative_scores=(data.doc_vectors[negatives] @ data.query_vectors[pairs.rows[window.pair]]).tolist(),
-        negative_ranks=ranks + [None] * len(fallback),
+        negative_ranks=ranks + [None if r < 0 else r for r in extra_ranks],
         negative_clusters=provider.clustering.labels[negatives].tolist() if provider.clustering is not None else [],
         query_cluster=window.query_cluster,
         positive_cluster=window.positive_cluster,
-        fallback=len(fallback),
+        fallback=len(extra),
     )
+
+
+def _beyond_window(config: MiningConfig, pairs: Pairs, window: Window, guard: Guard, provider: CandidateProvider,
+                   needed: int) -> tuple[list[int], list[int]]:
+    """The first ``needed`` candidates beyond ``window`` that the guard lets through, and their ranks, screened a
+    growing block at a time: most pairs need a few, and the whole corpus is screened only when it must be."""
+    candidates, ranks = provider.beyond(pairs, window, deep=config.fill_beyond_window)
+    taken: list[int] = []
+    taken_ranks: list[int] = []
+    start, block = 0, 8 * config.num_negatives
+    while len(taken) < needed and start < len(candidates):
+        part = candidates[start:start + block]
+        usable = np.flatnonzero(~guard.screen_window(window.pair, part, needed=needed - len(taken)))
+        usable = usable[: needed - len(taken)]
+        taken += part[usable].tolist()
+        taken_ranks += ranks[start:start + block][usable].tolist()
+        start, block = start + block, block * 2
+    return taken, taken_ranks
 
 
 def ensemble_ranks(data: MiningData, pairs: Sequence[MinedPair], *, max_queries: int = 500, seed: int = 0) -> list[int]:

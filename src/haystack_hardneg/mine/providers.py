@@ -18,7 +18,7 @@ import numpy as np
 from haystack_hardneg.mine.cluster import Clustering, cluster_documents
 from haystack_hardneg.mine.config import MiningConfig, uses_bm25
 from haystack_hardneg.mine.data import MiningData, Pairs
-from haystack_hardneg.mine.search import top_k
+from haystack_hardneg.mine.search import full_order, top_k
 from haystack_hardneg.scoring.fusion import fuse_rankings, min_max
 from haystack_hardneg.store.lexical import LexicalIndex
 
@@ -35,8 +35,9 @@ class Window:
     held_back: np.ndarray | None = None  # the guard's verdict, when it screened every pair's window at once
     query_cluster: int | None = None
     positive_cluster: int | None = None
-    # More candidates in scan order, for when the window leaves the pair short of negatives.
-    fallback: Callable[[], np.ndarray] | None = None
+    # Documents the strategy looked at for this pair beyond its candidates (the clusters' skipped top ranks): never
+    # taken again when the pair is filled from beyond the window.
+    seen: np.ndarray | None = None
 
 
 @dataclass
@@ -61,6 +62,20 @@ class CandidateProvider(Protocol):
     presampled: bool  # the windows are uniform draws already: random sampling takes them as they come
 
     def windows(self, pairs: Pairs) -> Iterator[Window] | RankedWindows: ...
+
+    def beyond(self, pairs: Pairs, window: Window, *, deep: bool) -> tuple[np.ndarray, np.ndarray]:
+        """The candidates after ``window`` in the strategy's scan order and their ranks (-1: unranked), for a pair
+        the window left short: down to the whole corpus with ``deep``, else only what the strategy itself adds
+        (the clusters' fallback)."""
+        ...
+
+
+def _after(order: np.ndarray, window: Window, lo: int) -> tuple[np.ndarray, np.ndarray]:
+    """``order`` (a whole-corpus ranking) from rank ``lo`` on, less the window's documents, with their ranks."""
+    ranks = np.arange(lo, len(order))
+    keep = ~np.isin(order[lo:], window.candidates if window.seen is None else
+                    np.concatenate([window.candidates, window.seen]))
+    return order[lo:][keep], ranks[keep]
 
 
 def bm25_ranking(index: LexicalIndex, queries: Sequence[str], hi: int, exclude: Sequence[np.ndarray]) -> Ranking:
@@ -101,13 +116,20 @@ class RankedProvider:
     clustering = None
     presampled = False
 
-    def __init__(self, ranking: Ranking, rank_window: tuple[int, int], *, scores_are_ensemble: bool):
+    def __init__(self, ranking: Ranking, rank_window: tuple[int, int], *, scores_are_ensemble: bool,
+                 order: Callable[[int], np.ndarray] | None = None):
         self.ranking, self.rank_window, self.scores_are_ensemble = ranking, rank_window, scores_are_ensemble
+        self.order = order  # a query row's ranking of the whole corpus, for the pairs a window leaves short
 
     def windows(self, pairs: Pairs) -> RankedWindows:
         (lo, hi), (indices, scores) = self.rank_window, self.ranking
         return RankedWindows(indices[pairs.rows, lo:hi], lo,
                              scores[pairs.rows, lo:hi] if self.scores_are_ensemble else None)
+
+    def beyond(self, pairs: Pairs, window: Window, *, deep: bool) -> tuple[np.ndarray, np.ndarray]:
+        if not deep or self.order is None:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        return _after(self.order(int(pairs.rows[window.pair])), window, self.rank_window[0])
 
 
 def ranked_provider(data: MiningData, config: MiningConfig, excluded: list[np.ndarray],
@@ -116,17 +138,40 @@ def ranked_provider(data: MiningData, config: MiningConfig, excluded: list[np.nd
     member's, or BM25's."""
     hi = config.rank_window[1]
     if config.strategy == "dense":
-        ranking = top_k(data.member_vectors(config.member, "query"), data.member_vectors(config.member, "doc"), hi,
-                        exclude=excluded)
+        queries, documents = data.member_vectors(config.member, "query"), data.member_vectors(config.member, "doc")
+        ranking = top_k(queries, documents, hi, exclude=excluded)
     elif config.strategy == "bm25":
         ranking = bm25_ranking(lexical, data.query_texts, hi, excluded)
     else:
-        ranking = top_k(data.query_vectors, data.doc_vectors, hi, exclude=excluded)
+        queries, documents = data.query_vectors, data.doc_vectors
+        ranking = top_k(queries, documents, hi, exclude=excluded)
         if lexical is not None:
             ranking = fuse_ranked(ranking, bm25_ranking(lexical, data.query_texts, hi, excluded),
                                   config.lexical_weight, hi)
     scores_are_ensemble = config.strategy == "ensemble" and lexical is None
-    return RankedProvider(ranking, config.rank_window, scores_are_ensemble=scores_are_ensemble)
+    return RankedProvider(ranking, config.rank_window, scores_are_ensemble=scores_are_ensemble,
+                          order=partial(_whole_ranking, data, config, excluded, lexical))
+
+
+def _whole_ranking(data: MiningData, config: MiningConfig, excluded: list[np.ndarray], lexical: LexicalIndex | None,
+                   row: int) -> np.ndarray:
+    """Query ``row``'s ranking of the whole corpus by ``config.strategy``'s score, documents judged relevant left
+    out (BM25: documents sharing no term with the query come by the ensemble's score)."""
+    if config.strategy == "dense":
+        member = config.member
+        return full_order(data.member_vectors(member, "doc") @ data.member_vectors(member, "query")[row], excluded[row])
+    dense = data.doc_vectors @ data.query_vectors[row]
+    if lexical is None:
+        return full_order(dense, excluded[row])
+    lexical_scores = lexical.scores(data.query_texts[row])
+    if config.strategy == "bm25":
+        return full_order(dense, excluded[row], tiebreak=lexical_scores)
+    n = len(dense)
+    dense_order = full_order(dense, excluded[row])
+    lexical_order = full_order(lexical_scores, excluded[row], tiebreak=None)
+    fused = fuse_ranked((dense_order[None], dense[dense_order][None]),
+                        (lexical_order[None], lexical_scores[lexical_order][None]), config.lexical_weight, n)
+    return fused[0][0][fused[0][0] >= 0]
 
 
 class RandomProvider:
@@ -135,8 +180,9 @@ class RandomProvider:
     clustering = None
     presampled = True
 
-    def __init__(self, n_docs: int, excluded: list[np.ndarray], num_negatives: int, rng: np.random.Generator):
-        self.n_docs, self.excluded, self.num_negatives, self.rng = n_docs, excluded, num_negatives, rng
+    def __init__(self, n_docs: int, excluded: list[np.ndarray], num_negatives: int, rng: np.random.Generator,
+                 seed: int = 0):
+        self.n_docs, self.excluded, self.num_negatives, self.rng, self.seed = n_docs, excluded, num_negatives, rng, seed
 
     def windows(self, pairs: Pairs) -> Iterator[Window]:
         for pair, row in enumerate(pairs.rows.tolist()):
@@ -146,6 +192,14 @@ class RandomProvider:
             draw = self.rng.choice(self.n_docs, size=size, replace=False)
             candidates = draw[~np.isin(draw, own)]
             yield Window(pair, candidates, np.full(len(candidates), -1))
+
+    def beyond(self, pairs: Pairs, window: Window, *, deep: bool) -> tuple[np.ndarray, np.ndarray]:
+        if not deep:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        # The rest of the corpus in a random order of its own (seeded by the pair): the window's draw goes on.
+        rest = np.random.default_rng([self.seed, 2, int(window.pair)]).permutation(self.n_docs)
+        rest = rest[~np.isin(rest, np.concatenate([self.excluded[int(pairs.rows[window.pair])], window.candidates]))]
+        return rest, np.full(len(rest), -1)
 
 
 class ClusterProvider:
@@ -184,13 +238,20 @@ class ClusterProvider:
         ranked = pool[np.argsort(-pool_scores, kind="stable")]
         candidates = ranked[lo:hi]
         return Window(pair, candidates, np.arange(lo, lo + len(candidates)), query_cluster=q_cluster,
-                      positive_cluster=p_cluster, fallback=partial(self._fallback, row, ranked[:hi]))
+                      positive_cluster=p_cluster, seen=ranked[:lo])
 
-    def _fallback(self, row: int, seen: np.ndarray) -> np.ndarray:
-        """The ensemble's ranking of the whole corpus from ``lo`` on, less the pool's top ``hi`` (``seen``): the
-        window's start holds here too, as skipped ranks are likely false negatives either way."""
-        extra = self._global_ranking[row][self.config.rank_window[0]:]
-        return extra[(extra >= 0) & ~np.isin(extra, seen)]
+    def beyond(self, pairs: Pairs, window: Window, *, deep: bool) -> tuple[np.ndarray, np.ndarray]:
+        """The clusters' fallback: the ensemble's ranking of the whole corpus from ``lo`` on, less the pool's top
+        ``hi``: the window's start holds here too, as skipped ranks are likely false negatives either way. Without
+        ``deep`` it goes ``num_negatives`` past ``hi`` only. Unranked (-1): these are not the pool's ranks."""
+        row = int(pairs.rows[window.pair])
+        if deep:
+            order = full_order(self.data.doc_vectors @ self.data.query_vectors[row], self.excluded[row])
+        else:
+            order = self._global_ranking[row]
+            order = order[order >= 0]
+        extra, _ = _after(order, window, self.config.rank_window[0])
+        return extra, np.full(len(extra), -1)
 
     @cached_property
     def _global_ranking(self) -> np.ndarray:
@@ -210,7 +271,7 @@ def candidate_provider(data: MiningData, config: MiningConfig, excluded: list[np
         lexical = LexicalIndex.build(data.doc_ids, data.doc_texts, language=None, stopwords="en",
                                      show_progress=progress_bar)
     if config.strategy == "random":
-        return RandomProvider(len(data.doc_ids), excluded, config.num_negatives, rng)
+        return RandomProvider(len(data.doc_ids), excluded, config.num_negatives, rng, config.seed)
     if config.strategy == "ensemble_cluster":
         return ClusterProvider(data, config, excluded, lexical)
     return ranked_provider(data, config, excluded, lexical)

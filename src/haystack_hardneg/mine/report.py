@@ -26,6 +26,11 @@ def mining_report(data: MiningData, result: MiningResult, *, seconds: float | No
         "config": result.config,
         "queries": len(data.query_ids),
         "pairs": len(pairs),
+        "pairs_asked": result.pairs_asked or len(pairs),
+        # Pairs whose window was short of negatives the guard let through, filled from beyond it.
+        "pairs_filled_beyond_window": sum(1 for p in pairs if p.fallback),
+        "negatives_beyond_window": int(sum(p.fallback for p in pairs)),
+        "held_back_by_rule": dict(result.held_back_by_rule),
         "positives_not_sampled": result.positives_not_sampled,
         "negatives_per_pair": result.config["num_negatives"],
         "negative_rank_in_strategy": _stats(r for p in pairs for r in p.negative_ranks),
@@ -59,14 +64,15 @@ def format_report(report: dict) -> str:
 
     lines = [
         f"strategy: {report['strategy']}",
-        f"  pairs mined: {report['pairs']} of {report['queries']} queries, "
-        f"{report['negatives_per_pair']} negatives each",
+        f"  pairs mined: {report['pairs']} of {report.get('pairs_asked', report['pairs'])} "
+        f"({report['queries']} queries), {report['negatives_per_pair']} negatives each; "
+        f"{report.get('pairs_filled_beyond_window', 0)} filled from beyond the window",
         f"  negative rank in its strategy: {fmt(report['negative_rank_in_strategy'])}",
         f"  negative rank in the ensemble: {fmt(report['negative_rank_in_ensemble'])}",
         f"  negative score: {fmt(report['negative_score'])}; positive score: {fmt(report['positive_score'])}",
         f"  score gap to the positive: {fmt(report['score_gap_to_positive'])}",
         f"  suspected positives held back: {report['suspected_positives']} "
-        f"(in {report['queries_with_suspected_positives']} queries)",
+        f"(in {report['queries_with_suspected_positives']} queries; by rule: {report.get('held_back_by_rule', {})})",
         f"  skipped: {report['skipped']}",
     ]
     if "clusters" in report:
@@ -78,12 +84,13 @@ def format_report(report: dict) -> str:
 
 def comparison_table(reports: dict[str, dict]) -> str:
     """The strategies side by side, as a Markdown table (``mining_report.md``)."""
-    lines = ["| strategy | pairs | rank in ensemble (mean) | score gap to positive (mean) | suspected positives | "
-             "seconds |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| strategy | pairs (of asked) | filled beyond window | rank in ensemble (mean) | "
+             "score gap to positive (mean) | suspected positives | seconds |",
+             "|---|---|---|---|---|---|---|"]
     for strategy, r in reports.items():
         rank = r["negative_rank_in_ensemble"]["mean"] if r["negative_rank_in_ensemble"] else float("nan")
         gap = r["score_gap_to_positive"]["mean"] if r["score_gap_to_positive"] else float("nan")
-        lines.append(f"| {strategy} | {r['pairs']} | {rank:.1f} | {gap:.3f} | {r['suspected_positives']} | "
-                     f"{r['seconds']} |")
+        lines.append(f"| {strategy} | {r['pairs']} ({r.get('pairs_asked', r['pairs'])}) | "
+                     f"{r.get('pairs_filled_beyond_window', 0)} | {rank:.1f} | {gap:.3f} | "
+                     f"{r['suspected_positives']} | {r['seconds']} |")
     return "\n".join(lines) + "\n"

@@ -79,3 +79,12 @@ def _block_top_k(queries, documents, k: int, document_block: int, banned: tuple[
         best_score, keep = torch.topk(cand_score, min(k, cand_score.shape[1]), dim=1)
         best_idx = torch.gather(cand_idx, 1, keep)
     return best_score, best_idx
+
+
+def full_order(scores: np.ndarray, exclude: np.ndarray, tiebreak: np.ndarray | None = None) -> np.ndarray:
+    """Every document index but ``exclude``, by descending ``scores`` (ties: descending ``tiebreak``, then index
+    order): one query's ranking of the whole corpus, for the rare pair whose window runs short."""
+    keys = (-np.asarray(scores, dtype=np.float64),) if tiebreak is None else \
+        (-np.asarray(tiebreak, dtype=np.float64), -np.asarray(scores, dtype=np.float64))
+    order = np.lexsort(keys)
+    return order[~np.isin(order, exclude)]
