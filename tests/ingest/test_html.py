@@ -87,3 +87,59 @@ def test_converter_reads_jsonl_and_beir_folders(fixtures):
 def test_converter_round_trips_to_dict():
     converter = CorpusConverter(min_words=3, timeout=4, retry_attempts=2)
     assert CorpusConverter.from_dict(converter.to_dict()).to_dict() == converter.to_dict()
+
+
+@pytest.fixture
+def large_pages():
+    """A real loopback server with a 3 MB page (declared length) and an endless chunked page; it counts the bytes
+    it managed to send of the endless one."""
+    sent = {"endless": 0}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self):
+            block = b"<p>" + b"word " * 2000 + b"</p>\n"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            if self.path == "/large.html":
+                body = b"<html><body>" + block * (3_000_000 // len(block)) + b"</body></html>"
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                return
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            try:
+                for _ in range(100_000):  # about 1 GB unless the client hangs up
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(block), block))
+                    sent["endless"] += len(block)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", sent
+    server.shutdown()
+
+
+def test_pages_and_files_above_the_size_limit_fail_alone_without_being_read_whole(large_pages, tmp_path):
+    site, sent = large_pages
+    big_file = tmp_path / "big.html"
+    big_file.write_bytes(b"<html><body>" + b"<p>" + b"word " * 300_000 + b"</p></body></html>")
+    converter = CorpusConverter(timeout=5, retry_attempts=0, max_bytes=1_000_000)
+    sources = [f"{site}/large.html", f"{site}/endless.html", str(big_file), str(HTML / "article.html"),
+               ByteStream(data=big_file.read_bytes(), meta={"url": "bytes://big"})]
+    result = converter.run(sources=sources)
+    assert [d.meta["source"] for d in result["documents"]] == [str(HTML / "article.html")]
+    failed = {f["source"]: f["error"] for f in result["failures"]}
+    assert "is 3.0 MB, above the limit of 1.0 MB: raise max_bytes (index --max-bytes)" in failed[f"{site}/large.html"]
+    assert "above the limit of 1.0 MB" in failed[f"{site}/endless.html"]
+    assert "the file" in failed[str(big_file)] and "is 1.5 MB" in failed[str(big_file)]
+    assert "the stream bytes://big" in failed["bytes://big"]
+    # The endless page was abandoned just past the limit, not read to its end.
+    assert sent["endless"] < 50_000_000
+    assert CorpusConverter.from_dict(converter.to_dict()).max_bytes == 1_000_000

@@ -17,6 +17,7 @@ from haystack_hardneg.cli.common import (
 )
 from haystack_hardneg.embed.components import EnsembleDocumentEmbedder, EnsembleTextEmbedder
 from haystack_hardneg.ingest.components import CorpusConverter, DocumentChunker
+from haystack_hardneg.ingest.fetch import DEFAULT_MAX_BYTES
 from haystack_hardneg.pipelines import (
     build_indexing_pipeline,
     build_query_pipeline,
@@ -41,6 +42,9 @@ def add_index_parser(commands) -> None:
                        help="with --split-by sentence: a longer sentence is cut into windows of this many words")
     index.add_argument("--meta-field", action="append", help="meta field embedded before the text (e.g. title)")
     index.add_argument("--separator", default="\n", help="between embedded meta fields and the text")
+    index.add_argument("--max-bytes", type=int, default=DEFAULT_MAX_BYTES,
+                       help="a web page or HTML file larger than this is reported as failed, not read whole "
+                            "(default: %(default)s)")
     index.set_defaults(func=cmd_index)
 
 
@@ -58,7 +62,8 @@ def _indexing_pipeline(args: argparse.Namespace):
         max_sentence_words=args.max_sentence_words,
     )
     store = open_store(args, embedder_dimension(embedder), recreate=args.recreate)
-    return build_indexing_pipeline(embedder, store, converter=CorpusConverter(), chunker=chunker)
+    return build_indexing_pipeline(embedder, store, converter=CorpusConverter(max_bytes=args.max_bytes),
+                                   chunker=chunker)
 
 
 def cmd_index(args: argparse.Namespace) -> int:

@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from haystack import Document, component, default_from_dict, default_to_dict, logging
-from haystack.components.fetchers import LinkContentFetcher
 from haystack.dataclasses import ByteStream
 
 from haystack_hardneg.ingest.beir import load_corpus
+from haystack_hardneg.ingest.fetch import DEFAULT_MAX_BYTES, fetch, too_large
 from haystack_hardneg.ingest.html import extract_main_text
 from haystack_hardneg.ingest.split import SPLIT_UNITS, SplitUnit, split_text_counted, tokenizer_offsets
 
@@ -68,22 +68,29 @@ class CorpusConverter:
     ```
     """
 
-    def __init__(self, *, min_words: int = 5, timeout: int = 10, retry_attempts: int = 1):
+    def __init__(self, *, min_words: int = 5, timeout: int = 10, retry_attempts: int = 1,
+                 max_bytes: int = DEFAULT_MAX_BYTES):
         """
         :param min_words: a page whose main text has fewer words is reported as having no main text.
         :param timeout: seconds to wait for each URL.
         :param retry_attempts: retries per URL before it is reported as failed.
+        :param max_bytes: a web page, HTML file or ByteStream larger than this is reported as failed without being
+            read whole (a URL is streamed and abandoned past it): extracting the main text takes about 45 times
+            a page's size in memory.
         """
         if min_words < 1:
             raise ValueError("min_words must be >= 1.")
+        if max_bytes < 1:
+            raise ValueError("max_bytes must be >= 1.")
         self.min_words = min_words
         self.timeout = timeout
         self.retry_attempts = retry_attempts
-        self._fetcher = LinkContentFetcher(raise_on_failure=True, timeout=timeout, retry_attempts=retry_attempts)
+        self.max_bytes = max_bytes
         self._folder_files: set[str] = set()
 
     def to_dict(self) -> dict[str, Any]:
-        return default_to_dict(self, min_words=self.min_words, timeout=self.timeout, retry_attempts=self.retry_attempts)
+        return default_to_dict(self, min_words=self.min_words, timeout=self.timeout, retry_attempts=self.retry_attempts,
+                               max_bytes=self.max_bytes)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "CorpusConverter":
@@ -103,10 +110,13 @@ class CorpusConverter:
     def _convert(self, source: str | Path | ByteStream) -> list[Document]:
         if isinstance(source, ByteStream):
             name = str(source.meta.get("url") or source.meta.get("file_path") or "<bytes>")
+            if len(source.data) > self.max_bytes:
+                raise too_large(f"the stream {name}", len(source.data), self.max_bytes)
             return [self._page_document(source.data, name, dict(source.meta))]
         if _is_url(source):
-            stream = self._fetcher.run(urls=[str(source)])["streams"][0]
-            return [self._page_document(stream.data, str(source), {"content_type": stream.mime_type})]
+            data, mime_type = fetch(str(source), max_bytes=self.max_bytes, timeout=self.timeout,
+                                    retry_attempts=self.retry_attempts)
+            return [self._page_document(data, str(source), {"content_type": mime_type})]
         if isinstance(source, str) and "://" in source:
             raise ValueError(f"unsupported URL scheme in {source}: give http(s) URLs, or download the page and "
                              f"give its file")
@@ -119,6 +129,8 @@ class CorpusConverter:
             raise FileNotFoundError(f"no such file or folder: {path}")
         if self._from_folder(path) and path.suffix.lower() not in FOLDER_SUFFIXES:
             raise ValueError(f"not read from its folder: only {', '.join(FOLDER_SUFFIXES)} files are")
+        if path.stat().st_size > self.max_bytes:
+            raise too_large(f"the file {path}", path.stat().st_size, self.max_bytes)
         return [self._page_document(path.read_bytes(), str(path), {"file_path": str(path)})]
 
     def _from_folder(self, path: Path) -> bool:
