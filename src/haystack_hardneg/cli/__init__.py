@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 
 from haystack.core.errors import DeserializationError, PipelineRuntimeError
 
@@ -63,6 +64,10 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in argv  # taken wherever it stands, before or after the command
     args = build_parser().parse_args([a for a in argv if a != "--debug"])
     args.debug = debug
+    if not debug:
+        # qdrant-client warns when it cannot ask a server its version; the command then fails with its own line
+        # saying the server is unreachable, so the warning only doubles it.
+        warnings.filterwarnings("ignore", message="Failed to obtain server version", category=UserWarning)
     try:
         return int(args.func(args) or 0)
     except BAD_INPUT as error:
