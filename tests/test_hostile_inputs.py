@@ -211,3 +211,21 @@ def test_a_max_length_beyond_the_base_models_positions_is_capped_with_a_warning(
     assert code == 0 and "About" in capsys.readouterr().out
     assert f"max_length {positions + 1} is above the {positions} positions" in caplog.text
     assert not (tmp_path / "run").exists()
+
+
+def test_a_label_naming_a_path_outside_the_sources_is_never_opened(tmp_path, capsys):
+    secret = tmp_path / "outside" / "secret.html"
+    secret.parent.mkdir()
+    secret.write_text("<html><body><p>" + "the secret pump manual text " * 20 + "</p></body></html>")
+    (tmp_path / "in").mkdir()
+    relative = os.path.relpath(secret, tmp_path / "in")
+    labels = (f"query,document\nwhat does the warranty cover,d1\nhow do I return it,d2\nis shipping free,d3\n"
+              f"what is secret,{relative}\n").encode()
+    code, errors = _prepare(tmp_path / "in", capsys, GOOD_CORPUS, labels)
+    # Not converted, so not a document: the label names none of the sources given, and is refused as such.
+    assert code == 2 and len(errors) == 1 and "name no ingested document" in errors[0], errors
+    code = main(["prepare", str(tmp_path / "in" / "corpus.jsonl"), "--labels", str(tmp_path / "in" / "labels.csv"),
+                 "--out", str(tmp_path / "in" / "beir"), "--skip-missing"])
+    assert code == 0
+    written = "".join(p.read_text() for p in (tmp_path / "in" / "beir").rglob("*") if p.is_file())
+    assert "secret pump manual" not in written and "secret.html" not in written
