@@ -218,3 +218,16 @@ def test_filling_beyond_the_window_is_keyed_so_that_runs_recorded_without_it_are
     recorded_before = K.stage_key(index="i", mining={"seed": 0}, strategy="random", queries=["q"])
     assert key(fill_beyond_window=False) == recorded_before  # pinned off: the recorded runs still match
     assert key() == key(fill_beyond_window=True) != recorded_before  # the default is on, and keyed
+
+
+def test_suspects_are_recorded_in_the_window_only_when_pairs_are_filled_beyond_it():
+    data, options = _crowded()
+    result = mine_negatives(data, MiningConfig(strategy="ensemble", **options), progress_bar=False)
+    assert any(p.fallback for p in result.pairs)  # some pairs went beyond the window
+    index = {d: i for i, d in enumerate(data.doc_ids)}
+    for query, suspects in result.suspected_positives.items():
+        row = data.query_ids.index(query)
+        scores = data.doc_vectors @ data.query_vectors[row]
+        scores[[index[d] for d in data.relevant[query]]] = -np.inf
+        window = set(np.argsort(-scores)[:20].tolist())  # rank_window (0, 20) of the ensemble's ranking
+        assert {index[s["doc_id"]] for s in suspects} <= window

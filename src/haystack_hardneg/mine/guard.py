@@ -138,26 +138,29 @@ class Guard:
         self.held_back_by_rule: dict[str, int] = {}
 
     def screen(self, pair_ids: np.ndarray, candidates: np.ndarray, *,
-               known_scores: np.ndarray | None = None, needed: int | None = None) -> Verdict:
-        """The verdict on ``candidates`` (``pairs x c`` in scan order) of the pairs ``pair_ids``; suspects recorded
-        up to where the scan stops, after ``needed`` negatives (default ``num_negatives``)."""
+               known_scores: np.ndarray | None = None, record: bool = True) -> Verdict:
+        """The verdict on ``candidates`` (``pairs x c`` in scan order) of the pairs ``pair_ids``; with ``record``,
+        suspects are recorded (and counted by rule) up to where the scan stops."""
         verdict = screen_candidates(self.data, self.config, self.use_members, self.pairs, pair_ids,
                                     candidates, known_scores=known_scores)
-        self._record(pair_ids, candidates, verdict, self.config.num_negatives if needed is None else needed)
+        if record:
+            self._record(pair_ids, candidates, verdict)
         return verdict
 
-    def screen_window(self, pair: int, candidates: np.ndarray, *, needed: int | None = None) -> np.ndarray:
-        """Which of one pair's ``candidates`` (in scan order) are held back; suspects recorded."""
+    def screen_window(self, pair: int, candidates: np.ndarray, *, record: bool = True) -> np.ndarray:
+        """Which of one pair's ``candidates`` (in scan order) are held back. Beyond the rank window (``record``
+        off) nothing is recorded: there a low-scoring positive can make most of the corpus look like its
+        equals, and those are neither suspects worth a person's review nor the guard's work in the window."""
         if len(candidates) == 0:
             return np.zeros(0, dtype=bool)
-        return self.screen(np.array([pair]), candidates[None, :], needed=needed).held_back[0]
+        return self.screen(np.array([pair]), candidates[None, :], record=record).held_back[0]
 
-    def _record(self, pair_ids: np.ndarray, candidates: np.ndarray, verdict: Verdict, needed: int) -> None:
+    def _record(self, pair_ids: np.ndarray, candidates: np.ndarray, verdict: Verdict) -> None:
         usable = (candidates >= 0) & ~verdict.held_back
         if self.config.sampling == "random":
             reached = np.ones_like(verdict.held_back)
         else:
-            reached = np.cumsum(usable, axis=1) - usable < needed
+            reached = np.cumsum(usable, axis=1) - usable < self.config.num_negatives
         rows, columns = np.nonzero(verdict.held_back & reached)
         for reason in verdict.reasons[rows, columns].tolist():
             for rule in str(reason).split("+"):

@@ -230,8 +230,9 @@ def _beyond_window(config: MiningConfig, pairs: Pairs, window: Window, guard: Gu
     start, block = 0, 8 * config.num_negatives
     while len(taken) < needed and start < len(candidates):
         part = candidates[start:start + block]
-        usable = np.flatnonzero(~guard.screen_window(window.pair, part, needed=needed - len(taken)))
-        usable = usable[: needed - len(taken)]
+        # Suspects are recorded in the windows only (and in the clusters' short fallback, as before filling).
+        held_back = guard.screen_window(window.pair, part, record=not config.fill_beyond_window)
+        usable = np.flatnonzero(~held_back)[: needed - len(taken)]
         taken += part[usable].tolist()
         taken_ranks += ranks[start:start + block][usable].tolist()
         start, block = start + block, block * 2
