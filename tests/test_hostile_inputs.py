@@ -229,3 +229,28 @@ def test_a_label_naming_a_path_outside_the_sources_is_never_opened(tmp_path, cap
     assert code == 0
     written = "".join(p.read_text() for p in (tmp_path / "in" / "beir").rglob("*") if p.is_file())
     assert "secret pump manual" not in written and "secret.html" not in written
+
+
+FULL_DISK = """
+import resource, signal, sys
+from haystack_hardneg.files import atomic_write_text
+# A disk with no room, as an unprivileged process can have one: a file-size limit (EFBIG, like ENOSPC).
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+try:
+    atomic_write_text(sys.argv[1], "x" * 100_000)
+except OSError as error:
+    print(error)
+"""
+
+
+def test_a_full_disk_names_the_file_and_leaves_the_previous_output_as_it_was(tmp_path):
+    from processes import fresh_python
+
+    target = tmp_path / "results.json"
+    target.write_text('{"previous": true}')
+    done = fresh_python(FULL_DISK, str(target))
+    message = done.stdout.strip()
+    assert str(target) in message and "while writing 100,000 bytes" in message and "free some space" in message
+    assert target.read_text() == '{"previous": true}'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.json"]  # no temporary file left

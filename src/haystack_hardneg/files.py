@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
@@ -22,7 +23,13 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+# Errors that mean the disk (or the process's file-size limit) has no room: the message then names the file.
+NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """``data`` into ``path`` through a temporary file beside it: a reader sees the old file or the new one, never
+    half of one; on a full disk the old file stays and the error names the file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -31,6 +38,12 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             out.write(data)
         os.chmod(temporary, 0o666 & ~_umask())  # mkstemp's 0600 would make outputs private to their writer
         os.replace(temporary, path)
+    except OSError as error:
+        Path(temporary).unlink(missing_ok=True)
+        if error.errno in NO_ROOM:
+            raise OSError(error.errno, f"{error.strerror} while writing {len(data):,} bytes (nothing was changed "
+                                       f"there: free some space, or write elsewhere)", str(path)) from error
+        raise
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
