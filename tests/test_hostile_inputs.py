@@ -40,7 +40,15 @@ def test_a_document_id_with_a_tab_is_refused_and_no_beir_folder_is_written(tmp_p
     labels = b"query,document\nwhat does the warranty cover,doc\tone\nhow do I return it,d2\n"
     code, errors = _prepare(tmp_path, capsys, corpus, labels)
     assert code == 2 and len(errors) == 1, errors
+    assert f"{tmp_path / 'corpus.jsonl'}:1:" in errors[0], errors
     assert not (tmp_path / "beir").exists()
+    # As a user runs it: that one line is all stderr holds (no warning of the converter's before it).
+    from processes import fresh_python
+
+    done = fresh_python("import sys; from haystack_hardneg.cli import main; sys.exit(main(sys.argv[1:]))",
+                        "prepare", str(tmp_path / "corpus.jsonl"), "--labels", str(tmp_path / "labels.csv"),
+                        "--out", str(tmp_path / "beir"))
+    assert done.returncode == 2 and len([line for line in done.stderr.splitlines() if line.strip()]) == 1, done.stderr
 
 
 def test_a_query_id_with_a_line_break_is_refused_naming_the_line(tmp_path, capsys):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 from collections import Counter
 from pathlib import Path
 
@@ -51,6 +52,19 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def _preparation_run(sources: list[str]) -> dict:
-    """The converter's documents and failures and the cleaned documents, as the indexing pipeline makes them."""
-    return prepared_pipeline(chunker=whole_document_chunker()).run(
-        {"converter": {"sources": sources}}, include_outputs_from={"converter"})
+    """The converter's documents and failures and the cleaned documents, as the indexing pipeline makes them. A
+    corpus file (JSONL or BEIR) that cannot be read is bad input, one error; a page that fails is listed in the
+    summary's ``failed_sources`` (the converter's per-source warnings are left out: the summary has them)."""
+    converter_log = logging.getLogger("haystack_hardneg.ingest.components")
+    level = converter_log.level
+    converter_log.setLevel(logging.ERROR)
+    try:
+        result = prepared_pipeline(chunker=whole_document_chunker()).run(
+            {"converter": {"sources": sources}}, include_outputs_from={"converter"})
+    finally:
+        converter_log.setLevel(level)
+    for failure in result["converter"]["failures"]:
+        source = Path(failure["source"])
+        if source.suffix.lower() == ".jsonl" or (source / "corpus.jsonl").is_file():
+            raise DataError(failure["error"].split(": ", 1)[-1])
+    return result
