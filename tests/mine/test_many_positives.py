@@ -142,6 +142,16 @@ def test_pairs_the_window_cannot_fill_are_filled_from_beyond_it_and_never_with_a
                 assert None not in further
                 # BM25 ranks only the documents sharing a term, with ties in its own order.
                 assert strategy == "bm25" or min(further) >= 20
+        if strategy == "bm25":  # the whole-corpus order the fill continues is BM25's, ties by the ensemble
+            from haystack_hardneg.mine.providers import _whole_ranking
+            from haystack_hardneg.store.lexical import LexicalIndex
+
+            index = LexicalIndex.build(data.doc_ids, data.doc_texts, language=None, stopwords="en",
+                                       show_progress=False)
+            config = MiningConfig(strategy="bm25", **options)
+            order = _whole_ranking(data, config, [np.zeros(0, dtype=np.int64)] * len(data.query_ids), index, 0)
+            bm25 = index.scores(data.query_texts[0])[order]
+            assert len(order) == len(data.doc_ids) and list(bm25) == sorted(bm25, reverse=True)
     for pair in filled.pairs:
         assert len(set(pair.negative_ids)) == 4
         assert not set(pair.negative_ids) & set(data.relevant[pair.query_id])

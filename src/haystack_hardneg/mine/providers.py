@@ -138,13 +138,12 @@ def ranked_provider(data: MiningData, config: MiningConfig, excluded: list[np.nd
     member's, or BM25's."""
     hi = config.rank_window[1]
     if config.strategy == "dense":
-        queries, documents = data.member_vectors(config.member, "query"), data.member_vectors(config.member, "doc")
-        ranking = top_k(queries, documents, hi, exclude=excluded)
+        ranking = top_k(data.member_vectors(config.member, "query"), data.member_vectors(config.member, "doc"), hi,
+                        exclude=excluded)
     elif config.strategy == "bm25":
         ranking = bm25_ranking(lexical, data.query_texts, hi, excluded)
     else:
-        queries, documents = data.query_vectors, data.doc_vectors
-        ranking = top_k(queries, documents, hi, exclude=excluded)
+        ranking = top_k(data.query_vectors, data.doc_vectors, hi, exclude=excluded)
         if lexical is not None:
             ranking = fuse_ranked(ranking, bm25_ranking(lexical, data.query_texts, hi, excluded),
                                   config.lexical_weight, hi)
@@ -165,12 +164,11 @@ def _whole_ranking(data: MiningData, config: MiningConfig, excluded: list[np.nda
         return full_order(dense, excluded[row])
     lexical_scores = lexical.scores(data.query_texts[row])
     if config.strategy == "bm25":
-        return full_order(dense, excluded[row], tiebreak=lexical_scores)
-    n = len(dense)
+        return full_order(lexical_scores, excluded[row], tiebreak=dense)
     dense_order = full_order(dense, excluded[row])
-    lexical_order = full_order(lexical_scores, excluded[row], tiebreak=None)
+    lexical_order = full_order(lexical_scores, excluded[row])
     fused = fuse_ranked((dense_order[None], dense[dense_order][None]),
-                        (lexical_order[None], lexical_scores[lexical_order][None]), config.lexical_weight, n)
+                        (lexical_order[None], lexical_scores[lexical_order][None]), config.lexical_weight, len(dense))
     return fused[0][0][fused[0][0] >= 0]
 
 
