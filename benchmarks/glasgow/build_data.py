@@ -10,8 +10,9 @@ for that repository's code).
     git -C glasgow checkout 9094e4cde738bd93ed1747dc958b5acb0e0fa684
     python benchmarks/glasgow/build_data.py glasgow/.git benchmarks/glasgow/data
 
-Documents: `.T` as the title, `.W` as the text (MED has no title); ids prefixed by the collection (`cran-12`), so
-the three corpora are one corpus and each query's negatives can come from any of them. Queries: `.W`; Cranfield's
+Documents: `.T` as the title, `.W` as the text (MED has no title; two without a text are left out); ids
+prefixed by the collection (`cran-12`), so the three corpora are one corpus and each query's negatives can come
+from any of them. Queries: `.W`; Cranfield's
 are numbered by their order in the file, as its judgements number them. Grades: Cranfield's relevance codes
 (Cleverdon: 1 a complete answer ... 4 of minimum interest) become 4 .. 1, its -1 rows (one per query, always
 document 485 or 486, a known artefact) are left out; CISI and MED are binary (1). Queries without a judged document
@@ -62,8 +63,10 @@ def records(text: str) -> list[tuple[str, dict[str, str]]]:
 
 
 def collection(git_dir: str, name: str, files: tuple[str, str, str]):
-    documents = {f"{name}-{int(n)}": {"title": f.get("T", ""), "text": f.get("W", "")}
-                 for n, f in records(_show(git_dir, files[0]))}
+    # Two Cranfield records have a title and no text (471, 995): left out, with their one judgement, since a
+    # passage without text is not a document the pipeline indexes.
+    documents = {f"{name}-{int(n)}": {"title": f.get("T", ""), "text": f["W"]}
+                 for n, f in records(_show(git_dir, files[0])) if f.get("W")}
     raw_queries = records(_show(git_dir, files[1]))
     # Cranfield's judgements number the queries by their order in the file, not by their .I numbers.
     queries = {f"{name}-{position + 1 if name == 'cran' else int(n)}": f.get("W", "")
