@@ -262,3 +262,91 @@ def test_a_full_disk_names_the_file_and_leaves_the_previous_output_as_it_was(tmp
     assert str(target) in message and "while writing 100,000 bytes" in message and "free some space" in message
     assert target.read_text() == '{"previous": true}'
     assert sorted(p.name for p in tmp_path.iterdir()) == ["results.json"]  # no temporary file left
+
+
+FULL_STORE = r"""
+import contextlib, io, json, resource, signal, subprocess, sys
+from haystack_hardneg import open_document_store
+from haystack_hardneg.cli import main
+
+how, store, corpus, model, cache = sys.argv[1:6]
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG) instead of killing us
+
+
+def room(size):
+    # A real full disk: a tmpfs of that size (in a user and mount namespace of our own); or, where a process may
+    # not have one, a file-size limit, which SQLite meets the same way, a write cut short.
+    if how == "tmpfs":
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"{'remount,' if size > 200_000 else ''}size={size}", "tmpfs",
+                        store.rsplit("/", 1)[0]], check=True)
+    else:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size, resource.RLIM_INFINITY))
+
+
+def index():
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = main(["index", corpus, "--model", model, "--store", store, "--cache-dir", cache])
+    return code, [line for line in err.getvalue().splitlines() if line.startswith("haystack-hardneg")]
+
+
+def held():
+    kept = open_document_store(path=store, index="Document", embedding_dim=32, progress_bar=False)
+    try:
+        return sorted([d.id, [round(x, 5) for x in d.embedding]] for d in kept.filter_documents())
+    finally:
+        kept.close()
+
+
+room(160_000 if how == "tmpfs" else 60_000)
+first = index()
+after_first = held()
+room(8_000_000 if how == "tmpfs" else resource.RLIM_INFINITY)
+second = index()
+print(json.dumps({"first": first, "after_first": len(after_first), "second": second, "held": held()}))
+"""
+
+
+def _unshare_works() -> bool:
+    try:
+        return subprocess.run(["unshare", "-rm", "true"], capture_output=True, timeout=30).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+@pytest.mark.parametrize("how", ["tmpfs", "file-size limit"])
+def test_indexing_onto_a_full_disk_is_one_line_saying_what_is_held_and_a_rerun_completes_it(
+        fixtures, tiny_model, tmp_path, how):
+    from processes import fresh_python
+
+    if how == "tmpfs" and not _unshare_works():
+        pytest.skip("no user namespaces here to mount a small tmpfs; the file-size limit case covers the code")
+    corpus, cache = str(fixtures / "scifact-tiny"), str(tmp_path / "cache")
+    # The reference, on a disk with room (it also fills the embedding cache, so the runs below write only Qdrant).
+    assert main(["index", corpus, "--model", tiny_model, "--store", str(tmp_path / "clean"), "--cache-dir", cache]) == 0
+    reference = open_document_store_ids(tmp_path / "clean")
+    (tmp_path / "small").mkdir()
+    store = str(tmp_path / "small" / "q")
+    command = ["unshare", "-rm", sys.executable, "-c", FULL_STORE] if how == "tmpfs" else None
+    args = [how, store, corpus, tiny_model, cache]
+    done = (subprocess.run([*command, *args], capture_output=True, text=True, timeout=300) if command
+            else fresh_python(FULL_STORE, *args))
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    code, errors = result["first"]
+    assert code == 2 and len(errors) == 1, errors
+    assert f"now holds {result['after_first']} document(s), 0 before this write" in errors[0], errors
+    assert "Free some space and run the same command again" in errors[0] and store in errors[0]
+    assert 0 < result["after_first"] < len(reference)
+    assert result["second"] == [0, []]
+    assert result["held"] == reference  # the same documents and vectors as an index that never ran out of room
+
+
+def open_document_store_ids(path) -> list:
+    from haystack_hardneg import open_document_store
+
+    kept = open_document_store(path=str(path), index="Document", embedding_dim=32, progress_bar=False)
+    try:
+        return sorted([d.id, [round(x, 5) for x in d.embedding]] for d in kept.filter_documents())
+    finally:
+        kept.close()

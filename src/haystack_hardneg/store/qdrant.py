@@ -7,6 +7,7 @@ Qdrant server or cluster (``url=...``): only the arguments of :func:`open_docume
 from __future__ import annotations
 
 import atexit
+import sqlite3
 import weakref
 from typing import Any
 
@@ -16,6 +17,7 @@ from haystack.utils import Secret
 from haystack_integrations.document_stores.qdrant import QdrantDocumentStore
 
 from haystack_hardneg.embed.components import ENSEMBLE_META_KEY
+from haystack_hardneg.files import NO_ROOM
 from haystack_hardneg.store.qdrant_access import qdrant_client
 
 logger = logging.getLogger(__name__)
@@ -27,6 +29,27 @@ class StoreMismatchError(ValueError):
 
 class DuplicateIdError(ValueError):
     """Two different documents in one write share an id."""
+
+
+class StoreFullError(OSError):
+    """The store could not take the rest of a write (a full disk): what it holds now, and that a re-run completes it."""
+
+
+def _out_of_room(error: BaseException) -> bool:
+    """Whether ``error`` is the storage refusing more data, as each backend says it."""
+    if isinstance(error, sqlite3.OperationalError):
+        # Qdrant's local mode persists through SQLite: SQLITE_FULL on a full disk, SQLITE_IOERR when a write is cut
+        # short otherwise (a file-size or quota limit).
+        code = getattr(error, "sqlite_errorcode", 0) & 0xFF
+        return code in (sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR)
+    if isinstance(error, OSError):
+        return error.errno in NO_ROOM
+    return "No space left on device" in str(error)  # a Qdrant server's answer
+
+
+def _where(store: QdrantDocumentStore) -> str:
+    place = store.url or store.path or store.location or ":memory:"
+    return f"collection '{store.index}' at {place}"
 
 
 def open_document_store(
@@ -205,8 +228,27 @@ class EnsembleDocumentWriter:
             check_store_matches(self.document_store, ensemble_id, dimension)
             self._checked_ensembles.add(ensemble_id)
         unique = drop_identical_duplicates(documents)
-        written = self.document_store.write_documents(unique, policy=self.policy)
+        before = self.document_store.count_documents()
+        try:
+            written = self.document_store.write_documents(unique, policy=self.policy)
+        except Exception as error:
+            if not _out_of_room(error):
+                raise
+            raise self._full(error, before, len(unique)) from error
         return {"documents_written": written}
+
+    def _full(self, error: BaseException, before: int, asked: int) -> StoreFullError:
+        # Local mode persists each point before it applies it, so the count is what a re-opened store will hold.
+        try:
+            now = f"it now holds {self.document_store.count_documents()} document(s), {before} before this write"
+        except Exception:  # the store may refuse even to count; the re-run advice holds all the same
+            now = f"it held {before} document(s) before this write"
+        reason = " ".join(str(error).split())[:200]
+        return StoreFullError(
+            f"Qdrant ran out of room while writing {asked} document(s) into {_where(self.document_store)} "
+            f"({reason}); {now}. Free some space and run the same command again: document ids are stable, so it "
+            "rewrites what is there and adds the rest.",
+        )
 
 
 def search_many(store: QdrantDocumentStore, vectors, top_k: int, *, batch_size: int = 64) -> list[list[Document]]:
