@@ -76,6 +76,33 @@ def test_a_huge_grade_is_read_exactly_or_refused_never_rounded(tmp_path):
     assert load_qrels(tmp_path / "q.tsv") == {"q1": {"d1": 100, "d2": 1}}
 
 
+def test_labels_queries_and_qrels_above_the_size_limit_are_refused_before_they_are_read(tmp_path, capsys,
+                                                                                       monkeypatch):
+    from haystack_hardneg.ingest.beir import load_beir
+
+    size = len(GOOD_LABELS.encode())
+    monkeypatch.setenv("HARDNEG_MAX_LABEL_BYTES", str(size - 1))
+    code, errors = _prepare(tmp_path, capsys, GOOD_CORPUS, GOOD_LABELS.encode())
+    assert code == 2 and len(errors) == 1, errors
+    assert f"labels.csv: {size:,} bytes, more than the {size - 1:,}" in errors[0]
+    assert "set HARDNEG_MAX_LABEL_BYTES to raise the limit" in errors[0]
+    assert not (tmp_path / "beir").exists()
+    monkeypatch.setenv("HARDNEG_MAX_LABEL_BYTES", str(size))  # a file at the limit is read
+    assert _prepare(tmp_path, capsys, GOOD_CORPUS, GOOD_LABELS.encode()) == (0, [])
+    monkeypatch.delenv("HARDNEG_MAX_LABEL_BYTES")
+    assert load_beir(tmp_path / "beir", "test").queries  # under the default limit
+    for path, read in ((tmp_path / "beir" / "queries.jsonl", load_queries),
+                       (tmp_path / "beir" / "qrels" / "test.tsv", load_qrels)):
+        limit = path.stat().st_size - 1
+        monkeypatch.setenv("HARDNEG_MAX_LABEL_BYTES", str(limit))
+        with pytest.raises(DataError, match=rf"{path.name}: [\d,]+ bytes, more than the {limit:,}"):
+            read(path)
+    monkeypatch.setenv("HARDNEG_MAX_LABEL_BYTES", "lots")
+    code, errors = _prepare(tmp_path / "beir", capsys, GOOD_CORPUS, GOOD_LABELS.encode())
+    assert code == 2 and errors == ["haystack-hardneg prepare: HARDNEG_MAX_LABEL_BYTES must be a number of bytes, "
+                                    "got 'lots'."]
+
+
 def test_a_utf16_labels_file_is_named(tmp_path, capsys):
     code, errors = _prepare(tmp_path, capsys, GOOD_CORPUS, GOOD_LABELS.encode("utf-16"))
     assert code == 2 and len(errors) == 1 and "labels.csv: not UTF-8 text" in errors[0], errors

@@ -10,10 +10,23 @@ from pathlib import Path
 DEFAULT_MODELS_DIR = "~/.cache/hardneg-models"
 DEFAULT_CACHE_DIR = "~/.cache/haystack-hardneg/embeddings"
 DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2"
+# Labels, queries and qrels are held in memory whole, at several times their size on disk: a file above this is
+# refused before it is read (``$HARDNEG_MAX_LABEL_BYTES`` raises it). 256 MiB is millions of judgements.
+DEFAULT_MAX_LABEL_BYTES = 256 * 1024 * 1024
 
 
 def models_dir() -> str:
     return os.environ.get("HARDNEG_MODELS", DEFAULT_MODELS_DIR)
+
+
+def max_label_bytes() -> int:
+    value = os.environ.get("HARDNEG_MAX_LABEL_BYTES", "").strip()
+    if not value:
+        return DEFAULT_MAX_LABEL_BYTES
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"HARDNEG_MAX_LABEL_BYTES must be a number of bytes, got {value!r}.") from None
 
 
 def default_model() -> str:

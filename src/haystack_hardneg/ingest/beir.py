@@ -18,6 +18,8 @@ from typing import Iterator, Literal
 
 from haystack import Document
 
+from haystack_hardneg.defaults import max_label_bytes
+
 logger = logging.getLogger(__name__)
 
 Qrels = dict[str, dict[str, int]]
@@ -46,6 +48,16 @@ def read_jsonl_records(path: Path) -> Iterator[tuple[int, dict]]:
             if not isinstance(record, dict):
                 raise DataError(f"{path}:{number}: expected a JSON object, got {type(record).__name__}.")
             yield number, record
+
+
+def check_size(path: Path, what: str) -> None:
+    """Refuse a file held in memory whole (labels, queries, qrels) above the size limit, before reading it."""
+    if not path.is_file():
+        raise FileNotFoundError(f"No such file: {path}")
+    size, limit = path.stat().st_size, max_label_bytes()
+    if size > limit:
+        raise DataError(f"{path}: {size:,} bytes, more than the {limit:,} a {what} file may have (it is held in "
+                        f"memory whole, at several times its size); set HARDNEG_MAX_LABEL_BYTES to raise the limit.")
 
 
 def utf8_lines(handle, path: Path) -> Iterator[tuple[int, str]]:
@@ -128,6 +140,7 @@ def load_corpus(path: str | Path, stats: LoadStats | None = None) -> list[Docume
 def load_queries(path: str | Path) -> dict[str, str]:
     """Query id -> text from a JSONL file of {"_id", "text"}; empty or duplicate ids and empty texts are errors."""
     path = Path(path)
+    check_size(path, "queries")
     queries: dict[str, str] = {}
     for number, record in read_jsonl_records(path):
         query_id = _record_id(record, path, number)
@@ -143,8 +156,7 @@ def load_queries(path: str | Path) -> dict[str, str]:
 def load_qrels(path: str | Path) -> Qrels:
     """Query id -> {document id: relevance} from a TSV with a header line (BEIR qrels)."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"No such file: {path}")
+    check_size(path, "qrels")
     qrels: Qrels = {}
     with path.open(encoding="utf-8", newline="") as handle:
         rows = csv.reader((line for _, line in utf8_lines(handle, path)), delimiter="\t")

@@ -29,6 +29,7 @@ from haystack_hardneg.ingest.beir import (
     OnMissing,
     Qrels,
     check_id,
+    check_size,
     parse_grade,
     read_jsonl_records,
     utf8_lines,
@@ -75,6 +76,7 @@ def load_labels(path: str | Path) -> list[Label]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"No labels file at {path}.")
+    check_size(path, "labels")
     rows = list(_rows(path))
     explicit = {str(row["query_id"]).strip() for _, row in rows if row.get("query_id") not in (None, "")}
     labels: list[Label] = []
