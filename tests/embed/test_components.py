@@ -119,7 +119,7 @@ def test_cache_serves_repeated_texts_without_encoding(tiny_model, tmp_path):
     second = EnsembleDocumentEmbedder(members=[tiny_model], cache_dir=str(tmp_path), progress_bar=False)
     second.warm_up()
     calls = []
-    model = second.encoder.models[0]
+    model = second.encoder.backends[0].model
     original = model.encode
     model.encode = lambda *a, **k: calls.append(a) or original(*a, **k)
     again = [d.embedding for d in second.run(docs)["documents"]]

@@ -48,7 +48,7 @@ def test_miner_reads_stored_vectors_instead_of_embedding_again(tiny_model, tiny_
     miner = _miner([tiny_model, tiny_model_b], document_store=store, num_negatives=3, n_clusters=4,
                    rank_window=(0, 20), guard_ratio=None, guard_member_agreement=False)
     encoded = []
-    for model in miner.text_embedder.encoder.models:
+    for model in miner.text_embedder.encoder.backends:
         original = model.encode
         model.encode = lambda texts, *a, _o=original, **k: encoded.append(len(texts)) or _o(texts, *a, **k)
     result = miner.run(queries=split.queries, positives=split.qrels)

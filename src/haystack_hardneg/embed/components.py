@@ -10,6 +10,7 @@ from haystack.utils import ComponentDevice
 
 from haystack_hardneg.embed.encoder import EnsembleEncoder
 from haystack_hardneg.embed.ensemble import CombineMode, MemberSpec
+from haystack_hardneg.embed.haystack_member import with_components
 from haystack_hardneg.ingest.text import document_text
 
 logger = logging.getLogger(__name__)
@@ -30,7 +31,8 @@ class _EnsembleComponent:
         device: ComponentDevice | None = None,
         progress_bar: bool = True,
     ):
-        self.members = [MemberSpec.coerce(m) for m in members]
+        # An embedder pair given serialised (YAML) is built now, within the loading pipeline's allowlist.
+        self.members = [with_components(MemberSpec.coerce(m)) for m in members]
         self.combine = combine
         self.cache_dir = cache_dir
         self.device = device

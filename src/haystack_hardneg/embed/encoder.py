@@ -1,6 +1,7 @@
-"""Loading ensemble members with sentence-transformers and encoding texts through the cache.
+"""Loading ensemble members and encoding texts through the cache.
 
-No Haystack here: the components, the miner and the CLI all call :class:`EnsembleEncoder`.
+No Haystack here: the components, the miner and the CLI all call :class:`EnsembleEncoder`; a member that is a
+Haystack embedder pair is loaded from ``haystack_member``, imported only when an ensemble has one.
 """
 
 from __future__ import annotations
@@ -76,6 +77,40 @@ def weights_fingerprint(model) -> str:
     return h.hexdigest()
 
 
+class SentenceTransformerMember:
+    """A member that is a sentence-transformers model, loaded in this process."""
+
+    def __init__(self, spec: MemberSpec, device: str | None):
+        try:
+            source = str(Path(spec.model).expanduser()) if looks_like_path(spec.model) else spec.model
+            from sentence_transformers import SentenceTransformer
+
+            self.model = SentenceTransformer(source, device=device)
+        except Exception as error:  # the library's own messages are long; name the member and the way out
+            first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise ModelNotFoundError(
+                f"Could not load ensemble member '{spec.model}' ({first_line}). Without access to the "
+                f"Hugging Face hub, give a local folder saved by sentence-transformers instead."
+            ) from error
+        if spec.max_seq_length is not None:
+            self.model.max_seq_length = spec.max_seq_length
+        self.spec = spec
+        self.fingerprint = weights_fingerprint(self.model)
+        self.chunk = ENCODE_CHUNK
+
+    @property
+    def max_seq_length(self) -> int | None:
+        return self.model.max_seq_length
+
+    @property
+    def dimension(self) -> int:
+        return self.model.get_embedding_dimension()
+
+    def encode(self, texts: list[str], kind: TextKind, prompt: str) -> np.ndarray:
+        return self.model.encode(texts, prompt=prompt or None, batch_size=self.spec.batch_size,
+                                 show_progress_bar=False, convert_to_numpy=True)
+
+
 class EnsembleEncoder:
     """Encodes texts with every member, combines them, and caches each member's vectors on disk.
 
@@ -102,43 +137,45 @@ class EnsembleEncoder:
             raise ValueError(f"combine must be 'concat' or 'mean', got {combine!r}.")
         self.combine_mode: CombineMode = combine
         for member in self.members:
-            check_model_source(member.model)
+            if not member.is_embedder_pair:
+                check_model_source(member.model)
         self.cache_dir = cache_dir
         self.device = device
         self.progress_bar = progress_bar
-        self.models: list = []
-        self.fingerprints: list[str] = []
+        self.backends: list = []
         self.cache: EmbeddingCache | None = None
 
     @property
     def is_loaded(self) -> bool:
-        return bool(self.models)
+        return bool(self.backends)
 
     def load(self) -> None:
         if self.is_loaded:
             return
-        from sentence_transformers import SentenceTransformer
+        # Open first: an embedder member finds its dimension in the cache rather than asking its server again.
+        self.cache = EmbeddingCache(self.cache_dir) if self.cache_dir is not None else None
+        try:
+            backends = [self._backend(member) for member in self.members]
+            ensemble_dimension([b.dimension for b in backends], self.combine_mode)
+        except BaseException:
+            if self.cache is not None:
+                self.cache.close()
+            self.cache = None
+            raise
+        self.backends = backends
 
-        models, fingerprints = [], []
-        for member in self.members:
-            try:
-                source = str(Path(member.model).expanduser()) if looks_like_path(member.model) else member.model
-                model = SentenceTransformer(source, device=self.device)
-            except Exception as error:  # the library's own messages are long; name the member and the way out
-                first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
-                raise ModelNotFoundError(
-                    f"Could not load ensemble member '{member.model}' ({first_line}). Without access to the "
-                    f"Hugging Face hub, give a local folder saved by sentence-transformers instead."
-                ) from error
-            if member.max_seq_length is not None:
-                model.max_seq_length = member.max_seq_length
-            models.append(model)
-            fingerprints.append(weights_fingerprint(model))
-        dims = [m.get_embedding_dimension() for m in models]
-        ensemble_dimension(dims, self.combine_mode)
-        self.models, self.fingerprints = models, fingerprints
-        if self.cache_dir is not None:
-            self.cache = EmbeddingCache(self.cache_dir)
+    def _backend(self, member: MemberSpec):
+        if not member.is_embedder_pair:
+            return SentenceTransformerMember(member, self.device)
+        # Haystack components: imported only for an ensemble that has such a member.
+        from haystack_hardneg.embed.haystack_member import HaystackEmbedderMember
+
+        return HaystackEmbedderMember(member, self.cache)
+
+    @property
+    def fingerprints(self) -> list[str]:
+        self._require_loaded()
+        return [b.fingerprint for b in self.backends]
 
     def _require_loaded(self) -> None:
         if not self.is_loaded:
@@ -147,7 +184,7 @@ class EnsembleEncoder:
     @property
     def member_dimensions(self) -> list[int]:
         self._require_loaded()
-        return [m.get_embedding_dimension() for m in self.models]
+        return [b.dimension for b in self.backends]
 
     @property
     def dimension(self) -> int:
@@ -160,11 +197,11 @@ class EnsembleEncoder:
     def encode_member(self, index: int, texts: Sequence[str], kind: TextKind) -> np.ndarray:
         """One member's L2-normalised vectors for ``texts`` (``n x d_index``), from the cache where possible."""
         self._require_loaded()
-        member, model = self.members[index], self.models[index]
+        member, backend = self.members[index], self.backends[index]
         prompt = member.query_prompt if kind == "query" else member.document_prompt
-        out = np.empty((len(texts), model.get_embedding_dimension()), dtype=np.float32)
+        out = np.empty((len(texts), backend.dimension), dtype=np.float32)
         if self.cache is not None:
-            keys = cache_keys(self.fingerprints[index], prompt, model.max_seq_length, texts)
+            keys = cache_keys(backend.fingerprint, prompt, backend.max_seq_length, texts)
             cached = self.cache.get_many(keys)
             todo = [i for i, v in enumerate(cached) if v is None]
             for i, v in enumerate(cached):
@@ -174,7 +211,8 @@ class EnsembleEncoder:
             keys, todo = [], list(range(len(texts)))
         bar = tqdm(
             total=len(todo),
-            desc=f"Embedding {'queries' if kind == 'query' else 'documents'} with {Path(member.model).name}",
+            desc=f"Embedding {'queries' if kind == 'query' else 'documents'} with "
+                 f"{Path(member.model).name if member.model else member.name}",
             unit="text",
             disable=not self.progress_bar or not todo,
         )
@@ -182,16 +220,10 @@ class EnsembleEncoder:
         # chunking pads no more than a single call would.
         todo = sorted(todo, key=lambda i: -len(texts[i]))
         with bar:
-            for start in range(0, len(todo), ENCODE_CHUNK):
-                chunk = todo[start : start + ENCODE_CHUNK]
-                vectors = model.encode(
-                    [texts[i] for i in chunk],
-                    prompt=prompt or None,
-                    batch_size=member.batch_size,
-                    show_progress_bar=False,
-                    convert_to_numpy=True,
-                )
-                vectors = l2_normalize(vectors)
+            for start in range(0, len(todo), backend.chunk):
+                chunk = todo[start : start + backend.chunk]
+                vectors = l2_normalize(np.asarray(backend.encode([texts[i] for i in chunk], kind, prompt),
+                                                  dtype=np.float32))
                 out[chunk] = vectors
                 if self.cache is not None:
                     self.cache.put_many((keys[i], v) for i, v in zip(chunk, vectors))

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Literal, Sequence
 
 import numpy as np
@@ -25,32 +25,65 @@ COMBINE_MODES: tuple[str, ...] = ("concat", "mean")
 
 @dataclass(frozen=True)
 class MemberSpec:
-    """One embedding model of an ensemble.
+    """One embedding model of an ensemble: a sentence-transformers model, or any Haystack embedder pair.
 
     :param model: a Hugging Face hub id or a local folder that ``SentenceTransformer`` loads.
     :param weight: the member's share in the ensemble score; weights are normalised to sum to 1.
     :param query_prompt: text put before every query (e.g. ``"query: "`` for e5, the bge instruction).
     :param document_prompt: text put before every document (e.g. ``"passage: "`` for e5).
     :param max_seq_length: truncation length in tokens; ``None`` keeps the model's own.
-    :param batch_size: encoding batch size for this member.
+    :param batch_size: encoding batch size for this member (for an embedder pair: texts per call, and per
+        cached batch, so an interrupted run keeps every finished call).
+    :param text_embedder: instead of ``model``, a Haystack text embedder (a component, or its serialised
+        ``{"type": ..., "init_parameters": ...}``) that embeds queries: ``OpenAITextEmbedder``,
+        ``CohereTextEmbedder``, ``SentenceTransformersTextEmbedder``, ...
+    :param document_embedder: the matching Haystack document embedder that embeds documents.
     """
 
-    model: str
+    model: str = ""
     weight: float = 1.0
     query_prompt: str = ""
     document_prompt: str = ""
     max_seq_length: int | None = None
     batch_size: int = 32
+    text_embedder: Any = field(default=None, compare=False)
+    document_embedder: Any = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.model, str) or not self.model.strip():
-            raise ValueError("An ensemble member needs a model: a hub id or a local folder.")
+        pair = (self.text_embedder is not None, self.document_embedder is not None)
+        if any(pair):
+            if not all(pair):
+                raise ValueError("An embedder member needs both a text_embedder (for queries) and a "
+                                 "document_embedder (for documents).")
+            if self.model:
+                raise ValueError(f"A member is a model or an embedder pair, not both (model '{self.model}').")
+            if self.max_seq_length is not None:
+                raise ValueError(f"Member '{self.name}': max_seq_length applies to a sentence-transformers model; "
+                                 "set the embedder's own truncation instead.")
+        elif not isinstance(self.model, str) or not self.model.strip():
+            raise ValueError("An ensemble member needs a model (a hub id or a local folder) or a Haystack "
+                             "text_embedder and document_embedder.")
         if not np.isfinite(self.weight) or self.weight <= 0:
-            raise ValueError(f"Member '{self.model}': weight must be a positive number, got {self.weight!r}.")
+            raise ValueError(f"Member '{self.name}': weight must be a positive number, got {self.weight!r}.")
         if self.max_seq_length is not None and self.max_seq_length < 1:
-            raise ValueError(f"Member '{self.model}': max_seq_length must be >= 1, got {self.max_seq_length}.")
+            raise ValueError(f"Member '{self.name}': max_seq_length must be >= 1, got {self.max_seq_length}.")
         if self.batch_size < 1:
-            raise ValueError(f"Member '{self.model}': batch_size must be >= 1, got {self.batch_size}.")
+            raise ValueError(f"Member '{self.name}': batch_size must be >= 1, got {self.batch_size}.")
+
+    @property
+    def is_embedder_pair(self) -> bool:
+        return self.document_embedder is not None
+
+    @property
+    def name(self) -> str:
+        """How messages and reports name the member: the model, or the embedder's type and model."""
+        if not self.is_embedder_pair:
+            return self.model
+        data = serialized(self.document_embedder)
+        kind = str(data.get("type", "embedder")).rsplit(".", 1)[-1]
+        params = data.get("init_parameters") or {}
+        model = params.get("model") or params.get("model_name") or params.get("model_id")
+        return f"{kind}({model})" if model else kind
 
     @classmethod
     def coerce(cls, spec: "MemberSpec | str | dict[str, Any]") -> "MemberSpec":
@@ -70,7 +103,24 @@ class MemberSpec:
         raise TypeError(f"An ensemble member is a MemberSpec, a model name or a dict, not {type(spec).__name__}.")
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Plain data; an embedder pair as Haystack serialises each component (secrets as their env var names)."""
+        data = {k: getattr(self, k) for k in ("weight", "query_prompt", "document_prompt", "max_seq_length",
+                                              "batch_size")}
+        if self.is_embedder_pair:
+            return {**data, "text_embedder": serialized(self.text_embedder),
+                    "document_embedder": serialized(self.document_embedder)}
+        return {"model": self.model, **data}
+
+
+def serialized(component: Any) -> dict[str, Any]:
+    """A Haystack component as its ``{"type", "init_parameters"}`` dict (a dict is taken as already one)."""
+    if isinstance(component, dict):
+        return component
+    to_dict = getattr(component, "to_dict", None)
+    if to_dict is None:
+        raise TypeError(f"An embedder member's component must be serialisable (to_dict()), and "
+                        f"{type(component).__name__} is not.")
+    return to_dict()
 
 
 def normalized_weights(members: Sequence[MemberSpec]) -> np.ndarray:
@@ -164,7 +214,7 @@ def ensemble_identity(
     weights = normalized_weights(members)
     described = tuple(
         {
-            "model": m.model,
+            "model": m.name,
             "weight": round(float(w), 6),
             "query_prompt": m.query_prompt,
             "document_prompt": m.document_prompt,

@@ -178,7 +178,10 @@ def _ensemble_rates(config: ExperimentConfig, corpus: list[str], documents: list
     cache, encoder.cache = encoder.cache, None  # timed without the cache, which may hold the sample
     encoder.encode(documents[:2], kind="document")
     index_seconds = 0.0
-    for member, (spec, model) in enumerate(zip(encoder.members, encoder.models)):
+    for member, (spec, backend) in enumerate(zip(encoder.members, encoder.backends)):
+        model = getattr(backend, "model", None)
+        if model is None:
+            continue  # an embedder pair: its cost is the texts it is sent, not a time measured here
         seconds = _timed(lambda: model.encode(documents, prompt=spec.document_prompt or None,
                                               batch_size=spec.batch_size, show_progress_bar=False))
         per_token = seconds / _padded_tokens(model, documents, spec.batch_size)
