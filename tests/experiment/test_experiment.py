@@ -445,3 +445,32 @@ def test_budgets_bound_the_work_alike_for_every_strategy(fixtures, tiny_model, t
     assert steps["random"] < plan["counts"]["strategies"]["random"]["steps"]  # the budget, not the epochs, ended it
     assert all(results["rerankers"][s]["steps"] == budget["steps"] for s in config.strategies)
     assert "| steps |" in (tmp_path / "run" / "results.md").read_text()
+
+
+def test_a_haystack_embedder_pair_is_a_member_of_the_experiments_ensemble(fixtures, tiny_model, trainable_model,
+                                                                           tmp_path):
+    # The same model as a Haystack pair (serialised, as YAML gives it) and as a local folder: the same vectors,
+    # so the same mined triplets; the report names the pair.
+    def pair(kind: str) -> dict:
+        return {"type": f"haystack_integrations.components.embedders.sentence_transformers."
+                        f"sentence_transformers_{kind}_embedder.SentenceTransformers{kind.title()}Embedder",
+                "init_parameters": {"model": tiny_model, "progress_bar": False}}
+
+    member = {"text_embedder": pair("text"), "document_embedder": pair("document")}
+    runs = {}
+    for name, members in (("pair", [member]), ("folder", [{"model": tiny_model}])):
+        config = tiny_config(fixtures, tiny_model, trainable_model, tmp_path / name, strategies=["ensemble"],
+                             lexical=None, members=members, training={
+                                 "base_model": trainable_model, "epochs": 1, "batch_size": 4, "max_length": 32,
+                                 "validation_fraction": 0.3, "max_steps": 2})
+        Experiment(config, progress_bar=False).run()
+        runs[name] = tmp_path / name / "run"
+    assert (runs["pair"] / "mine" / "ensemble" / "triplets.jsonl").read_text() == \
+        (runs["folder"] / "mine" / "ensemble" / "triplets.jsonl").read_text()
+    assert "ensemble of SentenceTransformersDocumentEmbedder(" in (runs["pair"] / "results.md").read_text()
+    with pytest.raises(ValueError, match=r"members\[0\]\.document_embedder\.init_parameters\.api_key: a key is "
+                                         r"never written"):
+        ExperimentConfig(data="d", training={"base_model": "x"}, members=[{
+            "text_embedder": pair("text"),
+            "document_embedder": {**pair("document"), "init_parameters": {
+                "model": "m", "api_key": {"type": "token", "token": "sk-literal"}}}}])

@@ -159,6 +159,7 @@ class ExperimentConfig:
                 MemberSpec.coerce(member)
             except (TypeError, ValueError) as error:
                 raise ConfigError(f"members[{i}]: {error}") from None
+            _refuse_literal_secrets(member, f"members[{i}]")
 
     def load_splits(self) -> dict[str, BeirSplit]:
         """The test and the training split, validated with the config's on-missing policy; a training query needs a
@@ -207,7 +208,7 @@ class ExperimentConfig:
 
     def resolved(self) -> "ExperimentConfig":
         """Paths and ``$HARDNEG_MODELS`` expanded."""
-        members = [{**m, "model": expand(m["model"])} for m in self.members]
+        members = [{**m, "model": expand(m["model"])} if "model" in m else m for m in self.members]
         training = {**self.training, "base_model": expand(self.training["base_model"])}
         return ExperimentConfig(**{**asdict(self), "data": expand(self.data), "out": expand(self.out),
                                    "members": members, "training": training,
@@ -243,3 +244,16 @@ class ExperimentConfig:
         except (ConfigError, TypeError, ValueError) as error:
             # TypeError: a required setting (data, training) is missing, or a value of a type no check foresaw.
             raise ConfigError(f"{path}: {' '.join(str(error).split())}") from None
+
+
+def _refuse_literal_secrets(value: Any, where: str) -> None:
+    """A key written into the config (Haystack's token secret) would be copied into the run folder: refused."""
+    if isinstance(value, dict):
+        if value.get("type") == "token":
+            raise ConfigError(f"{where}: a key is never written in a config; give it as an environment variable "
+                              "({type: env_var, env_vars: [NAME], strict: true}).")
+        for key, item in value.items():
+            _refuse_literal_secrets(item, f"{where}.{key}")
+    elif isinstance(value, list):
+        for position, item in enumerate(value):
+            _refuse_literal_secrets(item, f"{where}[{position}]")

@@ -40,7 +40,7 @@ MODELS_FILE = "models.json"
 def model_fingerprints(config: ExperimentConfig) -> dict[str, str]:
     """Every local model folder the run uses (ensemble members, the re-rankers' base) by a hash of its files. Stage
     keys name models by path; this catches a folder whose model was replaced in place (a hub id is not checked)."""
-    paths = [m["model"] for m in config.members] + [config.training_config().base_model]
+    paths = [m["model"] for m in config.members if "model" in m] + [config.training_config().base_model]
     return {path: folder_fingerprint(path) for path in dict.fromkeys(paths) if Path(path).expanduser().is_dir()}
 
 

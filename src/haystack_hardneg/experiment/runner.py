@@ -61,7 +61,7 @@ class Experiment:
         current = model_fingerprints(self.config)
         recorded = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
         changed = sorted(p for p in current if p in recorded and recorded[p] != current[p])
-        members = {m["model"] for m in self.config.members}
+        members = {m["model"] for m in self.config.members if "model" in m}
         # The members enter every stage (the index); the re-rankers' base only training (an unfinished one too: its
         # checkpoints resume) and re-ranking.
         uses_base = any(name.startswith(("train/", "rerank/")) for name in self.cache.records) or \
