@@ -82,6 +82,13 @@ def mining_configs(args: argparse.Namespace, members: int, combine: str) -> dict
     return configs
 
 
+def _store_dimension(embedder) -> int:
+    """The collection's vector size: the ensemble's, or the stored member's when one is (the user's own index)."""
+    dimension = embedder_dimension(embedder)
+    stored = embedder.encoder.stored_member
+    return dimension if stored is None else embedder.encoder.member_dimensions[stored]
+
+
 def cmd_mine(args: argparse.Namespace) -> int:
     """Mine negatives for a BEIR split with one or more strategies; one folder of files per strategy."""
     on_missing = "skip" if args.skip_missing else "error"
@@ -90,7 +97,7 @@ def cmd_mine(args: argparse.Namespace) -> int:
                                     cache_dir=settings["cache_dir"], progress_bar=True)
     configs = mining_configs(args, len(embedder.members), embedder.combine)
     split = load_beir(args.data, args.split, on_missing=on_missing, min_relevance=args.min_relevance)
-    store = open_store(args, embedder_dimension(embedder)) if args.from_store else None
+    store = open_store(args, _store_dimension(embedder)) if args.from_store else None
     try:
         miner = ClusterNegativeMiner(text_embedder=embedder, document_store=store,
                                      mining=next(iter(configs.values())), meta_fields_to_embed=args.meta_field or

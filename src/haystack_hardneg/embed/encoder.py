@@ -139,6 +139,8 @@ class EnsembleEncoder:
         for member in self.members:
             if not member.is_embedder_pair:
                 check_model_source(member.model)
+        if sum(m.stored for m in self.members) > 1:
+            raise ValueError("At most one ensemble member is `stored` (its vectors are the collection's).")
         self.cache_dir = cache_dir
         self.device = device
         self.progress_bar = progress_bar
@@ -171,6 +173,26 @@ class EnsembleEncoder:
         from haystack_hardneg.embed.haystack_member import HaystackEmbedderMember
 
         return HaystackEmbedderMember(member, self.cache)
+
+    @property
+    def stored_member(self) -> int | None:
+        """The member whose document vectors a collection already holds, if one is marked ``stored``."""
+        return next((i for i, m in enumerate(self.members) if m.stored), None)
+
+    def combine_with_stored(self, stored_vectors: np.ndarray, texts: Sequence[str]) -> np.ndarray:
+        """Ensemble vectors of documents whose stored member's vectors are given (any norm): the other members
+        embed ``texts`` (through the cache)."""
+        index = self.stored_member
+        self._require_loaded()
+        if index is None:
+            raise ValueError("No ensemble member is marked `stored`.")
+        if stored_vectors.shape[1] != self.backends[index].dimension:
+            raise ValueError(f"The collection holds {stored_vectors.shape[1]}-d vectors, but the stored member "
+                             f"'{self.members[index].name}' gives {self.backends[index].dimension}-d ones: mark the "
+                             "member whose document embedder wrote the collection.")
+        per_member = [l2_normalize(np.asarray(stored_vectors, dtype=np.float32)) if i == index
+                      else self.encode_member(i, texts, "document") for i in range(len(self.members))]
+        return combine(per_member, [m.weight for m in self.members], self.combine_mode)
 
     @property
     def fingerprints(self) -> list[str]:

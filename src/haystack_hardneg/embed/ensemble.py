@@ -38,6 +38,9 @@ class MemberSpec:
         ``{"type": ..., "init_parameters": ...}``) that embeds queries: ``OpenAITextEmbedder``,
         ``CohereTextEmbedder``, ``SentenceTransformersTextEmbedder``, ...
     :param document_embedder: the matching Haystack document embedder that embeds documents.
+    :param stored: this member's document vectors are the ones already in the collection a miner reads (your
+        app's own index, written by this member's document embedder): they are read, never embedded again; the
+        other members embed the stored texts. At most one member is stored.
     """
 
     model: str = ""
@@ -48,6 +51,7 @@ class MemberSpec:
     batch_size: int = 32
     text_embedder: Any = field(default=None, compare=False)
     document_embedder: Any = field(default=None, compare=False)
+    stored: bool = False
 
     def __post_init__(self) -> None:
         pair = (self.text_embedder is not None, self.document_embedder is not None)
@@ -106,6 +110,8 @@ class MemberSpec:
         """Plain data; an embedder pair as Haystack serialises each component (secrets as their env var names)."""
         data = {k: getattr(self, k) for k in ("weight", "query_prompt", "document_prompt", "max_seq_length",
                                               "batch_size")}
+        if self.stored:
+            data["stored"] = True
         if self.is_embedder_pair:
             return {**data, "text_embedder": serialized(self.text_embedder),
                     "document_embedder": serialized(self.document_embedder)}

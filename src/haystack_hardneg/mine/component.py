@@ -145,6 +145,8 @@ class ClusterNegativeMiner:
         if documents is None:
             if self.document_store is None:
                 raise ValueError("Give documents to run() or a document_store to the miner.")
+            if encoder.stored_member is not None:
+                return self._from_members_store(encoder)
             documents, vectors = read_stored_vectors(self.document_store, expected_ensemble_ids=accepted,
                                                      progress_bar=self.progress_bar)
             return documents, [self._text(d) for d in documents], vectors
@@ -158,6 +160,17 @@ class ClusterNegativeMiner:
             logger.warning("{n} document(s) carry vectors of another ensemble (e.g. {ids}); re-embedding them all.",
                            n=len(foreign), ids=foreign[:3])
         return documents, texts, encoder.encode(texts, kind="document")
+
+    def _from_members_store(self, encoder) -> tuple[list[Document], list[str], np.ndarray]:
+        """A collection another pipeline wrote with the ``stored`` member's document embedder: its vectors are
+        that member's, read as they are; the other members embed the stored texts."""
+        documents, stored = read_stored_vectors(self.document_store, progress_bar=self.progress_bar)
+        texts = [self._text(d) for d in documents]
+        member = encoder.members[encoder.stored_member]
+        logger.info("Collection '{index}': {n} vectors read as member '{member}''s; {others} other member(s) embed "
+                    "its {n} texts.", index=self.document_store.index, n=len(documents), member=member.name,
+                    others=len(encoder.members) - 1)
+        return documents, texts, encoder.combine_with_stored(stored, texts)
 
     def mining_data(self, queries: dict[str, str], positives: dict[str, Any],
                     documents: list[Document] | None = None) -> tuple[MiningData, LoadStats]:
