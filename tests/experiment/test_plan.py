@@ -79,3 +79,39 @@ def test_compiling_the_metrics_is_estimated_once_on_the_first_stage_left_that_me
     (cache / "ranx").mkdir(parents=True)
     (cache / "ranx" / "ndcg._ndcg-72.py311.nbi").write_bytes(b"")
     assert estimate(table, config, numbers, free)["hybrid"] < empty
+
+
+def test_the_plan_counts_what_an_embedder_pair_will_be_sent_and_sends_it_nothing(fixtures, tiny_model,
+                                                                                trainable_model, tmp_path):
+    import math
+
+    from haystack_hardneg.embed.encoder import EnsembleEncoder
+    from haystack_hardneg.experiment.plan import api_work, format_plan
+    from haystack_hardneg.ingest.text import document_text
+
+    pair = {"text_embedder": {"type": "haystack_integrations.components.embedders.sentence_transformers."
+                                      "sentence_transformers_text_embedder.SentenceTransformersTextEmbedder",
+                              "init_parameters": {"model": tiny_model, "progress_bar": False}},
+            "document_embedder": {"type": "haystack_integrations.components.embedders.sentence_transformers."
+                                          "sentence_transformers_document_embedder."
+                                          "SentenceTransformersDocumentEmbedder",
+                                  "init_parameters": {"model": tiny_model, "progress_bar": False}},
+            "query_prompt": "query: "}
+    config = tiny_config(fixtures, tiny_model, trainable_model, tmp_path, members=[pair, {"model": tiny_model}])
+    experiment = Experiment(config, progress_bar=False, plan_only=True)
+    splits = config.load_splits()
+    corpus = [document_text(d, config.meta_fields, config.separator) for d in splits["test"].corpus]
+    queries = list(dict.fromkeys([*splits["test"].queries.values(), *splits["train"].queries.values()]))
+    name = "SentenceTransformersDocumentEmbedder(" + tiny_model + ")"
+    expected_tokens = sum(math.ceil(len(t) / 4) for t in corpus) + sum(math.ceil(len("query: " + q) / 4)
+                                                                          for q in queries)
+    assert api_work(config, splits) == {name: {"texts": len(corpus) + len(queries), "tokens": expected_tokens}}
+    # Once the corpus is embedded (cached), only the queries are left to send.
+    encoder = EnsembleEncoder(config.members, cache_dir=config.cache_dir, progress_bar=False)
+    encoder.load()
+    encoder.encode_member(0, corpus, "document")
+    assert api_work(config, splits)[name]["texts"] == len(queries)
+    plan = experiment.plan(measured=False)
+    experiment.close()
+    assert plan["api"][name]["texts"] == len(queries)
+    assert f"| {name} | {len(queries):,} |" in format_plan(plan)

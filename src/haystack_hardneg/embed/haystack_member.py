@@ -58,7 +58,10 @@ def _shaping(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def member_fingerprint(spec: MemberSpec) -> str:
-    """What identifies an embedder member's vectors (in place of a local model's weight hash)."""
+    """What identifies an embedder member's vectors (in place of a local model's weight hash). Taken from the
+    components as they serialise themselves (every default spelled out), so a YAML dict naming only some
+    parameters and the component it builds have one identity."""
+    spec = with_components(spec)
     payload = json.dumps([_shaping(serialized(spec.text_embedder)), _shaping(serialized(spec.document_embedder))],
                          sort_keys=True, default=str)
     return "embedder:" + hashlib.blake2b(payload.encode(), digest_size=16).hexdigest()

@@ -22,8 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from haystack_hardneg.embed.cache import cache_keys
+from haystack_hardneg.embed.cache import EmbeddingCache, cache_keys
 from haystack_hardneg.embed.encoder import EnsembleEncoder
+from haystack_hardneg.embed.ensemble import MemberSpec
 from haystack_hardneg.experiment.config import ExperimentConfig
 from haystack_hardneg.experiment.keys import training_query_ids
 from haystack_hardneg.experiment.stages import ENSEMBLE
@@ -43,6 +44,8 @@ PLAN_ESTIMATES = "plan_estimates.json"  # in a run folder: each stage's estimate
 # ranx compiles its metrics (numba) at their first use in a process; measured on 2 CPU cores: 30-38 s with an empty
 # cache, as a new run folder has (its cache lives there), about 3 s with a filled one.
 METRICS_COMPILE_SECONDS = {"empty cache": 35.0, "filled cache": 3.0}
+# Tokens are counted as an API bills them only by its own tokenizer; about 4 characters of English text make one.
+CHARACTERS_PER_TOKEN = 4
 
 
 def read_estimates(out: Path) -> dict[str, float]:
@@ -104,6 +107,35 @@ def counts(config: ExperimentConfig, splits: dict[str, Any]) -> dict[str, Any]:
         "train_queries_used": len(train_ids),
         "strategies": {name: training_counts(config, splits["train"], name) for name in config.strategies},
     }
+
+
+def api_work(config: ExperimentConfig, splits: dict[str, Any]) -> dict[str, dict[str, int]]:
+    """Per embedder-pair member (an API or a server): the texts the run will send it, those its cache lacks
+    (documents with the document prompt, the test and training queries with the query prompt), and about how many
+    tokens they make. Nothing is sent to count them."""
+    members = [MemberSpec.coerce(m) for m in config.members]
+    if not any(m.is_embedder_pair for m in members):
+        return {}
+    from haystack_hardneg.embed.haystack_member import member_fingerprint
+
+    corpus = [document_text(d, config.meta_fields, config.separator) for d in splits["test"].corpus]
+    queries = list(dict.fromkeys([*splits["test"].queries.values(), *splits["train"].queries.values()]))
+    cache = EmbeddingCache(config.cache_dir) if config.cache_dir else None
+    work = {}
+    try:
+        for member in (m for m in members if m.is_embedder_pair):
+            fingerprint = member_fingerprint(member)
+            sent = []
+            for texts, prompt in ((corpus, member.document_prompt), (queries, member.query_prompt)):
+                cached = (cache.get_many(cache_keys(fingerprint, prompt, None, texts)) if cache is not None
+                          else [None] * len(texts))
+                sent += [prompt + t for t, v in zip(texts, cached) if v is None]
+            work[member.name] = {"texts": len(sent),
+                                 "tokens": sum(math.ceil(len(t) / CHARACTERS_PER_TOKEN) for t in sent)}
+    finally:
+        if cache is not None:
+            cache.close()
+    return work
 
 
 def measure(config: ExperimentConfig, splits: dict[str, Any], *, sample: int = SAMPLE,
@@ -176,12 +208,12 @@ def _ensemble_rates(config: ExperimentConfig, corpus: list[str], documents: list
     encoder = EnsembleEncoder(config.members, combine=config.combine, cache_dir=config.cache_dir, progress_bar=False)
     encoder.load()
     cache, encoder.cache = encoder.cache, None  # timed without the cache, which may hold the sample
-    encoder.encode(documents[:2], kind="document")
-    index_seconds = 0.0
+    index_seconds = per_query = 0.0
     for member, (spec, backend) in enumerate(zip(encoder.members, encoder.backends)):
         model = getattr(backend, "model", None)
         if model is None:
-            continue  # an embedder pair: its cost is the texts it is sent, not a time measured here
+            continue  # an embedder pair (an API, a server): the plan counts what it sends, and sends nothing
+        backend.encode(documents[:2], "document", spec.document_prompt)  # first calls are slow: not timed
         seconds = _timed(lambda: model.encode(documents, prompt=spec.document_prompt or None,
                                               batch_size=spec.batch_size, show_progress_bar=False))
         per_token = seconds / _padded_tokens(model, documents, spec.batch_size)
@@ -192,7 +224,9 @@ def _ensemble_rates(config: ExperimentConfig, corpus: list[str], documents: list
         counted = random.Random(config.seed).sample(missing, most) if len(missing) > most else missing
         scale = len(missing) / max(1, len(counted))
         index_seconds += per_token * _padded_tokens(model, counted, spec.batch_size) * scale
-    per_query = _timed(lambda: encoder.encode(queries, kind="query")) / len(queries)
+        per_query += _timed(lambda: backend.encode(queries, "query", spec.query_prompt)) / len(queries)
+    if cache is not None:
+        cache.close()
     return {"seconds_per_document": index_seconds / max(1, len(corpus)), "seconds_per_query": per_query,
             "dimension": encoder.dimension}
 
@@ -305,8 +339,10 @@ def make_plan(table: dict[str, Any], config: ExperimentConfig, splits: dict[str,
     """The counts, and with ``measured`` the warm-up's rates and each stage's estimated seconds; the ensemble's
     models are loaded for the warm-up only where a stage left to run uses them."""
     plan: dict[str, Any] = {"counts": counts(config, splits), "done": sorted(done)}
+    ensemble = any(ENSEMBLE in stage.uses for name, stage in table.items() if name not in done)
+    if ensemble:
+        plan["api"] = api_work(config, splits)
     if measured:
-        ensemble = any(ENSEMBLE in stage.uses for name, stage in table.items() if name not in done)
         plan["rates"] = measured_rates(config, splits, ensemble=ensemble)
         plan["estimate_seconds"] = estimate(table, config, plan["counts"], plan["rates"], done)
     return plan
@@ -328,6 +364,9 @@ def format_plan(plan: dict[str, Any]) -> str:
              "|---|---|---|---|---|---|"]
     lines += [f"| {name} | {n['pairs']} | {n['train_rows']} | {n['validation_queries']} | {n['steps']} | "
               f"{n['validations']} |" for name, n in numbers["strategies"].items()]
+    if plan.get("api"):
+        lines += ["", "| member (API or server) | texts to send (not cached) | about tokens |", "|---|---|---|"]
+        lines += [f"| {name} | {n['texts']:,} | {n['tokens']:,} |" for name, n in plan["api"].items()]
     if "estimate_seconds" in plan:
         estimates = plan["estimate_seconds"]
         lines += ["", "| stage | estimated time |", "|---|---|"]
