@@ -9,6 +9,11 @@ TORCH_INDEX ?=
 MODELS ?= $(or $(HARDNEG_MODELS),$(HOME)/.cache/hardneg-models)
 OFFLINE_MODELS ?= ../shared/tools/offline-models
 BIN := $(VENV)/bin
+# A real OpenAI-compatible embedding server for the tests of API members: Infinity, in a virtual environment of its
+# own (its pins, sentence-transformers < 4 and transformers 4, clash with ours). The tests find it through
+# HARDNEG_INFINITY.
+INFINITY_VENV ?= .venv-infinity
+INFINITY ?= infinity-emb[server,torch]==0.0.78
 # Keep large freed blocks in glibc's heap: a training step frees and re-allocates attention tensors of about 150 MB,
 # above glibc's largest mmap threshold (32 MB), so by default each is mapped afresh and its pages faulted in and
 # zeroed by the kernel again; on 2 cores that made CPU training steps about 1.5x slower. Other allocators and
@@ -17,7 +22,7 @@ export MALLOC_MMAP_THRESHOLD_ ?= 4294967296
 export MALLOC_TRIM_THRESHOLD_ ?= 68719476736
 export MALLOC_TOP_PAD_ ?= 1073741824
 
-.PHONY: setup models demo test lint wheel-check docs clean
+.PHONY: setup models demo test lint wheel-check docs clean infinity
 
 setup: $(VENV)/.installed
 
@@ -42,8 +47,16 @@ models: setup
 demo: models
 	HARDNEG_MODELS="$(MODELS)" $(BIN)/haystack-hardneg demo
 
-test: setup
-	$(BIN)/python -m pytest -q tests
+test: setup infinity
+	HARDNEG_INFINITY="$(INFINITY_VENV)/bin/infinity_emb" $(BIN)/python -m pytest -q tests
+
+infinity: $(INFINITY_VENV)/.installed
+
+$(INFINITY_VENV)/.installed:
+	$(PYTHON) -m venv $(INFINITY_VENV)
+	$(INFINITY_VENV)/bin/python -m pip install -q "$(TORCH)" $(if $(TORCH_INDEX),--index-url "$(TORCH_INDEX)")
+	$(INFINITY_VENV)/bin/python -m pip install -q "$(INFINITY)" "$(TORCH)"
+	touch $@
 
 # Lint and import order (the rules and why: pyproject.toml, [tool.ruff]); the layering is a test (tests/test_layers.py).
 lint: setup
@@ -58,4 +71,4 @@ wheel-check: setup
 	TORCH="$(TORCH)" TORCH_INDEX="$(TORCH_INDEX)" scripts/wheel_check.sh $(BIN)/python
 
 clean:
-	rm -rf $(VENV) runs build .pytest_cache
+	rm -rf $(VENV) $(INFINITY_VENV) runs build .pytest_cache

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging as logging_std
 import time
-from typing import Any, Callable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 import numpy as np
 from haystack import Document, logging
@@ -88,6 +90,45 @@ def with_components(spec: MemberSpec) -> MemberSpec:
                    document_embedder=instantiate(spec.document_embedder, "document_embedder"))
 
 
+class _Held(logging_std.Filter):
+    """Holds back what an embedder's module logs at WARNING or above during one call."""
+
+    def __init__(self):
+        super().__init__()
+        self.records: list[logging_std.LogRecord] = []
+
+    def filter(self, record: logging_std.LogRecord) -> bool:
+        if record.levelno < logging_std.WARNING:
+            return True
+        self.records.append(record)
+        return False
+
+    def first(self) -> str:
+        return self.records[0].getMessage().splitlines()[0]
+
+
+@contextmanager
+def _held_logs(*embedders: Any) -> Iterator[_Held]:
+    """During one call, what the embedders log of a failure is held back: a failed call becomes one error that
+    quotes it; a call that succeeds lets it through afterwards, as it was."""
+    held = _Held()
+    loggers = {logging_std.getLogger(type(e).__module__) for e in embedders}
+    for one in loggers:
+        one.addFilter(held)
+    failed = False
+    try:
+        yield held
+    except BaseException:
+        failed = True
+        raise
+    finally:
+        for one in loggers:
+            one.removeFilter(held)
+        if not failed:
+            for record in held.records:
+                logging_std.getLogger(record.name).handle(record)
+
+
 def _transient(error: BaseException) -> bool:
     if isinstance(error, (ConnectionError, TimeoutError)):
         return True
@@ -147,8 +188,11 @@ class HaystackEmbedderMember:
         wait = FIRST_WAIT_S
         for attempt in range(1, self.tries + 1):
             try:
-                return call()
+                with _held_logs(self.text_embedder, self.document_embedder) as held:
+                    return call()
             except Exception as error:
+                if held.records:  # what the embedder logged of its failure (OpenAI's logs it with a traceback)
+                    error = NoVectorsError(held.first()) if isinstance(error, NoVectorsError) else error
                 if attempt < self.tries and _transient(error):
                     logger.warning("Ensemble member '{member}' failed ({reason}); trying again in {wait:g} s.",
                                    member=self.name, reason=type(error).__name__, wait=wait)
