@@ -15,9 +15,9 @@ from sentence_transformers import CrossEncoder
 
 from haystack_hardneg import CrossEncoderRanker, ExportConfig, export_model
 from haystack_hardneg.cli import main
-from haystack_hardneg.export.convert import export_onnx
 from haystack_hardneg.export.gate import gate_records
 from haystack_hardneg.export.job import REFERENCE_SCORES_FILE, check_and_record
+from haystack_hardneg.graphs.convert import export_onnx
 from haystack_hardneg.mine.candidates import load_candidates
 from haystack_hardneg.rank.runtime import ExportedCrossEncoder
 from haystack_hardneg.scoring.settings import (

@@ -15,6 +15,7 @@ from typing import Literal, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
+from haystack_hardneg.defaults import DEFAULT_CACHE_DIR
 from haystack_hardneg.embed.cache import EmbeddingCache, cache_keys
 from haystack_hardneg.embed.ensemble import (
     CombineMode,
@@ -80,7 +81,7 @@ def weights_fingerprint(model) -> str:
 class SentenceTransformerMember:
     """A member that is a sentence-transformers model, loaded in this process."""
 
-    def __init__(self, spec: MemberSpec, device: str | None):
+    def __init__(self, spec: MemberSpec, device: str | None, export_dir: Path):
         try:
             source = str(Path(spec.model).expanduser()) if looks_like_path(spec.model) else spec.model
             from sentence_transformers import SentenceTransformer
@@ -96,7 +97,27 @@ class SentenceTransformerMember:
             self.model.max_seq_length = spec.max_seq_length
         self.spec = spec
         self.fingerprint = weights_fingerprint(self.model)
+        # Vectors of another backend differ from torch's in the last digits: cached apart, same identity.
+        self.cache_fingerprint = self.fingerprint
         self.chunk = ENCODE_CHUNK
+        self.exported = None
+        if spec.backend != "torch":
+            self._use_backend(export_dir)
+
+    def _use_backend(self, export_dir: Path) -> None:
+        from haystack_hardneg.embed.exported import BackendUnsuitable, ExportedEncoder, checked
+
+        spec, kind = self.spec, f"{self.spec.backend}{' int8' if self.spec.int8 else ''}"
+        try:
+            exported = ExportedEncoder(self.model, self.fingerprint, spec.backend, spec.int8, export_dir)
+            lowest = checked(self.model, exported, spec.batch_size)
+        except BackendUnsuitable as why:
+            logger.warning("Member '%s' runs on torch, not %s: %s.", spec.name, kind, why)
+            return
+        logger.info("Member '%s' runs on %s (lowest cosine to torch's vectors on the check texts: %.5f).",
+                    spec.name, kind, lowest)
+        self.exported = exported
+        self.cache_fingerprint = f"{self.fingerprint}:{spec.backend}{':int8' if spec.int8 else ''}"
 
     @property
     def max_seq_length(self) -> int | None:
@@ -107,6 +128,8 @@ class SentenceTransformerMember:
         return self.model.get_embedding_dimension()
 
     def encode(self, texts: list[str], kind: TextKind, prompt: str) -> np.ndarray:
+        if self.exported is not None:
+            return self.exported.encode(texts, prompt, self.spec.batch_size)
         return self.model.encode(texts, prompt=prompt or None, batch_size=self.spec.batch_size,
                                  show_progress_bar=False, convert_to_numpy=True)
 
@@ -148,6 +171,11 @@ class EnsembleEncoder:
         self.cache: EmbeddingCache | None = None
 
     @property
+    def export_dir(self) -> Path:
+        """Where members on an exported backend keep their graphs: in the cache folder, else the default one's."""
+        return Path(self.cache_dir or DEFAULT_CACHE_DIR).expanduser() / "exports"
+
+    @property
     def is_loaded(self) -> bool:
         return bool(self.backends)
 
@@ -168,7 +196,7 @@ class EnsembleEncoder:
 
     def _backend(self, member: MemberSpec):
         if not member.is_embedder_pair:
-            return SentenceTransformerMember(member, self.device)
+            return SentenceTransformerMember(member, self.device, self.export_dir)
         # Haystack components: imported only for an ensemble that has such a member.
         from haystack_hardneg.embed.haystack_member import HaystackEmbedderMember
 
@@ -223,7 +251,7 @@ class EnsembleEncoder:
         prompt = member.query_prompt if kind == "query" else member.document_prompt
         out = np.empty((len(texts), backend.dimension), dtype=np.float32)
         if self.cache is not None:
-            keys = cache_keys(backend.fingerprint, prompt, backend.max_seq_length, texts)
+            keys = cache_keys(backend.cache_fingerprint, prompt, backend.max_seq_length, texts)
             cached = self.cache.get_many(keys)
             todo = [i for i, v in enumerate(cached) if v is None]
             for i, v in enumerate(cached):

@@ -20,6 +20,7 @@ from typing import Any, Literal, Sequence
 import numpy as np
 
 CombineMode = Literal["concat", "mean"]
+MEMBER_BACKENDS = ("torch", "onnx", "openvino")
 COMBINE_MODES: tuple[str, ...] = ("concat", "mean")
 
 
@@ -38,6 +39,12 @@ class MemberSpec:
         ``{"type": ..., "init_parameters": ...}``) that embeds queries: ``OpenAITextEmbedder``,
         ``CohereTextEmbedder``, ``SentenceTransformersTextEmbedder``, ...
     :param document_embedder: the matching Haystack document embedder that embeds documents.
+    :param backend: for a sentence-transformers model: ``"torch"`` (default), ``"onnx"`` or ``"openvino"``: the
+        model's transformer exported once (kept under the cache folder) and run there, used only when its vectors
+        are within cosine 0.999 of torch's on check texts (else torch, with a warning). The vector space, and so
+        the ensemble's identity, stays the model's.
+    :param int8: with ``backend`` onnx (dynamic) or openvino (static, NNCF) quantisation to int8, under the same
+        check.
     :param stored: this member's document vectors are the ones already in the collection a miner reads (your
         app's own index, written by this member's document embedder): they are read, never embedded again; the
         other members embed the stored texts. At most one member is stored.
@@ -52,6 +59,8 @@ class MemberSpec:
     text_embedder: Any = field(default=None, compare=False)
     document_embedder: Any = field(default=None, compare=False)
     stored: bool = False
+    backend: str = "torch"
+    int8: bool = False
 
     def __post_init__(self) -> None:
         pair = (self.text_embedder is not None, self.document_embedder is not None)
@@ -67,6 +76,14 @@ class MemberSpec:
         elif not isinstance(self.model, str) or not self.model.strip():
             raise ValueError("An ensemble member needs a model (a hub id or a local folder) or a Haystack "
                              "text_embedder and document_embedder.")
+        if self.backend not in MEMBER_BACKENDS:
+            raise ValueError(f"Member '{self.name}': backend must be one of {list(MEMBER_BACKENDS)}, got "
+                             f"{self.backend!r}.")
+        if self.backend != "torch" and self.is_embedder_pair:
+            raise ValueError(f"Member '{self.name}': backend applies to a sentence-transformers model; an embedder "
+                             "pair runs as its components do.")
+        if self.int8 and self.backend == "torch":
+            raise ValueError(f"Member '{self.name}': int8 needs backend onnx or openvino.")
         if not np.isfinite(self.weight) or self.weight <= 0:
             raise ValueError(f"Member '{self.name}': weight must be a positive number, got {self.weight!r}.")
         if self.max_seq_length is not None and self.max_seq_length < 1:
@@ -110,8 +127,9 @@ class MemberSpec:
         """Plain data; an embedder pair as Haystack serialises each component (secrets as their env var names)."""
         data = {k: getattr(self, k) for k in ("weight", "query_prompt", "document_prompt", "max_seq_length",
                                               "batch_size")}
-        if self.stored:
-            data["stored"] = True
+        # Only what differs from the defaults: a plain member serialises as it always has.
+        data.update({k: getattr(self, k) for k, default in (("stored", False), ("backend", "torch"), ("int8", False))
+                     if getattr(self, k) != default})
         if self.is_embedder_pair:
             return {**data, "text_embedder": serialized(self.text_embedder),
                     "document_embedder": serialized(self.document_embedder)}

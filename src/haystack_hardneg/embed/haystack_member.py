@@ -148,7 +148,7 @@ class HaystackEmbedderMember:
         for embedder in (self.text_embedder, self.document_embedder):
             if hasattr(embedder, "warm_up"):
                 embedder.warm_up()
-        self.fingerprint = member_fingerprint(spec)
+        self.fingerprint = self.cache_fingerprint = member_fingerprint(spec)
         # One call per cached batch: a failure loses at most the call that failed.
         self.chunk = spec.batch_size
         # An embedder with retries of its own (OpenAI's: max_retries) is trusted with them, even when set to 0.

@@ -209,17 +209,16 @@ def _ensemble_rates(config: ExperimentConfig, corpus: list[str], documents: list
     encoder.load()
     cache, encoder.cache = encoder.cache, None  # timed without the cache, which may hold the sample
     index_seconds = per_query = 0.0
-    for member, (spec, backend) in enumerate(zip(encoder.members, encoder.backends)):
+    for spec, backend in zip(encoder.members, encoder.backends):
         model = getattr(backend, "model", None)
         if model is None:
             continue  # an embedder pair (an API, a server): the plan counts what it sends, and sends nothing
         backend.encode(documents[:2], "document", spec.document_prompt)  # first calls are slow: not timed
-        seconds = _timed(lambda: model.encode(documents, prompt=spec.document_prompt or None,
-                                              batch_size=spec.batch_size, show_progress_bar=False))
+        seconds = _timed(lambda: backend.encode(documents, "document", spec.document_prompt))
         per_token = seconds / _padded_tokens(model, documents, spec.batch_size)
         missing = corpus
         if cache is not None:
-            keys = cache_keys(encoder.fingerprints[member], spec.document_prompt, model.max_seq_length, corpus)
+            keys = cache_keys(backend.cache_fingerprint, spec.document_prompt, model.max_seq_length, corpus)
             missing = [t for t, v in zip(corpus, cache.get_many(keys)) if v is None]
         counted = random.Random(config.seed).sample(missing, most) if len(missing) > most else missing
         scale = len(missing) / max(1, len(counted))

@@ -9,15 +9,15 @@ from pathlib import Path
 from typing import Any, Callable
 
 from haystack_hardneg.export.config import ExportConfig
-from haystack_hardneg.export.convert import (
+from haystack_hardneg.export.gate import gate_records, quality_check
+from haystack_hardneg.files import atomic_write_text, read_jsonl
+from haystack_hardneg.graphs.convert import (
     export_onnx,
     openvino_from_onnx,
     optimize_onnx,
     quantize_onnx,
     quantize_openvino,
 )
-from haystack_hardneg.export.gate import gate_records, quality_check
-from haystack_hardneg.files import atomic_write_text, read_jsonl
 from haystack_hardneg.mine.candidates import load_candidates
 from haystack_hardneg.rank.layout import export_file_name, read_scoring_head, weights_fingerprint
 from haystack_hardneg.rank.runtime import ExportedCrossEncoder, load_torch_cross_encoder

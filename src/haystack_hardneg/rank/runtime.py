@@ -14,31 +14,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from haystack_hardneg.extras import require
 from haystack_hardneg.files import confined_path
+from haystack_hardneg.graphs.runners import onnx_runner, openvino_runner
 from haystack_hardneg.rank.layout import BACKENDS, export_file_name, read_scoring_head
-
-
-def _onnx_runner(path: Path, options: dict[str, Any]):
-    ort = require("onnxruntime", "The onnx backend")
-    session_options = ort.SessionOptions()
-    if options.get("threads"):
-        session_options.intra_op_num_threads = int(options["threads"])
-    # The CPU unless asked otherwise: the first available provider of a GPU build may lack its libraries here.
-    providers = [options["provider"], "CPUExecutionProvider"] if options.get("provider") else ["CPUExecutionProvider"]
-    session = ort.InferenceSession(str(path), session_options, providers=providers)
-    names = [i.name for i in session.get_inputs()]
-    return names, lambda feed: session.run(None, feed)[0]
-
-
-def _openvino_runner(path: Path, options: dict[str, Any]):
-    ov = require("openvino", "The openvino backend")
-    config = {"PERFORMANCE_HINT": "LATENCY", **(options.get("ov_config") or {})}
-    if options.get("threads"):
-        config["INFERENCE_NUM_THREADS"] = int(options["threads"])
-    compiled = ov.Core().compile_model(str(path), options.get("device", "CPU"), config)
-    names = [i.get_any_name() for i in compiled.inputs]
-    return names, lambda feed: compiled(feed)[0]
 
 
 class ExportedCrossEncoder:
@@ -69,8 +47,8 @@ class ExportedCrossEncoder:
         window = self.tokenizer.model_max_length
         self.max_length = max_length or min(window, positions or window)
         options = dict(options or {})
-        self.input_names, self._run = (_onnx_runner(path, options) if backend == "onnx"
-                                       else _openvino_runner(path, options))
+        self.input_names, self._run = (onnx_runner(path, options) if backend == "onnx"
+                                       else openvino_runner(path, options))
 
     def _scores(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
         encoded = self.tokenizer([p[0] for p in pairs], [p[1] for p in pairs], padding=True,

@@ -122,16 +122,18 @@ def openvino_from_onnx(source: Path, target: Path) -> Path:
     return target
 
 
-def quantize_openvino(source: Path, target: Path, tokenizer, pairs: list[tuple[str, str]], max_length: int) -> Path:
-    """Static int8 quantisation with NNCF, its activation ranges calibrated on ``pairs`` tokenised one at a time
-    (unpadded: the activations NNCF sees are those of real text)."""
+def quantize_openvino(source: Path, target: Path, tokenizer, samples: list[tuple[str, ...]], max_length: int) -> Path:
+    """Static int8 quantisation with NNCF, its activation ranges calibrated on ``samples`` (a cross-encoder's
+    (query, passage) pairs, or a bi-encoder's single texts) tokenised one at a time (unpadded: the activations NNCF
+    sees are those of real text)."""
     ov = require("openvino", "Quantising an OpenVINO export")
     nncf = require("nncf", "Quantising an OpenVINO export")
     model = ov.Core().read_model(str(source))
     names = [i.get_any_name() for i in model.inputs]
     feeds = []
-    for query, passage in pairs:
-        encoded = tokenizer([query], [passage], truncation="longest_first", max_length=max_length, return_tensors="np")
+    for sample in samples:
+        encoded = tokenizer(*([text] for text in sample), truncation="longest_first", max_length=max_length,
+                            return_tensors="np")
         feeds.append({name: encoded[name].astype(np.int64) for name in names})
     quantized = nncf.quantize(model, nncf.Dataset(feeds), subset_size=len(feeds), model_type=nncf.ModelType.TRANSFORMER)
     with _replacing(target, companions=(".bin",)) as scratch:
