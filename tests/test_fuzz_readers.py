@@ -114,7 +114,8 @@ CONFIG_KEYS = ["data", "training", "members", "strategies", "mining", "variants"
                                                              "- 1\n- 2", "data: !!binary aGk="])))
 def test_experiment_configs_parse_or_name_the_key(tmp_path, settings_, raw):
     path = tmp_path / "config.yml"
-    path.write_text(raw if raw is not None else yaml.safe_dump(settings_, allow_unicode=True), encoding="utf-8")
+    path.write_text(raw if raw is not None else yaml.safe_dump(settings_, allow_unicode=True), encoding="utf-8",
+                    errors="surrogatepass")  # a lone surrogate: bytes that are not UTF-8, as a broken file has
     try:
         ExperimentConfig.from_yaml(path)
     except ConfigError as error:
