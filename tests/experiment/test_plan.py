@@ -86,7 +86,8 @@ def test_the_plan_counts_what_an_embedder_pair_will_be_sent_and_sends_it_nothing
     import math
 
     from haystack_hardneg.embed.encoder import EnsembleEncoder
-    from haystack_hardneg.experiment.plan import api_work, format_plan
+    from haystack_hardneg.experiment.plan import format_plan
+    from haystack_hardneg.experiment.rates import api_work
     from haystack_hardneg.ingest.text import document_text
 
     pair = {"text_embedder": {"type": "haystack_integrations.components.embedders.sentence_transformers."

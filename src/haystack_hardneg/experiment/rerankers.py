@@ -25,7 +25,7 @@ def budget(run: StageRun) -> None:
     took in this run's warm-up (``plan.json``; measured again when the run has none). A deadline per training
     would give each strategy the steps its own run happened to reach on a loaded machine: not like for like."""
     from haystack_hardneg.experiment.environment import cpu
-    from haystack_hardneg.experiment.plan import measured_rates
+    from haystack_hardneg.experiment.rates import measured_rates
 
     minutes = run.config.training_config().max_minutes
     plan = run.folder / RunFolder.plan
