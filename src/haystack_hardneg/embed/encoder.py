@@ -261,8 +261,7 @@ class EnsembleEncoder:
             keys, todo = [], list(range(len(texts)))
         bar = tqdm(
             total=len(todo),
-            desc=f"Embedding {'queries' if kind == 'query' else 'documents'} with "
-                 f"{Path(member.model).name if member.model else member.name}",
+            desc=f"Embedding {'queries' if kind == 'query' else 'documents'} with {member.label}",
             unit="text",
             disable=not self.progress_bar or not todo,
         )

@@ -106,6 +106,11 @@ class MemberSpec:
         model = params.get("model") or params.get("model_name") or params.get("model_id")
         return f"{kind}({model})" if model else kind
 
+    @property
+    def label(self) -> str:
+        """The short name progress bars and reports show: a model's folder (or hub) name, or the pair's ``name``."""
+        return self.model.rstrip("/").rsplit("/", 1)[-1] if self.model else self.name
+
     @classmethod
     def coerce(cls, spec: "MemberSpec | str | dict[str, Any]") -> "MemberSpec":
         """Accept a MemberSpec, a bare model name/path, or a dict of MemberSpec fields."""

@@ -87,14 +87,15 @@ class ExportedEncoder:
         self.input_names, self._run = (onnx_runner if backend == "onnx" else openvino_runner)(path, {})
 
     def encode(self, texts: list[str], prompt: str, batch_size: int) -> np.ndarray:
+        """Batches of similar length (little padding), returned in the order of ``texts``."""
+        if not texts:
+            return np.zeros((0, 0), dtype=np.float32)
         order = np.argsort([-len(t) for t in texts], kind="stable")
-        out = None
-        for start in range(0, len(texts), batch_size):
-            chunk = order[start:start + batch_size]
-            vectors = self._batch([prompt + texts[i] for i in chunk])
-            out = np.empty((len(texts), vectors.shape[1]), dtype=np.float32) if out is None else out
-            out[chunk] = vectors
-        return out if out is not None else np.zeros((0, 0), dtype=np.float32)
+        vectors = np.concatenate([self._batch([prompt + texts[i] for i in order[start:start + batch_size]])
+                                  for start in range(0, len(texts), batch_size)])
+        out = np.empty_like(vectors)
+        out[order] = vectors
+        return out
 
     def _batch(self, texts: list[str]) -> np.ndarray:
         encoded = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length,

@@ -21,7 +21,7 @@ from haystack import Document, logging
 from haystack.core.serialization import component_from_dict, import_class_by_name
 
 from haystack_hardneg.embed.cache import EmbeddingCache, cache_keys
-from haystack_hardneg.embed.ensemble import MemberSpec, serialized
+from haystack_hardneg.embed.ensemble import MemberSpec, l2_normalize, serialized
 
 logger = logging.getLogger(__name__)
 
@@ -164,7 +164,7 @@ class HaystackEmbedderMember:
         if found is None:
             found = np.asarray(self.encode([PROBE], "document", prompt)[0], dtype=np.float32)
             if cache is not None:
-                cache.put_many([(keys[0], found / max(float(np.linalg.norm(found)), 1e-12))])
+                cache.put_many([(keys[0], l2_normalize(found[None])[0])])
         return int(found.shape[0])
 
     def encode(self, texts: list[str], kind: str, prompt: str) -> np.ndarray:
@@ -191,8 +191,8 @@ class HaystackEmbedderMember:
                 with _held_logs(self.text_embedder, self.document_embedder) as held:
                     return call()
             except Exception as error:
-                if held.records:  # what the embedder logged of its failure (OpenAI's logs it with a traceback)
-                    error = NoVectorsError(held.first()) if isinstance(error, NoVectorsError) else error
+                if isinstance(error, NoVectorsError) and held.records:
+                    error = NoVectorsError(held.first())  # the embedder logged why (OpenAI's, with a traceback)
                 if attempt < self.tries and _transient(error):
                     logger.warning("Ensemble member '{member}' failed ({reason}); trying again in {wait:g} s.",
                                    member=self.name, reason=type(error).__name__, wait=wait)

@@ -289,8 +289,7 @@ def write_report(out: Path, config, splits: dict[str, Any], stage_records: dict[
     systems = evaluate_systems(test_split.qrels, runs, test=config.significance, depth=config.retrieve_k)
     withheld_weights(out, chosen, test_split.qrels, runs[FIRST_STAGE], test=config.significance)
     groups, median = split_by_document_length(test_split.qrels, document_lengths(test_split))
-    members = " + ".join(Path(m["model"]).name if "model" in m else MemberSpec.coerce(m).name
-                         for m in config.members)
+    members = " + ".join(MemberSpec.coerce(m).label for m in config.members)
     choice = json.loads((out / RunFolder.choice).read_text())
     first_stage = f"ensemble of {members} ({config.combine}) in Qdrant"
     if choice.get("lexical"):
