@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from negatives_vs_first_stage import placement  # noqa: E402
 
 from haystack_hardneg.experiment.config import ExperimentConfig  # noqa: E402
+from haystack_hardneg.experiment.environment import machine  # noqa: E402
 from haystack_hardneg.experiment.runner import Experiment  # noqa: E402
 from haystack_hardneg.experiment.upstream import training_queries  # noqa: E402
 from haystack_hardneg.files import atomic_write_text, read_jsonl  # noqa: E402
@@ -93,7 +94,7 @@ def main() -> None:
         print(f"k={count}: rank {rows[count]['negative_rank_in_ensemble']['mean']:.1f}, "
               f"gap {rows[count]['score_gap_to_positive']['mean']:.3f}", flush=True)
     results = {"config": str(args.config), "run": str(args.run), "documents": len(data.doc_ids),
-               "mining": asdict(base), "counts": rows}
+               "mining": asdict(base), "machine": machine(), "counts": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out, json.dumps(results, indent=2) + "\n")
     k = args.rerank_k

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from haystack_hardneg.experiment.environment import machine
 from haystack_hardneg.files import atomic_write_text
 from haystack_hardneg.mine.triplets import load_triplets, negative_columns
 from haystack_hardneg.train.heads import build_cross_encoder
@@ -79,7 +79,7 @@ def main() -> None:
     results = {
         "model": args.model, "triplets": args.triplets, "batch_size": args.batch_size, "max_length": args.max_length,
         "precision": args.precision, "batches": args.batches,
-        "machine": f"{platform.machine()}, {torch.get_num_threads()} CPU threads",
+        "machine": machine(),
         "versions": {"torch": torch.__version__},
         "losses": {name: {"seconds_per_step_median": float(np.median(values)),
                           "seconds_per_step_p90": float(np.percentile(values, 90)),

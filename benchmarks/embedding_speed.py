@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ from haystack import Document
 from sentence_transformers import SentenceTransformer
 
 from haystack_hardneg import DocumentChunker, EnsembleDocumentEmbedder, build_indexing_pipeline, open_document_store
+from haystack_hardneg.experiment.environment import machine
 from haystack_hardneg.files import atomic_write_text
 from haystack_hardneg.ingest.beir import load_corpus
 
@@ -112,8 +112,7 @@ def main() -> None:
         "cache": lambda: cached_reindex(minilm, args.data, args.work),
     }
     record = json.loads(args.out.read_text()) if args.out.exists() else {}
-    record |= {"command": "python benchmarks/embedding_speed.py",
-               "machine": f"{platform.machine()}, Python {platform.python_version()}, 2 CPU cores"}
+    record |= {"command": "python benchmarks/embedding_speed.py", "machine": machine()}
     record |= {name: parts[name]() for name in args.parts}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out, json.dumps(record, indent=2))

@@ -18,6 +18,7 @@ import math
 import random
 from pathlib import Path
 
+from haystack_hardneg.experiment.environment import machine
 from haystack_hardneg.files import atomic_write_text, read_jsonl
 
 
@@ -73,7 +74,7 @@ def score(folder: Path) -> dict:
                              "clearly_relevant": clear, "clear_wilson_95": wilson(clear, len(judged)),
                              "relevant_items": sorted(n for n, row in key.items()
                                                       if row["strategy"] == strategy and judgments[n]["relevant"])}
-    atomic_write_text(folder / "scores.json", json.dumps(results, indent=2))
+    atomic_write_text(folder / "scores.json", json.dumps({**results, "machine": machine()}, indent=2))
     return results
 
 

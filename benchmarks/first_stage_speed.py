@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from haystack_hardneg import (
     open_document_store,
 )
 from haystack_hardneg.defaults import DEFAULT_CACHE_DIR, expand
+from haystack_hardneg.experiment.environment import machine
 from haystack_hardneg.experiment.first_stage import retrieve_lists
 from haystack_hardneg.files import atomic_write_text
 from haystack_hardneg.ingest.beir import load_beir
@@ -91,7 +91,7 @@ def main() -> None:
         "seconds": seconds,
         "queries_per_second": {name: round(queries / s, 1) for name, s in best.items()},
         "speedup": round(best["one_at_a_time"] / best["batched"], 2),
-        "machine": {"processor": platform.processor() or platform.machine(), "python": platform.python_version()},
+        "machine": machine(),
     }
     store.close()
     atomic_write_text(args.out, json.dumps(result, indent=2))

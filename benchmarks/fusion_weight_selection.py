@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from haystack_hardneg.evaluate.metrics import evaluate_run
+from haystack_hardneg.experiment.environment import machine
 from haystack_hardneg.experiment.report import reranked_run
 from haystack_hardneg.files import read_jsonl
 from haystack_hardneg.scoring.fusion import fuse_scores
@@ -95,7 +96,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    results: dict = {"alphas": ALPHAS, "repeats": args.repeats, "models": {}}
+    results: dict = {"alphas": ALPHAS, "repeats": args.repeats, "machine": machine(), "models": {}}
     for run in args.runs:
         for path in sorted((run / "rerank").glob("*.json")):
             queries, matrix = per_query_ndcg(run, path.stem)

@@ -23,7 +23,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from haystack_hardneg.experiment.config import ExperimentConfig
-from haystack_hardneg.experiment.environment import cpu
+from haystack_hardneg.experiment.environment import machine
 from haystack_hardneg.experiment.runner import Experiment
 from haystack_hardneg.experiment.upstream import training_queries
 from haystack_hardneg.files import atomic_write_text
@@ -92,7 +92,7 @@ def main() -> None:
                                  embedding_separator=config.separator, progress_bar=False)
     miner.warm_up()
     data, _ = miner.mining_data(queries, shown)
-    results: dict = {"config": args.config, "hidden_share": HIDDEN_SHARE, "cpu": cpu(),
+    results: dict = {"config": args.config, "hidden_share": HIDDEN_SHARE, "machine": machine(),
                      "hidden_relevant": sum(len(h) for h in hidden.values()), "queries": len(queries), "rules": {}}
     for rule, options in RULES.items():
         for fill in (False, True):

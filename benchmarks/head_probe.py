@@ -13,6 +13,7 @@ import json
 import time
 from pathlib import Path
 
+from haystack_hardneg.experiment.environment import machine
 from haystack_hardneg.files import atomic_write_text
 from haystack_hardneg.mine.candidates import load_candidates
 from haystack_hardneg.mine.triplets import load_triplets
@@ -37,6 +38,7 @@ report = train_cross_encoder(load_triplets(RUN / "mine/ensemble_cluster/triplets
 curve = [(h["epoch"], h["eval_validation_ndcg@10"]) for h in report["history"] if "eval_validation_ndcg@10" in h]
 result = {"head": report["head"], "loss": args.loss, "epochs": args.epochs, "precision": args.precision,
           "training_seconds": round(time.perf_counter() - started, 1), "validation_curve_ndcg@10": curve,
-          "fusion": {k: report["fusion"][k] for k in ("first_stage", "reranker_alone", "best_alpha", "best")}}
+          "fusion": {k: report["fusion"][k] for k in ("first_stage", "reranker_alone", "best_alpha", "best")},
+          "machine": machine()}
 atomic_write_text(Path(f"benchmarks/scifact/head_probe_{name}.json"), json.dumps(result, indent=2))
 print(json.dumps(result, indent=2))

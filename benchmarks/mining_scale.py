@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from haystack_hardneg.experiment.environment import machine
 from haystack_hardneg.mine.config import MiningConfig
 from haystack_hardneg.mine.data import MiningData
 from haystack_hardneg.mine.negatives import mine_negatives
@@ -62,7 +63,7 @@ def main() -> None:
     record = {"command": f"python benchmarks/mining_scale.py --documents {args.documents} --queries {args.queries}",
               "documents": args.documents, "queries": args.queries, "dim": args.dim,
               "generate_seconds": round(time.perf_counter() - started, 1), "peak_memory_gib_after_data": _peak_gib(),
-              "strategies": {}}
+              "machine": machine(), "strategies": {}}
     print(record, flush=True)
     for strategy in args.strategies:
         started = time.perf_counter()

@@ -21,6 +21,7 @@ from sentence_transformers import SentenceTransformer
 from sentence_transformers.util import mine_hard_negatives
 
 from haystack_hardneg import ClusterNegativeMiner, EnsembleTextEmbedder
+from haystack_hardneg.experiment.environment import machine
 from haystack_hardneg.ingest.beir import load_beir
 from haystack_hardneg.mine.config import STRATEGIES
 from haystack_hardneg.mine.negatives import mine_negatives
@@ -104,6 +105,7 @@ def main() -> None:
         "num_negatives": NUM_NEGATIVES,
         "rank_window": [0, 100],
         "repeats_best_of": REPEATS,
+        "machine": machine(),
         "like_for_like_vs_sentence_transformers": comparisons,
         "haystack_hardneg_strategies_default_guard": timings,
     }

@@ -20,6 +20,7 @@ import json
 from pathlib import Path
 from statistics import mean
 
+from haystack_hardneg.experiment.environment import machine
 from haystack_hardneg.files import read_jsonl
 
 STRATEGIES = ("ensemble_cluster", "ensemble", "dense", "bm25", "random")
@@ -61,7 +62,8 @@ def main() -> None:
     candidates = read_jsonl(args.run / "first_stage" / "train_candidates.jsonl")
     ranks = {r["query_id"]: {c["id"]: i for i, c in enumerate(r["candidates"])} for r in candidates}
     depth = max((len(r["candidates"]) for r in candidates), default=0)
-    results = {"run": str(args.run), "rerank_k": args.rerank_k, "candidate_depth": depth, "strategies": {}}
+    results = {"run": str(args.run), "rerank_k": args.rerank_k, "candidate_depth": depth, "machine": machine(),
+               "strategies": {}}
     # The built-in strategies in their usual order, then any variants the run defines.
     mined = sorted(p.parent.name for p in (args.run / "mine").glob("*/provenance.jsonl"))
     for strategy in [s for s in STRATEGIES if s in mined] + [s for s in mined if s not in STRATEGIES]:

@@ -15,13 +15,13 @@ recorded; compare them with --out (`make` exports the settings, so run the scrip
 import argparse
 import json
 import os
-import platform
 import statistics
 import time
 from pathlib import Path
 
 import torch
 
+from haystack_hardneg.experiment.environment import machine
 from haystack_hardneg.files import atomic_write_text
 from haystack_hardneg.train.heads import build_cross_encoder
 
@@ -56,7 +56,7 @@ for _ in range(args.rounds):
     times["bf16"].append(step(True))
 result = {
     "what": "one training step (forward + backward), 48 pairs x 256 tokens, all-MiniLM-L6-v2 + mean head",
-    "device": device, "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+    "device": device, "machine": machine(), "threads": torch.get_num_threads(),
     "allocator": {k: v for k, v in sorted(os.environ.items()) if k == "LD_PRELOAD" or k.startswith("MALLOC_")},
     "median_seconds": {k: round(statistics.median(v), 3) for k, v in times.items()},
     "all_seconds": {k: [round(t, 3) for t in v] for k, v in times.items()},

@@ -40,6 +40,7 @@ from statistics import mean
 import yaml
 
 from haystack_hardneg.experiment.config import ExperimentConfig
+from haystack_hardneg.experiment.environment import machine
 from haystack_hardneg.experiment.portable import export_state, import_state
 from haystack_hardneg.experiment.runner import Experiment
 from haystack_hardneg.experiment.table import expected_keys
@@ -274,7 +275,7 @@ def cmd_run(args) -> int:
     scheduler.run_all([Run(ds, recipe, 0, (study.select_strategy,))
                        for recipe in study.recipes for ds in study.data_sets])
     selection = select(study)
-    atomic_write_text(args.out / "selection.json", json.dumps(selection, indent=2))
+    atomic_write_text(args.out / "selection.json", json.dumps({**selection, "machine": machine()}, indent=2))
     print(json.dumps(selection, indent=2), flush=True)
     if selection["winner"] is None:
         print(f"No recipe chosen: {selection['missing']} did not finish. Run again to resume.", flush=True)

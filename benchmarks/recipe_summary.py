@@ -12,6 +12,7 @@ from pathlib import Path
 from seed_repeats import load, tables
 from seed_repeats import summarise as summarise_seeds
 
+from haystack_hardneg.experiment.environment import machine
 from haystack_hardneg.files import atomic_write_text
 
 METRIC = "ndcg@10"
@@ -357,7 +358,7 @@ def summarise(study, runs, selection: dict, into: Path, states: Path) -> dict:
               "strategies_with_winner": strategies, "targets": targets(study, runs, winner),
               "validation_by_seed": validation_by_seed(study, runs, (winner, study.baseline)),
               "validation_curves": validation_curves(study, runs), "probes": probes(study, runs, winner),
-              "runs": sorted(r.name + " " + ",".join(r.strategies) for r in runs)}
+              "runs": sorted(r.name + " " + ",".join(r.strategies) for r in runs), "machine": machine()}
     atomic_write_text(into / "study.json", json.dumps(result, indent=2) + "\n")
     chart(study, strategies, into / "chart_strategies.png")
     recipes_chart(study, selection, recipe_table, into / "chart_recipes.png")

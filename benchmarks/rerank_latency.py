@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from pathlib import Path
 
@@ -26,8 +25,10 @@ from haystack import Document
 
 from haystack_hardneg import CrossEncoderRanker, ExportConfig, export_model
 from haystack_hardneg.evaluate.metrics import evaluate_run
+from haystack_hardneg.experiment.environment import machine
 from haystack_hardneg.files import atomic_save_figure, atomic_write_text, read_jsonl
 from haystack_hardneg.ingest.beir import load_qrels
+from haystack_hardneg.machine import missing_bf16
 
 EXPORTS = {"onnx": {"backend": "onnx"}, "onnx-O3": {"backend": "onnx", "optimize": "O3"},
            "onnx-int8": {"backend": "onnx", "quantize": "int8"}, "openvino": {"backend": "openvino"},
@@ -46,8 +47,9 @@ def make_exports(model: str, names: list[str]) -> dict[str, dict]:
     return records
 
 
-def rankers(model: str, max_length: int, exports: dict[str, dict], systems: list[str]) -> dict:
-    """Warmed-up rankers by system name; all rank alone (no fusion), scores scaled as Haystack's are."""
+def rankers(model: str, max_length: int, exports: dict[str, dict], systems: list[str], prefix: str = "") -> dict:
+    """Warmed-up rankers by system name (``prefix`` before each); all rank alone (no fusion), scores scaled as
+    Haystack's are."""
     from haystack_integrations.components.rankers.sentence_transformers import SentenceTransformersSimilarityRanker
 
     common = {"model": model, "top_k": 100, "max_length": max_length, "fusion_alpha": None}
@@ -62,8 +64,8 @@ def rankers(model: str, max_length: int, exports: dict[str, dict], systems: list
     }
     out = {}
     for name in systems:
-        out[name] = built[name]()
-        out[name].warm_up()
+        out[prefix + name] = built[name]()
+        out[prefix + name].warm_up()
     return out
 
 
@@ -194,6 +196,7 @@ def chart(results: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    where = results["machine"]
     ks = list(results["by_k"])
     names = list(results["by_k"][ks[0]]["systems"])
     figure, axis = plt.subplots(figsize=(11, 4.5))
@@ -211,7 +214,8 @@ def chart(results: dict, path: Path) -> None:
     axis.set_xticks(np.arange(len(names)) + width * (len(ks) - 1) / 2, names, rotation=20, ha="right")
     axis.set(ylabel="ms per query (median; bar to p95)",
              title=f"Re-ranking latency by backend ({results['queries']} SciFact test queries, max_length "
-                   f"{results['max_length']}, {results['machine']}); labels: nDCG@10")
+                   f"{results['max_length']}, {where['cpu']['model']}, {where['torch_threads']} threads); "
+                   f"labels: nDCG@10")
     axis.legend()
     figure.tight_layout()
     atomic_save_figure(figure, path, dpi=110)
@@ -228,6 +232,7 @@ def main() -> None:
     parser.add_argument("--k", type=int, nargs="+", default=[20, 30])
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--exports", nargs="*", default=list(EXPORTS), choices=list(EXPORTS))
+    parser.add_argument("--student", help="a smaller student of --model (train --keep-layers), timed in the same run")
     parser.add_argument("--out", default="benchmarks/rerank_latency.json")
     args = parser.parse_args()
     args.model = str(Path(args.model).expanduser())
@@ -236,16 +241,31 @@ def main() -> None:
     records = [r for r in read_jsonl(args.candidates) if r["query_id"] in qrels][: args.queries]
     qrels = {r["query_id"]: qrels[r["query_id"]] for r in records}
     exports = make_exports(args.model, args.exports)
-    systems = ["torch fp32", "torch fp32 (stock ranker)", "torch bf16", *args.exports]
+    # bf16 is refused (the ranker loads float32) on a CPU without bfloat16 instructions: not a system there.
+    refused = {"torch bf16": f"this CPU has no {missing_bf16()}"} if missing_bf16() else {}
+    systems = [s for s in ("torch fp32", "torch fp32 (stock ranker)", "torch bf16") if s not in refused]
+    systems += args.exports
     built = rankers(args.model, args.max_length, exports, systems)
-    rates = {"fp32": matmul_rate(torch.float32), "bf16": matmul_rate(torch.bfloat16)}
+    student_exports = {}
+    if args.student:
+        args.student = str(Path(args.student).expanduser())
+        student_exports = make_exports(args.student, args.exports)
+        built.update(rankers(args.student, args.max_length, student_exports,
+                             ["torch fp32", *args.exports], prefix="student "))
+    rates = {"fp32": matmul_rate(torch.float32), "bf16 (emulated)" if refused else "bf16": matmul_rate(torch.bfloat16)}
     if "openvino-int8" in exports:
         rates["openvino default precision"] = openvino_matmul_rate(int8=False)
         rates["openvino int8"] = openvino_matmul_rate(int8=True)
     results = {"model": args.model, "queries": len(records), "max_length": args.max_length,
-               "machine": f"{platform.machine()}, {torch.get_num_threads()} CPU threads",
+               "machine": machine(), "refused": refused,
                "versions": {"torch": torch.__version__}, "matmul_gflops": {k: v / 1e9 for k, v in rates.items()},
-               "exports": {name: {"file_name": r["file_name"], "gate": r["gate"]} for name, r in exports.items()},
+               "exports": {name: {"file_name": r["file_name"], "gate": r["gate"], "speed": r["speed"]}
+                           for name, r in exports.items()},
+               "student": args.student and {
+                   "model": args.student, "layers": json.loads(Path(args.student, "config.json").read_text())[
+                       "num_hidden_layers"],
+                   "exports": {name: {"file_name": r["file_name"], "gate": r["gate"], "speed": r["speed"]}
+                               for name, r in student_exports.items()}},
                "by_k": {}}
     for k in args.k:
         print(f"top {k}: {len(records)} queries x {len(built)} systems", flush=True)

@@ -18,6 +18,7 @@ from pathlib import Path
 from haystack_hardneg import CrossEncoderRanker, EnsembleTextEmbedder, build_query_pipeline, open_document_store
 from haystack_hardneg.evaluate.metrics import evaluate_run
 from haystack_hardneg.evaluate.significance import paired_test
+from haystack_hardneg.experiment.environment import machine
 from haystack_hardneg.ingest.beir import load_beir
 from haystack_hardneg.pipelines import run_queries
 from haystack_hardneg.scoring.fusion import fuse_scores
@@ -89,7 +90,7 @@ def main() -> None:
         print(name, results[name], flush=True)
     store.close()
     record = {"model": args.model, "first_stage": args.config, "retrieve_k": args.retrieve_k,
-              "stored_fusion_alpha": stored_alpha, "results": results}
+              "stored_fusion_alpha": stored_alpha, "machine": machine(), "results": results}
     if args.train_report and args.train_report.exists():
         train = json.loads(args.train_report.read_text())
         record["training"] = {k: train.get(k) for k in ("train_rows", "validation_queries", "steps", "validation",

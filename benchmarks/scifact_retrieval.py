@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from haystack_hardneg import (
     open_document_store,
 )
 from haystack_hardneg.evaluate.metrics import evaluate_run
+from haystack_hardneg.experiment.environment import machine
 from haystack_hardneg.ingest.beir import load_beir
 from haystack_hardneg.pipelines import run_queries
 
@@ -90,7 +90,7 @@ def main() -> None:
 
     record = {
         "command": "python benchmarks/scifact_retrieval.py --data examples/data/scifact",
-        "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, Python {platform.python_version()}",
+        "machine": machine(),
         "queries": len(split.queries),
         "results": results,
     }

@@ -25,6 +25,7 @@ from statistics import mean, stdev
 
 from scipy.stats import ttest_rel
 
+from haystack_hardneg.experiment.environment import machine
 from haystack_hardneg.files import atomic_write_text
 
 
@@ -83,7 +84,7 @@ def main() -> None:
 
     loaded = [load(folder, args.metric) for folder in args.runs]
     results = {"runs": [str(r) for r in args.runs], "seeds": [seed for seed, _ in loaded], "metric": args.metric,
-               **summarise([values for _, values in loaded])}
+               "machine": machine(), **summarise([values for _, values in loaded])}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out, json.dumps(results, indent=2) + "\n")
     print(f"{len(args.runs)} runs (seeds {results['seeds']}), {results['queries']} test queries, {args.metric}\n")

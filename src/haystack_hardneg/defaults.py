@@ -9,6 +9,8 @@ from pathlib import Path
 # without hub access keeps its models here.
 DEFAULT_MODELS_DIR = "~/.cache/hardneg-models"
 DEFAULT_CACHE_DIR = "~/.cache/haystack-hardneg/embeddings"
+# A ranker's choice of backend measured on this CPU (``$HARDNEG_SERVING_CACHE`` overrides it).
+DEFAULT_SERVING_CACHE_DIR = "~/.cache/haystack-hardneg/serving"
 DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2"
 # Labels, queries and qrels are held in memory whole, at several times their size on disk: a file above this is
 # refused before it is read (``$HARDNEG_MAX_LABEL_BYTES`` raises it). 256 MiB is millions of judgements.
@@ -17,6 +19,10 @@ DEFAULT_MAX_LABEL_BYTES = 256 * 1024 * 1024
 
 def models_dir() -> str:
     return os.environ.get("HARDNEG_MODELS", DEFAULT_MODELS_DIR)
+
+
+def serving_cache_dir() -> str:
+    return os.environ.get("HARDNEG_SERVING_CACHE", DEFAULT_SERVING_CACHE_DIR)
 
 
 def max_label_bytes() -> int:

@@ -18,6 +18,7 @@ from haystack_hardneg.cli import main
 from haystack_hardneg.export.gate import gate_records
 from haystack_hardneg.export.job import REFERENCE_SCORES_FILE, check_and_record
 from haystack_hardneg.graphs.convert import export_onnx
+from haystack_hardneg.machine import cpu, missing_bf16
 from haystack_hardneg.mine.candidates import load_candidates
 from haystack_hardneg.rank.runtime import ExportedCrossEncoder
 from haystack_hardneg.scoring.settings import (
@@ -272,3 +273,101 @@ def test_the_export_command(folder, tmp_path, capsys):
     assert "is not a cross-encoder folder" in capsys.readouterr().err
     assert main(["export", folder, "--backend", "openvino", "--optimize", "O2"]) == 2
     assert "optimize applies to the onnx backend only" in capsys.readouterr().err
+
+
+def test_the_export_is_timed_against_torch_on_this_cpu_and_is_the_default_only_when_faster(folder):
+    record = export_model(ExportConfig(model_dir=folder, backend="onnx", speed_queries=6), log=lambda _: None)
+    speed = record["speed"]
+    assert speed["cpu"] == cpu() and speed["batches"] == 6 and speed["pairs_per_batch"] == 8
+    assert set(speed["median_ms"]) == {"torch", "export"} and all(ms > 0 for ms in speed["median_ms"].values())
+    assert speed["faster"] == (speed["speedup"]["export"] >= 1.05)
+    assert record["default"] == speed["faster"]
+    card = open(f"{folder}/README.md").read()
+    assert f"Speed on this CPU ({cpu()['model']}" in card
+    stored = read_ranker_settings(folder)
+    assert stored["exports"]["onnx/model.onnx"]["speed"] == speed
+    if record["default"]:
+        assert stored["backend"]["cpu"] == cpu()
+
+
+def test_an_export_that_passes_on_quality_but_is_not_fast_enough_is_kept_but_not_the_default(folder):
+    messages = []
+    record = export_model(ExportConfig(model_dir=folder, backend="onnx", min_speedup=1000, speed_queries=3),
+                          log=messages.append)
+    assert record["gate"]["passed"] and not record["speed"]["faster"] and not record["default"]
+    assert read_default_backend(folder)[:2] == ("torch", None)
+    assert "NOT FASTER THAN TORCH HERE" in open(f"{folder}/README.md").read()
+    assert any(m.startswith("Timing torch fp32 and the export side by side on 3 queries") for m in messages)
+    # Speed not required: no timing, made the default on quality alone, for the CPU it was made on.
+    record = export_model(ExportConfig(model_dir=folder, backend="onnx", min_speedup=0), log=lambda _: None)
+    assert record["speed"] is None and record["default"]
+    assert read_ranker_settings(folder)["backend"]["cpu"] == cpu()
+
+
+def _stored_on_another_cpu(folder: str, **changes) -> None:
+    settings = read_ranker_settings(folder)
+    settings["backend"].update(cpu={"model": "Some Other CPU", "cores": 64, "flags": ["avx2", "avx512_vnni"]},
+                               **changes)
+    Path(folder, "hardneg.json").write_text(json.dumps(settings))
+
+
+def test_auto_times_again_on_another_cpu_and_says_why_it_overrides_the_default(folder, tmp_path, monkeypatch,
+                                                                               caplog):
+    monkeypatch.setenv("HARDNEG_SERVING_CACHE", str(tmp_path / "serving"))
+    export_model(ExportConfig(model_dir=folder, backend="onnx", min_speedup=0), log=lambda _: None)
+    # Made on this CPU: served as recorded, nothing timed.
+    same = CrossEncoderRanker(model=folder)
+    same.warm_up()
+    assert same.effective_backend == ("onnx", "onnx/model.onnx") and not (tmp_path / "serving").exists()
+    # Recorded on another CPU, and asking more of the export than any CPU gives: torch serves, at WARNING.
+    _stored_on_another_cpu(folder, min_speedup=1000)
+    with caplog.at_level("INFO"):
+        ranker = CrossEncoderRanker(model=folder)
+        ranker.warm_up()
+    assert ranker.effective_backend == ("torch", None)
+    warning = next(r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+    assert "was chosen on another CPU (Some Other CPU (avx2, avx512_vnni))" in warning
+    assert f"on this one ({cpu()['model']}" in warning and "serving on torch instead" in warning
+    choice = json.loads(next((tmp_path / "serving").glob("*.json")).read_text())
+    assert choice["backend"] == "torch" and set(choice["speed"]["median_ms"]) == {"torch", "onnx/model.onnx"}
+    assert choice["speed"]["batches"] == 6 and choice["speed"]["cpu"] == cpu()
+    documents = [Document(id=f"d{i}", content=p) for i, p in enumerate(PASSAGES)]
+    assert len(ranker.run(query=QUERIES[0], documents=documents)["documents"]) == 10
+    # The next process on this machine reads the choice instead of timing again.
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        again = CrossEncoderRanker(model=folder)
+        again.warm_up()
+    assert again.effective_backend == ("torch", None)
+    assert any("as timed here before" in r.getMessage() for r in caplog.records)
+
+
+def test_auto_on_another_cpu_serves_whichever_is_fastest_here(folder, tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("HARDNEG_SERVING_CACHE", str(tmp_path / "serving"))
+    export_model(ExportConfig(model_dir=folder, backend="onnx", optimize="O2", min_speedup=0, make_default=False),
+                 log=lambda _: None)
+    export_model(ExportConfig(model_dir=folder, backend="onnx", min_speedup=0), log=lambda _: None)
+    _stored_on_another_cpu(folder, min_speedup=1.0)
+    with caplog.at_level("INFO"):
+        ranker = CrossEncoderRanker(model=folder)
+        ranker.warm_up()
+    choice = json.loads(next((tmp_path / "serving").glob("*.json")).read_text())
+    speedup = choice["speed"]["speedup"]
+    assert set(speedup) == {"torch", "onnx/model.onnx", "onnx/model_O2.onnx"}
+    best = max(speedup, key=speedup.get)
+    expected = ("torch", None) if best == "torch" or speedup[best] < 1.0 else ("onnx", best)
+    assert ranker.effective_backend == expected
+    assert any("serving on" in r.getMessage() and r.levelname == "INFO" for r in caplog.records)
+    overrides = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert bool(overrides) == (expected[1] != "onnx/model.onnx")
+
+
+def test_bfloat16_is_refused_on_a_cpu_without_bfloat16_instructions(folder, caplog):
+    if not missing_bf16():
+        pytest.skip("this CPU computes bfloat16 in hardware")
+    with caplog.at_level("WARNING"):
+        ranker = CrossEncoderRanker(model=folder, backend="torch", model_kwargs={"dtype": "bfloat16"})
+        ranker.warm_up()
+    assert ranker._cross_encoder.model.dtype == torch.float32
+    message = caplog.records[-1].getMessage()
+    assert "model_kwargs dtype=bfloat16 is refused on this CPU" in message and missing_bf16() in message

@@ -14,6 +14,7 @@ from transformers import TrainerCallback
 from haystack_hardneg import CrossEncoderRanker, TripletTrainer
 from haystack_hardneg.embed.encoder import ModelNotFoundError
 from haystack_hardneg.files import read_jsonl
+from haystack_hardneg.machine import cpu, describe_cpu, missing_bf16
 from haystack_hardneg.train.config import TrainingConfig
 from haystack_hardneg.train.heads import build_cross_encoder, head_parameters, resolve_head
 from haystack_hardneg.train.trainer import train_cross_encoder
@@ -53,12 +54,17 @@ def _config(tmp_path, trainable_model, **kwargs):
 @pytest.mark.parametrize("loss, head, precision", [("triplet", "auto", "fp32"), ("listwise", "auto", "fp32"),
                                                    ("bce", "auto", "fp32"), ("triplet", "classifier", "fp32"),
                                                    ("triplet", "auto", "bf16")])
-def test_each_loss_separates_positives_from_negatives(trainable_model, tmp_path, loss, head, precision):
+def test_each_loss_separates_positives_from_negatives(trainable_model, tmp_path, loss, head, precision, caplog):
     rows = separable_rows()
     torch.manual_seed(0)  # the trainer seeds the same way before adding the head: the same starting model
     before = ranking_accuracy(build_cross_encoder(trainable_model, head), rows)
-    report = train_cross_encoder(rows, _config(tmp_path, trainable_model, loss=loss, epochs=4, head=head,
-                                               precision=precision), progress_bar=False)
+    with caplog.at_level("WARNING"):
+        report = train_cross_encoder(rows, _config(tmp_path, trainable_model, loss=loss, epochs=4, head=head,
+                                                   precision=precision), progress_bar=False)
+    # bf16 on a CPU without bfloat16 instructions trains in fp32, saying which instructions are missing.
+    refused = precision == "bf16" and not torch.cuda.is_available() and missing_bf16()
+    assert any(f"precision bf16 is refused on {describe_cpu(cpu())}: it has no {refused}" in r.getMessage()
+               for r in caplog.records) == bool(refused)
     assert report["head"] == ("mean" if head == "auto" else head)
     saved = CrossEncoder(str(tmp_path / "run" / "model"))
     assert all(p.dtype == torch.float32 for p in saved.parameters())

@@ -7,6 +7,8 @@ import platform
 from importlib import metadata
 from typing import Any
 
+from haystack_hardneg.machine import cpu
+
 PACKAGES = ("haystack-hardneg", "haystack-ai", "sentence-transformers", "transformers", "torch", "scikit-learn",
             "qdrant-client", "qdrant-haystack", "ranx", "bm25s", "trafilatura", "numpy")
 
@@ -19,27 +21,6 @@ def versions() -> dict[str, str | None]:
         except metadata.PackageNotFoundError:
             found[package] = None
     return found
-
-
-# The instruction-set extensions that decide which precision and int8 path is fast on a CPU.
-CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
-
-
-def cpu() -> dict[str, Any]:
-    """The CPU's model name and which of ``CPU_FLAGS`` it has (Linux's /proc/cpuinfo; elsewhere the platform's
-    processor string only): figures measured on different CPUs are told apart by it."""
-    model, flags = platform.processor() or platform.machine(), set()
-    try:
-        for line in open("/proc/cpuinfo", encoding="utf-8", errors="replace"):
-            key, _, value = line.partition(":")
-            if key.strip() == "model name":
-                model = value.strip()
-            elif key.strip() == "flags":
-                flags = set(value.split())
-                break
-    except OSError:
-        pass
-    return {"model": model, "flags": [f for f in CPU_FLAGS if f in flags]}
 
 
 def machine() -> dict[str, Any]:

@@ -91,8 +91,8 @@ def measured_rates(config: ExperimentConfig, splits: dict[str, Any], *, ensemble
     threads) in the last ``WARM_UP_REUSED_FOR`` seconds; kept beside the embedding cache (none without one)."""
     import torch
 
-    from haystack_hardneg.experiment.environment import cpu
     from haystack_hardneg.experiment.stages import stage_key
+    from haystack_hardneg.machine import cpu
 
     settings = {k: v for k, v in asdict(config).items() if k != "out"}
     key = stage_key(config=settings, ensemble=ensemble, cpu=cpu(), threads=torch.get_num_threads(), sample=SAMPLE)

@@ -24,8 +24,8 @@ def budget(run: StageRun) -> None:
     """``training.max_minutes`` as one step count for every strategy: the minutes over the seconds a training step
     took in this run's warm-up (``plan.json``; measured again when the run has none). A deadline per training
     would give each strategy the steps its own run happened to reach on a loaded machine: not like for like."""
-    from haystack_hardneg.experiment.environment import cpu
     from haystack_hardneg.experiment.rates import measured_rates
+    from haystack_hardneg.machine import cpu
 
     minutes = run.config.training_config().max_minutes
     plan = run.folder / RunFolder.plan

@@ -9,6 +9,7 @@ from typing import Literal
 from haystack_hardneg.export.gate import DEFAULT_MAX_LOSS
 from haystack_hardneg.options import Options, option
 from haystack_hardneg.rank.layout import BACKENDS, OPTIMIZATIONS, QUANTIZATIONS, Backend
+from haystack_hardneg.rank.speed import DEFAULT_MIN_SPEEDUP
 
 
 @dataclass
@@ -31,6 +32,11 @@ class ExportConfig(Options):
     candidates: str | None = option(None, help=(
         "candidates.jsonl to check on (and to calibrate on, for a model that keeps no training pairs); none: the "
         "validation candidates the training kept in the model folder"))
+    min_speedup: float = option(DEFAULT_MIN_SPEEDUP, help=(
+        "how many times faster than torch fp32 on this machine the export must be to become the default backend, "
+        "timed side by side on the validation candidates (0: speed not required, not timed)"))
+    speed_queries: int = option(24, help=(
+        "validation queries (their top 20 candidates each) to time torch fp32 and the export on"))
     make_default: bool = option(True, negative_flag="--no-default", help=(
         "make a passing export the backend CrossEncoderRanker(backend='auto') loads"))
 
@@ -41,3 +47,5 @@ class ExportConfig(Options):
             raise ValueError("optimize O4 adds fp16, which only pays on a GPU; use O3 on a CPU.")
         if not 0 <= self.max_loss < 1 or self.calibration_pairs < 1:
             raise ValueError("max_loss must be in [0, 1) and calibration_pairs >= 1.")
+        if self.min_speedup < 0 or self.speed_queries < 2:
+            raise ValueError("min_speedup must be >= 0 and speed_queries >= 2 (one warms up, the rest are timed).")

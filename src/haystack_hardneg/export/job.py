@@ -18,15 +18,19 @@ from haystack_hardneg.graphs.convert import (
     quantize_onnx,
     quantize_openvino,
 )
+from haystack_hardneg.machine import cpu, describe_cpu, missing_int8
 from haystack_hardneg.mine.candidates import load_candidates
-from haystack_hardneg.rank.layout import export_file_name, read_scoring_head, weights_fingerprint
-from haystack_hardneg.rank.runtime import ExportedCrossEncoder, load_torch_cross_encoder
+from haystack_hardneg.rank.layout import export_file_name, read_scoring_head
+from haystack_hardneg.rank.runtime import ExportedCrossEncoder
+from haystack_hardneg.rank.speed import measure, probe_batches
 from haystack_hardneg.scoring.settings import (
     CALIBRATION_PAIRS_FILE,
     VALIDATION_CANDIDATES_FILE,
     read_ranker_settings,
     update_ranker_settings,
+    weights_fingerprint,
 )
+from haystack_hardneg.train.heads import load_torch_cross_encoder
 
 # The fp32 scores of the validation candidates, for the weights they were computed from.
 REFERENCE_SCORES_FILE = "hardneg_validation_scores.json"
@@ -127,7 +131,7 @@ def check_and_record(config: ExportConfig, folder: Path, file_name: str, model, 
     ``make_default``, or it was the default before: ``was_default``)."""
     import torch
 
-    gate = None
+    gate = speed = None
     weights = weights_fingerprint(folder)
     if records:
         log(f"Checking against fp32 on {len(records)} validation queries ...")
@@ -138,20 +142,47 @@ def check_and_record(config: ExportConfig, folder: Path, file_name: str, model, 
                 pairs, batch_size=32, activation_fn=torch.nn.Identity(), convert_to_numpy=True))
 
         gate = quality_check(reference, exported.predict, records, config.max_loss)
+        if gate["passed"] and config.min_speedup > 0:
+            speed = speed_check(config, folder, exported, records, log)
     record = {"backend": config.backend, "file_name": file_name, "optimize": config.optimize,
               "quantize": config.quantize, "export_seconds": None if seconds is None else round(seconds, 1),
-              "weights": weights, "calibrated_on": calibrated_on, "gate": gate}
-    passed = bool(gate and gate["passed"])
+              "weights": weights, "calibrated_on": calibrated_on, "gate": gate, "speed": speed}
+    passed = bool(gate and gate["passed"]) and (speed is None or speed["faster"])
     made_default = passed and (config.make_default or was_default)
     settings = read_ranker_settings(folder)
     changes: dict[str, Any] = {"exports": {**settings.get("exports", {}), file_name: record}}
     if made_default:
-        changes["backend"] = {"name": config.backend, "file_name": file_name, "weights": weights}
+        changes["backend"] = {"name": config.backend, "file_name": file_name, "weights": weights,
+                              "cpu": cpu(), "min_speedup": config.min_speedup}
     elif not passed and (settings.get("backend") or {}).get("file_name") == file_name:
         changes["backend"] = None  # the default's file now holds an export that failed its check
     update_ranker_settings(folder, **changes)
     append_export_card(folder, record, made_default)
     return {**record, "default": made_default, "model_dir": str(folder)}
+
+
+# What the ranker's torch path is timed as: its default batch size, sentence-transformers' default attention.
+SERVING_BATCH_SIZE = 16
+
+
+def speed_check(config: ExportConfig, folder: Path, exported: ExportedCrossEncoder, records: list[dict[str, Any]],
+                log: Callable[[str], None] = print) -> dict[str, Any]:
+    """The export timed against torch fp32 on this machine (side by side, a query's top 20 candidates per batch,
+    as a ranker serves them), and whether it is at least ``config.min_speedup`` times faster."""
+    batches = probe_batches(records, config.speed_queries + 1)
+    if config.quantize and (lacking := missing_int8()):
+        log(f"This CPU has no {lacking} instructions: int8 matrix products run widened and are rarely faster than "
+            f"fp32 here; timing decides.")
+    log(f"Timing torch fp32 and the export side by side on {len(batches) - 1} queries ...")
+    torch_model = load_torch_cross_encoder(str(folder), device="cpu", max_length=exported.max_length)
+
+    def on_torch(pairs):
+        return torch_model.predict(pairs, batch_size=SERVING_BATCH_SIZE, show_progress_bar=False)
+
+    report = measure({"torch": on_torch, "export": lambda pairs: exported.predict(pairs, SERVING_BATCH_SIZE)},
+                     batches, reference="torch")
+    speedup = report["speedup"]["export"]
+    return {**report, "min_speedup": config.min_speedup, "faster": speedup >= config.min_speedup}
 
 
 def _reference_scores(folder: Path, weights: str, pairs, compute: Callable[[], Any]) -> list[float]:
@@ -184,6 +215,14 @@ def describe(record: dict[str, Any]) -> str:
              f"{gate['score_correlation']:.4f}, same top document in {gate['same_top1']:.0%} of queries.")
     if not gate["passed"]:
         return text + " LOSS ABOVE THE LIMIT: kept, but not made the default backend."
+    speed = record.get("speed")
+    if speed:
+        ms = speed["median_ms"]
+        text += (f" Speed on this CPU ({describe_cpu(speed['cpu'])}), {speed['batches']} queries of "
+                 f"{speed['pairs_per_batch']:g} pairs: torch fp32 {ms['torch']:.0f} ms, export {ms['export']:.0f} ms "
+                 f"({speed['speedup']['export']:.2f}x, needed {speed['min_speedup']:g}x).")
+        if not speed["faster"]:
+            return text + " NOT FASTER THAN TORCH HERE: kept, but not made the default backend."
     return text + (" Now the folder's default backend (CrossEncoderRanker backend='auto')." if record.get("default")
                    else " Passed.")
 

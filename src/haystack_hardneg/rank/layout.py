@@ -35,23 +35,6 @@ def export_file_name(backend: str, optimize: str | None = None, quantize: str | 
     raise ValueError(f"Unknown backend {backend!r}; choose one of {list(BACKENDS)}.")
 
 
-def weights_fingerprint(model_dir: str | Path) -> str:
-    """A hash of the model's own weight files (not its exports): an export recorded under another fingerprint was
-    made from other weights."""
-    import hashlib
-
-    folder = Path(model_dir).expanduser()
-    digest = hashlib.sha256()
-    for path in sorted(folder.rglob("*")):
-        relative = path.relative_to(folder)
-        if path.suffix in (".safetensors", ".bin") and relative.parts[0] not in ("onnx", "openvino"):
-            digest.update(relative.as_posix().encode())
-            with path.open("rb") as handle:
-                for block in iter(lambda: handle.read(1 << 24), b""):
-                    digest.update(block)
-    return digest.hexdigest()[:16]
-
-
 def _read_json(path: Path) -> dict | list:
     return json.loads(path.read_text(encoding="utf-8"))
 

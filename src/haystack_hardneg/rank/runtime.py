@@ -68,16 +68,3 @@ class ExportedCrossEncoder:
             batch = order[start:start + batch_size]
             scores[batch] = self._scores([pairs[i] for i in batch])
         return scores
-
-
-def load_torch_cross_encoder(source: str, **kwargs: Any):
-    """sentence-transformers' ``CrossEncoder`` of ``source``; weights that cannot be read (a truncated or damaged
-    ``model.safetensors``) are one error naming the folder, not the deserialiser's traceback."""
-    from safetensors import SafetensorError
-    from sentence_transformers import CrossEncoder
-
-    try:
-        return CrossEncoder(source, **kwargs)
-    except SafetensorError as error:
-        raise ValueError(f"{source}: the model's weights cannot be read ({error}); the file is damaged or incomplete: "
-                         f"copy the folder again or train it again.") from None

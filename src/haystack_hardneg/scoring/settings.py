@@ -105,3 +105,20 @@ def read_default_backend(model_dir: str | Path) -> tuple[str, str | None, str | 
     fingerprint of the weights it was made from; ``("torch", None, None)`` without one."""
     default = read_ranker_settings(model_dir).get("backend") or {}
     return default.get("name", "torch"), default.get("file_name"), default.get("weights")
+
+
+def weights_fingerprint(model_dir: str | Path) -> str:
+    """A hash of the model's own weight files (not its exports): an export recorded under another fingerprint was
+    made from other weights."""
+    import hashlib
+
+    folder = Path(model_dir).expanduser()
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob("*")):
+        relative = path.relative_to(folder)
+        if path.suffix in (".safetensors", ".bin") and relative.parts[0] not in ("onnx", "openvino"):
+            digest.update(relative.as_posix().encode())
+            with path.open("rb") as handle:
+                for block in iter(lambda: handle.read(1 << 24), b""):
+                    digest.update(block)
+    return digest.hexdigest()[:16]

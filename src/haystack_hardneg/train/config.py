@@ -25,7 +25,7 @@ PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
 # Options added after experiments were recorded: an experiment's training key names them only when they differ
 # from their default, so that recorded runs keep their keys (experiment/keys.py).
 KEYED_WHEN_SET: tuple[str, ...] = ("max_steps", "max_minutes", "max_validation_queries", "min_validation_queries",
-                                   "teacher_scale", "label_weight")
+                                   "teacher_scale", "label_weight", "teacher_model", "keep_layers")
 
 
 @dataclass
@@ -53,10 +53,17 @@ class TrainingConfig(Options):
     head_lr: float | None = option(2e-3, help="learning rate of a new head (none: the encoder's)")
     margin: float = option(1.0, help="margin of the triplet loss (and of margin_mse's label term)")
     teacher_scale: float = option(20.0, help=(
-        "margin_mse / listnet: the teacher's scores (cosine similarities) times this, the student's logit scale"))
+        "margin_mse / listnet: the mining ensemble's scores (cosine similarities) times this, the student's logit "
+        "scale (a teacher_model's logits are on that scale already and are used as they are)"))
     label_weight: float = option(0.5, help=(
         "margin_mse / listnet: weight of the labels beside the teacher (0: the teacher alone; listnet at 1 is "
         "listwise)"))
+    teacher_model: str | None = option(None, help=(
+        "distil: a fine-tuned cross-encoder (folder or hub id) whose scores of each row's positive and negatives the "
+        "model learns with margin_mse / listnet, instead of the mining ensemble's"))
+    keep_layers: int | None = option(None, help=(
+        "keep only this many of base_model's transformer layers, evenly spaced with the last one kept (e.g. 3 of 6: "
+        "layers 2, 4, 6): a smaller, faster student, trained with teacher_model"))
     warmup_ratio: float = option(0.1, help="share of steps with a rising learning rate")
     validation_fraction: float = option(0.1, help="share of the training queries held out for validation")
     max_validation_queries: int | None = option(200, help=(
@@ -93,6 +100,11 @@ class TrainingConfig(Options):
             raise ValueError("min_validation_queries must be >= 1.")
         if self.teacher_scale <= 0 or not 0 <= self.label_weight <= 1:
             raise ValueError("teacher_scale must be > 0 and label_weight in [0, 1].")
+        if self.keep_layers is not None and self.keep_layers < 1:
+            raise ValueError("keep_layers must be >= 1 (none: every layer).")
+        if self.teacher_model is not None and self.loss not in ("auto", *TEACHER_LOSSES):
+            raise ValueError(f"teacher_model is learnt from by a distillation loss: choose loss margin_mse or listnet "
+                             f"(or auto), not {self.loss}.")
 
 
 def reads_teacher_scores(loss: str) -> bool:

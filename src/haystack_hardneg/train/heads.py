@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from haystack_hardneg.files import confined_path
 
@@ -141,3 +141,44 @@ def head_parameters(model) -> tuple[list, list]:
     body = {id(p) for p in model.model.base_model.parameters()}
     trainable = [p for p in model.parameters() if p.requires_grad]
     return [p for p in trainable if id(p) in body], [p for p in trainable if id(p) not in body]
+
+
+def evenly_spaced_layers(total: int, count: int) -> list[int]:
+    """``count`` of ``total`` layer indices, evenly spaced with the last one kept (3 of 6: 1, 3, 5): the last layer
+    is the one the head was trained on, and spacing keeps the depth at which each kind of feature forms."""
+    if not 1 <= count <= total:
+        raise ValueError(f"keep_layers must be between 1 and the model's {total} layers, got {count}.")
+    return [round((i + 1) * total / count) - 1 for i in range(count)]
+
+
+def keep_layers(model, count: int) -> list[int]:
+    """Cut a CrossEncoder's transformer body down to ``count`` of its layers, in place (initialising a student from
+    its teacher's own layers, as DistilBERT did); returns the indices kept."""
+    from torch import nn
+
+    body = model.model.base_model
+    holder = getattr(body, "encoder", body)
+    name = "layer" if isinstance(getattr(holder, "layer", None), nn.ModuleList) else "layers"
+    layers = getattr(holder, name, None)
+    if not isinstance(layers, nn.ModuleList):
+        raise ValueError(f"keep_layers: cannot find the transformer layers of {type(body).__name__} (looked for "
+                         f"encoder.layer and layers); train the full model instead.")
+    kept = evenly_spaced_layers(len(layers), count)
+    setattr(holder, name, nn.ModuleList([layers[i] for i in kept]))
+    body.config.num_hidden_layers = count
+    if isinstance(getattr(body.config, "layer_types", None), list):
+        body.config.layer_types = [body.config.layer_types[i] for i in kept]
+    return kept
+
+
+def load_torch_cross_encoder(source: str, **kwargs: Any):
+    """sentence-transformers' ``CrossEncoder`` of ``source``; weights that cannot be read (a truncated or damaged
+    ``model.safetensors``) are one error naming the folder, not the deserialiser's traceback."""
+    from safetensors import SafetensorError
+    from sentence_transformers import CrossEncoder
+
+    try:
+        return CrossEncoder(source, **kwargs)
+    except SafetensorError as error:
+        raise ValueError(f"{source}: the model's weights cannot be read ({error}); the file is damaged or incomplete: "
+                         f"copy the folder again or train it again.") from None

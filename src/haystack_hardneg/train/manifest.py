@@ -39,7 +39,7 @@ def run_manifest(config: TrainingConfig, base: str, head: str, triplets,
     settings = {name: getattr(config, name) for name in _RESUME_SETTINGS}
     # Later options, named where set, so that checkpoints written before they existed still resume.
     settings.update({name: getattr(config, name) for name in ("max_steps", "max_validation_queries", "teacher_scale",
-                                                              "label_weight")
+                                                              "label_weight", "teacher_model", "keep_layers")
                      if getattr(config, name) != TrainingConfig.__dataclass_fields__[name].default})
     validation = hashlib.sha256(json.dumps(validation_candidates, sort_keys=True, default=str).encode()).hexdigest()
     return {"settings": {**settings, "base_model": base, "head": head}, "validation_split": VALIDATION_SPLIT,

@@ -19,14 +19,16 @@ from typing import Any
 from haystack_hardneg.embed.encoder import check_model_source, looks_like_path
 from haystack_hardneg.extras import require
 from haystack_hardneg.files import atomic_directory, atomic_write_text, jsonl_text
+from haystack_hardneg.machine import cpu, describe_cpu, missing_bf16
 from haystack_hardneg.mine.candidates import load_candidates
 from haystack_hardneg.mine.triplets import negative_columns
 from haystack_hardneg.scoring.settings import CALIBRATION_PAIRS_FILE, VALIDATION_CANDIDATES_FILE, write_ranker_settings
 from haystack_hardneg.train.card import append_model_card, plot_curves
 from haystack_hardneg.train.config import TEACHER_LOSSES, TrainingConfig, resolve_loss
-from haystack_hardneg.train.heads import build_cross_encoder, head_parameters, resolve_head
+from haystack_hardneg.train.heads import build_cross_encoder, head_parameters, keep_layers, resolve_head
 from haystack_hardneg.train.losses import build_loss, to_labelled_pairs
 from haystack_hardneg.train.manifest import checkpoint_to_resume, run_manifest, save_or_check_manifest
+from haystack_hardneg.train.teacher import with_teacher_scores
 from haystack_hardneg.train.validation import fusion_sweep, split_by_query, validation_evaluator, validation_on
 
 logger = logging.getLogger(__name__)
@@ -50,14 +52,23 @@ def train_cross_encoder(triplets, config: TrainingConfig, *, resume: bool = Fals
 
 
     config = _resolved_loss(triplets, config)
-    columns = _check_triplets(triplets) + _teacher_column(triplets, config)
+    _check_triplets(triplets)
     check_model_source(config.base_model)
     output = Path(config.output_dir)
     output.mkdir(parents=True, exist_ok=True)
+    if config.teacher_model:
+        check_model_source(config.teacher_model)
+        triplets = with_teacher_scores(triplets, config.teacher_model, output, max_length=config.max_length,
+                                       progress_bar=progress_bar)
+    columns = _check_triplets(triplets) + _teacher_column(triplets, config)
     torch.manual_seed(config.seed)  # a new head's initial weights
     base = str(Path(config.base_model).expanduser()) if looks_like_path(config.base_model) else config.base_model
     head = resolve_head(base, config.head)
     model = build_cross_encoder(base, head, max_length=config.max_length)
+    if config.keep_layers:
+        kept = keep_layers(model, config.keep_layers)
+        logger.info("Student: layers %s of %s kept (%d of %d).", [i + 1 for i in kept], base, len(kept),
+                    max(kept) + 1)
 
     triplets = triplets.select_columns(columns)
     train_rows, validation_rows = (
@@ -109,10 +120,11 @@ def _check_triplets(triplets) -> list[str]:
 
 def _resolved_loss(triplets, config: TrainingConfig) -> TrainingConfig:
     """The loss ``auto`` stands for with these triplets, said in the log (the report and model card name it)."""
-    resolved = resolve_loss(config, "scores" in triplets.column_names)
+    resolved = resolve_loss(config, "scores" in triplets.column_names or config.teacher_model is not None)
     if config.loss == "auto":
-        logger.info("Loss auto: %s (%s).", resolved.loss,
-                    "the triplets carry the mining ensemble's scores" if resolved.loss in TEACHER_LOSSES else
+        teacher = "the teacher model scores each row" if config.teacher_model else \
+            "the triplets carry the mining ensemble's scores"
+        logger.info("Loss auto: %s (%s).", resolved.loss, teacher if resolved.loss in TEACHER_LOSSES else
                     "these triplets carry no teacher scores: no matching provenance.jsonl from the miner beside them")
     return resolved
 
@@ -155,7 +167,9 @@ def build_trainer(model, train_rows, evaluator, config: TrainingConfig, head_lr:
     from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
 
     train_data = to_labelled_pairs(train_rows) if config.loss == "bce" else train_rows
-    loss = build_loss(config.loss, model, margin=config.margin, teacher_scale=config.teacher_scale,
+    # A cross-encoder teacher's logits are on the student's scale already; the ensemble's cosines are not.
+    scale = 1.0 if config.teacher_model else config.teacher_scale
+    loss = build_loss(config.loss, model, margin=config.margin, teacher_scale=scale,
                       label_weight=config.label_weight)
     steps_per_epoch = max(1, -(-len(train_data) // config.batch_size))
     total_steps, eval_steps, evaluations = evaluation_schedule(config, steps_per_epoch)
@@ -184,7 +198,7 @@ def build_trainer(model, train_rows, evaluator, config: TrainingConfig, head_lr:
         report_to="none",
         disable_tqdm=not progress_bar,
         use_cpu=not torch.cuda.is_available(),
-        bf16=config.precision == "bf16",
+        bf16=usable_precision(config.precision) == "bf16",
     )
     optimizer = torch.optim.AdamW(_param_groups(model, config.encoder_lr, head_lr))
     callbacks = list(callbacks or [])
@@ -192,6 +206,27 @@ def build_trainer(model, train_rows, evaluator, config: TrainingConfig, head_lr:
         callbacks.append(time_budget(config.max_minutes))
     return CrossEncoderTrainer(model=model, args=args, train_dataset=train_data, loss=loss, evaluator=evaluator,
                                optimizers=(optimizer, None), callbacks=callbacks)
+
+
+def usable_precision(precision: str) -> str:
+    """``precision``, or fp32 (with a WARNING naming what is missing) for bf16 where it would be slow: a CPU
+    without bfloat16 instructions (torch emulates it there, several times slower than fp32) or a GPU without
+    bfloat16 support."""
+    import torch
+
+    if precision != "bf16":
+        return precision
+    if torch.cuda.is_available():
+        lacking = None if torch.cuda.is_bf16_supported() else "bfloat16 support (compute capability 8.0 or newer)"
+        where = torch.cuda.get_device_name(0)
+    else:
+        lacking, where = missing_bf16(), describe_cpu(cpu())
+    if lacking:
+        logger.warning("precision bf16 is refused on %s: it has no %s, and bfloat16 runs several times slower than "
+                       "float32 without it; training in fp32 (the saved model is float32 either way).", where,
+                       lacking)
+        return "fp32"
+    return precision
 
 
 def evaluation_schedule(config: TrainingConfig, steps_per_epoch: int) -> tuple[int, int, int]:

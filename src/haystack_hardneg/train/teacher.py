@@ -1,0 +1,79 @@
+"""A cross-encoder teacher's scores of each triplet row (the positive, then each negative), for distilling it into a
+smaller student: computed once per teacher and row, kept in the training's output folder and resumed after an
+interruption (each finished block of rows is appended as it completes)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from haystack_hardneg.files import atomic_write_text
+from haystack_hardneg.mine.triplets import negative_columns
+
+BLOCK_ROWS = 64
+
+
+def _row_key(row: dict[str, Any], columns: list[str]) -> str:
+    return hashlib.sha256("\x1e".join(str(row[c]) for c in columns).encode()).hexdigest()[:24]
+
+
+def _kept_scores(path: Path) -> dict[str, list[float]]:
+    """What an earlier (maybe interrupted) scoring kept; a last line cut short by the interruption is dropped."""
+    kept: dict[str, list[float]] = {}
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                entry = json.loads(line)
+                kept[entry["key"]] = [float(s) for s in entry["scores"]]
+            except (ValueError, KeyError, TypeError):
+                continue
+    return kept
+
+
+def teacher_scores_file(output_dir: str | Path, teacher: str) -> Path:
+    from haystack_hardneg.scoring.settings import weights_fingerprint
+
+    source = Path(teacher).expanduser()
+    identity = weights_fingerprint(source) if source.is_dir() else teacher
+    return Path(output_dir) / f"teacher_scores-{hashlib.sha256(identity.encode()).hexdigest()[:12]}.jsonl"
+
+
+def with_teacher_scores(triplets, teacher: str, output_dir: str | Path, *, max_length: int,
+                        progress_bar: bool = True):
+    """``triplets`` with a ``scores`` column: ``teacher``'s raw logits of (query, positive), (query, negative_i)."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from haystack_hardneg.train.heads import load_torch_cross_encoder
+
+    columns = ["query", "positive", *negative_columns(triplets.column_names)]
+    path = teacher_scores_file(output_dir, teacher)
+    kept = _kept_scores(path)
+    rows = [{c: row[c] for c in columns} for row in triplets]
+    keys = [_row_key(row, columns) for row in rows]
+    missing = [i for i, key in enumerate(keys) if key not in kept]
+    if missing:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        model = load_torch_cross_encoder(str(Path(teacher).expanduser()) if Path(teacher).expanduser().is_dir()
+                                         else teacher, device=device, max_length=max_length)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # What was kept, rewritten whole first: appending after a line an interruption cut short would join them.
+        atomic_write_text(path, "".join(json.dumps({"key": k, "scores": v}) + "\n" for k, v in kept.items()))
+        with path.open("a", encoding="utf-8") as out, tqdm(total=len(missing), desc="Teacher scores", unit="row",
+                                                           disable=not progress_bar) as bar:
+            for start in range(0, len(missing), BLOCK_ROWS):
+                block = missing[start:start + BLOCK_ROWS]
+                pairs = [(rows[i]["query"], rows[i][c]) for i in block for c in columns[1:]]
+                logits = model.predict(pairs, batch_size=32, activation_fn=torch.nn.Identity(),
+                                       convert_to_numpy=True, show_progress_bar=False).reshape(len(block), -1)
+                for i, scores in zip(block, logits):
+                    kept[keys[i]] = [float(s) for s in scores]
+                    out.write(json.dumps({"key": keys[i], "scores": kept[keys[i]]}) + "\n")
+                out.flush()
+                bar.update(len(block))
+    scores = [kept[key] for key in keys]
+    if "scores" in triplets.column_names:
+        triplets = triplets.remove_columns("scores")
+    return triplets.add_column("scores", scores)
