@@ -9,6 +9,7 @@ from haystack import Document
 
 from haystack_hardneg import EnsembleDocumentEmbedder
 from haystack_hardneg.embed.ensemble import MemberSpec
+from haystack_hardneg.machine import cpu, describe_cpu, missing_int8
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("openvino")
@@ -51,6 +52,9 @@ def test_int8_is_used_only_within_the_cosine_limit(tiny_model, tmp_path, backend
     reference = _vectors(_embedder(tiny_model, tmp_path))
     with caplog.at_level(logging.WARNING):
         quantized = _embedder(tiny_model, tmp_path, backend=backend, int8=True)
+    # Without 8-bit dot-product instructions int8 rarely pays: said at WARNING, naming what is missing.
+    lacking = missing_int8()
+    assert (f"this CPU ({describe_cpu(cpu())}) has no {lacking} instructions" in caplog.text) == bool(lacking)
     vectors = _vectors(quantized)
     cosine = float(np.min(np.sum(reference * vectors, axis=1)))
     if quantized.encoder.backends[0].exported is None:  # refused: torch, said at WARNING

@@ -26,6 +26,7 @@ from haystack_hardneg.embed.ensemble import (
     ensemble_identity,
     l2_normalize,
 )
+from haystack_hardneg.machine import cpu, describe_cpu, missing_int8
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +109,10 @@ class SentenceTransformerMember:
         from haystack_hardneg.embed.exported import BackendUnsuitable, ExportedEncoder, checked
 
         spec, kind = self.spec, f"{self.spec.backend}{' int8' if self.spec.int8 else ''}"
+        if spec.int8 and (lacking := missing_int8()):
+            logger.warning("Member '%s' asks for int8, and this CPU (%s) has no %s instructions: its int8 matrix "
+                           "products run widened, rarely faster than fp32.",
+                           spec.name, describe_cpu(cpu()), lacking)
         try:
             exported = ExportedEncoder(self.model, self.fingerprint, spec.backend, spec.int8, export_dir)
             lowest = checked(self.model, exported, spec.batch_size)

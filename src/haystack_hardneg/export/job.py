@@ -209,22 +209,29 @@ def describe(record: dict[str, Any]) -> str:
     if gate is None:
         return text + (" Not checked: no validation candidates with a relevant document (the training keeps them in "
                        "the model folder; else give --candidates FILE); not made the default backend.")
-    ndcg = gate["ndcg@10"]
-    text += (f" nDCG@10 on {gate['queries']} validation queries: fp32 {ndcg['fp32']:.4f}, exported "
-             f"{ndcg['exported']:.4f} (loss {ndcg['loss']:+.4f}, limit {gate['max_loss']}); score correlation "
-             f"{gate['score_correlation']:.4f}, same top document in {gate['same_top1']:.0%} of queries.")
+    text += _gate_text(gate)
     if not gate["passed"]:
         return text + " LOSS ABOVE THE LIMIT: kept, but not made the default backend."
-    speed = record.get("speed")
-    if speed:
-        ms = speed["median_ms"]
-        text += (f" Speed on this CPU ({describe_cpu(speed['cpu'])}), {speed['batches']} queries of "
-                 f"{speed['pairs_per_batch']:g} pairs: torch fp32 {ms['torch']:.0f} ms, export {ms['export']:.0f} ms "
-                 f"({speed['speedup']['export']:.2f}x, needed {speed['min_speedup']:g}x).")
-        if not speed["faster"]:
+    if record.get("speed"):
+        text += _speed_text(record["speed"])
+        if not record["speed"]["faster"]:
             return text + " NOT FASTER THAN TORCH HERE: kept, but not made the default backend."
     return text + (" Now the folder's default backend (CrossEncoderRanker backend='auto')." if record.get("default")
                    else " Passed.")
+
+
+def _gate_text(gate: dict[str, Any]) -> str:
+    ndcg = gate["ndcg@10"]
+    return (f" nDCG@10 on {gate['queries']} validation queries: fp32 {ndcg['fp32']:.4f}, exported "
+            f"{ndcg['exported']:.4f} (loss {ndcg['loss']:+.4f}, limit {gate['max_loss']}); score correlation "
+            f"{gate['score_correlation']:.4f}, same top document in {gate['same_top1']:.0%} of queries.")
+
+
+def _speed_text(speed: dict[str, Any]) -> str:
+    ms = speed["median_ms"]
+    return (f" Speed on this CPU ({describe_cpu(speed['cpu'])}), {speed['batches']} queries of "
+            f"{speed['pairs_per_batch']:g} pairs: torch fp32 {ms['torch']:.0f} ms, export {ms['export']:.0f} ms "
+            f"({speed['speedup']['export']:.2f}x, needed {speed['min_speedup']:g}x).")
 
 
 def append_export_card(folder: Path, record: dict[str, Any], made_default: bool) -> None:

@@ -108,7 +108,10 @@ class CrossEncoderRanker:
     :param backend: ``torch``, ``onnx`` or ``openvino`` (files written by ``haystack-hardneg export``, or any
         sentence-transformers export; ``model_kwargs={"file_name": "onnx/model_qint8.onnx"}`` picks one), or
         ``auto``: the backend of a given ``file_name``, else the export the folder's quality gate made its
-        default (if made from the weights the folder holds and its runtime is installed), else torch. Exports
+        default (if made from the weights the folder holds and its runtime is installed), else torch. That default
+        was chosen by speed on the CPU that exported it; on a CPU of another model or instruction set, warm-up
+        times torch and the folder's checked exports on a few kept validation queries and serves the fastest
+        (kept per CPU under ``$HARDNEG_SERVING_CACHE``, default ``~/.cache/haystack-hardneg/serving``). Exports
         run on ONNX Runtime / OpenVINO directly (the ``onnx`` / ``openvino`` extras); a hub id runs on torch.
     :param token, query_suffix, document_suffix, trust_remote_code, model_kwargs, tokenizer_kwargs,
         config_kwargs: as in ``SentenceTransformersSimilarityRanker``, so that its YAML loads unchanged.
@@ -299,6 +302,7 @@ class CrossEncoderRanker:
             backends[file_name] = backend
             systems[file_name] = lambda pairs, e=self._loaded[file_name]: e.predict(pairs, self.batch_size)
         report = measure(systems, batches, reference="torch")
+        # A default made with speed not required (min_speedup 0) or before it was recorded must still beat torch.
         winner = fastest(report, float(default.get("min_speedup") or DEFAULT_MIN_SPEEDUP))
         if winner == "torch":
             self._cross_encoder = torch_model
