@@ -9,7 +9,7 @@ token counts) over the matmul rate measured on this machine.
 
     python benchmarks/rerank_latency.py --model runs/train/model \\
         --candidates runs/experiment-scifact/first_stage/test_candidates.jsonl --data examples/data/scifact \\
-        --out benchmarks/rerank_latency.json
+        --out benchmarks/rerank_latency_avx2.json      # named by the CPU class it runs on
 """
 
 from __future__ import annotations
@@ -233,7 +233,8 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--exports", nargs="*", default=list(EXPORTS), choices=list(EXPORTS))
     parser.add_argument("--student", help="a smaller student of --model (train --keep-layers), timed in the same run")
-    parser.add_argument("--out", default="benchmarks/rerank_latency.json")
+    parser.add_argument("--out", required=True, help="the JSON to write (the chart beside it, as .png); name it by "
+                        "the CPU class, e.g. benchmarks/rerank_latency_avx2.json")
     args = parser.parse_args()
     args.model = str(Path(args.model).expanduser())
 

@@ -148,7 +148,7 @@ def announce_choice(model: str, default: dict[str, Any], choice: dict[str, Any])
                 here=here, timings=timings, served=served)
     if choice["file_name"] != default.get("file_name"):
         ratio = speed["speedup"].get(default.get("file_name")) if speed else None
-        measured = f"it runs at {ratio:.2f}x torch fp32 here" if ratio is not None else "it was not timed here"
+        measured = f"it runs at {ratio:.2f}x torch fp32" if ratio is not None else "it was not timed"
         logger.warning("The default backend of {model} ({file}) was chosen on another CPU ({there}); on this one "
                        "({here}) {measured}: serving on {served} instead. Run `haystack-hardneg export` on this "
                        "machine to make its own choice the folder's default.", model=model,
