@@ -4,6 +4,7 @@ ranker swapped in, a weight chosen on some queries and reported on the others.""
 import json
 
 import pytest
+import torch
 from haystack import Document, Pipeline
 from haystack.components.retrievers.in_memory import InMemoryBM25Retriever
 from haystack.document_stores.in_memory import InMemoryDocumentStore
@@ -51,7 +52,13 @@ def _labelled() -> LabelledQueries:
 @pytest.fixture(scope="module")
 def ranker_folder(tiny_model, tmp_path_factory):
     folder = tmp_path_factory.mktemp("eval") / "ce"
-    CrossEncoder(tiny_model, num_labels=1).save(str(folder))
+    model = CrossEncoder(tiny_model, num_labels=1)
+    # A new classifier's logits differ by less than batching changes them: two rankers of the same model would order
+    # near-equal documents apart by chance. Larger weights spread them (the rankers compare raw logits, unscaled:
+    # a float32 sigmoid would tie them again at 1).
+    torch.manual_seed(0)
+    torch.nn.init.normal_(model.model.classifier.weight, std=5.0)
+    model.save(str(folder))
     return str(folder)
 
 
@@ -63,7 +70,8 @@ def _stock_pipeline(ranker_folder, *, with_stock_ranker: bool) -> Pipeline:
     pipeline = Pipeline()
     pipeline.add_component("retriever", InMemoryBM25Retriever(document_store=store, top_k=8))
     if with_stock_ranker:
-        pipeline.add_component("ranker", SentenceTransformersSimilarityRanker(model=ranker_folder, top_k=5))
+        pipeline.add_component("ranker", SentenceTransformersSimilarityRanker(model=ranker_folder, top_k=5,
+                                                                                 scale_score=False))
         pipeline.connect("retriever.documents", "ranker.documents")
     return pipeline
 
