@@ -13,31 +13,12 @@ from haystack.utils import ComponentDevice, Secret
 from haystack.utils.hf import deserialize_hf_model_kwargs, serialize_hf_model_kwargs
 
 from haystack_hardneg.embed.encoder import looks_like_path
-from haystack_hardneg.extras import MissingExtraError
 from haystack_hardneg.ingest.text import document_text
-from haystack_hardneg.machine import cpu, describe_cpu
-from haystack_hardneg.rank.choice import (
-    EXPORT_ONLY_KWARGS,
-    RETIME_QUERIES,
-    announce_choice,
-    check_settings,
-    fastest,
-    measured_elsewhere,
-    probe_records,
-    read_serving_choice,
-    resolve_backend,
-    safe_exports,
-    serving_cache_file,
-    unsuited_cpu_dtype,
-    write_serving_choice,
-)
-from haystack_hardneg.rank.layout import UnsupportedModelError
+from haystack_hardneg.rank.choice import check_settings, measured_elsewhere, resolve_backend
+from haystack_hardneg.rank.loading import CANNOT_RUN, fastest_here, load_export, load_torch
 from haystack_hardneg.rank.passages import Aggregation, aggregate, passages
-from haystack_hardneg.rank.runtime import ExportedCrossEncoder
-from haystack_hardneg.rank.speed import DEFAULT_MIN_SPEEDUP, measure, probe_batches
 from haystack_hardneg.scoring.fusion import fuse
 from haystack_hardneg.scoring.settings import applicable_fusion_alpha
-from haystack_hardneg.train.heads import load_torch_cross_encoder
 
 logger = logging.getLogger(__name__)
 
@@ -174,7 +155,6 @@ class CrossEncoderRanker:
         self._cross_encoder = None
         self._exported = None
         self._backend: tuple[str, str | None] | None = None
-        self._loaded: dict[str, ExportedCrossEncoder] = {}  # exports loaded to be timed, until one is chosen
         self._fusion_alpha: float | None = None if fusion_alpha in ("auto", None) else float(fusion_alpha)
 
     def _stored_fusion_alpha(self) -> float | None:
@@ -221,93 +201,24 @@ class CrossEncoderRanker:
         source = str(Path(self.model).expanduser()) if looks_like_path(self.model) else self.model
         by_default = self.backend == "auto" and not (self.model_kwargs or {}).get("file_name")
         if backend != "torch" and by_default and (default := measured_elsewhere(source)):
-            self._serve_fastest_here(source, default)
+            self._backend, model = fastest_here(self, source, default)
+            if self._backend[0] == "torch":
+                self._cross_encoder = model
+            else:
+                self._exported = model
             return
         if backend != "torch":
             try:
-                self._exported = self._load_export(source, backend, file_name)
+                self._exported = load_export(self, source, backend, file_name)
                 self._backend = (backend, self._exported.file_name)
                 return
-            except (MissingExtraError, FileNotFoundError, UnsupportedModelError) as error:
+            except CANNOT_RUN as error:
                 if self.backend != "auto":
                     raise
                 logger.warning("The folder's default backend cannot run here ({error}); ranking on torch.",
                                error=error)
-        self._serve_on_torch(source)
-
-    def _serve_on_torch(self, source: str) -> None:
         self._backend = ("torch", None)
-        if self._cross_encoder is None:
-            self._cross_encoder = self._load_torch(source)
-
-    def _load_torch(self, source: str):
-        device = self.device.to_torch_str()
-        # The export-only keys would reach the torch model's constructor.
-        model_kwargs = {k: v for k, v in (self.model_kwargs or {}).items() if k not in EXPORT_ONLY_KWARGS} or None
-        if device == "cpu" and model_kwargs and (refused := unsuited_cpu_dtype(model_kwargs)):
-            key, lacking = refused
-            logger.warning("model_kwargs {key}=bfloat16 is refused on this CPU ({cpu}): it has no {lacking} "
-                           "instructions, and bfloat16 runs several times slower than float32 without them; "
-                           "loading in float32.", key=key, cpu=describe_cpu(cpu()), lacking=lacking)
-            model_kwargs = {k: v for k, v in model_kwargs.items() if k != key} or None
-        return load_torch_cross_encoder(
-            source, device=device, max_length=self.max_length, token=self.token.resolve_value() if self.token else None,
-            trust_remote_code=self.trust_remote_code, model_kwargs=model_kwargs,
-            processor_kwargs=self.tokenizer_kwargs, config_kwargs=self.config_kwargs, backend="torch",
-        )
-
-    def _load_export(self, source: str, backend: str, file_name: str | None) -> ExportedCrossEncoder:
-        options = {k: v for k, v in (self.model_kwargs or {}).items() if k != "file_name"}
-        exported = ExportedCrossEncoder(source, backend, file_name=file_name, max_length=self.max_length,
-                                        options=options, tokenizer_kwargs=self.tokenizer_kwargs)
-        logger.info("Scoring with the {backend} export {file}.", backend=backend, file=exported.file_name)
-        return exported
-
-    def _serve_fastest_here(self, source: str, default: dict[str, Any]) -> None:
-        """Serve on whichever of torch and the folder's checked exports is fastest on this CPU: as timed here
-        before (kept in the serving cache), else timed now on the validation candidates kept with the model."""
-        cache = serving_cache_file(source)
-        choice = read_serving_choice(cache)
-        if choice is None:
-            choice = self._time_backends(source, default)
-            write_serving_choice(cache, choice)
-        else:
-            logger.info("Backend for {model} on this CPU as timed here before ({cache}).", model=source, cache=cache)
-        announce_choice(source, default, choice)
-        backend, file_name = choice["backend"], choice["file_name"]
-        if backend == "torch":
-            self._serve_on_torch(source)
-        else:
-            self._exported = self._loaded.pop(file_name, None) or self._load_export(source, backend, file_name)
-            self._backend = (backend, file_name)
-        self._loaded.clear()
-
-    def _time_backends(self, source: str, default: dict[str, Any]) -> dict[str, Any]:
-        """Torch and every checked export timed side by side on this CPU; the fastest that beats torch by the
-        export's own ``min_speedup``, else torch."""
-        batches = probe_batches(probe_records(source), RETIME_QUERIES + 1)
-        if len(batches) < 2:
-            return {"backend": "torch", "file_name": None, "speed": None, "reason": (
-                "no validation candidates are kept with the model to time its exports on")}
-        torch_model = self._load_torch(source)
-        systems = {"torch": lambda pairs: torch_model.predict(pairs, batch_size=self.batch_size,
-                                                               show_progress_bar=False)}
-        backends = {}
-        for backend, file_name in safe_exports(source):
-            try:
-                self._loaded[file_name] = self._load_export(source, backend, file_name)
-            except (MissingExtraError, FileNotFoundError, UnsupportedModelError) as error:
-                logger.info("Export {file} cannot run here ({error}); not timed.", file=file_name, error=error)
-                continue
-            backends[file_name] = backend
-            systems[file_name] = lambda pairs, e=self._loaded[file_name]: e.predict(pairs, self.batch_size)
-        report = measure(systems, batches, reference="torch")
-        # A default made with speed not required (min_speedup 0) or before it was recorded must still beat torch.
-        winner = fastest(report, float(default.get("min_speedup") or DEFAULT_MIN_SPEEDUP))
-        if winner == "torch":
-            self._cross_encoder = torch_model
-        return {"backend": backends.get(winner, "torch"), "file_name": None if winner == "torch" else winner,
-                "speed": report}
+        self._cross_encoder = load_torch(self, source)
 
     def to_dict(self) -> dict[str, Any]:
         data = default_to_dict(

@@ -32,11 +32,17 @@ def _kept_scores(path: Path) -> dict[str, list[float]]:
     return kept
 
 
+def _folder(teacher: str) -> Path | None:
+    """The teacher's local folder, or None for a hub id."""
+    folder = Path(teacher).expanduser()
+    return folder if folder.is_dir() else None
+
+
 def teacher_scores_file(output_dir: str | Path, teacher: str) -> Path:
     from haystack_hardneg.scoring.settings import weights_fingerprint
 
-    source = Path(teacher).expanduser()
-    identity = weights_fingerprint(source) if source.is_dir() else teacher
+    folder = _folder(teacher)
+    identity = weights_fingerprint(folder) if folder else teacher
     return Path(output_dir) / f"teacher_scores-{hashlib.sha256(identity.encode()).hexdigest()[:12]}.jsonl"
 
 
@@ -56,8 +62,8 @@ def with_teacher_scores(triplets, teacher: str, output_dir: str | Path, *, max_l
     missing = [i for i, key in enumerate(keys) if key not in kept]
     if missing:
         device = "cuda" if torch.cuda.is_available() else "cpu"
-        model = load_torch_cross_encoder(str(Path(teacher).expanduser()) if Path(teacher).expanduser().is_dir()
-                                         else teacher, device=device, max_length=max_length)
+        folder = _folder(teacher)
+        model = load_torch_cross_encoder(str(folder) if folder else teacher, device=device, max_length=max_length)
         path.parent.mkdir(parents=True, exist_ok=True)
         # What was kept, rewritten whole first: appending after a line an interruption cut short would join them.
         atomic_write_text(path, "".join(json.dumps({"key": k, "scores": v}) + "\n" for k, v in kept.items()))
