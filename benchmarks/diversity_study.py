@@ -25,6 +25,7 @@ from pathlib import Path
 from haystack_hardneg.evaluate.metrics import evaluate_run
 from haystack_hardneg.evaluate.significance import paired_test_on_values
 from haystack_hardneg.experiment.environment import machine
+from haystack_hardneg.experiment.report import reranked_run
 from haystack_hardneg.files import atomic_write_text, read_jsonl
 from haystack_hardneg.mine.candidates import record_qrels
 from haystack_hardneg.scoring.fusion import fuse_scores
@@ -37,17 +38,14 @@ FROM_STUDY = "cluster_hybrid"
 SHARED = "ensemble_cluster"
 
 
-def _argmax_weight(validation: dict) -> float:
-    by_alpha = validation["by_alpha"]
-    return float(max(by_alpha, key=lambda a: (by_alpha[a]["ndcg@10"], -abs(float(a) - 0.5))))
-
-
 def fused_per_query(run: Path, strategy: str, alpha: float) -> dict[str, float]:
     """Test nDCG@10 per query of ``strategy``'s re-ranker fused with the first stage at ``alpha``."""
     records = {r["query_id"]: r for r in read_jsonl(run / "first_stage" / "test_candidates.jsonl")}
     scores = json.loads((run / "rerank" / f"{strategy}.json").read_text())["test"]
     qrels = {q: record_qrels(records[q]) for q in scores}
-    fused = {q: fuse_scores(own, {c["id"]: c["score"] for c in records[q]["candidates"] if c["id"] in own}, alpha)
+    first = {q: {c["id"]: c["score"] for c in records[q]["candidates"]} for q in scores}
+    # As the experiment's report ranks it: the fused head, then the rest of the first stage.
+    fused = {q: reranked_run(first[q], fuse_scores(own, {d: first[q][d] for d in own}, alpha))
              for q, own in scores.items()}
     return evaluate_run(qrels, fused, ["ndcg@10"], per_query=True)["ndcg@10"]
 
@@ -88,7 +86,7 @@ def main() -> None:
     for strategy in (*FROM_RUN, FROM_STUDY):
         source = study if strategy == FROM_STUDY else results
         reranker = source["rerankers"][strategy]
-        alpha = _argmax_weight(reranker["validation"])
+        alpha = reranker["validation"]["argmax_alpha"]  # the best weight on its held-out queries
         if strategy == FROM_STUDY:
             if alpha != reranker["fusion_alpha"]:
                 raise SystemExit(f"The study's {strategy} was fused at {reranker['fusion_alpha']}, not at its best "

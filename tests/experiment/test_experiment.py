@@ -99,7 +99,6 @@ def test_experiment_writes_its_report_and_a_rerun_redoes_nothing(fixtures, tiny_
         out / "results.md").read_text()
 
 
-
 def test_a_change_reruns_only_the_stages_it_touches(fixtures, tiny_model, trainable_model, tmp_path):
     config = tiny_config(fixtures, tiny_model, trainable_model, tmp_path, strategies=["random"])
     Experiment(config, progress_bar=False).run()
