@@ -232,7 +232,8 @@ def main() -> None:
     parser.add_argument("--k", type=int, nargs="+", default=[20, 30])
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--exports", nargs="*", default=list(EXPORTS), choices=list(EXPORTS))
-    parser.add_argument("--student", help="a smaller student of --model (train --keep-layers), timed in the same run")
+    parser.add_argument("--student", nargs="*", default=[],
+                        help="smaller students of --model (train --keep-layers), timed in the same run")
     parser.add_argument("--out", required=True, help="the JSON to write (the chart beside it, as .png); name it by "
                         "the CPU class, e.g. benchmarks/rerank_latency_avx2.json")
     args = parser.parse_args()
@@ -247,12 +248,14 @@ def main() -> None:
     systems = [s for s in ("torch fp32", "torch fp32 (stock ranker)", "torch bf16") if s not in refused]
     systems += args.exports
     built = rankers(args.model, args.max_length, exports, systems)
-    student_exports = {}
-    if args.student:
-        args.student = str(Path(args.student).expanduser())
-        student_exports = make_exports(args.student, args.exports)
-        built.update(rankers(args.student, args.max_length, student_exports,
-                             ["torch fp32", *args.exports], prefix="student "))
+    students = {}
+    for folder in (str(Path(student).expanduser()) for student in args.student):
+        layers = json.loads(Path(folder, "config.json").read_text())["num_hidden_layers"]
+        made = make_exports(folder, args.exports)
+        students[f"student-{layers}"] = {"model": folder, "layers": layers, "exports": {
+            name: {"file_name": r["file_name"], "gate": r["gate"], "speed": r["speed"]} for name, r in made.items()}}
+        built.update(rankers(folder, args.max_length, made, ["torch fp32", *args.exports],
+                             prefix=f"student-{layers} "))
     rates = {"fp32": matmul_rate(torch.float32), "bf16 (emulated)" if refused else "bf16": matmul_rate(torch.bfloat16)}
     if "openvino-int8" in exports:
         rates["openvino default precision"] = openvino_matmul_rate(int8=False)
@@ -262,11 +265,7 @@ def main() -> None:
                "versions": {"torch": torch.__version__}, "matmul_gflops": {k: v / 1e9 for k, v in rates.items()},
                "exports": {name: {"file_name": r["file_name"], "gate": r["gate"], "speed": r["speed"]}
                            for name, r in exports.items()},
-               "student": args.student and {
-                   "model": args.student, "layers": json.loads(Path(args.student, "config.json").read_text())[
-                       "num_hidden_layers"],
-                   "exports": {name: {"file_name": r["file_name"], "gate": r["gate"], "speed": r["speed"]}
-                               for name, r in student_exports.items()}},
+               "students": students,
                "by_k": {}}
     for k in args.k:
         print(f"top {k}: {len(records)} queries x {len(built)} systems", flush=True)

