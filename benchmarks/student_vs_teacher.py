@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import time
 from pathlib import Path
 
@@ -58,9 +57,6 @@ def train_student(args, layers: int) -> tuple[str, float]:
     if (out / "model" / "config.json").is_file() and (out / "student_run.json").is_file():
         return str(out / "model"), json.loads((out / "student_run.json").read_text())["seconds"]
     out.mkdir(parents=True, exist_ok=True)
-    for scored in args.work.glob("student-*/teacher_scores-*.jsonl"):  # the teacher scores once for every student
-        if not (out / scored.name).exists():
-            shutil.copyfile(scored, out / scored.name)
     started = time.perf_counter()
     report = train_cross_encoder(load_triplets(args.triplets), config, resume=(out / "checkpoints").is_dir())
     seconds = time.perf_counter() - started

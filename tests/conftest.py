@@ -14,6 +14,9 @@ FIXTURES = Path(__file__).parent / "fixtures"
 os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(__file__).resolve().parents[1] / ".pytest_cache" / "numba"))
 # Haystack's usage telemetry would try the network from every test that builds a pipeline.
 os.environ.setdefault("HAYSTACK_TELEMETRY_ENABLED", "False")
+# Teacher scores of the tests' tiny random teachers stay out of the user's cache.
+os.environ.setdefault("HARDNEG_TEACHER_CACHE",
+                      str(Path(__file__).resolve().parents[1] / ".pytest_cache" / "teacher-scores"))
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,8 @@ DEFAULT_MODELS_DIR = "~/.cache/hardneg-models"
 DEFAULT_CACHE_DIR = "~/.cache/haystack-hardneg/embeddings"
 # A ranker's choice of backend measured on this CPU (``$HARDNEG_SERVING_CACHE`` overrides it).
 DEFAULT_SERVING_CACHE_DIR = "~/.cache/haystack-hardneg/serving"
+# A teacher's scores of triplet rows, shared by every student distilled from it (``$HARDNEG_TEACHER_CACHE``).
+DEFAULT_TEACHER_CACHE_DIR = "~/.cache/haystack-hardneg/teacher-scores"
 DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2"
 # Labels, queries and qrels are held in memory whole, at several times their size on disk: a file above this is
 # refused before it is read (``$HARDNEG_MAX_LABEL_BYTES`` raises it). 256 MiB is millions of judgements.
@@ -23,6 +25,10 @@ def models_dir() -> str:
 
 def serving_cache_dir() -> str:
     return os.environ.get("HARDNEG_SERVING_CACHE", DEFAULT_SERVING_CACHE_DIR)
+
+
+def teacher_cache_dir() -> str:
+    return os.environ.get("HARDNEG_TEACHER_CACHE", DEFAULT_TEACHER_CACHE_DIR)
 
 
 def max_label_bytes() -> int:

@@ -50,7 +50,7 @@ def test_a_one_layer_student_learns_its_teachers_order_and_serves_as_a_ranker(te
     assert len(student.model.base_model.encoder.layer) == 1
     assert order_accuracy(student, graded_rows()) >= 0.95
     assert report["config"]["teacher_model"] == teacher and report["config"]["keep_layers"] == 1
-    scores_file = teacher_scores_file(tmp_path / "student", teacher)
+    scores_file = teacher_scores_file(teacher, config.max_length)
     assert len(scores_file.read_text().splitlines()) == len(rows)
     ranker = CrossEncoderRanker(model=str(tmp_path / "student" / "model"), fusion_alpha=None, top_k=3)
     row = graded_rows()[0]
@@ -61,15 +61,16 @@ def test_a_one_layer_student_learns_its_teachers_order_and_serves_as_a_ranker(te
 
 def test_teacher_scores_are_computed_once_and_an_interrupted_scoring_resumes(teacher, tmp_path):
     rows = graded_rows(n=80).remove_columns("scores")
-    first = with_teacher_scores(rows, teacher, tmp_path, max_length=64, progress_bar=False)
-    path = teacher_scores_file(tmp_path, teacher)
+    first = with_teacher_scores(rows, teacher, max_length=64, cache_dir=tmp_path, progress_bar=False)
+    path = teacher_scores_file(teacher, 64, tmp_path)
+    assert teacher_scores_file(teacher, 128, tmp_path) != path  # scores at another length are other scores
     model = CrossEncoder(teacher)
     expected = model.predict([(r["query"], r["negative_1"]) for r in rows], activation_fn=torch.nn.Identity())
     np.testing.assert_allclose([s[1] for s in first["scores"]], expected, atol=1e-4)
     # Interrupted after 30 rows, in the middle of writing the 31st: the rerun scores the other 50 only.
     lines = path.read_text().splitlines()
     path.write_text("\n".join(lines[:30]) + "\n" + lines[30][:17])
-    again = with_teacher_scores(rows, teacher, tmp_path, max_length=64, progress_bar=False)
+    again = with_teacher_scores(rows, teacher, max_length=64, cache_dir=tmp_path, progress_bar=False)
     kept = [json.loads(line) for line in path.read_text().splitlines()[:30]]
     assert len(path.read_text().splitlines()) == 80  # the cut line dropped, the other 50 appended
     np.testing.assert_allclose(again["scores"], first["scores"], atol=1e-5)

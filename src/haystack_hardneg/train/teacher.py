@@ -1,6 +1,7 @@
 """A cross-encoder teacher's scores of each triplet row (the positive, then each negative), for distilling it into a
-smaller student: computed once per teacher and row, kept in the training's output folder and resumed after an
-interruption (each finished block of rows is appended as it completes)."""
+smaller student: computed once per teacher, length and row, in a cache every student of that teacher shares
+(``$HARDNEG_TEACHER_CACHE``), and resumed after an interruption (each finished block of rows is appended as it
+completes). One scoring per teacher at a time: two at once each keep their own rows, and may lose the other's."""
 
 from __future__ import annotations
 
@@ -38,15 +39,18 @@ def _folder(teacher: str) -> Path | None:
     return folder if folder.is_dir() else None
 
 
-def teacher_scores_file(output_dir: str | Path, teacher: str) -> Path:
+def teacher_scores_file(teacher: str, max_length: int, cache_dir: str | Path | None = None) -> Path:
+    """The scores file of ``teacher`` (its weights, for a folder) truncating pairs at ``max_length`` tokens."""
+    from haystack_hardneg.defaults import teacher_cache_dir
     from haystack_hardneg.scoring.settings import weights_fingerprint
 
     folder = _folder(teacher)
-    identity = weights_fingerprint(folder) if folder else teacher
-    return Path(output_dir) / f"teacher_scores-{hashlib.sha256(identity.encode()).hexdigest()[:12]}.jsonl"
+    identity = f"{weights_fingerprint(folder) if folder else teacher}\x1e{max_length}"
+    name = f"teacher_scores-{hashlib.sha256(identity.encode()).hexdigest()[:12]}.jsonl"
+    return Path(cache_dir or teacher_cache_dir()).expanduser() / name
 
 
-def with_teacher_scores(triplets, teacher: str, output_dir: str | Path, *, max_length: int,
+def with_teacher_scores(triplets, teacher: str, *, max_length: int, cache_dir: str | Path | None = None,
                         progress_bar: bool = True):
     """``triplets`` with a ``scores`` column: ``teacher``'s raw logits of (query, positive), (query, negative_i)."""
     import torch
@@ -55,7 +59,7 @@ def with_teacher_scores(triplets, teacher: str, output_dir: str | Path, *, max_l
     from haystack_hardneg.train.heads import load_torch_cross_encoder
 
     columns = ["query", "positive", *negative_columns(triplets.column_names)]
-    path = teacher_scores_file(output_dir, teacher)
+    path = teacher_scores_file(teacher, max_length, cache_dir)
     kept = _kept_scores(path)
     rows = [{c: row[c] for c in columns} for row in triplets]
     keys = [_row_key(row, columns) for row in rows]

@@ -58,7 +58,7 @@ def train_cross_encoder(triplets, config: TrainingConfig, *, resume: bool = Fals
     output.mkdir(parents=True, exist_ok=True)
     if config.teacher_model:
         check_model_source(config.teacher_model)
-        triplets = with_teacher_scores(triplets, config.teacher_model, output, max_length=config.max_length,
+        triplets = with_teacher_scores(triplets, config.teacher_model, max_length=config.max_length,
                                        progress_bar=progress_bar)
     columns = _check_triplets(triplets) + _teacher_column(triplets, config)
     torch.manual_seed(config.seed)  # a new head's initial weights
