@@ -52,11 +52,14 @@ def load_torch(ranker, source: str):
     )
 
 
-def load_export(ranker, source: str, backend: str, file_name: str | None) -> ExportedCrossEncoder:
+def load_export(ranker, source: str, backend: str, file_name: str | None, *,
+                announce: bool = True) -> ExportedCrossEncoder:
+    """The export; ``announce``: say at INFO that it scores (not for one loaded only to be timed)."""
     options = {k: v for k, v in (ranker.model_kwargs or {}).items() if k != "file_name"}
     exported = ExportedCrossEncoder(source, backend, file_name=file_name, max_length=ranker.max_length,
                                     options=options, tokenizer_kwargs=ranker.tokenizer_kwargs)
-    logger.info("Scoring with the {backend} export {file}.", backend=backend, file=exported.file_name)
+    if announce:
+        logger.info("Scoring with the {backend} export {file}.", backend=backend, file=exported.file_name)
     return exported
 
 
@@ -92,7 +95,7 @@ def _time_backends(ranker, source: str, default: dict[str, Any]) -> tuple[dict[s
     backends = {}
     for backend, file_name in safe_exports(source):
         try:
-            loaded[file_name] = load_export(ranker, source, backend, file_name)
+            loaded[file_name] = load_export(ranker, source, backend, file_name, announce=False)
         except CANNOT_RUN as error:
             logger.info("Export {file} cannot run here ({error}); not timed.", file=file_name, error=error)
             continue
