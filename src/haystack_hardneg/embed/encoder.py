@@ -122,7 +122,9 @@ class SentenceTransformerMember:
         logger.info("Member '%s' runs on %s (lowest cosine to torch's vectors on the check texts: %.5f).",
                     spec.name, kind, lowest)
         self.exported = exported
-        self.cache_fingerprint = f"{self.fingerprint}:{spec.backend}{':int8' if spec.int8 else ''}"
+        # ONNX int8 is per channel ("int8pc"): vectors a per-matrix export cached are not reused.
+        scheme = (":int8pc" if spec.backend == "onnx" else ":int8") if spec.int8 else ""
+        self.cache_fingerprint = f"{self.fingerprint}:{spec.backend}{scheme}"
 
     @property
     def max_seq_length(self) -> int | None:
