@@ -251,6 +251,8 @@ def main() -> None:
     students = {}
     for folder in (str(Path(student).expanduser()) for student in args.student):
         layers = json.loads(Path(folder, "config.json").read_text())["num_hidden_layers"]
+        if f"student-{layers}" in students:
+            parser.error(f"--student: two students have {layers} layers; time one of each size per run.")
         made = make_exports(folder, args.exports)
         students[f"student-{layers}"] = {"model": folder, "layers": layers, "exports": {
             name: {"file_name": r["file_name"], "gate": r["gate"], "speed": r["speed"]} for name, r in made.items()}}
