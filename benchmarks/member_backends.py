@@ -54,8 +54,9 @@ def members(model: str, server_url: str | None) -> dict[str, dict]:
 
 
 def as_exported(member: dict, refused: EnsembleEncoder) -> EnsembleEncoder:
-    """An uncached encoder of ``member`` that runs the export its check refused (for timing only)."""
-    encoder = EnsembleEncoder([member], cache_dir=None, progress_bar=False)
+    """An uncached encoder of ``member`` that runs the export its check refused (for timing only); loaded on torch,
+    so that the refused check is not run again, then given the export."""
+    encoder = EnsembleEncoder([{**member, "backend": "torch", "int8": False}], cache_dir=None, progress_bar=False)
     encoder.load()
     backend = refused.backends[0]
     encoder.backends[0].exported = ExportedEncoder(backend.model, backend.fingerprint, member["backend"],

@@ -47,6 +47,11 @@ def make_exports(model: str, names: list[str]) -> dict[str, dict]:
     return records
 
 
+def export_records(made: dict[str, dict]) -> dict[str, dict]:
+    """What the JSON keeps of each export ``make_exports`` made: its file, quality check and speed check."""
+    return {name: {"file_name": r["file_name"], "gate": r["gate"], "speed": r["speed"]} for name, r in made.items()}
+
+
 def rankers(model: str, max_length: int, exports: dict[str, dict], systems: list[str], prefix: str = "") -> dict:
     """Warmed-up rankers by system name (``prefix`` before each); all rank alone (no fusion), scores scaled as
     Haystack's are."""
@@ -254,8 +259,7 @@ def main() -> None:
         if f"student-{layers}" in students:
             parser.error(f"--student: two students have {layers} layers; time one of each size per run.")
         made = make_exports(folder, args.exports)
-        students[f"student-{layers}"] = {"model": folder, "layers": layers, "exports": {
-            name: {"file_name": r["file_name"], "gate": r["gate"], "speed": r["speed"]} for name, r in made.items()}}
+        students[f"student-{layers}"] = {"model": folder, "layers": layers, "exports": export_records(made)}
         built.update(rankers(folder, args.max_length, made, ["torch fp32", *args.exports],
                              prefix=f"student-{layers} "))
     rates = {"fp32": matmul_rate(torch.float32), "bf16 (emulated)" if refused else "bf16": matmul_rate(torch.bfloat16)}
@@ -265,8 +269,7 @@ def main() -> None:
     results = {"model": args.model, "queries": len(records), "max_length": args.max_length,
                "machine": machine(), "refused": refused,
                "versions": {"torch": torch.__version__}, "matmul_gflops": {k: v / 1e9 for k, v in rates.items()},
-               "exports": {name: {"file_name": r["file_name"], "gate": r["gate"], "speed": r["speed"]}
-                           for name, r in exports.items()},
+               "exports": export_records(exports),
                "students": students,
                "by_k": {}}
     for k in args.k:

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from rerank_latency import EXPORTS  # the export variants, named as the latency benchmark names them
 
 from haystack_hardneg import ExportConfig, export_model
 from haystack_hardneg.evaluate.metrics import evaluate_run
@@ -40,8 +41,6 @@ from haystack_hardneg.train.config import TrainingConfig
 from haystack_hardneg.train.heads import load_torch_cross_encoder
 from haystack_hardneg.train.trainer import train_cross_encoder
 
-EXPORTS = {"onnx": {"backend": "onnx"}, "onnx-int8": {"backend": "onnx", "quantize": "int8"},
-           "openvino": {"backend": "openvino"}, "openvino-int8": {"backend": "openvino", "quantize": "int8"}}
 VIEWS = ("alone", "fused, own stored weight", "fused, teacher's best validation weight")
 
 

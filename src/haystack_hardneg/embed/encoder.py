@@ -106,7 +106,7 @@ class SentenceTransformerMember:
             self._use_backend(export_dir)
 
     def _use_backend(self, export_dir: Path) -> None:
-        from haystack_hardneg.embed.exported import BackendUnsuitable, ExportedEncoder, checked
+        from haystack_hardneg.embed.exported import BackendUnsuitable, ExportedEncoder, checked, int8_scheme
 
         spec, kind = self.spec, f"{self.spec.backend}{' int8' if self.spec.int8 else ''}"
         if spec.int8 and (lacking := missing_int8()):
@@ -122,8 +122,7 @@ class SentenceTransformerMember:
         logger.info("Member '%s' runs on %s (lowest cosine to torch's vectors on the check texts: %.5f).",
                     spec.name, kind, lowest)
         self.exported = exported
-        # ONNX int8 is per channel ("int8pc"): vectors a per-matrix export cached are not reused.
-        scheme = (":int8pc" if spec.backend == "onnx" else ":int8") if spec.int8 else ""
+        scheme = f":{int8_scheme(spec.backend)}" if spec.int8 else ""
         self.cache_fingerprint = f"{self.fingerprint}:{spec.backend}{scheme}"
 
     @property

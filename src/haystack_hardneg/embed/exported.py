@@ -49,9 +49,14 @@ def _check_architecture(model) -> str:
     return mode
 
 
+def int8_scheme(backend: str) -> str:
+    """How ``backend`` quantises to int8, as it names the export and keys the vectors cached from it: ONNX per
+    channel ("int8pc"), so that a per-matrix export or its vectors from an older version are never reused."""
+    return "int8pc" if backend == "onnx" else "int8"
+
+
 def export_path(folder: Path, fingerprint: str, backend: str, int8: bool) -> Path:
-    # "int8pc": per-channel ONNX int8, so that a per-matrix export cached by an older version is not reused.
-    int8_tag = ("-int8pc" if backend == "onnx" else "-int8") if int8 else ""
+    int8_tag = f"-{int8_scheme(backend)}" if int8 else ""
     return folder / f"{fingerprint}-{backend}{int8_tag}{'.onnx' if backend == 'onnx' else '.xml'}"
 
 
