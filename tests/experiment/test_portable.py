@@ -88,6 +88,12 @@ def test_an_exported_run_resumes_in_another_folder_without_redoing_its_work(fixt
     more = Experiment(replace(elsewhere, strategies=["random", "bm25"]), progress_bar=False).run()
     assert set(more["stages_ran"]) == {"index", "mine/bm25", "train/bm25", "rerank/bm25"}
     assert more["systems"]["random re-ranker"]["metrics"] == first["systems"]["random re-ranker"]["metrics"]
+    # A state of both strategies imported by a run of one of them (--strategies): the other's stages are carried
+    # too, their keys computed with its settings.
+    export_state(replace(elsewhere, strategies=["random", "bm25"]), tmp_path / "both")
+    one = import_state(replace(config, out=str(tmp_path / "one"), strategies=["bm25"]), tmp_path / "both")
+    assert {"mine/bm25", "train/bm25", "mine/random", "train/random"} <= set(one["imported"])
+    assert one["left_out"] == []
 
     # Other training settings: the first stage and the triplets still fit, the re-ranker does not.
     longer = replace(config, out=str(tmp_path / "longer"), training={**config.training, "epochs": 2})

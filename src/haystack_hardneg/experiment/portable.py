@@ -24,7 +24,7 @@ from haystack_hardneg.experiment.keys import MODELS_FILE, data_fingerprint, mode
 from haystack_hardneg.experiment.plan import read_estimates, record_estimates
 from haystack_hardneg.experiment.stages import StageCache
 from haystack_hardneg.experiment.state_file import FORMAT, STATE_FILE, StateError, check_paths, decompressed, read_state
-from haystack_hardneg.experiment.table import Inputs, Stage, stage_table, table_keys
+from haystack_hardneg.experiment.table import Inputs, stage_table, table_keys
 from haystack_hardneg.files import atomic_directory, atomic_write_bytes, atomic_write_text, confined_path, jsonl_text
 from haystack_hardneg.ingest.beir import load_queries
 from haystack_hardneg.ingest.text import document_text
@@ -103,12 +103,13 @@ def _rebuilds(rebuild: Callable[[bytes, Texts], bytes], stored: bytes, texts: Te
         return False
 
 
-def _table(config: ExperimentConfig, names) -> dict[str, Stage]:
-    """The stage table of ``config`` with every strategy among the stage ``names`` that it can name: what a run
-    folder or a state holds is carried whatever --strategies says runs now."""
+def _widened(config: ExperimentConfig, names) -> ExperimentConfig:
+    """``config`` with every strategy among the stage ``names`` that it can name: what a run folder or a state
+    holds is carried whatever --strategies says runs now (its stages and their keys need those strategies'
+    settings)."""
     found = [n.split("/", 1)[1] for n in names if "/" in n]
     known = [n for n in dict.fromkeys(found) if n in STRATEGIES or n in config.variants]
-    return stage_table(replace(config, strategies=list(dict.fromkeys([*config.strategies, *known]))))
+    return replace(config, strategies=list(dict.fromkeys([*config.strategies, *known])))
 
 
 def _how_stored(rel: str, original: bytes, folder: RunFolder, texts: Texts) -> tuple[str, bytes]:
@@ -137,7 +138,7 @@ def export_state(config: ExperimentConfig, dest: str | Path, *, only: set[str] |
     if not stages_path.is_file():
         raise StateError(f"{out} has no finished stage (no stages.json).")
     records: dict[str, dict[str, Any]] = json.loads(stages_path.read_text(encoding="utf-8"))
-    table, folder, texts = _table(config, records), RunFolder(out), Texts(config)
+    table, folder, texts = stage_table(_widened(config, records)), RunFolder(out), Texts(config)
     carried: dict[str, Any] = {}
     with atomic_directory(dest) as staging:
         for name, record in records.items():
@@ -180,8 +181,9 @@ def import_state(config: ExperimentConfig, source: str | Path) -> dict[str, list
     config = config.resolved()
     source = Path(source)
     state, state_path = read_state(source)
-    table = _table(config, state["stages"])
-    keys = table_keys(table, Inputs(config, data_fingerprint(config), config.load_splits()))
+    widened = _widened(config, state["stages"])
+    table = stage_table(widened)
+    keys = table_keys(table, Inputs(widened, data_fingerprint(config), config.load_splits()))
     changed = {p: (state["models"][p], now) for p, now in model_fingerprints(config).items()
                if p in state["models"] and state["models"][p] != now}
     if changed:
