@@ -50,6 +50,7 @@ def train_student(args, layers: int) -> tuple[str, float]:
     config = TrainingConfig(base_model=args.teacher, teacher_model=args.teacher, keep_layers=layers,
                             loss="margin_mse", label_weight=args.label_weight, epochs=args.epochs,
                             batch_size=args.batch_size, encoder_lr=args.lr, max_length=args.max_length,
+                            precision=args.precision,
                             validation_fraction=args.validation_fraction, seed=args.seed,
                             validation_candidates=str(args.validation_candidates), output_dir=str(out),
                             strategy=f"student ({layers} layers)")
@@ -115,6 +116,8 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=5e-5)
     parser.add_argument("--label-weight", type=float, default=0.0)
     parser.add_argument("--max-length", type=int, default=256)
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
+                        help="the students' training precision (bf16 where the CPU has bf16 instructions)")
     parser.add_argument("--exports", nargs="*", default=[], choices=list(EXPORTS),
                         help="also re-rank through these exports of every model (the students' target backends)")
     parser.add_argument("--validation-fraction", type=float, default=0.1)
