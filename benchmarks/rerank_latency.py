@@ -1,5 +1,6 @@
 """Re-ranking latency and quality per serving backend: torch fp32 / bf16, ONNX Runtime (fp32, O3, dynamic int8)
-and OpenVINO (fp32, static int8), with Haystack's stock ranker beside ours on torch, in one run.
+and OpenVINO (fp32, static int8; each also in bf16 where the CPU has bfloat16 instructions), with Haystack's stock
+ranker beside ours on torch, in one run.
 
 Each query's first-stage top k (20 and 30) is re-ranked by every system in turn (the systems interleave, so that
 a slower or busier moment of the machine falls on all of them alike); per system: milliseconds per query (median,
@@ -66,6 +67,11 @@ def rankers(model: str, max_length: int, exports: dict[str, dict], systems: list
         **{name: (lambda name=name: CrossEncoderRanker(
             **common, backend=EXPORTS[name]["backend"], model_kwargs={"file_name": exports[name]["file_name"]}))
            for name in exports},
+        # OpenVINO computes in f32 unless told otherwise; on a CPU with bfloat16 instructions bf16 may pay.
+        **{f"{name} bf16": (lambda name=name: CrossEncoderRanker(
+            **common, backend="openvino", model_kwargs={"file_name": exports[name]["file_name"],
+                                                        "ov_config": {"INFERENCE_PRECISION_HINT": "bf16"}}))
+           for name in exports if EXPORTS[name]["backend"] == "openvino"},
     }
     out = {}
     for name in systems:
@@ -204,7 +210,7 @@ def chart(results: dict, path: Path) -> None:
     where = results["machine"]
     ks = list(results["by_k"])
     names = list(results["by_k"][ks[0]]["systems"])
-    figure, axis = plt.subplots(figsize=(11, 4.5))
+    figure, axis = plt.subplots(figsize=(max(11, 0.5 * len(names)), 4.5))
     width = 0.8 / len(ks)
     for i, k in enumerate(ks):
         systems = results["by_k"][k]["systems"]
@@ -249,9 +255,10 @@ def main() -> None:
     qrels = {r["query_id"]: qrels[r["query_id"]] for r in records}
     exports = make_exports(args.model, args.exports)
     # bf16 is refused (the ranker loads float32) on a CPU without bfloat16 instructions: not a system there.
-    refused = {"torch bf16": f"this CPU has no {missing_bf16()}"} if missing_bf16() else {}
-    systems = [s for s in ("torch fp32", "torch fp32 (stock ranker)", "torch bf16") if s not in refused]
-    systems += args.exports
+    bf16 = ["torch bf16", *(f"{n} bf16" for n in args.exports if EXPORTS[n]["backend"] == "openvino")]
+    refused = {name: f"this CPU has no {missing_bf16()}" for name in bf16} if missing_bf16() else {}
+    bf16 = [name for name in bf16 if name not in refused]
+    systems = ["torch fp32", "torch fp32 (stock ranker)", *args.exports, *bf16]
     built = rankers(args.model, args.max_length, exports, systems)
     students = {}
     for folder in (str(Path(student).expanduser()) for student in args.student):
@@ -260,7 +267,7 @@ def main() -> None:
             parser.error(f"--student: two students have {layers} layers; time one of each size per run.")
         made = make_exports(folder, args.exports)
         students[f"student-{layers}"] = {"model": folder, "layers": layers, "exports": export_records(made)}
-        built.update(rankers(folder, args.max_length, made, ["torch fp32", *args.exports],
+        built.update(rankers(folder, args.max_length, made, ["torch fp32", *args.exports, *bf16],
                              prefix=f"student-{layers} "))
     rates = {"fp32": matmul_rate(torch.float32), "bf16 (emulated)" if refused else "bf16": matmul_rate(torch.bfloat16)}
     if "openvino-int8" in exports:
