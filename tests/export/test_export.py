@@ -241,6 +241,22 @@ def test_auto_keeps_a_passing_default_and_falls_back_to_torch_when_it_cannot_ser
         CrossEncoderRanker(model="org/some-reranker", backend="onnx")
 
 
+def test_weights_changed_after_the_export_put_auto_back_on_torch_in_the_same_process(folder, caplog):
+    export_model(ExportConfig(model_dir=folder, backend="onnx"), log=lambda _: None)
+    auto = CrossEncoderRanker(model=folder)
+    auto.warm_up()
+    assert auto.effective_backend == ("onnx", "onnx/model.onnx")
+    # Trained further in place: same file, same size, other weights. The fingerprint is not reused from before.
+    weights = Path(folder, "model.safetensors")
+    data = bytearray(weights.read_bytes())
+    data[-8:] = bytes(8) if data[-8:] != bytes(8) else b"\x01" * 8
+    weights.write_bytes(bytes(data))
+    retrained = CrossEncoderRanker(model=folder)
+    retrained.warm_up()
+    assert retrained.effective_backend == ("torch", None)
+    assert "was made from other weights" in caplog.text
+
+
 def test_an_export_that_fails_its_quality_check_exits_1(folder, capsys):
     assert main(["export", folder, "--backend", "onnx", "--no-default"]) == 0
     # A folder whose check was tampered with: each validation query's relevant document is now the one the model

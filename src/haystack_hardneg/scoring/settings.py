@@ -6,6 +6,8 @@ reads the weight back for ``fusion_alpha="auto"``.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -109,16 +111,24 @@ def read_default_backend(model_dir: str | Path) -> tuple[str, str | None, str | 
 
 def weights_fingerprint(model_dir: str | Path) -> str:
     """A hash of the model's own weight files (not its exports): an export recorded under another fingerprint was
-    made from other weights."""
-    import hashlib
-
+    made from other weights. Hashed once per process while the files keep their size and modification time (a
+    ranker's warm-up asks several times, and a MiniLM's weights are 90 MB)."""
     folder = Path(model_dir).expanduser()
+    files = tuple((path.relative_to(folder).as_posix(), stat.st_size, stat.st_mtime_ns)
+                  for path in sorted(folder.rglob("*")) if _is_weights(path, folder) for stat in [path.stat()])
+    return _hashed_weights(str(folder.resolve()), files)
+
+
+def _is_weights(path: Path, folder: Path) -> bool:
+    return path.suffix in (".safetensors", ".bin") and path.relative_to(folder).parts[0] not in ("onnx", "openvino")
+
+
+@functools.lru_cache(maxsize=64)
+def _hashed_weights(folder: str, files: tuple[tuple[str, int, int], ...]) -> str:
     digest = hashlib.sha256()
-    for path in sorted(folder.rglob("*")):
-        relative = path.relative_to(folder)
-        if path.suffix in (".safetensors", ".bin") and relative.parts[0] not in ("onnx", "openvino"):
-            digest.update(relative.as_posix().encode())
-            with path.open("rb") as handle:
-                for block in iter(lambda: handle.read(1 << 24), b""):
-                    digest.update(block)
+    for relative, _, _ in files:
+        digest.update(relative.encode())
+        with (Path(folder) / relative).open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 24), b""):
+                digest.update(block)
     return digest.hexdigest()[:16]
