@@ -2,10 +2,11 @@
 
 The student keeps ``--layers`` of the teacher's transformer layers (evenly spaced, the last kept; its own head),
 and learns the teacher's scores of the mined rows the teacher was trained on (margin MSE, ``train --teacher-model
---keep-layers``), validated on the same first-stage candidates. Both then re-rank each test query's first-stage
-top ``--rerank-k`` on torch: nDCG@10 of each alone, fused with the first stage at each model's stored weight
-(what ``fusion_alpha="auto"`` applies) and at the teacher's best validation weight for both (the same
-interpolation, so that only the model differs), each student against the teacher by a paired t-test. With
+--keep-layers``) and, with ``--distill-candidates K``, of each training query's first-stage top K (where the mined
+rows are few), validated on the same first-stage candidates (cut to ``--rerank-k``). Both then re-rank each
+test query's first-stage top ``--rerank-k`` on torch: nDCG@10 of each alone, fused with the first stage at each
+model's stored weight (what ``fusion_alpha="auto"`` applies) and at the teacher's best validation weight for both
+(the same interpolation, so that only the model differs), each student against the teacher by a paired t-test. With
 ``--exports``, every model also re-ranks through each export (made in its folder, not made its default) and each
 such row is tested against the teacher on torch: what a served student loses, quantisation included.
 
@@ -15,6 +16,12 @@ such row is tested against the teacher on torch: what a served student loses, qu
         --test-candidates runs/semeval/first_stage/test_candidates.jsonl \\
         --data benchmarks/semeval-cqa/data --layers 3 2 --max-length 128 --exports onnx-int8 \\
         --out benchmarks/semeval-cqa/student.json
+    python benchmarks/student_vs_teacher.py --teacher runs/experiment-scifact/train/ensemble_cluster/model \
+        --triplets runs/experiment-scifact/mine/ensemble_cluster/triplets.jsonl \
+        --validation-candidates runs/experiment-scifact/first_stage/train_candidates.jsonl \
+        --test-candidates runs/experiment-scifact/first_stage/test_candidates.jsonl --data examples/data/scifact \
+        --layers 3 2 --max-length 256 --epochs 1 --precision bf16 --distill-candidates 30 --exports onnx-int8 \
+        --out benchmarks/scifact/student.json
 """
 
 from __future__ import annotations
@@ -43,6 +50,19 @@ from haystack_hardneg.train.heads import load_torch_cross_encoder
 from haystack_hardneg.train.trainer import train_cross_encoder
 
 VIEWS = ("alone", "fused, own stored weight", "fused, teacher's best validation weight")
+
+
+def validation_top(args) -> Path:
+    """The validation candidates cut to ``--rerank-k``, as the experiment validates its re-rankers (the first
+    stage's candidates file holds its whole retrieval depth)."""
+    records = read_jsonl(args.validation_candidates)
+    if all(len(r["candidates"]) <= args.rerank_k for r in records):
+        return args.validation_candidates
+    path = args.work / f"validation_candidates_top{args.rerank_k}.jsonl"
+    args.work.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, "".join(json.dumps({**r, "candidates": r["candidates"][: args.rerank_k]}) + "\n"
+                                    for r in records))
+    return path
 
 
 def distillation_rows(args) -> Path:
@@ -77,7 +97,7 @@ def train_student(args, layers: int) -> tuple[str, float]:
                             batch_size=args.batch_size, encoder_lr=args.lr, max_length=args.max_length,
                             precision=args.precision,
                             validation_fraction=args.validation_fraction, seed=args.seed,
-                            validation_candidates=str(args.validation_candidates), output_dir=str(out),
+                            validation_candidates=str(args.validation_top), output_dir=str(out),
                             strategy=f"student ({layers} layers)")
     if (out / "model" / "config.json").is_file() and (out / "student_run.json").is_file():
         return str(out / "model"), json.loads((out / "student_run.json").read_text())["seconds"]
@@ -160,7 +180,7 @@ def main() -> None:
     qrels = {r["query_id"]: qrels[r["query_id"]] for r in records}
     teacher_settings = read_ranker_settings(args.teacher)
     common_alpha = float(teacher_settings.get("argmax_alpha", teacher_settings.get("fusion_alpha") or 0.0))
-    args.rows = distillation_rows(args)
+    args.rows, args.validation_top = distillation_rows(args), validation_top(args)
     models = {"teacher": (args.teacher, None)}
     for layers in args.layers:
         models[f"student-{layers}"] = train_student(args, layers)
