@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import time
 from pathlib import Path
 
@@ -65,37 +64,13 @@ def validation_top(args) -> Path:
     return path
 
 
-def distillation_rows(args) -> Path:
-    """The triplet file the students learn from: the mined rows, and with ``--distill-candidates K`` also each
-    training query's first-stage top K (``--validation-candidates``) in seeded random groups as wide as a mined row
-    (one text in the positive's column, which without labels, ``--label-weight 0``, is only a place): the teacher's
-    scores of what a student re-ranks at test time, not only of mined negatives. A held-out query's groups are held
-    out with its mined rows (the split is by query)."""
-    if not args.distill_candidates:
-        return args.triplets
-    mined = read_jsonl(args.triplets)
-    negatives = sorted((key for key in mined[0] if key.startswith("negative_")), key=lambda key: int(key[9:]))
-    width, rng, rows = 1 + len(negatives), random.Random(args.seed), list(mined)
-    for record in read_jsonl(args.validation_candidates):
-        texts = [c["text"] for c in record["candidates"][: args.distill_candidates]]
-        rng.shuffle(texts)
-        for start in range(0, len(texts) - width + 1, width):
-            group = texts[start:start + width]
-            rows.append({"query": record["query"], "positive": group[0], **dict(zip(negatives, group[1:]))})
-    path = args.work / f"distillation_rows_top{args.distill_candidates}.jsonl"
-    args.work.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, "".join(json.dumps(row) + "\n" for row in rows))
-    print(f"{len(mined)} mined rows + {len(rows) - len(mined)} groups of first-stage candidates -> {path}")
-    return path
-
-
 def train_student(args, layers: int) -> tuple[str, float]:
     """The student's model folder (trained, or resumed where a run was cut short) and its training seconds."""
     out = args.work / f"student-{layers}"
     config = TrainingConfig(base_model=args.teacher, teacher_model=args.teacher, keep_layers=layers,
                             loss="margin_mse", label_weight=args.label_weight, epochs=args.epochs,
                             batch_size=args.batch_size, encoder_lr=args.lr, max_length=args.max_length,
-                            precision=args.precision,
+                            precision=args.precision, distill_candidates=args.distill_candidates,
                             validation_fraction=args.validation_fraction, seed=args.seed,
                             validation_candidates=str(args.validation_top), output_dir=str(out),
                             strategy=f"student ({layers} layers)")
@@ -103,7 +78,7 @@ def train_student(args, layers: int) -> tuple[str, float]:
         return str(out / "model"), json.loads((out / "student_run.json").read_text())["seconds"]
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    report = train_cross_encoder(load_triplets(args.rows), config, resume=(out / "checkpoints").is_dir())
+    report = train_cross_encoder(load_triplets(args.triplets), config, resume=(out / "checkpoints").is_dir())
     seconds = time.perf_counter() - started
     atomic_write_text(out / "student_run.json", json.dumps({"seconds": seconds, "steps": report["steps"]}))
     return str(out / "model"), seconds
@@ -180,7 +155,7 @@ def main() -> None:
     qrels = {r["query_id"]: qrels[r["query_id"]] for r in records}
     teacher_settings = read_ranker_settings(args.teacher)
     common_alpha = float(teacher_settings.get("argmax_alpha", teacher_settings.get("fusion_alpha") or 0.0))
-    args.rows, args.validation_top = distillation_rows(args), validation_top(args)
+    args.validation_top = validation_top(args)
     models = {"teacher": (args.teacher, None)}
     for layers in args.layers:
         models[f"student-{layers}"] = train_student(args, layers)

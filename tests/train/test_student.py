@@ -16,7 +16,7 @@ from train.test_distillation import graded_rows, order_accuracy
 from haystack_hardneg import CrossEncoderRanker
 from haystack_hardneg.train.config import TrainingConfig
 from haystack_hardneg.train.heads import evenly_spaced_layers
-from haystack_hardneg.train.teacher import teacher_scores_file, with_teacher_scores
+from haystack_hardneg.train.teacher import candidate_groups, teacher_scores_file, with_teacher_scores
 from haystack_hardneg.train.trainer import train_cross_encoder
 
 
@@ -75,3 +75,39 @@ def test_teacher_scores_are_computed_once_and_an_interrupted_scoring_resumes(tea
     assert len(path.read_text().splitlines()) == 80  # the cut line dropped, the other 50 appended
     np.testing.assert_allclose(again["scores"], first["scores"], atol=1e-5)
     assert [k["scores"] for k in kept] == first["scores"][:30]
+
+
+def test_a_student_also_learns_its_teachers_scores_of_the_first_stage_candidates(teacher, tmp_path):
+    rows = graded_rows(n=40).remove_columns("scores")
+    # Each query's first stage: its own three documents and seven others', the relevant one first.
+    candidates = [{"query_id": f"q{i}", "query": r["query"], "positive_ids": ["d0"],
+                   "candidates": [{"id": f"d{j}", "text": t, "score": 1 - j / 10} for j, t in enumerate(
+                       [r["positive"], r["negative_1"], r["negative_2"],
+                        *(rows[(i + k) % len(rows)]["negative_2"] + f" {k}" for k in range(1, 8))])]}
+                  for i, r in enumerate(rows)]
+    groups = candidate_groups(candidates, ["negative_1", "negative_2"], 8, seed=0)
+    # Groups as wide as a row, from one query's top 8 (the remainder of 2 left out), no text twice per query.
+    assert len(groups) == 2 * len(rows)
+    for record in candidates:
+        mine = [g for g in groups if g["query"] == record["query"]]
+        texts = [g[c] for g in mine for c in ("positive", "negative_1", "negative_2")]
+        assert len(texts) == len(set(texts)) == 6
+        assert set(texts) <= {c["text"] for c in record["candidates"][:8]}
+    assert candidate_groups(candidates, ["negative_1", "negative_2"], 8, seed=0) == groups  # seeded
+
+    config = TrainingConfig(base_model=teacher, teacher_model=teacher, keep_layers=1, loss="margin_mse",
+                            label_weight=0.0, epochs=1, batch_size=8, validation_fraction=0.25, seed=0,
+                            distill_candidates=8, output_dir=str(tmp_path / "student"))
+    report = train_cross_encoder(rows, config, progress_bar=False, candidates=candidates)
+    # The teacher scored the mined rows and the groups; a held-out query's groups were held out with its rows.
+    assert len(teacher_scores_file(teacher, config.max_length).read_text().splitlines()) >= len(rows) + len(groups)
+    held_out = set(report["validation_query_texts"])
+    assert report["train_rows"] == sum(r["query"] not in held_out for r in [*rows, *groups])
+    assert report["config"]["distill_candidates"] == 8
+
+    with pytest.raises(ValueError, match="give teacher_model"):
+        TrainingConfig(base_model=teacher, distill_candidates=8, output_dir=str(tmp_path / "x"))
+    with pytest.raises(ValueError, match="give validation_candidates"):
+        train_cross_encoder(rows, TrainingConfig(base_model=teacher, teacher_model=teacher, keep_layers=1,
+                                                 distill_candidates=8, output_dir=str(tmp_path / "y")),
+                            progress_bar=False)

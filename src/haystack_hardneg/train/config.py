@@ -25,7 +25,8 @@ PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
 # Options added after experiments were recorded: an experiment's training key names them only when they differ
 # from their default, so that recorded runs keep their keys (experiment/keys.py).
 KEYED_WHEN_SET: tuple[str, ...] = ("max_steps", "max_minutes", "max_validation_queries", "min_validation_queries",
-                                   "teacher_scale", "label_weight", "teacher_model", "keep_layers")
+                                   "teacher_scale", "label_weight", "teacher_model", "keep_layers",
+                                   "distill_candidates")
 
 
 @dataclass
@@ -64,6 +65,10 @@ class TrainingConfig(Options):
     keep_layers: int | None = option(None, help=(
         "keep only this many of base_model's transformer layers, evenly spaced with the last one kept (e.g. 3 of 6: "
         "layers 2, 4, 6): a smaller, faster student, trained with teacher_model"))
+    distill_candidates: int = option(0, help=(
+        "with teacher_model: also learn its scores of each training query's first-stage top K (the validation "
+        "candidates), in seeded random groups as wide as a mined row: what the student re-ranks at test time, "
+        "where the mined rows are few; 0: the mined rows only"))
     warmup_ratio: float = option(0.1, help="share of steps with a rising learning rate")
     validation_fraction: float = option(0.1, help="share of the training queries held out for validation")
     max_validation_queries: int | None = option(200, help=(
@@ -102,6 +107,8 @@ class TrainingConfig(Options):
             raise ValueError("teacher_scale must be > 0 and label_weight in [0, 1].")
         if self.keep_layers is not None and self.keep_layers < 1:
             raise ValueError("keep_layers must be >= 1 (none: every layer).")
+        if self.distill_candidates < 0 or (self.distill_candidates and not self.teacher_model):
+            raise ValueError("distill_candidates must be >= 0, and learns a teacher's scores: give teacher_model.")
         if self.teacher_model is not None and self.loss not in ("auto", *TEACHER_LOSSES):
             raise ValueError(f"teacher_model is learnt from by a distillation loss: choose loss margin_mse or listnet "
                              f"(or auto), not {self.loss}.")

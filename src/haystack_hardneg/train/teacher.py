@@ -39,6 +39,23 @@ def _folder(teacher: str) -> Path | None:
     return folder if folder.is_dir() else None
 
 
+def candidate_groups(records: list[dict[str, Any]], negatives: list[str], top_k: int,
+                     seed: int) -> list[dict[str, str]]:
+    """Rows of each record's first-stage top ``top_k`` texts in seeded random groups of ``1 + len(negatives)`` (the
+    first in the positive's column, which only the teacher's scores give a meaning; a remainder too small for a
+    group is left out): the teacher's scores of what a student re-ranks, beside the mined rows'."""
+    import random
+
+    rng, width, rows = random.Random(seed), 1 + len(negatives), []
+    for record in records:
+        texts = [c["text"] for c in record["candidates"][:top_k]]
+        rng.shuffle(texts)
+        for start in range(0, len(texts) - width + 1, width):
+            group = texts[start:start + width]
+            rows.append({"query": record["query"], "positive": group[0], **dict(zip(negatives, group[1:]))})
+    return rows
+
+
 def teacher_scores_file(teacher: str, max_length: int, cache_dir: str | Path | None = None) -> Path:
     """The scores file of ``teacher`` (its weights, for a folder) truncating pairs at ``max_length`` tokens."""
     from haystack_hardneg.defaults import teacher_cache_dir

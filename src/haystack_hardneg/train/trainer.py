@@ -28,7 +28,7 @@ from haystack_hardneg.train.config import TEACHER_LOSSES, TrainingConfig, resolv
 from haystack_hardneg.train.heads import build_cross_encoder, head_parameters, keep_layers, resolve_head
 from haystack_hardneg.train.losses import build_loss, to_labelled_pairs
 from haystack_hardneg.train.manifest import checkpoint_to_resume, run_manifest, save_or_check_manifest
-from haystack_hardneg.train.teacher import with_teacher_scores
+from haystack_hardneg.train.teacher import candidate_groups, with_teacher_scores
 from haystack_hardneg.train.validation import fusion_sweep, split_by_query, validation_evaluator, validation_on
 
 logger = logging.getLogger(__name__)
@@ -58,6 +58,10 @@ def train_cross_encoder(triplets, config: TrainingConfig, *, resume: bool = Fals
     output.mkdir(parents=True, exist_ok=True)
     if config.teacher_model:
         check_model_source(config.teacher_model)
+        if config.distill_candidates:
+            if candidates is None and config.validation_candidates:
+                candidates = load_candidates(config.validation_candidates)
+            triplets = _with_candidate_groups(triplets, candidates, config)
         triplets = with_teacher_scores(triplets, config.teacher_model, max_length=config.max_length,
                                        progress_bar=progress_bar)
     columns = _check_triplets(triplets) + _teacher_column(triplets, config)
@@ -265,6 +269,22 @@ def time_budget(minutes: float):
             return control
 
     return TimeBudget()
+
+
+def _with_candidate_groups(triplets, candidates: list[dict[str, Any]] | None, config: TrainingConfig):
+    """The rows and, after them, groups of each training query's first-stage top ``distill_candidates``
+    (``candidate_groups``); a held-out query's groups are held out with its rows, the split being by query."""
+    from datasets import Dataset, concatenate_datasets
+
+    if not candidates:
+        raise ValueError("distill_candidates learns the teacher's scores of first-stage candidates: give "
+                         "validation_candidates (train --candidates), or set distill_candidates to 0.")
+    negatives = negative_columns(triplets.column_names)
+    groups = candidate_groups(candidates, negatives, config.distill_candidates, config.seed)
+    logger.info("Distillation: %d mined rows and %d groups of the first stage's top %d.", len(triplets), len(groups),
+                config.distill_candidates)
+    rows = triplets.select_columns(["query", "positive", *negatives])
+    return concatenate_datasets([rows, Dataset.from_list(groups, features=rows.features)]) if groups else rows
 
 
 def _report(config: TrainingConfig, state, *, head: str, head_lr: float, train_rows: int, held_out: list[str],
