@@ -39,7 +39,8 @@ def test_layers_are_kept_evenly_spaced_with_the_last_one():
         evenly_spaced_layers(6, 7)
 
 
-def test_a_one_layer_student_learns_its_teachers_order_and_serves_as_a_ranker(teacher, tmp_path):
+def test_a_one_layer_student_learns_its_teachers_order_and_serves_as_a_ranker(teacher, tmp_path, monkeypatch):
+    monkeypatch.setenv("HARDNEG_TEACHER_CACHE", str(tmp_path / "teacher-scores"))  # this test's scores alone
     rows = graded_rows().remove_columns("scores")  # the order is the teacher model's, not given with the rows
     config = TrainingConfig(base_model=teacher, teacher_model=teacher, keep_layers=1, loss="margin_mse",
                             label_weight=0.0, epochs=4, batch_size=8, encoder_lr=3e-3, validation_fraction=0.25,
@@ -77,7 +78,8 @@ def test_teacher_scores_are_computed_once_and_an_interrupted_scoring_resumes(tea
     assert [k["scores"] for k in kept] == first["scores"][:30]
 
 
-def test_a_student_also_learns_its_teachers_scores_of_the_first_stage_candidates(teacher, tmp_path):
+def test_a_student_also_learns_its_teachers_scores_of_the_first_stage_candidates(teacher, tmp_path, monkeypatch):
+    monkeypatch.setenv("HARDNEG_TEACHER_CACHE", str(tmp_path / "teacher-scores"))  # this test's scores alone
     rows = graded_rows(n=40).remove_columns("scores")
     # Each query's first stage: its own three documents and seven others', the relevant one first.
     candidates = [{"query_id": f"q{i}", "query": r["query"], "positive_ids": ["d0"],
@@ -100,13 +102,15 @@ def test_a_student_also_learns_its_teachers_scores_of_the_first_stage_candidates
                             distill_candidates=8, output_dir=str(tmp_path / "student"))
     report = train_cross_encoder(rows, config, progress_bar=False, candidates=candidates)
     # The teacher scored the mined rows and the groups; a held-out query's groups were held out with its rows.
-    assert len(teacher_scores_file(teacher, config.max_length).read_text().splitlines()) >= len(rows) + len(groups)
+    assert len(teacher_scores_file(teacher, config.max_length).read_text().splitlines()) == len(rows) + len(groups)
     held_out = set(report["validation_query_texts"])
     assert report["train_rows"] == sum(r["query"] not in held_out for r in [*rows, *groups])
     assert report["config"]["distill_candidates"] == 8
 
     with pytest.raises(ValueError, match="give teacher_model"):
-        TrainingConfig(base_model=teacher, distill_candidates=8, output_dir=str(tmp_path / "x"))
+        train_cross_encoder(rows, TrainingConfig(base_model=teacher, distill_candidates=8,
+                                                 output_dir=str(tmp_path / "x")), progress_bar=False,
+                            candidates=candidates)
     with pytest.raises(ValueError, match="give validation_candidates"):
         train_cross_encoder(rows, TrainingConfig(base_model=teacher, teacher_model=teacher, keep_layers=1,
                                                  distill_candidates=8, output_dir=str(tmp_path / "y")),

@@ -107,8 +107,8 @@ class TrainingConfig(Options):
             raise ValueError("teacher_scale must be > 0 and label_weight in [0, 1].")
         if self.keep_layers is not None and self.keep_layers < 1:
             raise ValueError("keep_layers must be >= 1 (none: every layer).")
-        if self.distill_candidates < 0 or (self.distill_candidates and not self.teacher_model):
-            raise ValueError("distill_candidates must be >= 0, and learns a teacher's scores: give teacher_model.")
+        if self.distill_candidates < 0:
+            raise ValueError("distill_candidates must be >= 0 (0: the mined rows only).")
         if self.teacher_model is not None and self.loss not in ("auto", *TEACHER_LOSSES):
             raise ValueError(f"teacher_model is learnt from by a distillation loss: choose loss margin_mse or listnet "
                              f"(or auto), not {self.loss}.")

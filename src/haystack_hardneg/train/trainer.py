@@ -56,12 +56,12 @@ def train_cross_encoder(triplets, config: TrainingConfig, *, resume: bool = Fals
     check_model_source(config.base_model)
     output = Path(config.output_dir)
     output.mkdir(parents=True, exist_ok=True)
+    if config.distill_candidates:
+        if candidates is None and config.validation_candidates:
+            candidates = load_candidates(config.validation_candidates)
+        triplets = _with_candidate_groups(triplets, candidates, config)
     if config.teacher_model:
         check_model_source(config.teacher_model)
-        if config.distill_candidates:
-            if candidates is None and config.validation_candidates:
-                candidates = load_candidates(config.validation_candidates)
-            triplets = _with_candidate_groups(triplets, candidates, config)
         triplets = with_teacher_scores(triplets, config.teacher_model, max_length=config.max_length,
                                        progress_bar=progress_bar)
     columns = _check_triplets(triplets) + _teacher_column(triplets, config)
@@ -276,6 +276,8 @@ def _with_candidate_groups(triplets, candidates: list[dict[str, Any]] | None, co
     (``candidate_groups``); a held-out query's groups are held out with its rows, the split being by query."""
     from datasets import Dataset, concatenate_datasets
 
+    if not config.teacher_model:
+        raise ValueError("distill_candidates learns a teacher's scores: give teacher_model (or distill_candidates 0).")
     if not candidates:
         raise ValueError("distill_candidates learns the teacher's scores of first-stage candidates: give "
                          "validation_candidates (train --candidates), or set distill_candidates to 0.")
