@@ -16,11 +16,11 @@ such row is tested against the teacher on torch: what a served student loses, qu
         --test-candidates runs/semeval/first_stage/test_candidates.jsonl \\
         --data benchmarks/semeval-cqa/data --layers 3 2 --max-length 128 --exports onnx-int8 \\
         --out benchmarks/semeval-cqa/student.json
-    python benchmarks/student_vs_teacher.py --teacher runs/experiment-scifact/train/ensemble_cluster/model \
-        --triplets runs/experiment-scifact/mine/ensemble_cluster/triplets.jsonl \
-        --validation-candidates runs/experiment-scifact/first_stage/train_candidates.jsonl \
-        --test-candidates runs/experiment-scifact/first_stage/test_candidates.jsonl --data examples/data/scifact \
-        --layers 3 2 --max-length 256 --epochs 1 --precision bf16 --distill-candidates 30 --exports onnx-int8 \
+    python benchmarks/student_vs_teacher.py --teacher runs/experiment-scifact/train/ensemble_cluster/model \\
+        --triplets runs/experiment-scifact/mine/ensemble_cluster/triplets.jsonl \\
+        --validation-candidates runs/experiment-scifact/first_stage/train_candidates.jsonl \\
+        --test-candidates runs/experiment-scifact/first_stage/test_candidates.jsonl --data examples/data/scifact \\
+        --layers 3 2 --max-length 256 --epochs 1 --precision bf16 --distill-candidates 30 --exports onnx-int8 \\
         --out benchmarks/scifact/student.json
 """
 
