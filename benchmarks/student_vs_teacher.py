@@ -40,6 +40,7 @@ from haystack_hardneg.evaluate.significance import paired_test_on_values
 from haystack_hardneg.experiment.environment import machine, versions
 from haystack_hardneg.files import atomic_write_text, read_jsonl
 from haystack_hardneg.ingest.beir import load_qrels
+from haystack_hardneg.mine.candidates import load_candidates
 from haystack_hardneg.mine.triplets import load_triplets
 from haystack_hardneg.rank.runtime import ExportedCrossEncoder
 from haystack_hardneg.scoring.fusion import fuse
@@ -51,20 +52,13 @@ from haystack_hardneg.train.trainer import train_cross_encoder
 VIEWS = ("alone", "fused, own stored weight", "fused, teacher's best validation weight")
 
 
-def validation_top(args) -> Path:
-    """The validation candidates cut to ``--rerank-k``, as the experiment validates its re-rankers (the first
+def validation_top(args) -> list[dict]:
+    """The validation candidates cut to ``--rerank-k``, as the experiment gives its re-rankers theirs (the first
     stage's candidates file holds its whole retrieval depth)."""
-    records = read_jsonl(args.validation_candidates)
-    if all(len(r["candidates"]) <= args.rerank_k for r in records):
-        return args.validation_candidates
-    path = args.work / f"validation_candidates_top{args.rerank_k}.jsonl"
-    args.work.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, "".join(json.dumps({**r, "candidates": r["candidates"][: args.rerank_k]}) + "\n"
-                                    for r in records))
-    return path
+    return [dict(r, candidates=r["candidates"][: args.rerank_k]) for r in load_candidates(args.validation_candidates)]
 
 
-def train_student(args, layers: int) -> tuple[str, float]:
+def train_student(args, layers: int, candidates: list[dict]) -> tuple[str, float]:
     """The student's model folder (trained, or resumed where a run was cut short) and its training seconds."""
     out = args.work / f"student-{layers}"
     config = TrainingConfig(base_model=args.teacher, teacher_model=args.teacher, keep_layers=layers,
@@ -72,13 +66,14 @@ def train_student(args, layers: int) -> tuple[str, float]:
                             batch_size=args.batch_size, encoder_lr=args.lr, max_length=args.max_length,
                             precision=args.precision, distill_candidates=args.distill_candidates,
                             validation_fraction=args.validation_fraction, seed=args.seed,
-                            validation_candidates=str(args.validation_top), output_dir=str(out),
+                            output_dir=str(out),
                             strategy=f"student ({layers} layers)")
     if (out / "model" / "config.json").is_file() and (out / "student_run.json").is_file():
         return str(out / "model"), json.loads((out / "student_run.json").read_text())["seconds"]
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    report = train_cross_encoder(load_triplets(args.triplets), config, resume=(out / "checkpoints").is_dir())
+    report = train_cross_encoder(load_triplets(args.triplets), config, resume=(out / "checkpoints").is_dir(),
+                                 candidates=candidates)
     seconds = time.perf_counter() - started
     atomic_write_text(out / "student_run.json", json.dumps({"seconds": seconds, "steps": report["steps"]}))
     return str(out / "model"), seconds
@@ -155,10 +150,10 @@ def main() -> None:
     qrels = {r["query_id"]: qrels[r["query_id"]] for r in records}
     teacher_settings = read_ranker_settings(args.teacher)
     common_alpha = float(teacher_settings.get("argmax_alpha", teacher_settings.get("fusion_alpha") or 0.0))
-    args.validation_top = validation_top(args)
+    candidates = validation_top(args)
     models = {"teacher": (args.teacher, None)}
     for layers in args.layers:
-        models[f"student-{layers}"] = train_student(args, layers)
+        models[f"student-{layers}"] = train_student(args, layers, candidates)
     per_query, summary = {}, {}
     first = run_of(records, args.rerank_k, None, None)
     per_query["first stage"] = evaluate_run(qrels, first, ["ndcg@10"], per_query=True)["ndcg@10"]
