@@ -1,7 +1,8 @@
 """One ensemble member on each backend: documents/s, cosine to torch's vectors, and the first stage's nDCG@10.
 
 Systems, timed side by side in one run (rounds interleaved, order rotated): the model on torch, on ONNX Runtime
-and on OpenVINO (fp32 and int8, exported once into the cache folder), and, with ``--server-url``, the same model
+and on OpenVINO (fp32 and int8, exported once into the cache folder; on a CPU with bfloat16 instructions also
+torch and OpenVINO computing in bf16), and, with ``--server-url``, the same model
 behind an OpenAI-compatible server through Haystack's OpenAI embedders (start one first, e.g. Infinity:
 ``infinity_emb v2 --model-id ~/.cache/hardneg-models/all-MiniLM-L6-v2 --served-model-name served --port 7997``).
 Throughput is measured without the embedding cache on a length-spread sample of the corpus; with ``--full`` each
@@ -27,19 +28,24 @@ import time
 import numpy as np
 
 from haystack_hardneg.embed.encoder import EnsembleEncoder
-from haystack_hardneg.embed.exported import ExportedEncoder
+from haystack_hardneg.embed.exported import ExportedEncoder, TorchBf16Encoder
 from haystack_hardneg.evaluate.metrics import evaluate_run
 from haystack_hardneg.experiment.environment import machine
 from haystack_hardneg.files import atomic_write_text
 from haystack_hardneg.ingest.beir import load_beir
 from haystack_hardneg.ingest.text import document_text
+from haystack_hardneg.machine import missing_bf16
 
 BACKENDS = {"torch": {}, "onnx": {"backend": "onnx"}, "onnx int8": {"backend": "onnx", "int8": True},
             "openvino": {"backend": "openvino"}, "openvino int8": {"backend": "openvino", "int8": True}}
+# Timed only on a CPU with bfloat16 instructions (elsewhere the member refuses bf16 and runs fp32).
+BF16_BACKENDS = {"torch bf16": {"precision": "bf16"}, "openvino bf16": {"backend": "openvino", "precision": "bf16"},
+                 "openvino int8 bf16": {"backend": "openvino", "int8": True, "precision": "bf16"}}
 
 
 def members(model: str, server_url: str | None) -> dict[str, dict]:
-    systems = {name: {"model": model, **settings} for name, settings in BACKENDS.items()}
+    backends = BACKENDS if missing_bf16() else {**BACKENDS, **BF16_BACKENDS}
+    systems = {name: {"model": model, **settings} for name, settings in backends.items()}
     if server_url:
         from haystack.components.embedders import OpenAIDocumentEmbedder, OpenAITextEmbedder
         from haystack.utils import Secret
@@ -56,11 +62,14 @@ def members(model: str, server_url: str | None) -> dict[str, dict]:
 def as_exported(member: dict, refused: EnsembleEncoder) -> EnsembleEncoder:
     """An uncached encoder of ``member`` that runs the export its check refused (for timing only); loaded on torch,
     so that the refused check is not run again, then given the export."""
-    encoder = EnsembleEncoder([{**member, "backend": "torch", "int8": False}], cache_dir=None, progress_bar=False)
+    plain = {**member, "backend": "torch", "int8": False, "precision": "fp32"}
+    encoder = EnsembleEncoder([plain], cache_dir=None, progress_bar=False)
     encoder.load()
-    backend = refused.backends[0]
-    encoder.backends[0].exported = ExportedEncoder(backend.model, backend.fingerprint, member["backend"],
-                                                   member.get("int8", False), refused.export_dir)
+    backend, bf16 = refused.backends[0], member.get("precision") == "bf16"
+    encoder.backends[0].exported = (
+        TorchBf16Encoder(backend.model) if member.get("backend", "torch") == "torch" else
+        ExportedEncoder(backend.model, backend.fingerprint, member["backend"], member.get("int8", False),
+                        refused.export_dir, bf16=bf16))
     return encoder
 
 

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from haystack import Document
 
-from haystack_hardneg import EnsembleDocumentEmbedder
+from haystack_hardneg import EnsembleDocumentEmbedder, machine
 from haystack_hardneg.embed.ensemble import MemberSpec
-from haystack_hardneg.machine import cpu, describe_cpu, missing_int8
+from haystack_hardneg.machine import cpu, describe_cpu, missing_bf16, missing_int8
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("openvino")
@@ -58,10 +58,41 @@ def test_int8_is_used_only_within_the_cosine_limit(tiny_model, tmp_path, backend
     vectors = _vectors(quantized)
     cosine = float(np.min(np.sum(reference * vectors, axis=1)))
     if quantized.encoder.backends[0].exported is None:  # refused: torch, said at WARNING
-        assert f"runs on torch, not {backend} int8: its vectors are at cosine" in caplog.text
+        assert f"runs on torch fp32, not {backend} int8: its vectors are at cosine" in caplog.text
         np.testing.assert_allclose(vectors, reference, atol=1e-6)
     else:
         assert cosine >= 0.999
+
+
+@pytest.mark.skipif(missing_bf16() is not None, reason="this CPU has no bfloat16 instructions (refusal tested below)")
+@pytest.mark.parametrize("backend", ["torch", "openvino"])
+def test_a_bf16_member_gives_torchs_fp32_vectors_where_the_cpu_computes_bf16(tiny_model, tmp_path, backend, caplog):
+    reference = _vectors(_embedder(tiny_model, tmp_path))
+    with caplog.at_level(logging.INFO):
+        bf16 = _embedder(tiny_model, tmp_path, backend=backend, precision="bf16")
+    vectors = _vectors(bf16)
+    assert bf16.ensemble_id == _embedder(tiny_model, tmp_path).ensemble_id
+    if bf16.encoder.backends[0].exported is None:  # a random tiny model can fall below the limit: refused, said
+        assert f"runs on torch fp32, not {backend} bf16: its vectors are at cosine" in caplog.text
+        np.testing.assert_array_equal(vectors, reference)
+        assert backend != "torch"  # torch's bfloat16 keeps this model's vectors within the limit
+        return
+    assert f"runs on {backend} bf16 (lowest cosine" in caplog.text
+    assert np.min(np.sum(reference * vectors, axis=1)) >= 0.999
+    assert not np.array_equal(vectors, reference)  # computed in bfloat16, not read back from torch fp32's cache
+    assert bf16.encoder.cache.misses == len(DOCS)
+
+
+def test_bf16_is_refused_on_a_cpu_without_bf16_instructions(tiny_model, tmp_path, monkeypatch, caplog):
+    reference = _vectors(_embedder(tiny_model, tmp_path))
+    without = {**cpu(), "model": "A CPU without bf16", "flags": ["avx2", "fma"]}
+    monkeypatch.setattr(machine, "cpu", lambda: without)
+    with caplog.at_level(logging.WARNING):
+        member = _embedder(tiny_model, tmp_path, precision="bf16")
+    assert ("asks for precision bf16, and A CPU without bf16 (avx2, fma) has no AVX-512 BF16 or AMX-BF16"
+            in caplog.text)
+    np.testing.assert_array_equal(_vectors(member), reference)  # torch fp32: its vectors, from the cache
+    assert member.encoder.cache.misses == 0
 
 
 def test_backend_settings_are_checked_when_the_member_is_made(tiny_model):
@@ -72,3 +103,9 @@ def test_backend_settings_are_checked_when_the_member_is_made(tiny_model):
     assert MemberSpec(model=tiny_model).to_dict() == {"model": tiny_model, "weight": 1.0, "query_prompt": "",
                                                       "document_prompt": "", "max_seq_length": None, "batch_size": 32}
     assert MemberSpec(model=tiny_model, backend="onnx").to_dict()["backend"] == "onnx"
+    with pytest.raises(ValueError, match="precision must be one of"):
+        MemberSpec(model=tiny_model, precision="fp16")
+    with pytest.raises(ValueError, match="precision bf16 needs backend torch or openvino"):
+        MemberSpec(model=tiny_model, backend="onnx", precision="bf16")
+    spec = MemberSpec(model=tiny_model, backend="openvino", int8=True, precision="bf16")
+    assert MemberSpec.coerce(spec.to_dict()) == spec

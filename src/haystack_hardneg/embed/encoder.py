@@ -26,7 +26,7 @@ from haystack_hardneg.embed.ensemble import (
     ensemble_identity,
     l2_normalize,
 )
-from haystack_hardneg.machine import cpu, describe_cpu, missing_int8
+from haystack_hardneg.machine import bf16_support, cpu, describe_cpu, missing_int8
 
 logger = logging.getLogger(__name__)
 
@@ -102,28 +102,47 @@ class SentenceTransformerMember:
         self.cache_fingerprint = self.fingerprint
         self.chunk = ENCODE_CHUNK
         self.exported = None
-        if spec.backend != "torch":
-            self._use_backend(export_dir)
+        bf16 = spec.precision == "bf16" and self._bf16_pays()
+        if spec.backend != "torch" or bf16:
+            self._use_backend(export_dir, bf16)
 
-    def _use_backend(self, export_dir: Path) -> None:
-        from haystack_hardneg.embed.exported import BackendUnsuitable, ExportedEncoder, checked, int8_scheme
+    def _bf16_pays(self) -> bool:
+        lacking, where = bf16_support(self.model.device.type)
+        if lacking:
+            logger.warning("Member '%s' asks for precision bf16, and %s has no %s: bfloat16 would run several times "
+                           "slower than float32 there; it runs in fp32.", self.spec.name, where, lacking)
+        return not lacking
 
-        spec, kind = self.spec, f"{self.spec.backend}{' int8' if self.spec.int8 else ''}"
+    def _use_backend(self, export_dir: Path, bf16: bool) -> None:
+        """Run on the spec's backend and precision when its vectors pass the check against torch fp32's."""
+        from haystack_hardneg.embed.exported import (
+            BackendUnsuitable,
+            ExportedEncoder,
+            TorchBf16Encoder,
+            checked,
+            int8_scheme,
+        )
+
+        spec = self.spec
+        kind = f"{spec.backend}{' int8' if spec.int8 else ''}{' bf16' if bf16 else ''}"
         if spec.int8 and (lacking := missing_int8()):
             logger.warning("Member '%s' asks for int8, and this CPU (%s) has no %s instructions: its int8 matrix "
                            "products run widened, rarely faster than fp32.",
                            spec.name, describe_cpu(cpu()), lacking)
         try:
-            exported = ExportedEncoder(self.model, self.fingerprint, spec.backend, spec.int8, export_dir)
+            exported = (TorchBf16Encoder(self.model) if spec.backend == "torch" else
+                        ExportedEncoder(self.model, self.fingerprint, spec.backend, spec.int8, export_dir, bf16=bf16))
             lowest = checked(self.model, exported, spec.batch_size)
         except BackendUnsuitable as why:
-            logger.warning("Member '%s' runs on torch, not %s: %s.", spec.name, kind, why)
+            logger.warning("Member '%s' runs on torch fp32, not %s: %s.", spec.name, kind, why)
             return
-        logger.info("Member '%s' runs on %s (lowest cosine to torch's vectors on the check texts: %.5f).",
+        logger.info("Member '%s' runs on %s (lowest cosine to torch fp32's vectors on the check texts: %.5f).",
                     spec.name, kind, lowest)
         self.exported = exported
         scheme = f":{int8_scheme(spec.backend)}" if spec.int8 else ""
-        self.cache_fingerprint = f"{self.fingerprint}:{spec.backend}{scheme}"
+        self.cache_fingerprint = f"{self.fingerprint}:{spec.backend}{scheme}{':bf16' if bf16 else ''}"
+        if spec.backend == "torch":
+            self.model = exported.model  # the float32 copy is no longer needed
 
     @property
     def max_seq_length(self) -> int | None:

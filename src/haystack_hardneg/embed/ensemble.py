@@ -21,6 +21,7 @@ import numpy as np
 
 CombineMode = Literal["concat", "mean"]
 MEMBER_BACKENDS = ("torch", "onnx", "openvino")
+MEMBER_PRECISIONS = ("fp32", "bf16")
 COMBINE_MODES: tuple[str, ...] = ("concat", "mean")
 
 
@@ -45,6 +46,9 @@ class MemberSpec:
         the ensemble's identity, stays the model's.
     :param int8: with ``backend`` onnx (dynamic) or openvino (static, NNCF) quantisation to int8, under the same
         check.
+    :param precision: ``"bf16"`` computes in bfloat16 on backend torch or openvino (with int8: the operations left
+        in floating point), under the same check; on a CPU without bfloat16 instructions (AVX-512 BF16, AMX), where
+        it is slower than fp32, it is refused with a warning and the member runs in fp32.
     :param stored: this member's document vectors are the ones already in the collection a miner reads (your
         app's own index, written by this member's document embedder): they are read, never embedded again; the
         other members embed the stored texts. At most one member is stored.
@@ -61,6 +65,7 @@ class MemberSpec:
     stored: bool = False
     backend: str = "torch"
     int8: bool = False
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         pair = (self.text_embedder is not None, self.document_embedder is not None)
@@ -84,6 +89,12 @@ class MemberSpec:
                              "pair runs as its components do.")
         if self.int8 and self.backend == "torch":
             raise ValueError(f"Member '{self.name}': int8 needs backend onnx or openvino.")
+        if self.precision not in MEMBER_PRECISIONS:
+            raise ValueError(f"Member '{self.name}': precision must be one of {list(MEMBER_PRECISIONS)}, got "
+                             f"{self.precision!r}.")
+        if self.precision == "bf16" and (self.backend == "onnx" or self.is_embedder_pair):
+            raise ValueError(f"Member '{self.name}': precision bf16 needs backend torch or openvino (ONNX Runtime "
+                             "computes bfloat16 on few CPUs).")
         if not np.isfinite(self.weight) or self.weight <= 0:
             raise ValueError(f"Member '{self.name}': weight must be a positive number, got {self.weight!r}.")
         if self.max_seq_length is not None and self.max_seq_length < 1:
@@ -133,7 +144,8 @@ class MemberSpec:
         data = {k: getattr(self, k) for k in ("weight", "query_prompt", "document_prompt", "max_seq_length",
                                               "batch_size")}
         # Only what differs from the defaults: a plain member serialises as it always has.
-        data.update({k: getattr(self, k) for k, default in (("stored", False), ("backend", "torch"), ("int8", False))
+        data.update({k: getattr(self, k) for k, default in (("stored", False), ("backend", "torch"), ("int8", False),
+                                                                 ("precision", "fp32"))
                      if getattr(self, k) != default})
         if self.is_embedder_pair:
             return {**data, "text_embedder": serialized(self.text_embedder),

@@ -1,5 +1,6 @@
-"""A sentence-transformers member run on ONNX Runtime or OpenVINO (optionally int8): its transformer exported once
-per model and backend, pooled as the model pools, and used only when it gives torch's vectors.
+"""A sentence-transformers member run on ONNX Runtime or OpenVINO (optionally int8, or computed in bfloat16), or
+on torch in bfloat16: its transformer exported once per model and backend, pooled as the model pools, and used only
+when it gives torch fp32's vectors.
 
 sentence-transformers' own ONNX/OpenVINO backends go through optimum, which does not install beside transformers 5;
 the graphs here are exported and run as the ranker's export does (``haystack_hardneg.graphs``). No Haystack.
@@ -82,7 +83,7 @@ def _export(model, folder: Path, fingerprint: str, backend: str, int8: bool) -> 
 class ExportedEncoder:
     """``encode(texts, prompt)`` like ``SentenceTransformer.encode`` (unnormalised), on an exported graph."""
 
-    def __init__(self, model, fingerprint: str, backend: str, int8: bool, folder: Path):
+    def __init__(self, model, fingerprint: str, backend: str, int8: bool, folder: Path, *, bf16: bool = False):
         from haystack_hardneg.graphs.runners import onnx_runner, openvino_runner
 
         self.pooling = _check_architecture(model)
@@ -91,7 +92,9 @@ class ExportedEncoder:
             logger.info("Exporting ensemble member to %s (once per model and backend).", path)
             _export(model, folder, fingerprint, backend, int8)
         self.tokenizer, self.max_length = model.tokenizer, model.max_seq_length
-        self.input_names, self._run = (onnx_runner if backend == "onnx" else openvino_runner)(path, {})
+        # The graph is float32 either way; bfloat16 is OpenVINO's choice of how to compute it.
+        options = {"ov_config": {"INFERENCE_PRECISION_HINT": "bf16"}} if bf16 else {}
+        self.input_names, self._run = (onnx_runner if backend == "onnx" else openvino_runner)(path, options)
 
     def encode(self, texts: list[str], prompt: str, batch_size: int) -> np.ndarray:
         """Batches of similar length (little padding), returned in the order of ``texts``."""
@@ -118,13 +121,32 @@ class ExportedEncoder:
         return (tokens * mask).sum(axis=1) / np.clip(mask.sum(axis=1), 1e-9, None)
 
 
+class TorchBf16Encoder:
+    """``encode`` like :class:`ExportedEncoder`, by a bfloat16 copy of the model on torch (vectors in float32)."""
+
+    def __init__(self, model):
+        import copy
+
+        import torch
+
+        self.model = copy.deepcopy(model).to(torch.bfloat16)
+
+    def encode(self, texts: list[str], prompt: str, batch_size: int) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, 0), dtype=np.float32)
+        vectors = self.model.encode(texts, prompt=prompt or None, batch_size=batch_size, show_progress_bar=False,
+                                    convert_to_tensor=True)
+        return vectors.float().cpu().numpy()
+
+
 def checked(model, exported: ExportedEncoder, batch_size: int) -> float:
-    """The lowest cosine between torch's vectors and the export's on the check texts; refused below MIN_COSINE."""
+    """The lowest cosine between torch fp32's vectors and the export's (or bf16 copy's) on the check texts; refused
+    below MIN_COSINE."""
     texts = list(CHECK_TEXTS)
     reference = l2_normalize(np.asarray(model.encode(texts, batch_size=batch_size, show_progress_bar=False)))
     candidate = l2_normalize(exported.encode(texts, "", batch_size))
     lowest = float(np.min(np.sum(reference * candidate, axis=1)))
     if lowest < MIN_COSINE:
-        raise BackendUnsuitable(f"its vectors are at cosine {lowest:.4f} of torch's on the check texts "
+        raise BackendUnsuitable(f"its vectors are at cosine {lowest:.4f} of torch fp32's on the check texts "
                                 f"(at least {MIN_COSINE} needed)")
     return lowest

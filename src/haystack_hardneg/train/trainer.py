@@ -19,7 +19,7 @@ from typing import Any
 from haystack_hardneg.embed.encoder import check_model_source, looks_like_path
 from haystack_hardneg.extras import require
 from haystack_hardneg.files import atomic_directory, atomic_write_text, jsonl_text
-from haystack_hardneg.machine import cpu, describe_cpu, missing_bf16
+from haystack_hardneg.machine import bf16_support
 from haystack_hardneg.mine.candidates import load_candidates
 from haystack_hardneg.mine.triplets import negative_columns
 from haystack_hardneg.scoring.settings import CALIBRATION_PAIRS_FILE, VALIDATION_CANDIDATES_FILE, write_ranker_settings
@@ -220,11 +220,7 @@ def usable_precision(precision: str) -> str:
 
     if precision != "bf16":
         return precision
-    if torch.cuda.is_available():
-        lacking = None if torch.cuda.is_bf16_supported() else "bfloat16 support (compute capability 8.0 or newer)"
-        where = torch.cuda.get_device_name(0)
-    else:
-        lacking, where = missing_bf16(), describe_cpu(cpu())
+    lacking, where = bf16_support("cuda" if torch.cuda.is_available() else "cpu")
     if lacking:
         logger.warning("precision bf16 is refused on %s: it has no %s, and bfloat16 runs several times slower than "
                        "float32 without it; training in fp32 (the saved model is float32 either way).", where,
