@@ -5,6 +5,7 @@ after an interruption; the student is an ordinary cross-encoder folder (fewer la
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -58,6 +59,32 @@ def test_a_one_layer_student_learns_its_teachers_order_and_serves_as_a_ranker(te
     documents = [Document(id=c, content=row[c]) for c in ("negative_2", "positive", "negative_1")]
     ranked = ranker.run(query=row["query"], documents=documents)["documents"]
     assert [d.id for d in ranked] == ["positive", "negative_1", "negative_2"]
+
+
+def test_a_hub_teachers_scores_are_keyed_by_the_weights_of_its_cached_revision(teacher, tmp_path, monkeypatch):
+    """A hub id is keyed by the weights of the revision the local Hugging Face cache holds (refs/main's snapshot), so
+    that a teacher updated on the hub and downloaded again gets scores of its own."""
+    from huggingface_hub import constants
+
+    repo = tmp_path / "hub" / "models--acme--teacher"
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+
+    def downloaded(commit: str, folder: str) -> None:  # as the hub client lays out a download of the main branch
+        shutil.copytree(folder, repo / "snapshots" / commit)
+        (repo / "refs").mkdir(parents=True, exist_ok=True)
+        (repo / "refs" / "main").write_text(commit)
+
+    before_download = teacher_scores_file("acme/teacher", 64, tmp_path)
+    downloaded("a" * 40, teacher)
+    first = teacher_scores_file("acme/teacher", 64, tmp_path)
+    assert first != before_download
+    assert first == teacher_scores_file(teacher, 64, tmp_path)  # the folder's weights: the same scores
+    model = CrossEncoder(teacher)
+    with torch.no_grad():
+        next(model.model.parameters()).add_(0.01)
+    model.save(str(tmp_path / "updated"))
+    downloaded("b" * 40, str(tmp_path / "updated"))
+    assert teacher_scores_file("acme/teacher", 64, tmp_path) not in (first, before_download)
 
 
 def test_teacher_scores_are_computed_once_and_an_interrupted_scoring_resumes(teacher, tmp_path):

@@ -34,9 +34,28 @@ def _kept_scores(path: Path) -> dict[str, list[float]]:
 
 
 def _folder(teacher: str) -> Path | None:
-    """The teacher's local folder, or None for a hub id."""
+    """The teacher's local folder: the one given, or for a hub id the snapshot of its current revision in the local
+    Hugging Face cache (None before it is downloaded), so that a teacher updated on the hub gets scores of its own."""
     folder = Path(teacher).expanduser()
-    return folder if folder.is_dir() else None
+    if folder.is_dir():
+        return folder
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        config = try_to_load_from_cache(teacher, "config.json")
+    except ValueError:  # not a valid hub id either: loading it says what is wrong
+        return None
+    return Path(config).parent if isinstance(config, str) else None
+
+
+def _teacher_model(teacher: str, max_length: int):
+    import torch
+
+    from haystack_hardneg.train.heads import load_torch_cross_encoder
+
+    folder = _folder(teacher)
+    return load_torch_cross_encoder(str(folder) if folder else teacher, max_length=max_length,
+                                    device="cuda" if torch.cuda.is_available() else "cpu")
 
 
 def candidate_groups(records: list[dict[str, Any]], negatives: list[str], top_k: int,
@@ -57,7 +76,8 @@ def candidate_groups(records: list[dict[str, Any]], negatives: list[str], top_k:
 
 
 def teacher_scores_file(teacher: str, max_length: int, cache_dir: str | Path | None = None) -> Path:
-    """The scores file of ``teacher`` (its weights, for a folder) truncating pairs at ``max_length`` tokens."""
+    """The scores file of ``teacher`` (its weights: a folder's, or a hub id's revision in the local cache) truncating
+    pairs at ``max_length`` tokens."""
     from haystack_hardneg.defaults import teacher_cache_dir
     from haystack_hardneg.scoring.settings import weights_fingerprint
 
@@ -73,18 +93,16 @@ def with_teacher_scores(triplets, teacher: str, *, max_length: int, cache_dir: s
     import torch
     from tqdm.auto import tqdm
 
-    from haystack_hardneg.train.heads import load_torch_cross_encoder
-
     columns = ["query", "positive", *negative_columns(triplets.column_names)]
+    # A hub id not downloaded yet is fetched first: its revision's weights key the scores.
+    model = _teacher_model(teacher, max_length) if _folder(teacher) is None else None
     path = teacher_scores_file(teacher, max_length, cache_dir)
     kept = _kept_scores(path)
     rows = [{c: row[c] for c in columns} for row in triplets]
     keys = [_row_key(row, columns) for row in rows]
     missing = [i for i, key in enumerate(keys) if key not in kept]
     if missing:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-        folder = _folder(teacher)
-        model = load_torch_cross_encoder(str(folder) if folder else teacher, device=device, max_length=max_length)
+        model = model or _teacher_model(teacher, max_length)
         path.parent.mkdir(parents=True, exist_ok=True)
         # What was kept, rewritten whole first: appending after a line an interruption cut short would join them.
         atomic_write_text(path, "".join(json.dumps({"key": k, "scores": v}) + "\n" for k, v in kept.items()))
