@@ -102,7 +102,8 @@ def with_teacher_scores(triplets, teacher: str, *, max_length: int, cache_dir: s
     keys = [_row_key(row, columns) for row in rows]
     missing = [i for i, key in enumerate(keys) if key not in kept]
     if missing:
-        model = model or _teacher_model(teacher, max_length)
+        if model is None:
+            model = _teacher_model(teacher, max_length)
         path.parent.mkdir(parents=True, exist_ok=True)
         # What was kept, rewritten whole first: appending after a line an interruption cut short would join them.
         atomic_write_text(path, "".join(json.dumps({"key": k, "scores": v}) + "\n" for k, v in kept.items()))
