@@ -56,9 +56,9 @@ def train_cross_encoder(triplets, config: TrainingConfig, *, resume: bool = Fals
     check_model_source(config.base_model)
     output = Path(config.output_dir)
     output.mkdir(parents=True, exist_ok=True)
+    if candidates is None and config.validation_candidates:
+        candidates = load_candidates(config.validation_candidates)
     if config.distill_candidates:
-        if candidates is None and config.validation_candidates:
-            candidates = load_candidates(config.validation_candidates)
         triplets = _with_candidate_groups(triplets, candidates, config)
     if config.teacher_model:
         check_model_source(config.teacher_model)
@@ -78,8 +78,6 @@ def train_cross_encoder(triplets, config: TrainingConfig, *, resume: bool = Fals
     train_rows, validation_rows = (
         split_by_query(triplets, config.validation_fraction, config.seed, config.max_validation_queries)
         if config.validation_fraction > 0 else (triplets, triplets.select([])))
-    if candidates is None and config.validation_candidates:
-        candidates = load_candidates(config.validation_candidates)
     evaluator, held_out_candidates = validation_evaluator(validation_rows, candidates, progress_bar=progress_bar)
     # A new head starts from random weights and needs a far larger rate than the pre-trained encoder; a
     # re-ranker's own head is trained already.
