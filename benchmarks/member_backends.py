@@ -28,7 +28,7 @@ import time
 import numpy as np
 
 from haystack_hardneg.embed.encoder import EnsembleEncoder
-from haystack_hardneg.embed.exported import ExportedEncoder, TorchBf16Encoder
+from haystack_hardneg.embed.exported import non_default_encoder
 from haystack_hardneg.evaluate.metrics import evaluate_run
 from haystack_hardneg.experiment.environment import machine
 from haystack_hardneg.files import atomic_write_text
@@ -65,11 +65,10 @@ def as_exported(member: dict, refused: EnsembleEncoder) -> EnsembleEncoder:
     plain = {**member, "backend": "torch", "int8": False, "precision": "fp32"}
     encoder = EnsembleEncoder([plain], cache_dir=None, progress_bar=False)
     encoder.load()
-    backend, bf16 = refused.backends[0], member.get("precision") == "bf16"
-    encoder.backends[0].exported = (
-        TorchBf16Encoder(backend.model) if member.get("backend", "torch") == "torch" else
-        ExportedEncoder(backend.model, backend.fingerprint, member["backend"], member.get("int8", False),
-                        refused.export_dir, bf16=bf16))
+    backend = refused.backends[0]
+    encoder.backends[0].exported = non_default_encoder(
+        backend.model, backend.fingerprint, member.get("backend", "torch"), member.get("int8", False),
+        refused.export_dir, bf16=member.get("precision") == "bf16")
     return encoder
 
 

@@ -115,13 +115,7 @@ class SentenceTransformerMember:
 
     def _use_backend(self, export_dir: Path, bf16: bool) -> None:
         """Run on the spec's backend and precision when its vectors pass the check against torch fp32's."""
-        from haystack_hardneg.embed.exported import (
-            BackendUnsuitable,
-            ExportedEncoder,
-            TorchBf16Encoder,
-            checked,
-            int8_scheme,
-        )
+        from haystack_hardneg.embed.exported import BackendUnsuitable, checked, int8_scheme, non_default_encoder
 
         spec = self.spec
         kind = f"{spec.backend}{' int8' if spec.int8 else ''}{' bf16' if bf16 else ''}"
@@ -130,8 +124,8 @@ class SentenceTransformerMember:
                            "products run widened, rarely faster than fp32.",
                            spec.name, describe_cpu(cpu()), lacking)
         try:
-            exported = (TorchBf16Encoder(self.model) if spec.backend == "torch" else
-                        ExportedEncoder(self.model, self.fingerprint, spec.backend, spec.int8, export_dir, bf16=bf16))
+            exported = non_default_encoder(self.model, self.fingerprint, spec.backend, spec.int8, export_dir,
+                                           bf16=bf16)
             lowest = checked(self.model, exported, spec.batch_size)
         except BackendUnsuitable as why:
             logger.warning("Member '%s' runs on torch fp32, not %s: %s.", spec.name, kind, why)

@@ -139,6 +139,13 @@ class TorchBf16Encoder:
         return vectors.float().cpu().numpy()
 
 
+def non_default_encoder(model, fingerprint: str, backend: str, int8: bool, folder: Path, *, bf16: bool):
+    """What runs a member other than torch in fp32: a bfloat16 copy on torch, or ``backend``'s export (made once)."""
+    if backend == "torch":
+        return TorchBf16Encoder(model)
+    return ExportedEncoder(model, fingerprint, backend, int8, folder, bf16=bf16)
+
+
 def checked(model, exported: ExportedEncoder, batch_size: int) -> float:
     """The lowest cosine between torch fp32's vectors and the export's (or bf16 copy's) on the check texts; refused
     below MIN_COSINE."""
