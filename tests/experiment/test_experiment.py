@@ -7,7 +7,14 @@ import pytest
 from haystack_hardneg.evaluate.significance import bootstrap_ci
 from haystack_hardneg.evaluate.subsets import split_by_document_length
 from haystack_hardneg.experiment.config import ExperimentConfig
-from haystack_hardneg.experiment.report import evaluate_systems, reranked_run, withheld_weights
+from haystack_hardneg.experiment.report import (
+    AT_BEST_WEIGHT,
+    at_best_weights,
+    evaluate_systems,
+    reranked_run,
+    strategy_pairs,
+    withheld_weights,
+)
 from haystack_hardneg.experiment.runner import Experiment
 
 from experiment.tiny_experiment import tiny_config
@@ -270,11 +277,18 @@ def test_a_weight_held_back_by_the_significance_rule_is_reported_on_test_for_the
         (tmp_path / "rerank" / f"{strategy}.json").write_text(json.dumps({"test": heads}))
     chosen = {"random": {"validation": {"fallback": "no fusion weight beat the first stage", "argmax_alpha": 0.7}},
               "bm25": {"validation": {"fallback": None, "argmax_alpha": 0.7}}}
-    withheld_weights(tmp_path, chosen, qrels, first)
+    withheld = withheld_weights(tmp_path, chosen, qrels, first)
     assert "withheld" not in chosen["bm25"]  # shipped: nothing held back
     held = chosen["random"]["withheld"]
     assert held["alpha"] == 0.7 and held["ndcg@10"] == pytest.approx(1.0)
     assert held["difference"] == pytest.approx(1.0 - 1 / math.log2(3))
+    # Strategies compare at their best validation weights: the withheld run for random, the shipped one for bm25
+    # (here the first stage's order, so random's withheld weight is better by exactly the gain above).
+    runs = {"bm25 re-ranker + fusion": first, "random re-ranker + fusion": first}
+    best = at_best_weights(runs, withheld, ["random", "bm25"])
+    assert best["random" + AT_BEST_WEIGHT] is withheld["random"] and best["bm25" + AT_BEST_WEIGHT] is first
+    pairs = strategy_pairs(qrels, best, ["random", "bm25"], kinds=(AT_BEST_WEIGHT,))
+    assert pairs[AT_BEST_WEIGHT.strip()]["random"]["bm25"]["difference"] == pytest.approx(held["difference"])
 
 
 def test_every_re_ranker_is_tested_against_the_random_and_bm25_negative_ones_of_its_kind():

@@ -96,11 +96,12 @@ def system_runs(out: Path, strategies: list[str], fusion_rule: str = "argmax",
 
 
 def withheld_weights(out: Path, chosen: dict[str, dict[str, Any]], qrels, first: dict[str, dict[str, float]], *,
-                     test: str = "student") -> None:
+                     test: str = "student") -> dict[str, dict]:
     """For each strategy whose best validation weight was held back (its gain there not significant), what that
     weight gives on the test queries, into ``chosen[strategy]["withheld"]``: the price (or the saving) of the rule,
-    for the record. It is never used to choose anything."""
+    for the record. It is never used to choose anything. Returns those fused runs by strategy."""
     first_values = evaluate_run(qrels, first, ("ndcg@10",), per_query=True)["ndcg@10"]
+    runs = {}
     for strategy, entry in chosen.items():
         sweep = entry["validation"] or {}
         alpha = sweep.get("argmax_alpha")
@@ -111,6 +112,22 @@ def withheld_weights(out: Path, chosen: dict[str, dict[str, Any]], qrels, first:
         values = evaluate_run(qrels, run, ("ndcg@10",), per_query=True)["ndcg@10"]
         tested = paired_test_on_values(values, first_values, list(qrels), test=test)
         entry["withheld"] = {"alpha": alpha, "ndcg@10": float(np.mean(list(values.values()))), **tested}
+        runs[strategy] = run
+    return runs
+
+
+AT_BEST_WEIGHT = " re-ranker + fusion at its best validation weight"
+
+
+def at_best_weights(runs: dict[str, dict], withheld: dict[str, dict], strategies) -> dict[str, dict]:
+    """Each strategy's re-ranker fused at its best validation weight, shipped or withheld by the significance rule:
+    the runs on which strategies compare as the paper compares them, whatever the rule let ship."""
+    best = {}
+    for strategy in strategies:
+        run = withheld.get(strategy) or runs.get(f"{strategy} re-ranker + fusion")
+        if run is not None:
+            best[strategy + AT_BEST_WEIGHT] = run
+    return best
 
 
 def mining_counts(out: Path, strategies) -> dict[str, dict[str, Any]]:
@@ -179,14 +196,15 @@ def evaluate_systems(qrels, runs: dict[str, dict], *, test: str = "student",
 
 
 def strategy_pairs(qrels, runs: dict[str, dict], strategies: list[str], *, test: str = "student",
-                   shared_only: bool = False) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
+                   shared_only: bool = False, kinds: tuple[str, ...] = (" re-ranker + fusion", " re-ranker")
+                   ) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
     """Every strategy's re-ranker against every other of the same kind (alone; fused): nDCG@10 paired tests,
     the row strategy minus the column strategy (clustering against no clustering, dense against BM25, ...).
     ``shared_only``: test each pair on the queries both runs rank, and say how many (the validation slices, which
     differ by a query or two between strategies); otherwise on every query of ``qrels``. Each run is ranked once:
     a query's value does not depend on the other queries, so a pair's test reads the values of its queries."""
     pairs: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
-    for kind in (" re-ranker + fusion", " re-ranker"):
+    for kind in kinds:
         present = [s for s in strategies if s + kind in runs]
         if len(present) < 2:
             continue
@@ -287,7 +305,8 @@ def write_report(out: Path, config, splits: dict[str, Any], stage_records: dict[
     min_queries = config.training_config().min_validation_queries
     runs, chosen, validation = system_runs(out, config.strategies, config.fusion_rule, min_queries)
     systems = evaluate_systems(test_split.qrels, runs, test=config.significance, depth=config.retrieve_k)
-    withheld_weights(out, chosen, test_split.qrels, runs[FIRST_STAGE], test=config.significance)
+    withheld = withheld_weights(out, chosen, test_split.qrels, runs[FIRST_STAGE], test=config.significance)
+    strategies = list(config.strategies)
     groups, median = split_by_document_length(test_split.qrels, document_lengths(test_split))
     members = " + ".join(MemberSpec.coerce(m).label for m in config.members)
     choice = json.loads((out / RunFolder.choice).read_text())
@@ -307,7 +326,10 @@ def write_report(out: Path, config, splits: dict[str, Any], stage_records: dict[
         "systems": {name: {k: v for k, v in entry.items() if k != "per_query"} for name, entry in systems.items()},
         "rerankers": chosen,
         "mining": mining_counts(out, config.strategies),
-        "strategy_pairs": strategy_pairs(test_split.qrels, runs, list(config.strategies), test=config.significance),
+        "strategy_pairs": {
+            **strategy_pairs(test_split.qrels, runs, strategies, test=config.significance),
+            **strategy_pairs(test_split.qrels, at_best_weights(runs, withheld, strategies), strategies,
+                             test=config.significance, kinds=(AT_BEST_WEIGHT,))},
         "validation_pairs": strategy_pairs(validation["qrels"], validation["runs"], list(config.strategies),
                                            test=config.significance, shared_only=True),
         "length_median_words": median,
