@@ -135,10 +135,15 @@ def test_a_student_also_learns_its_teachers_scores_of_the_first_stage_candidates
     assert report["config"]["distill_candidates"] == 8
 
     with pytest.raises(ValueError, match="give teacher_model"):
-        train_cross_encoder(rows, TrainingConfig(base_model=teacher, distill_candidates=8,
+        train_cross_encoder(rows, TrainingConfig(base_model=teacher, distill_candidates=8, label_weight=0.0,
                                                  output_dir=str(tmp_path / "x")), progress_bar=False,
                             candidates=candidates)
     with pytest.raises(ValueError, match="give validation_candidates"):
         train_cross_encoder(rows, TrainingConfig(base_model=teacher, teacher_model=teacher, keep_layers=1,
-                                                 distill_candidates=8, output_dir=str(tmp_path / "y")),
+                                                 distill_candidates=8, label_weight=0.0,
+                                                 output_dir=str(tmp_path / "y")),
                             progress_bar=False)
+    # A group's first column is a random candidate: the labels' term would train it as the positive.
+    with pytest.raises(ValueError, match="set label_weight to 0"):
+        TrainingConfig(base_model=teacher, teacher_model=teacher, loss="margin_mse", distill_candidates=8,
+                       output_dir=str(tmp_path / "z"))

@@ -109,6 +109,11 @@ class TrainingConfig(Options):
             raise ValueError("keep_layers must be >= 1 (none: every layer).")
         if self.distill_candidates < 0:
             raise ValueError("distill_candidates must be >= 0 (0: the mined rows only).")
+        if self.distill_candidates and self.label_weight:
+            # A group's first column is a random candidate, not a labelled positive: a label term would teach it.
+            raise ValueError(f"distill_candidates adds groups of first-stage candidates that carry no labels, so the "
+                             f"label term (label_weight {self.label_weight:g}) would train a random candidate as "
+                             f"the positive: set label_weight to 0 (train --label-weight 0), the teacher alone.")
         if self.teacher_model is not None and self.loss not in ("auto", *TEACHER_LOSSES):
             raise ValueError(f"teacher_model is learnt from by a distillation loss: choose loss margin_mse or listnet "
                              f"(or auto), not {self.loss}.")
