@@ -78,18 +78,23 @@ def test_every_mining_option_reaches_the_cli_the_component_and_the_experiment(it
 CLI_TRAINING_FIELDS = [f for f in dataclasses.fields(TrainingConfig) if f.metadata["cli"]]
 
 
+# Options that another one's value must accompany (the config refuses them alone at its default).
+COMPANIONS = {"distill_candidates": {"label_weight": 0.0}}
+
+
 @pytest.mark.parametrize("item", CLI_TRAINING_FIELDS, ids=lambda f: f.name)
 def test_every_training_option_reaches_the_cli_the_component_and_the_experiment(item, trainable_model):
     value = trainable_model if item.name == "base_model" else _other_value(TrainingConfig, item)
-    args = build_parser().parse_args(["train", "--triplets", "t.jsonl", *_flags("train", {item.name: value})])
+    options = {item.name: value, **COMPANIONS.get(item.name, {})}
+    args = build_parser().parse_args(["train", "--triplets", "t.jsonl", *_flags("train", options)])
     from haystack_hardneg.cli.learning import training_config
 
     assert getattr(training_config(args), item.name) == value
-    training = {"base_model": trainable_model, "output_dir": "runs/t", item.name: value}
+    training = {"base_model": trainable_model, "output_dir": "runs/t", **options}
     restored = TripletTrainer.from_dict(TripletTrainer(training=training).to_dict())
     assert getattr(restored.config, item.name) == value
     if item.name not in ("output_dir", "strategy", "seed"):  # set by the experiment per re-ranker
-        config = ExperimentConfig(data="d", training={"base_model": "x", item.name: value})
+        config = ExperimentConfig(data="d", training={"base_model": "x", **options})
         assert getattr(config.training_config(output_dir="o", strategy="s", data_description=""), item.name) == value
 
 
