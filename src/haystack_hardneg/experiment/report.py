@@ -330,7 +330,7 @@ def write_report(out: Path, config, splits: dict[str, Any], stage_records: dict[
             **strategy_pairs(test_split.qrels, runs, strategies, test=config.significance),
             **strategy_pairs(test_split.qrels, at_best_weights(runs, withheld, strategies), strategies,
                              test=config.significance, kinds=(AT_BEST_WEIGHT,))},
-        "validation_pairs": strategy_pairs(validation["qrels"], validation["runs"], list(config.strategies),
+        "validation_pairs": strategy_pairs(validation["qrels"], validation["runs"], strategies,
                                            test=config.significance, shared_only=True),
         "length_median_words": median,
         "subsets": subset_metrics(test_split.qrels, runs, groups, test=config.significance, depth=config.retrieve_k),
