@@ -3,7 +3,8 @@
 A MiniLM-L6 cross-encoder (mean-pooling head; latency depends on the shape, not the weights) and its 3- and
 2-layer cuts, each exported as `export` does (torch's dynamo ONNX exporter), then: plain, int8, O2, O2 + int8,
 O3, O3 + int8. Every variant and torch fp32 score the same batches of 20 (query, SciFact abstract) pairs at 256
-tokens, in an order rotated every batch; medians per variant, with the machine's identity.
+tokens, taking turns in an order rotated every batch (`rank.speed`, as `export` times them); medians per variant,
+with the machine's identity.
 
     python benchmarks/onnx_optimizer_int8.py --model ~/.cache/hardneg-models/all-MiniLM-L6-v2 \\
         --data examples/data/scifact --out benchmarks/onnx_optimizer_int8_avx2.json
@@ -14,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +23,7 @@ import torch
 from haystack_hardneg.experiment.environment import machine
 from haystack_hardneg.files import atomic_write_text, read_jsonl
 from haystack_hardneg.graphs.convert import export_onnx, optimize_onnx, quantize_onnx
+from haystack_hardneg.rank.speed import interleaved_seconds
 from haystack_hardneg.train.heads import build_cross_encoder, keep_layers
 
 
@@ -63,15 +64,7 @@ def timed(cross_encoder, files: dict[str, Path], inputs: list[dict], warmup: int
         return lambda batch: session.run(None, {i.name: batch[i.name].astype(np.int64) for i in session.get_inputs()})
 
     runners = {"torch fp32": on_torch, **{name: on_onnx(s) for name, s in sessions.items()}}
-    seconds = {name: [] for name in runners}
-    names = list(runners)
-    for index, batch in enumerate(inputs):
-        shift = index % len(names)
-        for name in names[shift:] + names[:shift]:
-            started = time.perf_counter()
-            runners[name](batch)
-            if index >= warmup:
-                seconds[name].append(time.perf_counter() - started)
+    seconds = interleaved_seconds(runners, inputs, warmup=warmup)
     return {name: 1000 * float(np.median(values)) for name, values in seconds.items()}
 
 
