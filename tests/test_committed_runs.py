@@ -20,7 +20,7 @@ RUNS = {"examples/experiment_scifact.yml": "benchmarks/scifact/experiment",
 # recorded resolved).
 AS_ASKED = ("precision", "epochs", "batch_size", "max_length", "validation_fraction", "head")
 TRAINING_DEFAULTS = {f.name: f.default for f in fields(TrainingConfig)}
-FILL_DEFAULT = next(f.default for f in fields(MiningConfig) if f.name == "fill_beyond_window")
+FILL_DEFAULT = MiningConfig().fill_beyond_window
 
 
 def _config(path: str) -> dict:
@@ -35,9 +35,9 @@ def test_a_shipped_config_asks_for_the_trainings_its_committed_run_recorded(conf
     for report in reports:
         recorded = json.loads(report.read_text(encoding="utf-8"))["config"]
         for name in AS_ASKED:
-            assert asked.get(name, TRAINING_DEFAULTS[name]) == recorded[name], \
-                f"{config} asks training.{name} = {asked.get(name, TRAINING_DEFAULTS[name])!r}, the run in " \
-                f"{folder} ({report.name}) recorded {recorded[name]!r}: its state's trainings would not import"
+            value = asked.get(name, TRAINING_DEFAULTS[name])
+            assert value == recorded[name], f"{config} asks training.{name} = {value!r}, the run in {folder} " \
+                f"({report.name}) recorded {recorded[name]!r}: its state's trainings would not import"
 
 
 @pytest.mark.parametrize("config, folder", RUNS.items())
