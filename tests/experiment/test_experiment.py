@@ -36,6 +36,7 @@ def test_experiment_writes_its_report_and_a_rerun_redoes_nothing(fixtures, tiny_
     choice = first["first_stage_choice"]
     assert choice["lexical_weight"] in [round(0.1 * i, 1) for i in range(11)] and len(choice["by_weight"]) == 11
     assert first["rerankers"]["random"]["validation"]["queries"] > 0  # fusion weight chosen on held-out queries
+    assert first["rerankers"]["random"]["precision"] == {"asked": "fp32", "run": "fp32"}
     versus = systems["ensemble_cluster re-ranker"]["vs"]
     assert set(versus) == {"first stage", "random negatives"}
     assert 0 <= versus["random negatives"]["ndcg@10"]["p_value"] <= 1

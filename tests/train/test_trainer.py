@@ -13,6 +13,7 @@ from transformers import TrainerCallback
 
 from haystack_hardneg import CrossEncoderRanker, TripletTrainer
 from haystack_hardneg.embed.encoder import ModelNotFoundError
+from haystack_hardneg.experiment.report_markdown import _rerankers
 from haystack_hardneg.files import read_jsonl
 from haystack_hardneg.machine import cpu, describe_cpu, missing_bf16
 from haystack_hardneg.train.config import TrainingConfig
@@ -66,6 +67,7 @@ def test_each_loss_separates_positives_from_negatives(trainable_model, tmp_path,
     assert any(f"precision bf16 is refused on {describe_cpu(cpu())}: it has no {refused}" in r.getMessage()
                for r in caplog.records) == bool(refused)
     assert report["head"] == ("mean" if head == "auto" else head)
+    assert report["precision_run"] == ("fp32" if refused else precision)
     saved = CrossEncoder(str(tmp_path / "run" / "model"))
     assert all(p.dtype == torch.float32 for p in saved.parameters())
     after = ranking_accuracy(str(tmp_path / "run" / "model"), rows)
@@ -73,6 +75,21 @@ def test_each_loss_separates_positives_from_negatives(trainable_model, tmp_path,
     losses = [h["loss"] for h in report["history"] if "loss" in h]
     assert np.mean(losses[-3:]) < 0.5 * np.mean(losses[:3])
     assert report["validation"]["validation_ndcg@10"] > 0
+
+
+def test_a_refused_bf16_is_recorded_as_the_fp32_run_it_was(trainable_model, tmp_path, monkeypatch):
+    # A CPU without bfloat16 instructions, whatever this one has: what the report and the card then say.
+    monkeypatch.setattr("haystack_hardneg.train.trainer.bf16_support",
+                        lambda device: ("AVX-512 BF16 or AMX-BF16", "a CPU without them"))
+    report = train_cross_encoder(separable_rows(32), _config(tmp_path, trainable_model, epochs=1, precision="bf16"),
+                                 progress_bar=False)
+    assert (report["config"]["precision"], report["precision_run"]) == ("bf16", "fp32")
+    card = (tmp_path / "run" / "model" / "README.md").read_text()
+    assert "precision fp32 (bf16 asked, refused on the training machine)" in card
+    summary = _rerankers({"rerank_k": 5, "fusion_rule": "argmax", "rerankers": {
+        "dense": {"validation": {}, "train_rows": 32, "steps": 4, "train_seconds": 1.0, "fusion_alpha": None,
+                  "ms_per_query": 1.0, "precision": {"asked": "bf16", "run": report["precision_run"]}}}})
+    assert "**Warning (dense)**: trained in fp32; bf16 was asked and refused" in "\n".join(summary)
 
 
 def test_validation_queries_are_held_out_of_training():

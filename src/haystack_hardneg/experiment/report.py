@@ -75,7 +75,10 @@ def system_runs(out: Path, strategies: list[str], fusion_rule: str = "argmax",
                             "train_rows": training["train_rows"], "steps": training.get("steps"),
                             "validation_queries": training["validation_queries"],
                             "training_validation": training.get("validation"),
-                            "same_triplets_as": training.get("same_triplets_as")}
+                            "same_triplets_as": training.get("same_triplets_as"),
+                            # Runs recorded before the precision run was kept have the asked one only.
+                            "precision": {"asked": training["config"]["precision"],
+                                          "run": training.get("precision_run")}}
         if scores["validation"]:  # alpha is None exactly when there is no validation slice
             validation_runs[f"{strategy} re-ranker"] = {q: reranked_run(train_first[q], head)
                                                         for q, head in scores["validation"].items()}

@@ -115,6 +115,9 @@ def _rerankers(results: dict[str, Any]) -> list[str]:
                      f"{_latency(chosen)} | {chosen.get('backend', 'torch')} |")
     lines += [f"\n{strategy} re-ranked with {chosen['file_name']}: {_gate_text(chosen['export_gate'])}"
               for strategy, chosen in rerankers.items() if chosen.get("file_name")]
+    lines += [f"\n**Warning ({strategy})**: trained in {chosen['precision']['run']}; "
+              f"{chosen['precision']['asked']} was asked and refused on the training machine's CPU."
+              for strategy, chosen in rerankers.items() if _precision_refused(chosen)]
     lines += [f"\n{strategy} mined the same triplets as {chosen['same_triplets_as']}: its re-ranker is that one, "
               f"trained once." for strategy, chosen in rerankers.items() if chosen.get("same_triplets_as")]
     lines += [f"\n**Warning ({strategy})**: {chosen['validation']['fallback']}; its fused row is the first stage."
@@ -163,3 +166,8 @@ def markdown(results: dict[str, Any]) -> str:
              *_mining(results), *_stages(results),
              "", "Charts: `chart_ndcg.png`, `chart_long_short.png`. Per-query values: `per_query.json`."]
     return "\n".join(lines) + "\n"
+
+
+def _precision_refused(chosen: dict) -> bool:
+    precision = chosen.get("precision") or {}
+    return precision.get("run") is not None and precision["run"] != precision["asked"]

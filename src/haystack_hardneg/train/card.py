@@ -25,7 +25,7 @@ def append_model_card(model_dir: Path, report: dict) -> None:
         f"- scoring head: `{report['head']}`",
         f"- loss: `{config['loss']}`; epochs {config['epochs']}; encoder lr {config['encoder_lr']}, "
         f"head lr {report['head_lr']}; batch size {config['batch_size']}; "
-        f"precision {config['precision']}; seed {config['seed']}",
+        f"precision {_precision(report)}; seed {config['seed']}",
     ]
     if (model_dir / CALIBRATION_PAIRS_FILE).is_file():
         lines.append(f"- kept for exports: `{VALIDATION_CANDIDATES_FILE}` (the held-out queries' candidates) and "
@@ -51,6 +51,12 @@ def append_model_card(model_dir: Path, report: dict) -> None:
     card = model_dir / "README.md"
     existing = card.read_text(encoding="utf-8") if card.exists() else "# Cross-encoder\n"
     atomic_write_text(card, existing.rstrip() + "\n" + "\n".join(lines) + "\n")
+
+
+def _precision(report: dict) -> str:
+    """The precision the training ran in, and the one asked where the machine refused it."""
+    asked, run = report["config"]["precision"], report.get("precision_run", report["config"]["precision"])
+    return run if run == asked else f"{run} ({asked} asked, refused on the training machine)"
 
 
 def plot_curves(history: list[dict], path: Path) -> None:

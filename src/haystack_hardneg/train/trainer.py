@@ -101,7 +101,7 @@ def train_cross_encoder(triplets, config: TrainingConfig, *, resume: bool = Fals
     held_out = sorted(set(validation_rows["query"])) if len(validation_rows) else []
     report = _report(config, trainer.state, head=head, head_lr=head_lr, train_rows=len(train_rows), held_out=held_out,
                      validation_on=validation_on(evaluator, held_out_candidates), validation=validation, fusion=fusion,
-                     resumed_from=resume_from)
+                     resumed_from=resume_from, precision_run="bf16" if trainer.args.bf16 else "fp32")
     _write_outputs(output, model, report, held_out_candidates, calibration_sample(train_rows, config.seed))
     return report
 
@@ -284,8 +284,10 @@ def _with_candidate_groups(triplets, candidates: list[dict[str, Any]] | None, co
 
 
 def _report(config: TrainingConfig, state, *, head: str, head_lr: float, train_rows: int, held_out: list[str],
-            validation_on: str, validation: dict, fusion: dict[str, Any] | None, resumed_from: str | None) -> dict:
-    """The training report (``training_report.json``): what was trained how, and what validation measured."""
+            validation_on: str, validation: dict, fusion: dict[str, Any] | None, resumed_from: str | None,
+            precision_run: str) -> dict:
+    """The training report (``training_report.json``): what was trained how, and what validation measured.
+    ``precision_run`` is the precision the run had: bf16 asked is fp32 where this machine refused it."""
     return {
         "validation_on": validation_on,
         "fusion": fusion,
@@ -300,6 +302,7 @@ def _report(config: TrainingConfig, state, *, head: str, head_lr: float, train_r
         "validation": {k: float(v) for k, v in validation.items()},
         "history": state.log_history,
         "resumed_from": resumed_from,
+        "precision_run": precision_run,
     }
 
 
