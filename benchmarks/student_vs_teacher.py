@@ -6,7 +6,8 @@ and learns the teacher's scores of the mined rows the teacher was trained on (ma
 rows are few), validated on the same first-stage candidates (cut to ``--rerank-k``). Both then re-rank each
 test query's first-stage top ``--rerank-k`` on torch: nDCG@10 of each alone, fused with the first stage at each
 model's stored weight (what ``fusion_alpha="auto"`` applies) and at the teacher's best validation weight for both
-(the same interpolation, so that only the model differs), each student against the teacher by a paired t-test. With
+(the same interpolation, so that only the model differs) and at each model's own best validation weight (what
+the experiment's comparison of strategies uses), each student against the teacher by a paired t-test. With
 ``--exports``, every model also re-ranks through each export (made in its folder, not made its default) and each
 such row is tested against the teacher on torch: what a served student loses, quantisation included.
 
@@ -49,7 +50,8 @@ from haystack_hardneg.train.config import TrainingConfig
 from haystack_hardneg.train.heads import load_torch_cross_encoder
 from haystack_hardneg.train.trainer import train_cross_encoder
 
-VIEWS = ("alone", "fused, own stored weight", "fused, teacher's best validation weight")
+VIEWS = ("alone", "fused, own stored weight", "fused, teacher's best validation weight",
+         "fused, own best validation weight")
 
 
 def validation_top(args) -> list[dict]:
@@ -159,18 +161,20 @@ def main() -> None:
     per_query["first stage"] = evaluate_run(qrels, first, ["ndcg@10"], per_query=True)["ndcg@10"]
     compared = {}  # row name -> the teacher's row it is tested against
     for name, (folder, seconds) in models.items():
-        stored = read_ranker_settings(folder).get("fusion_alpha")
+        settings = read_ranker_settings(folder)
+        stored, own_best = settings.get("fusion_alpha"), settings.get("argmax_alpha", settings.get("fusion_alpha"))
         exports = {export: export_record(folder, export) for export in args.exports}
         for served in [None, *exports]:
             scores = raw_scores(folder, records, args.rerank_k, args.max_length,
                                 None if served is None else {**EXPORTS[served], **exports[served]})
             label = name if served is None else f"{name} [{served}]"
-            for view, alpha in zip(VIEWS, (None, stored, common_alpha)):
+            for view, alpha in zip(VIEWS, (None, stored, common_alpha, own_best)):
                 run = run_of(records, args.rerank_k, scores, alpha)
                 per_query[f"{label} {view}"] = evaluate_run(qrels, run, ["ndcg@10"], per_query=True)["ndcg@10"]
                 if label != "teacher":
                     compared[f"{label} {view}"] = f"teacher {view}"
         summary[name] = {"model": folder, "training_seconds": seconds, "stored_fusion_alpha": stored,
+                         "best_validation_alpha": own_best,
                          "layers": json.loads(Path(folder, "config.json").read_text())["num_hidden_layers"],
                          "exports": exports}
     queries = list(qrels)
