@@ -106,6 +106,12 @@ def export_record(folder: str, export: str) -> dict:
     return {"file_name": record["file_name"], "gate": record["gate"]}
 
 
+def best_validation_alpha(settings: dict) -> float:
+    """The fusion weight that scored best on the model's validation queries, shipped or not (0 where none was
+    chosen)."""
+    return float(settings.get("argmax_alpha", settings.get("fusion_alpha") or 0.0))
+
+
 def run_of(records: list[dict], k: int, scores: list[np.ndarray] | None, alpha: float | None) -> dict:
     """{query id: {doc id: score}}: the first stage's order (``scores`` None), the model alone (``alpha`` None)
     or fused at ``alpha``."""
@@ -150,8 +156,7 @@ def main() -> None:
     qrels = load_qrels(args.data / "qrels" / f"{args.split}.tsv")
     records = [r for r in read_jsonl(args.test_candidates) if r["query_id"] in qrels]
     qrels = {r["query_id"]: qrels[r["query_id"]] for r in records}
-    teacher_settings = read_ranker_settings(args.teacher)
-    common_alpha = float(teacher_settings.get("argmax_alpha", teacher_settings.get("fusion_alpha") or 0.0))
+    common_alpha = best_validation_alpha(read_ranker_settings(args.teacher))
     candidates = validation_top(args)
     models = {"teacher": (args.teacher, None)}
     for layers in args.layers:
@@ -162,7 +167,7 @@ def main() -> None:
     compared = {}  # row name -> the teacher's row it is tested against
     for name, (folder, seconds) in models.items():
         settings = read_ranker_settings(folder)
-        stored, own_best = settings.get("fusion_alpha"), settings.get("argmax_alpha", settings.get("fusion_alpha"))
+        stored, own_best = settings.get("fusion_alpha"), best_validation_alpha(settings)
         exports = {export: export_record(folder, export) for export in args.exports}
         for served in [None, *exports]:
             scores = raw_scores(folder, records, args.rerank_k, args.max_length,
